@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# A local TimescaleDB (Apache-2 edition) for machines without Docker.
+#
+#   scripts/dev-db.sh start    install what is missing, build TimescaleDB if needed, start the cluster
+#   scripts/dev-db.sh stop     stop the cluster
+#   scripts/dev-db.sh status   say whether it runs
+#   scripts/dev-db.sh url      print the database URL to use
+#
+# The cluster lives in .devdb/ (git-ignored) and runs as the postgres user, because
+# the server refuses to run as root. Port and credentials match docker-compose.timescale.yml,
+# so fitpipe's default URL works with either.
+set -euo pipefail
+
+PG_MAJOR=15
+TSDB_VERSION=2.19.3
+PORT="${FITPIPE_DEV_DB_PORT:-5432}"
+DB_USER=fitpipe
+DB_PASSWORD=fitpipe
+DB_NAME=fitpipe
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEVDB="$ROOT/.devdb"
+DATA="$DEVDB/data"
+RUN="$DEVDB/run"
+LOG="$DEVDB/server.log"
+PGBIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+PG_CONFIG="$PGBIN/pg_config"
+[ -x "$PG_CONFIG" ] || PG_CONFIG="/usr/bin/pg_config"
+
+say() { printf 'dev-db: %s\n' "$*" >&2; }
+
+as_postgres() {
+    if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+url() { printf 'postgresql://%s:%s@127.0.0.1:%s/%s\n' "$DB_USER" "$DB_PASSWORD" "$PORT" "$DB_NAME"; }
+
+is_running() {
+    [ -f "$DATA/postmaster.pid" ] && as_postgres "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
+}
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+timescaledb_installed() {
+    [ -f "$("$PG_CONFIG" --sharedir)/extension/timescaledb--$TSDB_VERSION.sql" ] 2>/dev/null
+}
+
+# Debian bookworm has no timescaledb package; trixie ships its source, which builds
+# against PostgreSQL 15. The +dfsg source drops the Timescale-licensed code, so the
+# build is the Apache-2 edition.
+build_timescaledb() {
+    apt_install build-essential cmake dpkg-dev libssl-dev libkrb5-dev "postgresql-server-dev-$PG_MAJOR"
+    local srclist=/etc/apt/sources.list.d/fitpipe-trixie-src.sources
+    if [ ! -f "$srclist" ]; then
+        # Reuse the mirror this machine is already configured with.
+        local mirror
+        mirror=$(grep -hoE '^URIs: *[^ ]+/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | awk '{print $2}')
+        [ -n "$mirror" ] || mirror=$(grep -hoE '^deb +[^ ]+/debian/? ' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}')
+        [ -n "$mirror" ] || { say "cannot find a Debian mirror in the apt configuration"; exit 1; }
+        printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror" > "$srclist"
+        apt-get update -qq
+    fi
+    # Outside the project: TimescaleDB's cmake asks git for a revision and would find ours.
+    local work
+    work=$(mktemp -d /tmp/fitpipe-tsdb-build.XXXXXX)
+    say "building TimescaleDB $TSDB_VERSION (Apache-2 edition) from Debian's source package"
+    (
+        cd "$work"
+        apt-get source -qq "timescaledb/trixie" >/dev/null 2>&1 || apt-get source -qq timescaledb >/dev/null
+        cd timescaledb-*/
+        ./bootstrap -DAPACHE_ONLY=1 -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
+            -DENABLE_DEBUG_UTILS=OFF -DPG_CONFIG="$PG_CONFIG" >/dev/null
+        cd build
+        make -j"$(nproc)" >/dev/null
+        make install >/dev/null
+    )
+    timescaledb_installed || { say "TimescaleDB build did not install version $TSDB_VERSION"; exit 1; }
+    rm -rf "$work"
+}
+
+start() {
+    if is_running; then say "already running on 127.0.0.1:$PORT"; return 0; fi
+    [ "$(id -u)" = 0 ] || [ "$(id -un)" = postgres ] || { say "run as root (to install packages) or as postgres"; exit 1; }
+    apt_install "postgresql-$PG_MAJOR" "postgresql-client-$PG_MAJOR"
+    timescaledb_installed || build_timescaledb
+    mkdir -p "$DEVDB"
+    if [ ! -f "$DATA/PG_VERSION" ]; then
+        say "creating a cluster in $DATA"
+        mkdir -p "$DATA" "$RUN"
+        chown -R postgres:postgres "$DEVDB"
+        local pwfile="$DEVDB/.pw"
+        printf '%s\n' "$DB_PASSWORD" > "$pwfile"; chown postgres "$pwfile"; chmod 600 "$pwfile"
+        as_postgres "$PGBIN/initdb" -D "$DATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
+            --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+        rm -f "$pwfile"
+        cat >> "$DATA/postgresql.conf" <<CONF
+# fitpipe dev cluster
+listen_addresses = '127.0.0.1'
+port = $PORT
+unix_socket_directories = '$RUN'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+max_connections = 100
+shared_buffers = 1GB
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+max_locks_per_transaction = 256
+CONF
+    fi
+    mkdir -p "$RUN"; chown -R postgres:postgres "$DEVDB"
+    as_postgres "$PGBIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start >/dev/null || { tail -n 20 "$LOG" >&2; exit 1; }
+    # Idempotent: the role and database are created once.
+    as_postgres "$PGBIN/psql" -h "$RUN" -p "$PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 <<SQL >/dev/null
+SELECT 'CREATE ROLE $DB_USER LOGIN SUPERUSER PASSWORD ''$DB_PASSWORD'''
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER') \gexec
+SELECT 'CREATE DATABASE $DB_NAME OWNER $DB_USER'
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DB_NAME') \gexec
+SQL
+    say "running on 127.0.0.1:$PORT ($(url | sed -E 's#://([^:]+):[^@]*@#://\1:***@#'))"
+}
+
+stop() {
+    if is_running; then as_postgres "$PGBIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null; say "stopped"; else say "not running"; fi
+}
+
+status() {
+    if is_running; then say "running on 127.0.0.1:$PORT"; else say "not running"; return 3; fi
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    url) url ;;
+    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+esac

@@ -1,0 +1,10 @@
+# Sourced by test.sh and demo.sh: create .venv when missing and install the project into it.
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import fitpipe, pytest, wearipedia" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.fitpipe-installed ]; then
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch .venv/.fitpipe-installed
+fi

@@ -1,0 +1,277 @@
+"""The `fitpipe` command. Thin on purpose: parse flags, call one library function, render.
+
+Heavy libraries (pandas, wearipedia, numpy) are imported inside the commands that need them,
+so `fitpipe --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+from . import __version__
+from .config import ENV_DATABASE_URL, database_url, mask_secrets
+from .errors import BadInput, FitpipeError
+
+app = typer.Typer(
+    name="fitpipe",
+    help="Move a wearable study cohort's data into TimescaleDB and keep it useful.\n\n"
+    "Example: fitpipe init-db && fitpipe seed-users --count 3 && fitpipe ingest --days 7",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+aggregate_app = typer.Typer(
+    help="Rollups (1 min, 1 h, 1 day) of the intraday metrics.\n\nExample: fitpipe aggregate refresh",
+    no_args_is_help=True,
+)
+app.add_typer(aggregate_app, name="aggregate")
+
+
+class State:
+    url: str = ""
+
+
+state = State()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fitpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    database_url_opt: Optional[str] = typer.Option(
+        None, "--database-url", envvar=ENV_DATABASE_URL, show_envvar=True, show_default=False,
+        help="PostgreSQL URL. Default: the local dev server and the Docker compose file's URL.",
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    state.url = database_url(database_url_opt)
+
+
+def fail(message: str, code: int) -> None:
+    # Plain write: rich would wrap the line at the terminal width.
+    sys.stderr.write(f"error: {mask_secrets(message)}\n")
+    raise typer.Exit(code)
+
+
+def handles_errors(command: Callable) -> Callable:
+    """Known errors become one line on stderr and their exit code; secrets are masked."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except FitpipeError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+
+    return wrapper
+
+
+def parse_day(value: Optional[str], flag: str) -> Optional[dt.date]:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{flag} must be a date like 2024-01-31, got {value!r}") from None
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@app.command("init-db")
+@handles_errors
+def init_db() -> None:
+    """Create the timescaledb extension and apply pending migrations, each in a transaction.
+
+    Running it again changes nothing. A migration file edited after it was applied is refused.
+
+    Example: fitpipe init-db
+    """
+    from .db import connection
+    from .migrate import apply_migrations
+
+    with connection(state.url) as conn:
+        report = apply_migrations(conn)
+    out = console()
+    if report.applied:
+        for name in report.applied:
+            out.print(f"applied {name}")
+        out.print(f"database is at migration {report.applied[-1]} ({len(report.applied)} applied now)")
+    else:
+        out.print(f"database is up to date ({report.already_applied} migrations applied); nothing to do")
+
+
+@app.command("seed-users")
+@handles_errors
+def seed_users(
+    count: int = typer.Option(..., "--count", min=1, help="Make sure users 1..COUNT exist."),
+    timezone: str = typer.Option("UTC", "--timezone", help="IANA timezone of new users."),
+    start_date: str = typer.Option("2024-01-01", "--start-date", help="Study start (local day) of new users."),
+    wear_gaps: bool = typer.Option(True, "--wear-gaps/--no-wear-gaps", help="Synthetic non-wear stretches for new users."),
+) -> None:
+    """Create participants 1..COUNT with synthetic data. Existing participants are kept as they are.
+
+    Example: fitpipe seed-users --count 3 --timezone America/New_York --start-date 2024-03-01
+    """
+    from .db import connection, require_schema
+    from .render import users_table
+    from .users import seed_users as seed
+
+    start = parse_day(start_date, "--start-date")
+    with connection(state.url) as conn:
+        require_schema(conn)
+        users, created = seed(conn, count, timezone=timezone, start_date=start, wear_gaps=wear_gaps)
+    out = console()
+    out.print(users_table(users))
+    out.print(f"{created} created, {len(users) - created} already there")
+
+
+@app.command()
+@handles_errors
+def ingest(
+    days: int = typer.Option(..., "--days", min=1, help="Ingest the next DAYS days after each user's cursor."),
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable). Default: all."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel processes. Default: number of CPUs."),
+    refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Refresh the rollups of what changed."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print errors only."),
+    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+) -> None:
+    """Ingest the next days after each user's cursor, never past yesterday in the user's timezone.
+
+    The cursor is the last day of the unbroken run of ingested days from the study start. This is
+    the command to run from cron.
+
+    Example: fitpipe ingest --days 1 --quiet
+    """
+    from .runner import run_ingest
+
+    run_ingest(state.url, command="ingest", days=days, user_ids=user or [], workers=workers,
+               refresh=refresh, quiet=quiet, metrics_file=metrics_file)
+
+
+@app.command()
+@handles_errors
+def backfill(
+    start: str = typer.Option(..., "--start", help="First local day, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last local day (inclusive), YYYY-MM-DD."),
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable). Default: all."),
+    force: bool = typer.Option(False, "--force", help="Re-ingest days that are already in the ledger."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel processes. Default: number of CPUs."),
+    refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Refresh the rollups of what changed."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print errors only."),
+    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+) -> None:
+    """Ingest a bounded range of days. Days already ingested are skipped unless --force.
+
+    Re-running after an interruption does only the missing days.
+
+    Example: fitpipe backfill --start 2024-01-01 --end 2024-01-14 --user 1 --user 2
+    """
+    from .runner import run_ingest
+
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if last < first:
+        raise BadInput(f"--end {last} is before --start {first}")
+    run_ingest(state.url, command="backfill", start=first, end=last, user_ids=user or [], workers=workers,
+               force=force, refresh=refresh, quiet=quiet, metrics_file=metrics_file)
+
+
+@app.command()
+@handles_errors
+def status(
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """What is in the database and what is missing: per user, the cursor, days, gaps and rows.
+
+    Example: fitpipe status --json
+    """
+    import json
+
+    from .db import connection, require_schema
+    from .render import status_tables
+    from .status import collect_status
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        report = collect_status(conn, user or [])
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        out = console()
+        for table in status_tables(report):
+            out.print(table)
+
+
+def not_implemented(name: str) -> None:
+    fail(f"`fitpipe {name}` is not implemented yet", 1)
+
+
+@aggregate_app.command("refresh")
+@handles_errors
+def aggregate_refresh(
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    full: bool = typer.Option(False, "--full", help="Rebuild every rollup from the raw data."),
+) -> None:
+    """Recompute the rollup buckets whose raw data changed since the last refresh.
+
+    Example: fitpipe aggregate refresh --full
+    """
+    not_implemented("aggregate refresh")
+
+
+@app.command()
+@handles_errors
+def impute(
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    start: Optional[str] = typer.Option(None, "--start", help="First local day."),
+    end: Optional[str] = typer.Option(None, "--end", help="Last local day (inclusive)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric."),
+    method: str = typer.Option("profile", "--method", help="profile or linear."),
+    max_gap: str = typer.Option("2h", "--max-gap", help="Leave longer gaps empty, e.g. 90min, 2h."),
+) -> None:
+    """Fill missing 1-minute buckets into their own table, marked as imputed.
+
+    Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
+    """
+    not_implemented("impute")
+
+
+@app.command()
+@handles_errors
+def export(
+    metric: str = typer.Option(..., "--metric", help="Metric to export."),
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    start: Optional[str] = typer.Option(None, "--start", help="First local day."),
+    end: Optional[str] = typer.Option(None, "--end", help="Last local day (inclusive)."),
+    resolution: str = typer.Option("auto", "--resolution", help="raw, 1min, 1h, 1d or auto."),
+    output: str = typer.Option("-", "--output", help="File path, or - for stdout."),
+) -> None:
+    """Write a metric as CSV, streamed from the server.
+
+    Example: fitpipe export --metric heart_rate --resolution 1h --output hr.csv
+    """
+    not_implemented("export")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Connections, and the database errors turned into one readable line."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import psycopg
+
+from .config import mask_secrets
+from .errors import DatabaseUnavailable, SchemaError
+
+FIX_NO_TIMESCALEDB = (
+    "start the local server with `scripts/dev-db.sh start`, "
+    "or `docker compose -f docker-compose.timescale.yml up -d`"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return mask_secrets(text[0] if text else exc.__class__.__name__)
+
+
+def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(f"cannot connect to {mask_secrets(url)}: {_first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    conn = connect(url, autocommit=autocommit)
+    try:
+        with conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"lost the database connection: {_first_line(exc)}") from None
+    finally:
+        conn.close()
+
+
+def require_schema(conn: psycopg.Connection) -> None:
+    """Fail with a hint when init-db has not been run on this database."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not row[0]:
+        raise SchemaError("this database has no fitpipe schema; run `fitpipe init-db` first")
+    conn.commit()
+
+
+def timescaledb_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    return bool(row[0])
+
+
+def timescaledb_license(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()[0] or "unknown"

@@ -1,0 +1,31 @@
+"""Errors that fitpipe knows how to explain in one line.
+
+The CLI turns any FitpipeError into its message on stderr and its exit code; anything
+else is a bug and keeps its traceback.
+"""
+
+
+class FitpipeError(Exception):
+    exit_code = 1
+
+
+class BadInput(FitpipeError):
+    """A flag, date, user or payload the user gave us is wrong."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(FitpipeError):
+    exit_code = 3
+
+
+class SchemaError(FitpipeError):
+    """The database is not in a state fitpipe can work with (missing extension, edited migration)."""
+
+    exit_code = 4
+
+
+class PartialFailure(FitpipeError):
+    """Some units of work failed; the rest were committed."""
+
+    exit_code = 5

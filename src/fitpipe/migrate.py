@@ -1,0 +1,113 @@
+"""Apply migrations/NNNN_name.sql in order, once each, and refuse edited ones."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from .db import FIX_NO_TIMESCALEDB, timescaledb_available
+from .errors import SchemaError
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Serialises concurrent `init-db` runs; any constant works as long as it is fitpipe's own.
+_MIGRATION_LOCK_KEY = 0x66697470_00000001
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE schema_migrations IS 'One row per migrations/NNNN_name.sql applied by fitpipe init-db.';
+COMMENT ON COLUMN schema_migrations.version IS 'The NNNN prefix of the migration file.';
+COMMENT ON COLUMN schema_migrations.name IS 'The file name, e.g. 0001_core.sql.';
+COMMENT ON COLUMN schema_migrations.checksum IS 'SHA-256 of the file as applied; init-db refuses a file whose content changed since.';
+COMMENT ON COLUMN schema_migrations.applied_at IS 'When the migration was applied.';
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+@dataclass
+class MigrationReport:
+    applied: list[str]
+    already_applied: int
+
+
+def migrations_dir() -> Path:
+    override = os.environ.get("FITPIPE_MIGRATIONS_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
+def discover(directory: Path | None = None) -> list[Migration]:
+    directory = directory or migrations_dir()
+    if not directory.is_dir():
+        raise SchemaError(f"migrations folder not found: {directory}")
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise SchemaError(f"migration file name must look like 0001_name.sql: {path.name}")
+        found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise SchemaError("two migration files share a version number")
+    return found
+
+
+def apply_migrations(conn: psycopg.Connection, directory: Path | None = None) -> MigrationReport:
+    migrations = discover(directory)
+    if not timescaledb_available(conn):
+        raise SchemaError(f"this PostgreSQL server has no TimescaleDB extension; {FIX_NO_TIMESCALEDB}")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.execute(_BOOTSTRAP)
+    applied_before = {
+        version: (name, checksum)
+        for version, name, checksum in conn.execute("SELECT version, name, checksum FROM schema_migrations")
+    }
+    for migration in migrations:
+        recorded = applied_before.get(migration.version)
+        if recorded and recorded[1] != migration.checksum:
+            raise SchemaError(
+                f"migration {migration.name} was edited after it was applied; "
+                "restore it and put the change in a new migration file"
+            )
+    report = MigrationReport(applied=[], already_applied=len(applied_before))
+    for migration in migrations:
+        if migration.version in applied_before:
+            continue
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            # Another init-db may have applied it while we waited for the lock.
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)).fetchone():
+                continue
+            try:
+                conn.execute(migration.sql)
+            except psycopg.Error as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SchemaError(f"migration {migration.name} failed: {first}") from None
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+        report.applied.append(migration.name)
+    return report

@@ -1,0 +1,66 @@
+"""Fitbit-style devices report local "floating" times. This is the one place they become instants.
+
+Rules, applied by `local_to_utc`:
+- A local time that does not exist (the hour skipped when clocks go forward) becomes NaT for
+  samples: it cannot be a real reading, and mapping it onto the next hour would collide with
+  the real readings there. The parser quarantines those records.
+- A local time that exists twice (the hour repeated when clocks go back) maps to its first
+  occurrence (daylight time). When the same wall time appears again later in the same
+  series, that second occurrence maps to the second instant (standard time). So the mapping
+  is deterministic and a device that really reports the repeated hour keeps both copies.
+- Boundaries (midnight, noon) use `nonexistent="shift_forward"`: a day that starts in a gap
+  starts at the first instant that exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from .errors import BadInput
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@functools.lru_cache(maxsize=None)
+def validate_timezone(name: str) -> str:
+    """Return the IANA zone name, or raise BadInput for an unknown one."""
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin")
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin") from None
+    if name not in available_timezones() and name != "UTC":
+        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin")
+    return name
+
+
+def local_to_utc(local: "np.ndarray", timezone: str, *, nonexistent: str = "NaT") -> "np.ndarray":
+    """Map naive local datetime64 values to naive UTC datetime64[us] values (see module rules)."""
+    import numpy as np
+    import pandas as pd
+
+    index = pd.DatetimeIndex(np.asarray(local, dtype="datetime64[us]"))
+    if timezone == "UTC":
+        return index.to_numpy(dtype="datetime64[us]")
+    # Which occurrence of its wall time each value is: 0 for the first, 1 for a repeat.
+    occurrence = pd.Series(index).groupby(index).cumcount().to_numpy()
+    aware = index.tz_localize(timezone, ambiguous=occurrence == 0, nonexistent=nonexistent)
+    return aware.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
+def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
+    """The aware UTC instant of `hour`:00 local on `day` (shifted forward out of a DST gap)."""
+    import numpy as np
+
+    naive = np.array([np.datetime64(dt.datetime(day.year, day.month, day.day, hour), "us")])
+    utc = local_to_utc(naive, timezone, nonexistent="shift_forward")[0]
+    return utc.astype(dt.datetime).replace(tzinfo=dt.timezone.utc)
+
+
+def today_in(timezone: str) -> dt.date:
+    return dt.datetime.now(ZoneInfo(timezone)).date()

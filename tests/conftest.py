@@ -1,0 +1,70 @@
+"""Tests run against a real TimescaleDB: each session creates its own database and drops it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from fitpipe.catalogue import METRICS
+from fitpipe.cli import app
+from fitpipe.config import DEFAULT_DATABASE_URL
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("FITPIPE_TEST_ADMIN_URL", DEFAULT_DATABASE_URL)
+STATE_TABLES = ("quarantine", "ingested_days", "rollup_invalidations", "ingest_runs")
+
+
+def url_for(database: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    name = f"fitpipe_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = url_for(name)
+    try:
+        result = CliRunner().invoke(app, ["--database-url", url, "init-db"])
+        assert result.exit_code == 0, result.output
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(database_url):
+    """A connection to an emptied test database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tables = [m.table for m in METRICS] + list(STATE_TABLES) + ["users"]
+        extra = conn.execute(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%'])"
+        ).fetchone()[0]
+        conn.execute(f"TRUNCATE {', '.join(tables)}{', ' + extra if extra else ''} CASCADE")
+        yield conn
+
+
+@pytest.fixture
+def cli(database_url):
+    """Run the real CLI against the test database; returns typer's Result."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, ["--database-url", database_url, *args], input=input)
+
+    return invoke
+
+
+def run_fitpipe(database_url: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run fitpipe in a subprocess, as cron would."""
+    env = {**os.environ, "FITPIPE_DATABASE_URL": database_url}
+    return subprocess.run([sys.executable, "-m", "fitpipe.cli", *args], env=env, capture_output=True, text=True, **kwargs)
