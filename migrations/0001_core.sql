@@ -69,6 +69,7 @@ CREATE TABLE ingested_days (
     source      text        NOT NULL,
     run_id      bigint      REFERENCES ingest_runs ON DELETE SET NULL,
     rows_loaded integer     NOT NULL,
+    rows_by_metric jsonb    NOT NULL DEFAULT '{}',
     quarantined integer     NOT NULL,
     ingested_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, day)
@@ -79,6 +80,7 @@ COMMENT ON COLUMN ingested_days.day IS 'Local day in the participant''s timezone
 COMMENT ON COLUMN ingested_days.source IS 'Source that produced the day, e.g. synthetic.';
 COMMENT ON COLUMN ingested_days.run_id IS 'Run that last (re)loaded the day.';
 COMMENT ON COLUMN ingested_days.rows_loaded IS 'Rows the day put in the metric tables.';
+COMMENT ON COLUMN ingested_days.rows_by_metric IS 'Rows per metric table, e.g. {"heart_rate": 80123}; status sums these instead of counting big tables.';
 COMMENT ON COLUMN ingested_days.quarantined IS 'Records of the day set aside in quarantine.';
 COMMENT ON COLUMN ingested_days.ingested_at IS 'When the day was last (re)loaded.';
 

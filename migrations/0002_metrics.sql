@@ -124,14 +124,15 @@ COMMENT ON COLUMN sleep_sessions.minutes_to_fall_asleep IS 'Minutes from going t
 COMMENT ON COLUMN sleep_sessions.minutes_after_wakeup IS 'Minutes in bed after waking.';
 COMMENT ON COLUMN sleep_sessions.time_in_bed IS 'Minutes in bed.';
 
--- ~40 segments per night.
+-- ~40 segments per night. The stage is in the key because wearipedia sometimes starts two long
+-- segments at the same second.
 CREATE TABLE sleep_stages (
     user_id  integer     NOT NULL,
     start_ts timestamptz NOT NULL,
     is_short boolean     NOT NULL,
     stage    text        NOT NULL CHECK (stage IN ('wake', 'light', 'deep', 'rem', 'asleep', 'restless', 'awake')),
     seconds  integer     NOT NULL,
-    PRIMARY KEY (user_id, start_ts, is_short)
+    PRIMARY KEY (user_id, start_ts, is_short, stage)
 );
 SELECT create_hypertable('sleep_stages', 'start_ts', chunk_time_interval => interval '90 days', create_default_indexes => false);
 COMMENT ON TABLE sleep_stages IS 'Sleep stage segments of every session (levels.data and levels.shortData). Hypertable, 90-day chunks.';

@@ -147,9 +147,10 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "sleep_stages", "sleep_stages", "start_ts",
-        (Column("stage", "text"), Column("seconds", "integer", 0, 24 * 3600)),
+        (Column("seconds", "integer", 0, 24 * 3600),),
         DayWindow.NIGHT, "segment", "Sleep stage segments",
-        extra_key=(Column("is_short", "boolean"),),
+        # The stage is part of the key: wearipedia starts two long segments at the same second.
+        extra_key=(Column("is_short", "boolean"), Column("stage", "text")),
     ),
     Metric(
         "heart_rate_daily", "heart_rate_daily", "day",

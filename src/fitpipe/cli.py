@@ -90,7 +90,11 @@ def parse_day(value: Optional[str], flag: str) -> Optional[dt.date]:
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal:
+        # Logs and pipes get full rows rather than rich's 80-column default.
+        out = Console(stderr=stderr, highlight=False, width=160)
+    return out
 
 
 @app.command("init-db")

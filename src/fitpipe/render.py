@@ -20,28 +20,35 @@ def users_table(users: Iterable) -> "object":
 def status_tables(report: dict) -> list:
     from rich.table import Table
 
-    users = Table(title="ingestion status per participant")
-    for column in ("id", "timezone", "study start", "cursor", "days ingested", "missing before cursor",
-                   "days after a gap", "quarantined"):
-        users.add_column(column)
+    users = Table(title="ingestion per participant")
+    for column in ("id", "timezone", "start", "cursor", "last day", "days", "missing", "after gap", "quarantined"):
+        users.add_column(column, no_wrap=True)
     for u in report["users"]:
         users.add_row(
             str(u["user_id"]), u["timezone"], str(u["study_start"]), str(u["cursor"] or "-"),
-            str(u["days_ingested"]), str(len(u["missing_days"])), str(u["days_after_gap"]), str(u["quarantined"]),
+            str(u["last_ingested"] or "-"), str(u["days_ingested"]), str(len(u["missing_days"])),
+            str(u["days_after_gap"]), str(u["quarantined"]),
         )
     rows = Table(title="rows per metric")
-    rows.add_column("user")
-    metrics = list(report["metrics"])
-    for name in metrics:
-        rows.add_column(name, justify="right")
-    for u in report["users"]:
-        rows.add_row(str(u["user_id"]), *(f"{u['rows'].get(m, 0):,}" for m in metrics))
+    rows.add_column("metric", no_wrap=True)
+    # One column per participant while that fits on a screen; a total otherwise.
+    per_user = len(report["users"]) <= 5
+    for u in report["users"] if per_user else []:
+        rows.add_column(f"user {u['user_id']}", justify="right", no_wrap=True)
+    rows.add_column("total", justify="right", no_wrap=True)
+    for name in report["metrics"]:
+        counts = [u["rows"].get(name, 0) for u in report["users"]]
+        rows.add_row(name, *(f"{c:,}" for c in (counts if per_user else [])), f"{sum(counts):,}")
+    tables = [users, rows]
+    missing = [(u["user_id"], u["missing_days"]) for u in report["users"] if u["missing_days"]]
+    for user_id, days in missing[:20]:
+        shown = ", ".join(str(d) for d in days[:8]) + (f" ... ({len(days)} days)" if len(days) > 8 else "")
+        tables.append(f"user {user_id} is missing {shown}")
     last = report.get("last_run")
-    runs = Table(title="last run")
-    for column in ("run", "command", "status", "started", "finished", "user-days", "rows", "quarantined", "failed"):
-        runs.add_column(column)
     if last:
-        runs.add_row(str(last["run_id"]), last["command"], last["status"], str(last["started_at"]),
-                     str(last["finished_at"] or "-"), str(last["user_days"]), f"{last['rows_loaded']:,}",
-                     str(last["quarantined"]), str(last["failed"]))
-    return [users, rows, runs]
+        tables.append(
+            f"last run: {last['run_id']} {last['command']} [bold]{last['status']}[/bold], started "
+            f"{last['started_at']:%Y-%m-%d %H:%M:%S %Z}, {last['user_days']} user-days, {last['rows_loaded']:,} rows, "
+            f"{last['quarantined']} quarantined, {last['failed']} failed"
+        )
+    return tables

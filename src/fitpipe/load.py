@@ -1,0 +1,112 @@
+"""Replace one (user, local day) in every table, atomically.
+
+In one transaction: take the user-day lock, check the ledger, produce the rows (the caller's
+fetch + parse), delete the day's old rows from every metric table and quarantine, binary-COPY
+the new rows, record the day in the ledger and log what the rollups must recompute. A crash at
+any point rolls all of it back, so a day is either entirely as before or entirely new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psycopg
+
+from . import locks
+from .catalogue import METRICS, DayWindow, Metric
+from .copybin import copy_rows
+from .parse import DayContext, ParsedDay
+
+
+@dataclass
+class DayOutcome:
+    user_id: int
+    day: dt.date
+    status: str  # loaded | done (already in the ledger) | busy (another run holds it) | failed
+    rows_by_metric: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    error: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_metric.values())
+
+
+def _day_filter(metric: Metric, ctx: DayContext) -> tuple[str, tuple]:
+    if metric.window is DayWindow.DATE:
+        return f"user_id = %s AND {metric.time_column} = %s", (ctx.user_id, ctx.day)
+    lo, hi = ctx.window(metric)
+    return (f"user_id = %s AND {metric.time_column} >= %s AND {metric.time_column} < %s",
+            (ctx.user_id, _aware(lo), _aware(hi)))
+
+
+def _aware(value) -> dt.datetime:
+    return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
+
+
+def replace_day(
+    conn: psycopg.Connection,
+    ctx: DayContext,
+    produce: Callable[[], ParsedDay],
+    *,
+    source: str,
+    run_id: int | None,
+    skip_if_done: bool,
+) -> DayOutcome:
+    outcome = DayOutcome(ctx.user_id, ctx.day, "loaded")
+    with conn.transaction():
+        if not locks.try_lock_user_day(conn, ctx.user_id, ctx.day):
+            outcome.status = "busy"
+            return outcome
+        locks.lock_user_shared(conn, ctx.user_id)
+        if skip_if_done and conn.execute(
+            "SELECT 1 FROM ingested_days WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day)
+        ).fetchone():
+            outcome.status = "done"
+            return outcome
+
+        parsed = produce()
+        started = time.perf_counter()
+        with conn.cursor() as cur:
+            for metric in METRICS:
+                where, params = _day_filter(metric, ctx)
+                cur.execute(f"DELETE FROM {metric.table} WHERE {where}", params)
+            cur.execute("DELETE FROM quarantine WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day))
+            for table, rows in parsed.rows.items():
+                metric = rows.metric
+                outcome.rows_by_metric[metric.name] = copy_rows(
+                    cur, table, metric.column_names, [c.pg_type for c in metric.columns],
+                    [rows.columns[name] for name in metric.column_names],
+                )
+            if parsed.quarantined:
+                with cur.copy("COPY quarantine (user_id, day, metric, raw_value, reason, run_id) FROM STDIN") as copy:
+                    for q in parsed.quarantined:
+                        copy.write_row((ctx.user_id, ctx.day, q.metric, q.raw_value, q.reason, run_id))
+            outcome.quarantined = len(parsed.quarantined)
+            cur.execute(
+                """
+                INSERT INTO ingested_days (user_id, day, source, run_id, rows_loaded, rows_by_metric, quarantined)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (user_id, day) DO UPDATE SET
+                    source = excluded.source, run_id = excluded.run_id, rows_loaded = excluded.rows_loaded,
+                    rows_by_metric = excluded.rows_by_metric, quarantined = excluded.quarantined,
+                    ingested_at = now()
+                """,
+                (ctx.user_id, ctx.day, source, run_id, outcome.rows, json.dumps(outcome.rows_by_metric),
+                 outcome.quarantined),
+            )
+            # The whole owned window is invalidated: rows that disappeared must leave the rollups too.
+            invalidations = []
+            for metric in METRICS:
+                if metric.intraday:
+                    lo, hi = ctx.window(metric)
+                    invalidations.append((ctx.user_id, metric.name, _aware(lo), _aware(hi)))
+            cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
+                            invalidations)
+        outcome.seconds["load"] = time.perf_counter() - started
+    return outcome

@@ -1,0 +1,258 @@
+"""ingest and backfill: plan the user-days, run them in worker processes, keep the run log.
+
+The parent plans and records; each worker process generates, parses and loads whole user-days
+(fitpipe.load.replace_day), so generation in one process overlaps loading in another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import psycopg
+
+from .config import mask_secrets
+from .db import connect, require_schema
+from .errors import BadInput, PartialFailure
+from .ledger import cursors, days_between, ingested, last_complete_day
+from .load import DayOutcome
+from .users import User, list_users
+
+
+@dataclass(frozen=True)
+class Task:
+    user: User
+    day: dt.date
+    skip_if_done: bool
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    command: str
+    planned: int
+    outcomes: list[DayOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    refreshed: object = None
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def rows(self) -> int:
+        return sum(o.rows for o in self.outcomes)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(o.quarantined for o in self.outcomes)
+
+    def rows_by_metric(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for outcome in self.outcomes:
+            for name, rows in outcome.rows_by_metric.items():
+                totals[name] = totals.get(name, 0) + rows
+        return totals
+
+    def time_split(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for outcome in self.outcomes:
+            for part, seconds in outcome.seconds.items():
+                totals[part] = totals.get(part, 0.0) + seconds
+        return totals
+
+
+# --- planning -------------------------------------------------------------------------------
+
+def plan_ingest(conn: psycopg.Connection, users: Sequence[User], days: int) -> list[Task]:
+    ids = [u.user_id for u in users]
+    cursor_of = cursors(conn, ids)
+    tasks = []
+    for user in users:
+        cursor = cursor_of[user.user_id]
+        first = cursor + dt.timedelta(days=1) if cursor else user.study_start
+        last = min(first + dt.timedelta(days=days - 1), last_complete_day(user))
+        tasks += [Task(user, day, True) for day in days_between(first, last)] if last >= first else []
+    return tasks
+
+
+def plan_backfill(conn: psycopg.Connection, users: Sequence[User], start: dt.date, end: dt.date,
+                  force: bool) -> list[Task]:
+    latest = max(last_complete_day(u) for u in users)
+    if end > latest:
+        raise BadInput(f"--end {end} is not over yet for any participant; the latest complete day is {latest}")
+    done = set() if force else ingested(conn, [u.user_id for u in users], start, end)
+    tasks = []
+    for user in users:
+        first = max(start, user.study_start)
+        last = min(end, last_complete_day(user))
+        tasks += [Task(user, day, not force) for day in days_between(first, last) if (user.user_id, day) not in done]
+    return tasks
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+_worker: dict = {}
+
+
+def _init_worker(url: str) -> None:
+    _worker["url"] = url
+
+
+def _worker_connection() -> psycopg.Connection:
+    conn = _worker.get("conn")
+    if conn is None or conn.closed or conn.broken:
+        conn = connect(_worker["url"], application_name="fitpipe-worker")
+        _worker["conn"] = conn
+    return conn
+
+
+def run_task(item: tuple[Task, int]) -> DayOutcome:
+    task, run_id = item
+    from .load import replace_day
+    from .parse import DayContext, parse_day
+    from .sources import source_for
+
+    ctx = DayContext(task.user.user_id, task.day, task.user.timezone)
+    seconds: dict[str, float] = {}
+    try:
+        source = source_for(task.user.source)
+
+        def produce():
+            started = time.perf_counter()
+            payloads = source.fetch_day(task.user, task.day)
+            seconds["generate"] = time.perf_counter() - started
+            started = time.perf_counter()
+            parsed = parse_day(payloads, ctx, source.payload_format)
+            seconds["parse"] = time.perf_counter() - started
+            return parsed
+
+        outcome = replace_day(_worker_connection(), ctx, produce, source=source.name,
+                              run_id=run_id, skip_if_done=task.skip_if_done)
+    except Exception as exc:  # one bad day must not stop the others
+        message = str(exc).strip().splitlines()
+        return DayOutcome(ctx.user_id, ctx.day, "failed",
+                          error=mask_secrets(f"{type(exc).__name__}: {message[0] if message else ''}"))
+    outcome.seconds.update(seconds)
+    return outcome
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def _start_run(conn: psycopg.Connection, command: str, arguments: dict) -> int:
+    with conn.transaction():
+        # Runs whose process died never finished; their connection (named after the run) is gone.
+        conn.execute(
+            """
+            UPDATE ingest_runs SET status = 'interrupted', finished_at = now()
+            WHERE status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM pg_stat_activity WHERE application_name = 'fitpipe-run-' || ingest_runs.run_id)
+            """
+        )
+        run_id = conn.execute(
+            "INSERT INTO ingest_runs (command, arguments, host, pid) VALUES (%s, %s, %s, %s) RETURNING run_id",
+            (command, json.dumps(arguments, default=str), socket.gethostname(), os.getpid()),
+        ).fetchone()[0]
+    conn.execute(f"SET application_name = 'fitpipe-run-{int(run_id)}'")
+    conn.commit()
+    return run_id
+
+
+def _finish_run(conn: psycopg.Connection, summary: RunSummary, status: str, error: str | None) -> None:
+    with conn.transaction():
+        conn.execute(
+            """
+            UPDATE ingest_runs SET status = %s, finished_at = now(), user_days = %s, rows_loaded = %s,
+                   quarantined = %s, skipped = %s, failed = %s, error = %s
+            WHERE run_id = %s
+            """,
+            (status, summary.count("loaded"), summary.rows, summary.quarantined,
+             summary.count("done") + summary.count("busy"), summary.count("failed"), error, summary.run_id),
+        )
+
+
+def run_ingest(
+    url: str,
+    *,
+    command: str,
+    user_ids: Sequence[int],
+    days: int | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    force: bool = False,
+    workers: int | None = None,
+    refresh: bool = True,
+    quiet: bool = False,
+    metrics_file: Path | None = None,
+) -> RunSummary:
+    from .progress import Reporter
+
+    workers = workers or os.cpu_count() or 1
+    with connect(url) as conn:
+        require_schema(conn)
+        users = list_users(conn, user_ids)
+        if not users:
+            raise BadInput("there are no participants; create them with `fitpipe seed-users --count N`")
+        tasks = (plan_ingest(conn, users, days) if command == "ingest"
+                 else plan_backfill(conn, users, start, end, force))
+    tasks.sort(key=lambda t: (t.day, t.user.user_id))
+    arguments = {"days": days, "start": start, "end": end, "users": list(user_ids), "force": force, "workers": workers}
+
+    reporter = Reporter(command, quiet=quiet)
+    started = time.perf_counter()
+    # Fork before this process opens its own connection, so no child inherits a live one.
+    pool = None
+    if tasks:
+        from .sources import source_for
+
+        for name in {t.user.source for t in tasks}:
+            source_for(name)  # import the source's heavy modules once, before forking
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)), _init_worker, (url,))
+    conn = connect(url)
+    status, error = "ok", None
+    try:
+        run_id = _start_run(conn, command, arguments)
+        summary = RunSummary(run_id, command, len(tasks))
+        reporter.start(run_id, len(tasks))
+        try:
+            for outcome in (pool.imap_unordered(run_task, [(t, run_id) for t in tasks], chunksize=1) if pool else []):
+                summary.outcomes.append(outcome)
+                reporter.day_done(outcome)
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted by the user"
+            raise
+        finally:
+            reporter.stop()
+            if pool:
+                pool.terminate() if status == "interrupted" else pool.close()
+                pool.join()
+            summary.seconds = time.perf_counter() - started
+            failed = [o for o in summary.outcomes if o.status == "failed"]
+            if failed and status == "ok":
+                status = "failed"
+                error = "\n".join(f"user {o.user_id} day {o.day}: {o.error}" for o in failed)
+            _finish_run(conn, summary, status, error)
+        if refresh and summary.count("loaded"):
+            from .rollups import refresh_changed
+
+            summary.refreshed = refresh_changed(conn, [u.user_id for u in users])
+        reporter.summary(summary)
+        if metrics_file:
+            from .metrics_file import write_run_metrics
+
+            write_run_metrics(metrics_file, command, summary, status)
+    finally:
+        conn.close()
+    failed = [o for o in summary.outcomes if o.status == "failed"]
+    if failed:
+        names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
+                             f"(run {summary.run_id}; see ingest_runs.error)")
+    return summary

@@ -1,0 +1,90 @@
+"""The synthetic source: wearipedia's Fitbit Charge 6 generator, one day at a time.
+
+wearipedia ignores the seed it is given for `random` inside the device wrapper and never seeds
+`numpy.random`, so we call its generator directly after seeding both from (user seed, day).
+Generating one day per call keeps memory flat for any range (a 30-day window needs ~1 GB).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import numpy as np
+
+from .wear_gaps import DayGaps, gaps_for, stable_seed
+
+# wearipedia's payload kinds that fitpipe reads (see ../shared/reference/wearipedia-fitbit.md).
+PAYLOAD_KINDS = (
+    "intraday_heart_rate", "heart_rate_day", "intraday_active_zone_minute", "intraday_spo2", "intraday_hrv",
+    "intraday_breath_rate", "sleep", "hrv", "steps", "distance", "minutesSedentary", "minutesLightlyActive",
+    "minutesFairlyActive", "minutesVeryActive",
+)
+# What a night off removes: everything measured in that night.
+NIGHT_KINDS = ("intraday_spo2", "intraday_hrv", "intraday_breath_rate", "sleep", "hrv")
+
+
+def _seconds(clock: str) -> int:
+    return int(clock[0:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:8])
+
+
+def _worn(clock: str, intervals: list[tuple[int, int]]) -> bool:
+    second = _seconds(clock)
+    return not any(lo <= second < hi for lo, hi in intervals)
+
+
+def remove_non_wear(payloads: dict[str, Any], gaps: DayGaps) -> None:
+    """Drop the records that fall in non-wear stretches, in place."""
+    if gaps.night_off:
+        for kind in NIGHT_KINDS:
+            payloads[kind] = []
+    if not gaps.intervals:
+        return
+    for day in payloads["intraday_heart_rate"]:
+        intraday = day["heart_rate_day"][0]["activities-heart-intraday"]
+        intraday["dataset"] = [p for p in intraday["dataset"] if _worn(p["time"], gaps.intervals)]
+    for day in payloads["intraday_active_zone_minute"]:
+        for entry in day["activities-active-zone-minutes-intraday"]:
+            entry["minutes"] = [m for m in entry["minutes"] if _worn(m["minute"], gaps.intervals)]
+
+
+def move_night_to_its_evening(payloads: dict[str, Any], day: dt.date) -> None:
+    """Stamp every SpO2/HRV point of day D's night inside [D 12:00, D+1 12:00), in place.
+
+    wearipedia lists the night that starts on D's evening under D, but stamps after-midnight
+    points (and whole nights that start between 00:00 and 03:00) with D's own date. A point
+    stamped before noon on D therefore really belongs to the next morning.
+    """
+    own, following = day.isoformat(), (day + dt.timedelta(days=1)).isoformat()
+
+    def fix(stamp: Any) -> Any:
+        if isinstance(stamp, str) and stamp[:10] == own and stamp[11:13] < "12":
+            return following + stamp[10:]
+        return stamp
+
+    for entry in payloads["intraday_spo2"]:
+        for point in entry.get("minutes", []):
+            point["minute"] = fix(point.get("minute"))
+    for entry in payloads["intraday_hrv"]:
+        for night in entry.get("hrv", []):
+            for point in night.get("minutes", []):
+                point["minute"] = fix(point.get("minute"))
+
+
+class SyntheticFitbitSource:
+    name = "synthetic"
+    payload_format = "fitbit-webapi"
+
+    def fetch_day(self, user: Any, day: dt.date) -> dict[str, Any]:
+        from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
+
+        seed = stable_seed("day", user.synthetic_seed, day.isoformat())
+        random.seed(seed)
+        np.random.seed(seed)
+        generated = create_syn_data(seed, day.isoformat(), (day + dt.timedelta(days=1)).isoformat())
+        payloads = {kind: generated[kind] for kind in PAYLOAD_KINDS}
+        move_night_to_its_evening(payloads, day)
+        if user.wear_gaps:
+            remove_non_wear(payloads, gaps_for(user.synthetic_seed, day))
+        return payloads

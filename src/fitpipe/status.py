@@ -1,0 +1,77 @@
+"""What is in the database and what is missing, per participant. Read from the ledger only, so
+it stays fast however many rows the metric tables hold."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .catalogue import METRICS
+from .ledger import cursors
+from .users import list_users
+
+
+def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
+    users = list_users(conn, user_ids)
+    ids = [u.user_id for u in users]
+    cursor_of = cursors(conn, ids)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT u.user_id,
+                   count(d.day) AS days_ingested,
+                   max(d.day) AS last_ingested,
+                   coalesce(sum(d.quarantined), 0) AS quarantined,
+                   (SELECT coalesce(array_agg(g.day::date ORDER BY g.day), '{}')
+                      FROM generate_series(u.study_start, max(d.day), interval '1 day') AS g(day)
+                     WHERE NOT EXISTS (SELECT 1 FROM ingested_days x
+                                        WHERE x.user_id = u.user_id AND x.day = g.day::date)) AS missing_days
+            FROM users u LEFT JOIN ingested_days d ON d.user_id = u.user_id AND d.day >= u.study_start
+            WHERE u.user_id = ANY(%s)
+            GROUP BY u.user_id
+            """,
+            (ids,),
+        )
+        per_user = {row["user_id"]: row for row in cur.fetchall()}
+        cur.execute(
+            """
+            SELECT user_id, key AS metric, sum(value::bigint) AS rows
+            FROM ingested_days, jsonb_each_text(rows_by_metric)
+            WHERE user_id = ANY(%s) GROUP BY user_id, key
+            """,
+            (ids,),
+        )
+        rows: dict[int, dict[str, int]] = {}
+        for row in cur.fetchall():
+            rows.setdefault(row["user_id"], {})[row["metric"]] = int(row["rows"])
+        cur.execute(
+            """
+            SELECT run_id, command, status, started_at, finished_at, user_days, rows_loaded, quarantined,
+                   skipped, failed, error
+            FROM ingest_runs ORDER BY run_id DESC LIMIT 1
+            """
+        )
+        last_run = cur.fetchone()
+    report_users = []
+    for user in users:
+        info = per_user.get(user.user_id, {})
+        cursor = cursor_of.get(user.user_id)
+        last = info.get("last_ingested")
+        report_users.append({
+            "user_id": user.user_id,
+            "display_name": user.display_name,
+            "timezone": user.timezone,
+            "study_start": user.study_start,
+            "cursor": cursor,
+            "last_ingested": last,
+            "days_ingested": int(info.get("days_ingested") or 0),
+            # Between the study start and the last ingested day; the cursor stops at the first of them.
+            "missing_days": list(info.get("missing_days") or []),
+            # Ingested days past the first missing one: they wait for the gap to be filled.
+            "days_after_gap": int(info.get("days_ingested") or 0) - ((cursor - user.study_start).days + 1 if cursor else 0),
+            "quarantined": int(info.get("quarantined") or 0),
+            "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
+        })
+    return {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run}
