@@ -398,8 +398,14 @@ def test_local_instant_day_lengths():
 # --------------------------------------------------------------------------------------------
 # connection errors and secrets
 
-# Commands that connect first thing. (status imports fitpipe.status, not written yet: add it then.)
-DB_COMMANDS = [("init-db",), ("seed-users", "--count", "1")]
+# Every command that connects to the database.
+DB_COMMANDS = [
+    ("init-db",),
+    ("seed-users", "--count", "1"),
+    ("status",),
+    ("ingest", "--days", "1"),
+    ("backfill", "--start", "2024-01-01", "--end", "2024-01-02"),
+]
 
 
 @pytest.mark.parametrize("command", DB_COMMANDS, ids=lambda c: c[0])
@@ -438,6 +444,16 @@ def test_password_never_printed(secret_url, how):
     assert SECRET in secret_url
     args = ("--database-url", secret_url) if how == "flag" else ()
     proc = run_fitpipe(secret_url, *args, "init-db")
+    check_masked(proc)
+
+
+@pytest.mark.parametrize("command", DB_COMMANDS[1:], ids=lambda c: c[0])
+def test_password_never_printed_by_any_command(command):
+    proc = run_fitpipe(f"postgresql://fitpipe:{SECRET}@127.0.0.1:{closed_port()}/fitpipe", *command)
+    check_masked(proc)
+
+
+def check_masked(proc: subprocess.CompletedProcess) -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert SECRET not in output

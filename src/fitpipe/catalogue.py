@@ -76,6 +76,11 @@ class Metric:
     def intraday(self) -> bool:
         return self.rollup is not None
 
+    @property
+    def samples_per_minute(self) -> int:
+        """How many raw samples a fully worn minute holds; an imputed minute stands in for that many."""
+        return {"1s": 60, "1min": 1}.get(self.resolution, 1)
+
     def value(self, name: str) -> Column:
         for column in self.values:
             if column.name == name:

@@ -234,9 +234,25 @@ def aggregate_refresh(
 ) -> None:
     """Recompute the rollup buckets whose raw data changed since the last refresh.
 
+    Only the local days that ingestion recorded as changed are rebuilt; --full rebuilds all.
+    ingest and backfill run this at the end unless given --no-refresh.
+
     Example: fitpipe aggregate refresh --full
     """
-    not_implemented("aggregate refresh")
+    from .db import connection, require_schema
+    from .rollups import refresh
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        report = refresh(conn, user or [], full=full)
+    if report.users == 0:
+        console().print(f"rollups are up to date; nothing to do ({report.seconds:.2f} s)")
+    else:
+        console().print(
+            f"refreshed {report.users} participant(s): {report.days} local days, "
+            + ", ".join(f"{n:,} {level} buckets" for level, n in report.buckets.items())
+            + f", {report.invalidations} change records consumed, in {report.seconds:.2f} s"
+        )
 
 
 @app.command()

@@ -3,7 +3,8 @@
 - user-day (two-int key space): held by the transaction that replaces that day. A second run
   that cannot take it skips the day and says so.
 - user (bigint key space): ingest holds it shared while it writes a day; impute and rollup
-  refresh hold it exclusively, so they never read a user's data halfway through a replace.
+  holds it exclusively, so it never reads a user's data halfway through a replace.
+- refresh (bigint key space): two rollup refreshes of one user take turns.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import psycopg
 
 # Distinct bigint ranges per purpose; PostgreSQL keeps the (int, int) key space apart anyway.
 _USER_BASE = 0x6669_7470_0001_0000_0000 >> 24  # "fitp" + purpose 1, shifted into bigint range
-_MAINTENANCE_BASE = _USER_BASE + (1 << 32)
+_REFRESH_BASE = _USER_BASE + (1 << 32)
 
 
 def user_key(user_id: int) -> int:
@@ -33,7 +34,6 @@ def lock_user_exclusive(conn: psycopg.Connection, user_id: int) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (user_key(user_id),))
 
 
-def try_lock_maintenance(conn: psycopg.Connection, name: str) -> bool:
-    """A transaction-level lock for one maintenance job (e.g. 'refresh'), so two never overlap."""
-    key = _MAINTENANCE_BASE + (int.from_bytes(name.encode()[:4].ljust(4, b"\0"), "big"))
-    return conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]
+def lock_refresh(conn: psycopg.Connection, user_id: int) -> None:
+    """Two rollup refreshes of one user take turns; loads are not blocked by it."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_BASE + user_id,))
