@@ -468,11 +468,6 @@ def test_password_not_in_help():
     assert SECRET not in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: psycopg's URL-parse errors quote the raw password token and db.connect only "
-    "masks URL/DSN shapes (see the report); remove this marker once db.connect redacts it",
-)
 @pytest.mark.parametrize("password", [f"{SECRET}%zz", f"{SECRET} x"], ids=["bad-percent", "space"])
 def test_password_not_echoed_by_parse_errors(password):
     proc = run_fitpipe(f"postgresql://fitpipe:{password}@127.0.0.1:{closed_port()}/fitpipe", "init-db")

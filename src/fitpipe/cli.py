@@ -222,10 +222,6 @@ def status(
             out.print(table)
 
 
-def not_implemented(name: str) -> None:
-    fail(f"`fitpipe {name}` is not implemented yet", 1)
-
-
 @aggregate_app.command("refresh")
 @handles_errors
 def aggregate_refresh(
@@ -267,26 +263,63 @@ def impute(
 ) -> None:
     """Fill missing 1-minute buckets into their own table, marked as imputed.
 
+    Only gaps with a measurement on both sides and no longer than --max-gap are filled, between
+    the study start and the last ingested day. Measured rows are never changed; re-running
+    replaces the earlier imputations of the range. Methods: profile (the participant's typical
+    day blended with the gap's edges; default) and linear (the reference).
+
     Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
     """
-    not_implemented("impute")
+    from .db import connection, require_schema
+    from .impute import impute as run_impute, parse_duration_minutes
+
+    max_gap_minutes = parse_duration_minutes(max_gap)
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    with connection(state.url) as conn:
+        require_schema(conn)
+        report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method,
+                            max_gap_minutes=max_gap_minutes)
+    if not report.users:
+        console().print("nothing to impute: no ingested days in the range")
+        return
+    parts = ", ".join(f"{report.values.get(name, 0):,} minutes of {name} in {report.gaps.get(name, 0):,} gaps"
+                      for name in report.values) or "no gaps short enough to fill"
+    console().print(f"imputed ({method}, gaps up to {max_gap_minutes} min) for {report.users} participant(s): "
+                    f"{parts}; rollups refreshed; {report.seconds:.1f} s")
 
 
 @app.command()
 @handles_errors
 def export(
-    metric: str = typer.Option(..., "--metric", help="Metric to export."),
+    metric: str = typer.Option(..., "--metric", help="Metric to export (see the catalogue)."),
     user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
     start: Optional[str] = typer.Option(None, "--start", help="First local day."),
     end: Optional[str] = typer.Option(None, "--end", help="Last local day (inclusive)."),
     resolution: str = typer.Option("auto", "--resolution", help="raw, 1min, 1h, 1d or auto."),
-    output: str = typer.Option("-", "--output", help="File path, or - for stdout."),
+    with_imputed: bool = typer.Option(False, "--with-imputed", help="Include imputed values (marked)."),
+    tz: str = typer.Option("utc", "--tz", help="utc, or local for each participant's own timezone."),
+    output: str = typer.Option("-", "--output", "-o", help="File path, or - for stdout."),
+    max_rows: int = typer.Option(1_000_000, "--max-rows", min=1, help="Row budget for --resolution auto."),
 ) -> None:
-    """Write a metric as CSV, streamed from the server.
+    """Write a metric as CSV, streamed from the server (memory stays flat at any size).
 
-    Example: fitpipe export --metric heart_rate --resolution 1h --output hr.csv
+    auto picks the finest resolution that stays under --max-rows and says which on stderr. On
+    error no file is left behind.
+
+    Example: fitpipe export --metric heart_rate --resolution 1h --tz local --output hr.csv
     """
-    not_implemented("export")
+    from .db import connection, require_schema
+    from .export import export as run_export
+
+    first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    with connection(state.url) as conn:
+        require_schema(conn)
+        result = run_export(conn, metric_name=metric, user_ids=user or [], start=first, end=last,
+                            resolution=resolution, with_imputed=with_imputed, tz=tz, output=output, max_rows=max_rows)
+    if result.note:
+        sys.stderr.write(result.note + "\n")
+    if output != "-":
+        sys.stderr.write(f"wrote {result.rows:,} rows ({result.resolution}) to {output}\n")
 
 
 def main() -> None:

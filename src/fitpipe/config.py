@@ -9,15 +9,43 @@ ENV_DATABASE_URL = "FITPIPE_DATABASE_URL"
 # Matches scripts/dev-db.sh and docker-compose.timescale.yml, so either works unchanged.
 DEFAULT_DATABASE_URL = "postgresql://fitpipe:fitpipe@127.0.0.1:5432/fitpipe"
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@\s]*)@", re.I)
-_PASSWORD_IN_DSN = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'[^']*'|\S+)", re.I)
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@]*)@", re.I)
+_PASSWORD_IN_DSN = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 
 def database_url(explicit: str | None = None) -> str:
-    return explicit or os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
+    if explicit is not None:
+        return explicit
+    return os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
 
 
-def mask_secrets(text: str) -> str:
-    """Replace every password found in URLs or key=value DSNs inside `text` with ***."""
+def password_of(url: str) -> str | None:
+    """The password in a URL or DSN, even one psycopg cannot parse."""
+    from urllib.parse import unquote
+
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(url).get("password")
+        if password:
+            return str(password)
+    except Exception:
+        pass
+    match = re.search(r"://[^:/@]*:([^@]*)@", url) or re.search(r"\bpassword\s*=\s*'?([^'\s]*)", url)
+    return unquote(match.group(1)) if match and match.group(1) else None
+
+
+def mask_secrets(text: str, url: str | None = None) -> str:
+    """Replace every password found in URLs or key=value DSNs inside `text` with ***.
+
+    Given the URL the text is about, its password is also removed wherever else it appears
+    (driver errors sometimes quote it on its own).
+    """
+    if url:
+        from urllib.parse import quote
+
+        password = password_of(url)
+        for form in {password, quote(password or "", safe="")} - {None, ""}:
+            text = text.replace(form, "***")
     text = _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}:***@", text)
     return _PASSWORD_IN_DSN.sub(lambda m: f"{m.group('head')}***", text)

@@ -25,7 +25,7 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "fitp
     try:
         return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(f"cannot connect to {mask_secrets(url)}: {_first_line(exc)}") from None
+        raise DatabaseUnavailable(mask_secrets(f"cannot connect to {mask_secrets(url)}: {_first_line(exc)}", url)) from None
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ class Migration:
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -65,7 +65,7 @@ def discover(directory: Path | None = None) -> list[Migration]:
         match = _MIGRATION_NAME.match(path.name)
         if not match:
             raise SchemaError(f"migration file name must look like 0001_name.sql: {path.name}")
-        found.append(Migration(int(match.group(1)), path.name, path.read_text()))
+        found.append(Migration(int(match.group(1)), path.name, path.read_bytes().decode("utf-8")))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise SchemaError("two migration files share a version number")

@@ -1,0 +1,160 @@
+"""End to end: a synthetic backfill of 3 users x 14 days with 2 workers, against generation alone.
+
+    .venv/bin/python benchmarks/end_to_end.py [--keep] [--users 3] [--days 14] [--workers 2]
+
+Goal: the backfill is bounded by data generation, i.e. loading is hidden behind it: the ratio
+end-to-end wall time / generation-only wall time is close to 1.0.
+
+How, in one run and one database (init-db, then `seed-users --count 3`, wear gaps on as by default):
+1. baseline: generation alone (SyntheticFitbitSource().fetch_day) of the same 42 user-days, in
+   the same order, in a fork pool of 2 processes (wearipedia imported once before the fork, as
+   runner.run_ingest means to), nothing returned but a count; it runs in a fresh interpreter so
+   that this process never imports wearipedia and the in-process run_ingest below behaves as the CLI;
+2. the real CLI in a subprocess:
+   `python -m fitpipe.cli --database-url URL backfill --start 2024-01-01 --end 2024-01-14 --workers 2 --no-refresh`
+   (wall time includes interpreter start and imports; rows from its ingest_runs row);
+3. the data tables emptied, then the same backfill in-process with fitpipe.runner.run_ingest(...,
+   workers=2, refresh=False, quiet=True), whose RunSummary.time_split() gives the seconds spent in
+   generate, parse and load summed over the workers (nothing is added to fitpipe for this);
+4. the baseline again; the ratio uses the mean of the two baseline runs.
+Prints figures only; absolute figures drift on shared machines, compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+import psycopg  # noqa: E402
+
+START = dt.date(2024, 1, 1)
+
+
+def _generate(item) -> tuple[int, float]:
+    from fitpipe.sources.synthetic import SyntheticFitbitSource
+
+    user, day = item
+    started = time.perf_counter()
+    payloads = SyntheticFitbitSource().fetch_day(user, day)
+    seconds = time.perf_counter() - started
+    points = sum(len(d["heart_rate_day"][0]["activities-heart-intraday"]["dataset"])
+                 for d in payloads["intraday_heart_rate"])
+    return points, seconds
+
+
+def generation_only(users, days: list[dt.date], workers: int) -> tuple[float, float, int]:
+    """Wall seconds, summed per-day seconds and heart-rate points of generating every user-day."""
+    import wearipedia.devices.fitbit.fitbit_sense_gen  # noqa: F401  (as run_ingest: import before forking)
+
+    items = sorted(((u, d) for u in users for d in days), key=lambda t: (t[1], t[0].user_id))
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(min(workers, len(items))) as pool:
+        results = list(pool.imap_unordered(_generate, items, chunksize=1))
+        pool.close()
+        pool.join()
+    wall = time.perf_counter() - started
+    return wall, sum(s for _, s in results), sum(p for p, _ in results)
+
+
+def generation_only_subprocess(url: str, days: list[dt.date], workers: int) -> tuple[float, float, int]:
+    """generation_only() in a fresh interpreter, so this process never imports wearipedia and
+    run_ingest below forks its workers exactly as the CLI would."""
+    proc = subprocess.run(
+        [c.interpreter(), __file__, "--generation-only", url, "--days", str(len(days)), "--workers", str(workers)],
+        capture_output=True, text=True, env=c.cli_env(), cwd=c.ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"generation-only run failed:\n{proc.stdout}{proc.stderr}")
+    return tuple(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    p = c.parser(__doc__)
+    p.add_argument("--users", type=int, default=3)
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--generation-only", metavar="URL", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    end = START + dt.timedelta(days=args.days - 1)
+    days = [START + dt.timedelta(days=i) for i in range(args.days)]
+    user_days = args.users * args.days
+
+    from fitpipe.users import list_users
+
+    if args.generation_only:
+        with psycopg.connect(args.generation_only) as conn:
+            users = list_users(conn, [])
+        print(json.dumps(generation_only(users, days, args.workers)))
+        return
+
+    from fitpipe.runner import run_ingest
+
+    with c.bench_database("e2e", keep=args.keep) as url:
+        c.fitpipe(url, "seed-users", "--count", str(args.users))
+
+        gen_a = generation_only_subprocess(url, days, args.workers)
+
+        command = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(),
+                   "--workers", str(args.workers), "--no-refresh"]
+        started = time.perf_counter()
+        c.fitpipe(url, *command)
+        cli_wall = time.perf_counter() - started
+        with psycopg.connect(url) as conn:
+            cli_days, cli_rows, cli_run_seconds = conn.execute(
+                "SELECT user_days, rows_loaded, extract(epoch FROM finished_at - started_at) "
+                "FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+            c.truncate_data(conn)
+
+        preimported = "wearipedia" in sys.modules
+        summary = run_ingest(url, command="backfill", start=START, end=end, user_ids=[], workers=args.workers,
+                             refresh=False, quiet=True)
+        gen_b = generation_only_subprocess(url, days, args.workers)
+
+    gen_wall = (gen_a[0] + gen_b[0]) / 2
+    gen_busy = (gen_a[1] + gen_b[1]) / 2
+    e2e_wall = summary.seconds
+    split = summary.time_split()
+    busy = sum(split.values())
+
+    print(f"end to end: backfill {args.users} users x {args.days} days = {user_days} user-days, "
+          f"--workers {args.workers}, --no-refresh, {os.cpu_count()} CPUs")
+    print(c.table(
+        ("run", "user-days", "rows", "wall s", "user-days/s", "rows/s", "x gen-only wall"),
+        [
+            ("generation only (mean of 2)", user_days, "-", gen_wall, user_days / gen_wall, "-", "1.00"),
+            ("  run before / after", "", "", f"{gen_a[0]:.1f} / {gen_b[0]:.1f}", "", "", ""),
+            ("CLI backfill (subprocess)", cli_days, cli_rows, cli_wall, cli_days / cli_wall, cli_rows / cli_wall,
+             f"{cli_wall / gen_wall:.2f}"),
+            ("  its ingest_runs started..finished", "", "", float(cli_run_seconds), "", "",
+             f"{float(cli_run_seconds) / gen_wall:.2f}"),
+            ("run_ingest in-process", summary.count("loaded"), summary.rows, e2e_wall,
+             summary.count("loaded") / e2e_wall, summary.rows / e2e_wall, f"{e2e_wall / gen_wall:.2f}"),
+        ],
+    ))
+    print()
+    print(f"time split of run_ingest (seconds summed over {args.workers} workers; "
+          f"worker capacity = {args.workers} x wall = {args.workers * e2e_wall:.1f} s)")
+    rows = [(part, split.get(part, 0.0), f"{split.get(part, 0.0) / busy:.0%}",
+             f"{split.get(part, 0.0) / (args.workers * e2e_wall):.0%}") for part in ("generate", "parse", "load")]
+    rows.append(("sum", busy, "100%", f"{busy / (args.workers * e2e_wall):.0%}"))
+    rows.append(("generation alone, same days (mean)", gen_busy, "", f"{gen_busy / (args.workers * gen_wall):.0%}"))
+    print(c.table(("part", "seconds", "share of sum", "share of capacity"), rows))
+    print(f"ratio end-to-end wall / generation-only wall: {e2e_wall / gen_wall:.2f} in-process, "
+          f"{cli_wall / gen_wall:.2f} via the CLI  (goal: close to 1.0)")
+    print(f"wearipedia imported in this process before run_ingest forked: {'yes' if preimported else 'no'}")
+    print(f"generate per user-day: {split.get('generate', 0) / max(summary.count('loaded'), 1):.3f} s in the backfill "
+          f"vs {gen_busy / user_days:.3f} s alone")
+
+
+if __name__ == "__main__":
+    main()

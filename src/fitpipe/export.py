@@ -1,0 +1,186 @@
+"""`fitpipe export`: a metric as CSV, streamed from the server with COPY TO STDOUT.
+
+Nothing is held in memory beyond one COPY block. A file is written under a temporary name and
+renamed into place only when complete, so an error never leaves a partial file behind.
+
+Columns, always in this order: user_id, time (ISO-8601 with offset), the metric's value
+columns in catalogue order, then for rollups `n` (samples), and `imputed` where imputation
+applies (raw/1min: whether the row is imputed; 1h/1d: whether any imputed minute is in it,
+plus `imputed_share`, the share of samples that were imputed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+import psycopg
+from psycopg import sql
+
+from .catalogue import Metric, metric as metric_named
+from .errors import BadInput
+from .timezones import local_instant
+from .users import User, list_users
+
+RESOLUTIONS = ("raw", "1min", "1h", "1d")
+DEFAULT_MAX_ROWS = 1_000_000
+_TIME_FORMAT = "YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM"
+
+
+@dataclass
+class ExportResult:
+    resolution: str
+    rows: int
+    note: str = ""
+
+
+def _bounds(user: User, start: dt.date | None, end: dt.date | None) -> tuple[dt.datetime, dt.datetime]:
+    lo = local_instant(start, 0, user.timezone) if start else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    hi = local_instant(end + dt.timedelta(days=1), 0, user.timezone) if end else dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+    return lo, hi
+
+
+def _raw_query(metric: Metric, with_imputed: bool) -> str:
+    time_col = metric.time_column
+    values = [c.name for c in metric.values]
+    if metric.window.value == "date":
+        time_expr = f"{time_col}::text"
+    else:
+        time_expr = f"to_char({time_col}, '{_TIME_FORMAT}')"
+    keys = [c.name for c in metric.extra_key]
+    measured = (f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
+                + (", false AS imputed" if metric.imputable else "")
+                + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s")
+    if metric.window.value == "date":
+        measured = measured.replace("%(lo)s", "%(lo_day)s").replace("%(hi)s", "%(hi_day)s")
+    body = measured
+    if metric.imputable and with_imputed:
+        pivot = ", ".join(f"max(value) FILTER (WHERE field = '{v}')" for v in values)
+        body += (f" UNION ALL SELECT user_id, ts, {pivot}, true FROM imputed_values"
+                 f" WHERE user_id = %(user_id)s AND metric = '{metric.name}' AND ts >= %(lo)s AND ts < %(hi)s"
+                 " GROUP BY user_id, ts")
+    shown = ", ".join(keys + values) + (", imputed" if metric.imputable else "")
+    outer_time = "to_char(t, '" + _TIME_FORMAT + "')" if metric.window.value != "date" else "t::text"
+    return (f"SELECT user_id, {outer_time} AS {time_col}, {shown} FROM ({body}) rows"
+            f" ORDER BY user_id, rows.t{''.join(', ' + k for k in keys)}")
+
+
+def _rollup_query(metric: Metric, level: str, with_imputed: bool) -> str:
+    columns = []
+    for column in metric.values:
+        only = f"field = '{column.name}'"
+        if with_imputed:
+            total = "(sum_measured + sum_imputed)"
+            count = "(n_measured + n_imputed)"
+            low, high = "least(min_measured, min_imputed)", "greatest(max_measured, max_imputed)"
+        else:
+            total, count, low, high = "sum_measured", "n_measured", "min_measured", "max_measured"
+        value = total if metric.rollup == "sum" else f"{total} / nullif({count}, 0)"
+        columns += [f"max({value}) FILTER (WHERE {only}) AS {column.name}",
+                    f"max({low}) FILTER (WHERE {only}) AS {column.name}_min",
+                    f"max({high}) FILTER (WHERE {only}) AS {column.name}_max"]
+    n = "max(n_measured + n_imputed)" if with_imputed else "max(n_measured)"
+    columns.append(f"{n} AS n")
+    if metric.imputable:
+        columns.append("bool_or(n_imputed > 0) AS imputed" if with_imputed else "false AS imputed")
+        columns.append("round((max(n_imputed)::numeric / nullif(max(n_measured + n_imputed), 0)), 4) AS imputed_share"
+                       if with_imputed else "0 AS imputed_share")
+    where = "user_id = %(user_id)s AND metric = %(metric)s AND bucket >= %(lo)s AND bucket < %(hi)s"
+    if not with_imputed:
+        where += " AND n_measured > 0"
+    return (f"SELECT user_id, to_char(bucket, '{_TIME_FORMAT}') AS bucket, {', '.join(columns)}"
+            f" FROM rollup_{level} WHERE {where} GROUP BY user_id, rollup_{level}.bucket ORDER BY rollup_{level}.bucket")
+
+
+def estimate_rows(conn: psycopg.Connection, metric: Metric, users: Sequence[User], start, end) -> dict[str, int]:
+    """Rows each resolution would give, from the ledger (cheap at any size)."""
+    raw, days = conn.execute(
+        "SELECT coalesce(sum((rows_by_metric ->> %s)::bigint), 0), count(*) FROM ingested_days "
+        "WHERE user_id = ANY(%s) AND day >= %s AND day <= %s",
+        (metric.name, [u.user_id for u in users], start or dt.date.min, end or dt.date.max),
+    ).fetchone()
+    minutes = raw // metric.samples_per_minute
+    return {"raw": int(raw), "1min": int(minutes), "1h": int(min(minutes, days * 25)), "1d": int(days)}
+
+
+def choose_resolution(estimates: dict[str, int], max_rows: int) -> str:
+    for resolution in RESOLUTIONS:
+        if estimates[resolution] <= max_rows:
+            return resolution
+    return "1d"
+
+
+def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric: Metric, start, end,
+            tz: str, out: BinaryIO) -> int:
+    rows = 0
+    header = True
+    for user in users:
+        lo, hi = _bounds(user, start, end)
+        params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
+                  "lo_day": start or dt.date(1970, 1, 1), "hi_day": end or dt.date(9999, 1, 1)}
+        if metric.window.value == "date":
+            params["hi_day"] = (end or dt.date(9998, 12, 31)) + dt.timedelta(days=1)
+        with conn.transaction():
+            # to_char() writes times in the session zone: the participant's own for --tz local.
+            conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(user.timezone if tz == "local" else "UTC")))
+            bound = psycopg.ClientCursor(conn).mogrify(query, params)
+            copy_sql = f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER {'true' if header else 'false'})"
+            with conn.cursor().copy(copy_sql) as copy:
+                for block in copy:
+                    out.write(block)
+                    rows += bytes(block).count(b"\n")
+        if header:
+            rows -= 1
+            header = False
+    return rows
+
+
+def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
+           end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
+           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS) -> ExportResult:
+    metric = metric_named(metric_name)
+    if tz not in ("utc", "local"):
+        raise BadInput(f"--tz must be utc or local, got {tz!r}")
+    if resolution not in RESOLUTIONS + ("auto",):
+        raise BadInput(f"--resolution must be one of raw, 1min, 1h, 1d, auto; got {resolution!r}")
+    if start and end and end < start:
+        raise BadInput(f"--end {end} is before --start {start}")
+    if resolution not in ("raw", "auto") and not metric.intraday:
+        raise BadInput(f"metric {metric.name!r} has no rollups; use --resolution raw")
+    if with_imputed and not metric.imputable:
+        raise BadInput(f"metric {metric.name!r} is never imputed; drop --with-imputed")
+    users = list_users(conn, user_ids)
+    estimates = estimate_rows(conn, metric, users, start, end)
+    note = ""
+    if resolution == "auto":
+        resolution = choose_resolution(estimates, max_rows) if metric.intraday else "raw"
+        note = (f"auto resolution: {resolution} (about {estimates[resolution]:,} rows; budget {max_rows:,}; "
+                f"raw would be about {estimates['raw']:,})")
+    if estimates["raw"] == 0 and not with_imputed:
+        raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
+    query = _raw_query(metric, with_imputed) if resolution == "raw" else _rollup_query(metric, resolution, with_imputed)
+    conn.commit()
+    if output == "-":
+        rows = _stream(conn, users, query, metric, start, end, tz, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return ExportResult(resolution, rows, note)
+    target = Path(output)
+    if target.parent and not target.parent.exists():
+        raise BadInput(f"folder {target.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            rows = _stream(conn, users, query, metric, start, end, tz, out)
+        if rows == 0:
+            raise BadInput(f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
+                           + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else ""))
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return ExportResult(resolution, rows, note)
