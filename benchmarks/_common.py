@@ -85,8 +85,18 @@ def bench_database(what: str, keep: bool = False) -> Iterator[str]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def truncate_data(conn: psycopg.Connection, tables: Sequence[str] = DATA_TABLES) -> None:
-    """Empty the given tables and write out the dirty pages, so each measurement starts alike."""
+def derived_tables(conn: psycopg.Connection) -> list[str]:
+    """Rollup and imputation tables, when the schema has them."""
+    return [r[0] for r in conn.execute(
+        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%']) AND tablename <> 'rollup_invalidations'")]
+
+
+def truncate_data(conn: psycopg.Connection, tables: Sequence[str] | None = None) -> None:
+    """Empty the given tables (default: all loaded and derived data, users and runs kept) and
+    write out the dirty pages, so each measurement starts alike."""
+    if tables is None:
+        tables = [*DATA_TABLES, *derived_tables(conn)]
     conn.execute(f"TRUNCATE {', '.join(tables)}")
     conn.commit()
     with contextlib.suppress(psycopg.Error):  # CHECKPOINT needs superuser or pg_checkpoint

@@ -63,6 +63,12 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _database_errors() -> tuple:
+    import psycopg
+
+    return (psycopg.Error,)
+
+
 def handles_errors(command: Callable) -> Callable:
     """Known errors become one line on stderr and their exit code; secrets are masked."""
 
@@ -72,6 +78,9 @@ def handles_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except FitpipeError as exc:
             fail(str(exc), exc.exit_code)
+        except _database_errors() as exc:
+            lines = str(exc).strip().splitlines()
+            fail(f"database error ({type(exc).__name__}): {lines[0] if lines else ''}", 6)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -227,6 +236,7 @@ def status(
 def aggregate_refresh(
     user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
     full: bool = typer.Option(False, "--full", help="Rebuild every rollup from the raw data."),
+    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
 ) -> None:
     """Recompute the rollup buckets whose raw data changed since the last refresh.
 
@@ -241,6 +251,11 @@ def aggregate_refresh(
     with connection(state.url) as conn:
         require_schema(conn)
         report = refresh(conn, user or [], full=full)
+    if metrics_file:
+        from .metrics_file import write_metrics
+
+        write_metrics(metrics_file, "aggregate_refresh", duration=report.seconds, user_days=report.days,
+                      rows=sum(report.buckets.values()), quarantined=0, failures=0, success=True)
     if report.users == 0:
         console().print(f"rollups are up to date; nothing to do ({report.seconds:.2f} s)")
     else:
@@ -260,6 +275,7 @@ def impute(
     metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric."),
     method: str = typer.Option("profile", "--method", help="profile or linear."),
     max_gap: str = typer.Option("2h", "--max-gap", help="Leave longer gaps empty, e.g. 90min, 2h."),
+    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
 ) -> None:
     """Fill missing 1-minute buckets into their own table, marked as imputed.
 
@@ -279,6 +295,11 @@ def impute(
         require_schema(conn)
         report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method,
                             max_gap_minutes=max_gap_minutes)
+    if metrics_file:
+        from .metrics_file import write_metrics
+
+        write_metrics(metrics_file, "impute", duration=report.seconds, user_days=report.users, rows=report.total,
+                      quarantined=0, failures=0, success=True)
     if not report.users:
         console().print("nothing to impute: no ingested days in the range")
         return
@@ -320,6 +341,75 @@ def export(
         sys.stderr.write(result.note + "\n")
     if output != "-":
         sys.stderr.write(f"wrote {result.rows:,} rows ({result.resolution}) to {output}\n")
+
+
+@app.command()
+@handles_errors
+def adherence(
+    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Local day to judge at. Default: newest ingested day."),
+    min_wear: float = typer.Option(0.7, "--min-wear", help="Flag wear share (worn minutes / study minutes) below this."),
+    max_silence_hours: float = typer.Option(48, "--max-silence-hours", help="Flag no data for longer than this."),
+    min_nights: int = typer.Option(5, "--min-nights", help="Flag fewer captured nights than this, of the last 7."),
+    min_sleep_minutes: int = typer.Option(180, "--min-sleep-minutes", help="A night counts with a main sleep this long."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+) -> None:
+    """Flag the participants whose data is not arriving well enough, worst first.
+
+    Flags: low wear time, no recent data, low sleep capture, and no credentials on file (never
+    for the synthetic source).
+
+    Example: fitpipe adherence --min-wear 0.8 --as-of 2024-01-31
+    """
+    from .adherence import FLAGS, Thresholds, adherence as compute
+    from .db import connection, require_schema
+
+    thresholds = Thresholds(min_wear, max_silence_hours, min_nights, min_sleep_minutes)
+    with connection(state.url) as conn:
+        require_schema(conn)
+        day, rows = compute(conn, user or [], parse_day(as_of, "--as-of"), thresholds)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"as_of": day, "thresholds": thresholds.__dict__, "participants": rows},
+                              indent=2, default=str))
+    elif as_csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0].keys()) if rows else ["user_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        from .render import adherence_table
+
+        console().print(adherence_table(day, rows, FLAGS))
+
+
+@app.command()
+@handles_errors
+def reset(
+    yes: bool = typer.Option(False, "--yes", help="Really drop everything fitpipe created."),
+) -> None:
+    """Drop every table and function fitpipe created (data included), so init-db starts fresh.
+
+    Without --yes it only says what it would drop. The timescaledb extension is kept.
+
+    Example: fitpipe reset --yes && fitpipe init-db
+    """
+    from .db import connection
+    from .reset import plan, reset as drop
+
+    with connection(state.url) as conn:
+        what = plan(conn)
+        if not (what.tables or what.functions or what.views):
+            console().print("nothing to drop: this database has no fitpipe objects")
+            return
+        listing = ", ".join(what.tables + what.views + [f + "()" for f in what.functions])
+        if not yes:
+            fail(f"refusing to drop without --yes; it would drop {listing}", 2)
+        drop(conn, what)
+    console().print(f"dropped {listing}")
 
 
 def main() -> None:

@@ -52,3 +52,23 @@ def status_tables(report: dict) -> list:
             f"{last['quarantined']} quarantined, {last['failed']} failed"
         )
     return tables
+
+
+def adherence_table(as_of, rows: list[dict], flags: tuple[str, ...]):
+    from rich.table import Table
+
+    table = Table(title=f"adherence as of {as_of} (worst first)")
+    for column in ("id", "participant", "wear", "worn h", "hours since data", "nights (of 7)", "flags"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        raised = [f.removeprefix("flag_").replace("_", " ") for f in flags if row[f]]
+        hours = "-" if row["hours_since_data"] is None else f"{row['hours_since_data']:.0f}"
+        table.add_row(
+            str(row["user_id"]), row["display_name"],
+            f"[red]{row['wear_share']:.0%}[/red]" if row["flag_low_wear"] else f"{row['wear_share']:.0%}",
+            f"{row['worn_minutes'] / 60:,.0f}",
+            f"[red]{hours}[/red]" if row["flag_no_recent_data"] else hours,
+            f"[red]{row['nights_captured']}[/red]" if row["flag_low_sleep_capture"] else str(row["nights_captured"]),
+            "[bold red]" + ", ".join(raised) + "[/bold red]" if raised else "[green]ok[/green]",
+        )
+    return table

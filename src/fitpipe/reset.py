@@ -1,0 +1,49 @@
+"""`fitpipe reset`: drop everything fitpipe's migrations created, so init-db starts fresh.
+
+The list comes from the migration files themselves (every CREATE TABLE and CREATE FUNCTION),
+plus schema_migrations, so a new migration is covered without touching this file. The
+timescaledb extension stays: other databases' objects may depend on it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .migrate import discover
+
+_CREATED = re.compile(r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M)
+
+
+@dataclass
+class ResetPlan:
+    tables: list[str]
+    functions: list[str]
+    views: list[str]
+
+
+def plan(conn: psycopg.Connection) -> ResetPlan:
+    tables, functions, views = ["schema_migrations"], [], []
+    for migration in discover():
+        for kind, name in _CREATED.findall(migration.sql):
+            {"table": tables, "function": functions, "view": views}[kind.lower()].append(name.lower())
+    present = {r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
+    present_functions = {r[0] for r in conn.execute(
+        "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")}
+    return ResetPlan([t for t in tables if t in present], [f for f in functions if f in present_functions],
+                     [v for v in views if v in present])
+
+
+def reset(conn: psycopg.Connection, what: ResetPlan) -> None:
+    with conn.transaction():
+        for view in what.views:
+            conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.Identifier(view)))
+        # Reverse creation order, so dependants go first; CASCADE covers the rest.
+        for table in reversed(what.tables):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
+        for function in what.functions:
+            conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {} CASCADE").format(sql.Identifier(function)))
