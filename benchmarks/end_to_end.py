@@ -151,9 +151,15 @@ def main() -> None:
     print(c.table(("part", "seconds", "share of sum", "share of capacity"), rows))
     print(f"ratio end-to-end wall / generation-only wall: {e2e_wall / gen_wall:.2f} in-process, "
           f"{cli_wall / gen_wall:.2f} via the CLI  (goal: close to 1.0)")
-    print(f"wearipedia imported in this process before run_ingest forked: {'yes' if preimported else 'no'}")
+    generate = sorted((o.seconds.get("generate", 0.0) for o in summary.outcomes), reverse=True)
     print(f"generate per user-day: {split.get('generate', 0) / max(summary.count('loaded'), 1):.3f} s in the backfill "
-          f"vs {gen_busy / user_days:.3f} s alone")
+          f"vs {gen_busy / user_days:.3f} s alone; in the backfill the slowest {args.workers} (each worker's first day) "
+          f"took {', '.join(f'{s:.2f}' for s in generate[:args.workers])} s, the median {c.median(generate):.2f} s "
+          f"(wearipedia imported in this process before run_ingest forked: {'yes' if preimported else 'no'})")
+    floor = (gen_busy + split.get("parse", 0.0) + split.get("load", 0.0)) / gen_busy
+    print(f"estimate if loading overlapped perfectly but shared these {os.cpu_count()} CPUs "
+          f"(generation alone keeps {gen_busy / (args.workers * gen_wall):.0%} of {args.workers} workers busy): "
+          f"(generate alone + parse + load) / generate alone = {floor:.2f}")
 
 
 if __name__ == "__main__":

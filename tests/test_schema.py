@@ -210,3 +210,15 @@ def test_every_fitpipe_function_has_a_comment(conn):
     assert any(name.startswith("fitpipe_is_timezone") for name, _ in rows), rows
     missing = [name for name, comment in rows if not comment]
     assert missing == [], f"functions without COMMENT ON FUNCTION: {missing}"
+
+
+def test_schema_md_is_up_to_date(database_url):
+    """schema.md is generated from the migrations' COMMENTs; regenerate it after a schema change."""
+    from pathlib import Path
+
+    from fitpipe.schema_doc import render
+
+    committed = (Path(__file__).resolve().parents[1] / "schema.md").read_text()
+    with psycopg.connect(database_url) as conn:
+        fresh = render(conn)
+    assert committed == fresh, "schema.md is stale: run `python -m fitpipe.schema_doc > schema.md`"

@@ -1,0 +1,187 @@
+"""Raw CSV export: `fitpipe export` against psql's \\copy of the same query, and its memory.
+
+    .venv/bin/python benchmarks/export.py [--keep] [--repeats 3] [--days 30]
+
+Data: one participant (UTC, synthetic source with its wear gaps), 2024-01-01 .. +--days, loaded
+with the real CLI (seed-users, backfill --no-refresh): about 2.4 M heart-rate rows for 30 days.
+
+Throughput: wall time of the whole process, `fitpipe export --metric heart_rate --resolution
+raw --output FILE` (the console script, start-up included), against `psql URL -c "SET
+TimeZone='UTC'" -c "\\copy (QUERY) to FILE with csv header"`, where QUERY is the very SQL fitpipe
+runs: fitpipe.export._raw_query bound with psycopg.ClientCursor.mogrify exactly as
+fitpipe.export._stream does. One untimed warm-up of each, then --repeats rounds alternating
+which goes first; medians. Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are
+compared byte for byte.
+
+Memory: peak RSS (ru_maxrss of the reaped process, os.wait4) of the export for 1 day against
+the whole range; goal: flat. `fitpipe --version` (interpreter + CLI start-up) is printed as the
+floor. Prints figures only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+
+from fitpipe.catalogue import metric as metric_named  # noqa: E402
+from fitpipe.db import connect  # noqa: E402
+from fitpipe.export import _bounds, _raw_query  # noqa: E402
+from fitpipe.users import list_users  # noqa: E402
+
+START = dt.date(2024, 1, 1)
+
+
+def fitpipe_command() -> list[str]:
+    python = c.interpreter()
+    script = Path(python).with_name("fitpipe")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("fitpipe")
+    return [found] if found else [python, "-m", "fitpipe.cli"]
+
+
+def run(command: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process, which must succeed."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=c.ROOT, env=c.cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(command[:3])} ... failed ({proc.returncode}): {err}")
+    return seconds, usage.ru_maxrss
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def first_difference(a: Path, b: Path) -> str:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for n, (la, lb) in enumerate(zip(fa, fb), 1):
+            if la != lb:
+                return f"line {n}: fitpipe {la[:120]!r} vs psql {lb[:120]!r}"
+    return "one file is a prefix of the other"
+
+
+def main() -> None:
+    p = c.parser(__doc__)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--days", type=int, default=30)
+    args = p.parse_args()
+    if not shutil.which("psql"):
+        sys.exit("psql is not on PATH; it is the baseline")
+    last = START + dt.timedelta(days=args.days - 1)
+    one_day = START + dt.timedelta(days=args.days // 2)
+    fitpipe = fitpipe_command()
+    work = Path(tempfile.mkdtemp(prefix="fitpipe_bench_export_"))
+
+    try:
+        with c.bench_database("export", keep=args.keep) as url:
+            c.fitpipe(url, "seed-users", "--count", "1")
+            started = time.perf_counter()
+            c.fitpipe(url, "backfill", "--start", START.isoformat(), "--end", last.isoformat(), "--workers", "2",
+                      "--no-refresh", "--quiet")
+            backfill_seconds = time.perf_counter() - started
+
+            with connect(url) as conn:
+                rows = conn.execute("SELECT count(*) FROM heart_rate").fetchone()[0]
+                rows_one_day = conn.execute("SELECT count(*) FROM heart_rate WHERE ts >= %s AND ts < %s",
+                                            (dt.datetime.combine(one_day, dt.time(), dt.timezone.utc),
+                                             dt.datetime.combine(one_day + dt.timedelta(days=1), dt.time(),
+                                                                 dt.timezone.utc))).fetchone()[0]
+                conn.commit()
+                # The SQL fitpipe runs, bound the way fitpipe.export._stream binds it.
+                metric = metric_named("heart_rate")
+                user = list_users(conn, [1])[0]
+                lo, hi = _bounds(user, None, None)
+                params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
+                          "lo_day": dt.date(1970, 1, 1), "hi_day": dt.date(9999, 1, 1)}
+                bound = psycopg.ClientCursor(conn).mogrify(_raw_query(metric, False), params)
+                server = conn.execute("SELECT split_part(version(), ' ', 2), "
+                                      "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+            with connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE heart_rate")
+
+            fitpipe_file, psql_file = work / "fitpipe.csv", work / "psql.csv"
+            export_cmd = [*fitpipe, "--database-url", url, "export", "--metric", "heart_rate", "--resolution", "raw",
+                          "--output", str(fitpipe_file)]
+            psql_cmd = ["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "SET TimeZone = 'UTC'",
+                        "-c", f"\\copy ({bound}) to '{psql_file}' with csv header"]
+            methods = {"fitpipe export (CLI)": export_cmd, "psql \\copy (baseline)": psql_cmd}
+            seconds: dict[str, list[float]] = {name: [] for name in methods}
+            rss: dict[str, list[int]] = {name: [] for name in methods}
+            for command in methods.values():  # warm-up: caches, the console script's imports
+                run(command)
+            order = list(methods)
+            for round_ in range(args.repeats):
+                for name in (order if round_ % 2 == 0 else order[::-1]):
+                    s, r = run(methods[name])
+                    seconds[name].append(s)
+                    rss[name].append(r)
+
+            same = fitpipe_file.stat().st_size == psql_file.stat().st_size and sha256(fitpipe_file) == sha256(psql_file)
+            with open(fitpipe_file, "rb") as f:
+                lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+            sizes = (fitpipe_file.stat().st_size, psql_file.stat().st_size)
+            difference = "" if same else first_difference(fitpipe_file, psql_file)
+
+            # Memory: 1 day against the whole range, and the start-up floor.
+            day_file = work / "one_day.csv"
+            day_cmd = [*fitpipe, "--database-url", url, "export", "--metric", "heart_rate", "--resolution", "raw",
+                       "--start", one_day.isoformat(), "--end", one_day.isoformat(), "--output", str(day_file)]
+            mem = {
+                "fitpipe --version (start-up floor)": [run([*fitpipe, "--version"])[1] for _ in range(args.repeats)],
+                f"fitpipe export, 1 day ({one_day})": [run(day_cmd)[1] for _ in range(args.repeats)],
+                f"fitpipe export, {args.days} days": rss["fitpipe export (CLI)"],
+                f"psql \\copy, {args.days} days": rss["psql \\copy (baseline)"],
+            }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"raw heart-rate export, 1 participant, {args.days} days ({START} .. {last}), PostgreSQL {server[0]}, "
+          f"TimescaleDB {server[1]}; {args.repeats} rounds, medians; backfill took {backfill_seconds:.1f} s")
+    print(f"{rows:,} heart-rate rows ({rows_one_day:,} on {one_day}); wall time of the whole process, start-up included")
+    base_rate = rows / c.median(seconds["psql \\copy (baseline)"])
+    out = []
+    for name in methods:
+        med = c.median(seconds[name])
+        out.append((name, rows, *[f"{s:.2f}" for s in seconds[name]], med, rows / med, f"{rows / med / base_rate:.2f}"))
+    print(c.table(("method", "rows", *[f"round {i + 1} s" for i in range(args.repeats)], "median s", "rows/s",
+                   "x psql"), out))
+    fit_rate = rows / c.median(seconds["fitpipe export (CLI)"])
+    print(f"ratio fitpipe / psql rows/s: {fit_rate / base_rate:.2f}  (goal >= 0.8)")
+    print(f"files: fitpipe {sizes[0]:,} bytes, psql {sizes[1]:,} bytes, {lines:,} lines (header + {lines - 1:,} rows); "
+          + ("identical content (same size and SHA-256)" if same else f"CONTENT DIFFERS: {difference}"))
+    print()
+    floor = c.median(mem["fitpipe --version (start-up floor)"])
+    day = c.median(mem[f"fitpipe export, 1 day ({one_day})"])
+    out = [(name, f"{c.median(v) / 1024:.1f}", f"{max(v) / 1024:.1f}", f"{c.median(v) / day:.2f}") for name, v in mem.items()]
+    print(c.table(("process", "median peak RSS MB", "max MB", "x 1-day export"), out))
+    full = c.median(mem[f"fitpipe export, {args.days} days"])
+    print(f"peak RSS {args.days} days / 1 day: {full / day:.2f}  (goal: flat, ~1.0); above the --version floor: "
+          f"1 day +{(day - floor) / 1024:.1f} MB, {args.days} days +{(full - floor) / 1024:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
