@@ -249,14 +249,15 @@ def test_two_users_three_days_row_counts_match_the_payloads(cli, db):
                 "SELECT metric, reason FROM quarantine WHERE user_id = %s AND day = %s", (uid, day)).fetchall())
             assert quarantined == expected_quarantine(user, day)
 
-    # The two users' heart rates differ (same times, different values).
+    # The two users' heart rates differ at the same instants (both often sit at the generator's
+    # 50 bpm floor, so equal values alone are common).
     for day in span:
         lo = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
         same, common = db.execute(
             "SELECT count(*) FILTER (WHERE a.bpm = b.bpm), count(*) FROM heart_rate a JOIN heart_rate b "
             "ON a.ts = b.ts AND a.user_id = 1 AND b.user_id = 2 WHERE a.ts >= %s AND a.ts < %s + interval '1 day'",
             (lo, lo)).fetchone()
-        assert common > 10_000 and same < common / 2, (day, same, common)
+        assert common > 10_000 and common - same > common / 100, (day, same, common)
 
     last = runs(db)[-1]
     assert last["status"] == "ok" and last["user_days"] == 6 and last["failed"] == 0

@@ -1,0 +1,35 @@
+# fitpipe as a container: the CLI plus Debian's cron, which runs the nightly ingest.
+# Used by docker-compose.timescale.yml (service fitpipe); docker/entrypoint.sh says what it does.
+#
+#   docker compose -f docker-compose.timescale.yml build fitpipe
+#   docker compose -f docker-compose.timescale.yml run --rm fitpipe status     any fitpipe command
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# cron runs the scheduled ingest. Containers may not set the login uid, so pam_loginuid must not
+# be required for cron's sessions, or cron would refuse to start any job.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cron \
+    && rm -rf /var/lib/apt/lists/* \
+    && sed -i -E 's/^(session\s+)required(\s+pam_loginuid\.so)/\1optional\2/' /etc/pam.d/cron
+
+WORKDIR /app
+
+# The package first (pyproject.toml names README.md as its readme, so the build needs it).
+COPY pyproject.toml README.md ./
+COPY src/ ./src/
+RUN pip install . && fitpipe --version
+
+# Migrations are read at run time from here (the installed package has no repository around it).
+COPY migrations/ ./migrations/
+ENV FITPIPE_MIGRATIONS_DIR=/app/migrations
+
+COPY docker/entrypoint.sh docker/ingest-job.sh ./docker/
+RUN chmod 0755 docker/entrypoint.sh docker/ingest-job.sh && mkdir -p /metrics
+
+ENTRYPOINT ["/app/docker/entrypoint.sh"]
+CMD ["serve"]
