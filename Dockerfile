@@ -19,10 +19,15 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# The package first (pyproject.toml names README.md as its readme, so the build needs it).
-COPY pyproject.toml README.md ./
+# Dependencies first, in a layer of their own that only pyproject.toml invalidates: they come with
+# a stand-in package (and readme), removed again. Then the real package, without dependencies.
+COPY pyproject.toml ./
+RUN mkdir -p src/fitpipe && touch src/fitpipe/__init__.py README.md \
+    && pip install . && pip uninstall -y fitpipe && rm -rf src build README.md
+# pyproject.toml names README.md as the package's readme, so the build needs it.
+COPY README.md ./
 COPY src/ ./src/
-RUN pip install . && fitpipe --version
+RUN pip install --no-deps . && rm -rf build && fitpipe --version
 
 # Migrations are read at run time from here (the installed package has no repository around it).
 COPY migrations/ ./migrations/

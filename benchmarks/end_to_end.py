@@ -1,6 +1,6 @@
 """End to end: a synthetic backfill of 3 users x 14 days with 2 workers, against generation alone.
 
-    .venv/bin/python benchmarks/end_to_end.py [--keep] [--users 3] [--days 14] [--workers 2]
+    .venv/bin/python benchmarks/end_to_end.py [--keep] [--users 3] [--days 14] [--workers 2] [--rounds 2]
 
 Goal: the backfill is bounded by data generation, i.e. loading is hidden behind it: the ratio
 end-to-end wall time / generation-only wall time is close to 1.0.
@@ -10,13 +10,14 @@ How, in one run and one database (init-db, then `seed-users --count 3`, wear gap
    the same order, in a fork pool of 2 processes (wearipedia imported once before the fork, as
    runner.run_ingest means to), nothing returned but a count; it runs in a fresh interpreter so
    that this process never imports wearipedia and the in-process run_ingest below behaves as the CLI;
-2. the real CLI in a subprocess:
+2. the data tables emptied, then the real CLI in a subprocess:
    `python -m fitpipe.cli --database-url URL backfill --start 2024-01-01 --end 2024-01-14 --workers 2 --no-refresh`
    (wall time includes interpreter start and imports; rows from its ingest_runs row);
 3. the data tables emptied, then the same backfill in-process with fitpipe.runner.run_ingest(...,
    workers=2, refresh=False, quiet=True), whose RunSummary.time_split() gives the seconds spent in
    generate, parse and load summed over the workers (nothing is added to fitpipe for this);
-4. the baseline again; the ratio uses the mean of the two baseline runs.
+4. the baseline again; steps 2-4 repeat --rounds times (default 2). Ratios are of the medians
+   (end-to-end run / generation-only run), so drift on a shared machine hits both sides alike.
 Prints figures only; absolute figures drift on shared machines, compare the ratios.
 """
 
@@ -83,6 +84,8 @@ def main() -> None:
     p.add_argument("--users", type=int, default=3)
     p.add_argument("--days", type=int, default=14)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2, help="CLI + in-process backfill pairs, each followed by a "
+                   "generation-only run (there is one more before the first)")
     p.add_argument("--generation-only", metavar="URL", help=argparse.SUPPRESS)
     args = p.parse_args()
     end = START + dt.timedelta(days=args.days - 1)
@@ -99,63 +102,77 @@ def main() -> None:
 
     from fitpipe.runner import run_ingest
 
+    command = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(),
+               "--workers", str(args.workers), "--no-refresh"]
+    gens, clis, summaries = [], [], []
     with c.bench_database("e2e", keep=args.keep) as url:
         c.fitpipe(url, "seed-users", "--count", str(args.users))
+        gens.append(generation_only_subprocess(url, days, args.workers))
+        for _ in range(args.rounds):
+            with psycopg.connect(url) as conn:
+                c.truncate_data(conn)
+            started = time.perf_counter()
+            c.fitpipe(url, *command)
+            cli_wall = time.perf_counter() - started
+            with psycopg.connect(url) as conn:
+                cli_days, cli_rows, cli_run_seconds = conn.execute(
+                    "SELECT user_days, rows_loaded, extract(epoch FROM finished_at - started_at) "
+                    "FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+                clis.append((cli_wall, cli_days, cli_rows, float(cli_run_seconds)))
+                c.truncate_data(conn)
+            preimported = "wearipedia" in sys.modules
+            summaries.append(run_ingest(url, command="backfill", start=START, end=end, user_ids=[],
+                                        workers=args.workers, refresh=False, quiet=True))
+            gens.append(generation_only_subprocess(url, days, args.workers))
 
-        gen_a = generation_only_subprocess(url, days, args.workers)
-
-        command = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(),
-                   "--workers", str(args.workers), "--no-refresh"]
-        started = time.perf_counter()
-        c.fitpipe(url, *command)
-        cli_wall = time.perf_counter() - started
-        with psycopg.connect(url) as conn:
-            cli_days, cli_rows, cli_run_seconds = conn.execute(
-                "SELECT user_days, rows_loaded, extract(epoch FROM finished_at - started_at) "
-                "FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()
-            c.truncate_data(conn)
-
-        preimported = "wearipedia" in sys.modules
-        summary = run_ingest(url, command="backfill", start=START, end=end, user_ids=[], workers=args.workers,
-                             refresh=False, quiet=True)
-        gen_b = generation_only_subprocess(url, days, args.workers)
-
-    gen_wall = (gen_a[0] + gen_b[0]) / 2
-    gen_busy = (gen_a[1] + gen_b[1]) / 2
-    e2e_wall = summary.seconds
-    split = summary.time_split()
+    gen_wall = c.median([g[0] for g in gens])
+    gen_busy = c.median([g[1] for g in gens])
+    cli_wall = c.median([x[0] for x in clis])
+    cli_run_seconds = c.median([x[3] for x in clis])
+    cli_days, cli_rows = clis[-1][1], clis[-1][2]
+    e2e_wall = c.median([s.seconds for s in summaries])
+    loaded, e2e_rows = summaries[-1].count("loaded"), summaries[-1].rows
+    split: dict[str, float] = {}
+    for summary in summaries:  # mean over the rounds
+        for part, seconds in summary.time_split().items():
+            split[part] = split.get(part, 0.0) + seconds / len(summaries)
     busy = sum(split.values())
+    walls = lambda values: " / ".join(f"{v:.1f}" for v in values)  # noqa: E731
 
     print(f"end to end: backfill {args.users} users x {args.days} days = {user_days} user-days, "
-          f"--workers {args.workers}, --no-refresh, {os.cpu_count()} CPUs")
+          f"--workers {args.workers}, --no-refresh, {os.cpu_count()} CPUs; {args.rounds} round(s), "
+          f"runs interleaved gen, CLI, in-process, gen, ...; medians")
     print(c.table(
         ("run", "user-days", "rows", "wall s", "user-days/s", "rows/s", "x gen-only wall"),
         [
-            ("generation only (mean of 2)", user_days, "-", gen_wall, user_days / gen_wall, "-", "1.00"),
-            ("  run before / after", "", "", f"{gen_a[0]:.1f} / {gen_b[0]:.1f}", "", "", ""),
+            ("generation only", user_days, "-", gen_wall, user_days / gen_wall, "-", "1.00"),
+            ("  each run", "", "", walls([g[0] for g in gens]), "", "", ""),
             ("CLI backfill (subprocess)", cli_days, cli_rows, cli_wall, cli_days / cli_wall, cli_rows / cli_wall,
              f"{cli_wall / gen_wall:.2f}"),
-            ("  its ingest_runs started..finished", "", "", float(cli_run_seconds), "", "",
-             f"{float(cli_run_seconds) / gen_wall:.2f}"),
-            ("run_ingest in-process", summary.count("loaded"), summary.rows, e2e_wall,
-             summary.count("loaded") / e2e_wall, summary.rows / e2e_wall, f"{e2e_wall / gen_wall:.2f}"),
+            ("  each run", "", "", walls([x[0] for x in clis]), "", "", ""),
+            ("  its ingest_runs started..finished", "", "", cli_run_seconds, "", "",
+             f"{cli_run_seconds / gen_wall:.2f}"),
+            ("run_ingest in-process", loaded, e2e_rows, e2e_wall, loaded / e2e_wall, e2e_rows / e2e_wall,
+             f"{e2e_wall / gen_wall:.2f}"),
+            ("  each run", "", "", walls([s.seconds for s in summaries]), "", "", ""),
         ],
     ))
     print()
-    print(f"time split of run_ingest (seconds summed over {args.workers} workers; "
+    print(f"time split of run_ingest (seconds summed over {args.workers} workers, mean of the rounds; "
           f"worker capacity = {args.workers} x wall = {args.workers * e2e_wall:.1f} s)")
     rows = [(part, split.get(part, 0.0), f"{split.get(part, 0.0) / busy:.0%}",
              f"{split.get(part, 0.0) / (args.workers * e2e_wall):.0%}") for part in ("generate", "parse", "load")]
     rows.append(("sum", busy, "100%", f"{busy / (args.workers * e2e_wall):.0%}"))
-    rows.append(("generation alone, same days (mean)", gen_busy, "", f"{gen_busy / (args.workers * gen_wall):.0%}"))
+    rows.append(("generation alone, same days", gen_busy, "", f"{gen_busy / (args.workers * gen_wall):.0%}"))
     print(c.table(("part", "seconds", "share of sum", "share of capacity"), rows))
     print(f"ratio end-to-end wall / generation-only wall: {e2e_wall / gen_wall:.2f} in-process, "
           f"{cli_wall / gen_wall:.2f} via the CLI  (goal: close to 1.0)")
-    generate = sorted((o.seconds.get("generate", 0.0) for o in summary.outcomes), reverse=True)
-    print(f"generate per user-day: {split.get('generate', 0) / max(summary.count('loaded'), 1):.3f} s in the backfill "
-          f"vs {gen_busy / user_days:.3f} s alone; in the backfill the slowest {args.workers} (each worker's first day) "
-          f"took {', '.join(f'{s:.2f}' for s in generate[:args.workers])} s, the median {c.median(generate):.2f} s "
-          f"(wearipedia imported in this process before run_ingest forked: {'yes' if preimported else 'no'})")
+    generate = sorted((o.seconds.get("generate", 0.0) for o in summaries[-1].outcomes), reverse=True)
+    print(f"generate per user-day: {split.get('generate', 0) / max(loaded, 1):.3f} s in the backfill "
+          f"vs {gen_busy / user_days:.3f} s alone; in the last backfill the slowest {args.workers} (each worker's "
+          f"first day) took {', '.join(f'{s:.2f}' for s in generate[:args.workers])} s, the median "
+          f"{c.median(generate):.2f} s (wearipedia imported in this process before run_ingest forked: "
+          f"{'yes' if preimported else 'no'})")
     floor = (gen_busy + split.get("parse", 0.0) + split.get("load", 0.0)) / gen_busy
     print(f"estimate if loading overlapped perfectly but shared these {os.cpu_count()} CPUs "
           f"(generation alone keeps {gen_busy / (args.workers * gen_wall):.0%} of {args.workers} workers busy): "

@@ -10,7 +10,8 @@ raw --output FILE` (the console script, start-up included), against `psql URL -c
 TimeZone='UTC'" -c "\\copy (QUERY) to FILE with csv header"`, where QUERY is the very SQL fitpipe
 runs: fitpipe.export._raw_query bound with psycopg.ClientCursor.mogrify exactly as
 fitpipe.export._stream does. One untimed warm-up of each, then --repeats rounds alternating
-which goes first; medians. Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are
+which goes first; medians. The client process's own CPU time (user + sys, from wait4) is
+printed too: it does not include the server's work and drifts less with machine load. Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are
 compared byte for byte.
 
 Memory: peak RSS (VmHWM polled from /proc) of the export for 1 day against 30 days, both
@@ -67,8 +68,8 @@ def _hwm_kib(pid: int) -> int:
     return 0
 
 
-def run(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one process, which must succeed.
+def run(command: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + sys) of one process, which must succeed.
 
     Peak RSS is VmHWM polled every 5 ms from /proc. (ru_maxrss from wait4/RUSAGE_CHILDREN is not
     used: Linux carries the forking parent's high-water mark across exec, so every child would
@@ -87,14 +88,15 @@ def run(command: list[str]) -> tuple[float, int]:
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     err = proc.stderr.read().decode()  # small; EOF when the process exits
-    proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
     done.set()
     poller.join()
     proc.stderr.close()
     if proc.returncode != 0:
         sys.exit(f"{' '.join(command[:3])} ... failed ({proc.returncode}): {err}")
-    return seconds, peak[0]
+    return seconds, peak[0], usage.ru_utime + usage.ru_stime
 
 
 def sha256(path: Path) -> str:
@@ -160,14 +162,16 @@ def main() -> None:
             methods = {"fitpipe export (CLI)": export_cmd, "psql \\copy (baseline)": psql_cmd}
             seconds: dict[str, list[float]] = {name: [] for name in methods}
             rss: dict[str, list[int]] = {name: [] for name in methods}
+            cpu: dict[str, list[float]] = {name: [] for name in methods}
             for command in methods.values():  # warm-up: caches, the console script's imports
                 run(command)
             order = list(methods)
             for round_ in range(args.repeats):
                 for name in (order if round_ % 2 == 0 else order[::-1]):
-                    s, r = run(methods[name])
+                    s, r, u = run(methods[name])
                     seconds[name].append(s)
                     rss[name].append(r)
+                    cpu[name].append(u)
 
             same = fitpipe_file.stat().st_size == psql_file.stat().st_size and sha256(fitpipe_file) == sha256(psql_file)
             with open(fitpipe_file, "rb") as f:
@@ -199,9 +203,10 @@ def main() -> None:
     out = []
     for name in methods:
         med = c.median(seconds[name])
-        out.append((name, rows, *[f"{s:.2f}" for s in seconds[name]], med, rows / med, f"{rows / med / base_rate:.2f}"))
+        out.append((name, rows, *[f"{s:.2f}" for s in seconds[name]], med, rows / med, f"{rows / med / base_rate:.2f}",
+                    f"{c.median(cpu[name]):.2f}"))
     print(c.table(("method", "rows", *[f"round {i + 1} s" for i in range(args.repeats)], "median s", "rows/s",
-                   "x psql"), out))
+                   "x psql", "client CPU s"), out))
     fit_rate = rows / c.median(seconds["fitpipe export (CLI)"])
     print(f"ratio fitpipe / psql rows/s: {fit_rate / base_rate:.2f}  (goal >= 0.8)")
     print(f"files: fitpipe {sizes[0]:,} bytes, psql {sizes[1]:,} bytes, {lines:,} lines (header + {lines - 1:,} rows); "

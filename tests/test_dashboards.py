@@ -54,6 +54,7 @@ def resolve_time(value: str) -> dt.datetime:
     """A dashboard time setting: an ISO instant, `now` or `now-<interval>`, evaluated now as Grafana does."""
     match = re.fullmatch(r"now(?:-(\w+))?", value)
     if match:
+        # Rounded up to the second: RFC 3339 in the macros drops the fraction.
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=1)
         return now - (parse_duration(match.group(1)) if match.group(1) else dt.timedelta(0))
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
@@ -231,20 +232,26 @@ def test_dashboard_is_well_formed(path):
 
 @pytest.fixture(scope="module")
 def dashboard_db(database_url):
-    """A little data in the session's database: 2 participants, 2 days, imputed gaps, the runs."""
+    """A little data in the session's database: 2 participants, 2 days, imputed gaps, the runs.
+
+    Every table is emptied before and after, so neither other modules' data nor ours leaks across.
+    """
     with psycopg.connect(database_url, autocommit=True) as conn:
         tables = conn.execute(
             "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
             "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'").fetchone()[0]
-        conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    runner = CliRunner()
-    for args in (["seed-users", "--count", "2"],
-                 ["backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "2"],
-                 ["impute"]):
-        result = runner.invoke(app, ["--database-url", database_url, *args])
-        assert result.exit_code == 0, f"fitpipe {' '.join(args)}: {result.output}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        yield conn
+        empty = f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
+        conn.execute(empty)
+        runner = CliRunner()
+        for args in (["seed-users", "--count", "2"],
+                     ["backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "2"],
+                     ["impute"]):
+            result = runner.invoke(app, ["--database-url", database_url, *args])
+            assert result.exit_code == 0, f"fitpipe {' '.join(args)}: {result.output}"
+        try:
+            yield conn
+        finally:
+            conn.execute(empty)
 
 
 def run(conn: psycopg.Connection, sql: str) -> tuple[list[str], list[tuple]]:

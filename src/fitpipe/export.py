@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import select
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -115,6 +116,37 @@ def choose_resolution(estimates: dict[str, int], max_rows: int) -> str:
     return "1d"
 
 
+def _copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
+    """Run a COPY ... TO STDOUT and write every block to `out`; returns the rows COPY reports.
+
+    A CSV COPY arrives as one message per row. psycopg's iterator costs about a microsecond of
+    Python per message, which on two cores competes with the server; draining libpq directly
+    is about 2x cheaper in client CPU.
+    """
+    with conn.cursor().copy(copy_sql) as copy:
+        pgconn = conn.pgconn
+        write = out.write
+        while True:
+            size, data = pgconn.get_copy_data(1)
+            if size > 0:
+                write(data)
+            elif size == 0:  # nothing buffered yet: wait for the socket
+                select.select([pgconn.socket], [], [])
+                pgconn.consume_input()
+            else:
+                break
+        if size == -2:
+            raise psycopg.OperationalError(pgconn.get_error_message())
+        rows = -1
+        while (result := pgconn.get_result()) is not None:
+            if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+            rows = result.command_tuples or 0
+        # The COPY is complete on the wire; tell psycopg so that leaving the block reads nothing more.
+        copy._finished = True
+    return rows
+
+
 def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric: Metric, start, end,
             tz: str, out: BinaryIO) -> int:
     rows = 0
@@ -130,13 +162,8 @@ def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric:
             conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(user.timezone if tz == "local" else "UTC")))
             bound = psycopg.ClientCursor(conn).mogrify(query, params)
             copy_sql = f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER {'true' if header else 'false'})"
-            with conn.cursor().copy(copy_sql) as copy:
-                for block in copy:
-                    out.write(block)
-                    rows += bytes(block).count(b"\n")
-        if header:
-            rows -= 1
-            header = False
+            rows += _copy_out(conn, copy_sql, out)
+        header = False
     return rows
 
 

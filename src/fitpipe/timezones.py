@@ -54,12 +54,30 @@ def local_to_utc(local: "np.ndarray", timezone: str, *, nonexistent: str = "NaT"
 
 
 def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
-    """The aware UTC instant of `hour`:00 local on `day` (shifted forward out of a DST gap)."""
-    import numpy as np
+    """The aware UTC instant of `hour`:00 local on `day`, by the module's boundary rules.
 
-    naive = np.array([np.datetime64(dt.datetime(day.year, day.month, day.day, hour), "us")])
-    utc = local_to_utc(naive, timezone, nonexistent="shift_forward")[0]
-    return utc.astype(dt.datetime).replace(tzinfo=dt.timezone.utc)
+    The scalar twin of `local_to_utc(..., nonexistent="shift_forward")`, written with zoneinfo
+    alone so that commands which only need day boundaries (export, rollups) do not pay for
+    importing pandas; tests/test_foundation.py checks that the two agree hour by hour.
+    """
+    zone = ZoneInfo(timezone)
+    wall = dt.datetime(day.year, day.month, day.day, hour)
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(dt.timezone.utc)
+    if first.astimezone(zone).replace(tzinfo=None) == wall:
+        return first  # exists; for a repeated time fold=0 is the first occurrence
+    # In a gap: the day starts at the first instant that exists, the transition itself. It lies
+    # between the two readings of the wall time (fold=1 uses the later offset).
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(dt.timezone.utc)
+    high = first
+    if low > high:
+        low, high = high, low
+    while high - low > dt.timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
 
 
 def today_in(timezone: str) -> dt.date:
