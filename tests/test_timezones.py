@@ -8,8 +8,9 @@ import pytest
 from fitpipe.imputation import fill
 from fitpipe.timezones import local_instant, local_to_utc
 
+# Zones whose clocks jump at midnight (Santiago, Havana, Beirut) and by half hours (Kolkata).
 ZONES = ["America/New_York", "Europe/Berlin", "America/Santiago", "America/Havana", "Asia/Beirut",
-         "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
+         "Asia/Kolkata", "UTC"]
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -44,3 +45,10 @@ def test_profile_shrinks_to_linear_without_a_daily_rhythm():
     profile, _ = fill(series, minute_of_day, "profile", 120)
     gap = slice(5000, 5060)
     assert np.nanmax(np.abs(profile[gap] - linear[gap])) < 1.0
+
+
+def test_half_hour_jump_starts_at_the_transition():
+    """Lord Howe Island moves its clocks by 30 minutes (02:00 -> 02:30 on 2024-10-06). The day's
+    02:00 boundary is the transition instant itself; pandas' shift_forward would skip a whole hour."""
+    assert local_instant(dt.date(2024, 10, 6), 2, "Australia/Lord_Howe") == dt.datetime(
+        2024, 10, 5, 15, 30, tzinfo=dt.timezone.utc)

@@ -8,8 +8,8 @@ Rules, applied by `local_to_utc`:
   occurrence (daylight time). When the same wall time appears again later in the same
   series, that second occurrence maps to the second instant (standard time). So the mapping
   is deterministic and a device that really reports the repeated hour keeps both copies.
-- Boundaries (midnight, noon) use `nonexistent="shift_forward"`: a day that starts in a gap
-  starts at the first instant that exists.
+- Boundaries (midnight, noon) go through `local_instant`: a day that starts in a gap starts at
+  the first instant that exists, the transition itself.
 """
 
 from __future__ import annotations
