@@ -19,11 +19,12 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# Dependencies first, in a layer of their own that only pyproject.toml invalidates: they come with
-# a stand-in package (and readme), removed again. Then the real package, without dependencies.
-COPY pyproject.toml ./
+# Dependencies first, in a layer of their own that only pyproject.toml and constraints.txt (the
+# versions the tests ran with) invalidate: they come with a stand-in package (and readme), removed
+# again. Then the real package, without dependencies.
+COPY pyproject.toml constraints.txt ./
 RUN mkdir -p src/fitpipe && touch src/fitpipe/__init__.py README.md \
-    && pip install . && pip uninstall -y fitpipe && rm -rf src build README.md
+    && pip install -c constraints.txt . && pip uninstall -y fitpipe && rm -rf src build README.md
 # pyproject.toml names README.md as the package's readme, so the build needs it.
 COPY README.md ./
 COPY src/ ./src/

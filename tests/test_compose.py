@@ -213,7 +213,7 @@ def test_dockerignore_keeps_local_state_out():
     for path in (".venv/bin/python", ".devdb/data/PG_VERSION", ".git/HEAD", "tests/conftest.py",
                  "src/fitpipe/__pycache__/cli.cpython-311.pyc", ".pytest_cache/README.md", "out/hr.csv"):
         assert dockerignore_excludes(path), path
-    for path in ("pyproject.toml", "README.md", "src/fitpipe/cli.py", "migrations/0001_core.sql",
+    for path in ("pyproject.toml", "constraints.txt", "README.md", "src/fitpipe/cli.py", "migrations/0001_core.sql",
                  "docker/entrypoint.sh"):
         assert not dockerignore_excludes(path), path
 

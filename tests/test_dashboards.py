@@ -324,3 +324,14 @@ def test_variable_queries_run(variables, path):
     board = load(path)
     for variable in board.get("templating", {}).get("list", []):
         assert variable["name"] in variables[path.name], f"{board['title']}: variable {variable['name']} unresolved"
+
+
+def test_heart_rate_keeps_measured_and_imputed_apart(dashboard_db, variables):
+    """At 1-minute resolution a minute is either measured or imputed, and both kinds are there."""
+    (dashboard, _, panel, _, _, sql), = [q for q in QUERIES if q[1:3] == ("fitpipe-participant-health", "Heart rate")]
+    start, end = time_range(load(DASHBOARD_DIR / dashboard))
+    columns, rows = run(dashboard_db, expand(sql, variables[dashboard], start, end, "1m"))
+    measured, imputed = columns.index("measured"), columns.index("imputed")
+    assert any(row[measured] is not None for row in rows)
+    assert any(row[imputed] is not None for row in rows), "no imputed minutes shown (fitpipe impute ran)"
+    assert not [row for row in rows if row[measured] is not None and row[imputed] is not None]

@@ -12,7 +12,7 @@ from .errors import DatabaseUnavailable, SchemaError
 
 FIX_NO_TIMESCALEDB = (
     "start the local server with `scripts/dev-db.sh start`, "
-    "or `docker compose -f docker-compose.timescale.yml up -d`"
+    "or `docker compose -f docker-compose.timescale.yml up -d timescaledb`"
 )
 
 
