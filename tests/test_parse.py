@@ -339,6 +339,18 @@ def test_daily_payloads_dated_another_day_are_quarantined():
     assert np.isnan(column(parsed, "breathing_rate", "deep_sleep")[0])
 
 
+def test_non_numeric_values_of_nullable_columns_are_quarantined():
+    payloads = {
+        "steps": [{"activities-steps": [{"dateTime": D.isoformat(), "value": "abc"}]}],
+        "heart_rate_day": [{"activities-heart": [{"dateTime": D.isoformat(), "value": {"restingHeartRate": "sixty"}}]}],
+    }
+    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    for metric, column_name, bad in (("daily_activity", "steps", "abc"), ("heart_rate_daily", "resting_bpm", "sixty")):
+        found = [q for q in parsed.quarantined if q.metric == metric]
+        assert len(found) == 1, (metric, parsed.quarantined)
+        assert column_name in found[0].reason and bad in found[0].raw_value
+
+
 # --------------------------------------------------------------------------------------------
 # DST
 

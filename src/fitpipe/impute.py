@@ -130,16 +130,17 @@ def impute(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, start: dt.
     users = list_users(conn, user_ids)
     conn.commit()
     for user in users:
-        span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
-                            (user.user_id, user.study_start)).fetchone()
-        if span[0] is None:
-            continue
-        first = max(start or user.study_start, user.study_start)
-        last = min(end or span[1], span[1])
-        if last < first:
-            continue
+        # One transaction per participant: their lock is held only while their values are replaced.
         with conn.transaction():
             lock_user_exclusive(conn, user.user_id)
+            span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
+                                (user.user_id, user.study_start)).fetchone()
+            if span[0] is None:
+                continue
+            first = max(start or user.study_start, user.study_start)
+            last = min(end or span[1], span[1])
+            if last < first:
+                continue
             for metric in metrics:
                 _impute_metric(conn, user, metric, first, last, method, max_gap_minutes, report)
         report.users += 1

@@ -168,6 +168,10 @@ class _Builder:
         missing = np.isnan(numbers)
         if not column.nullable:
             reject(missing, f"{column.name} is missing or not a number")
+        else:
+            # Absent is fine for these columns; present but unreadable is not.
+            given = np.array([v is not None and not (isinstance(v, float) and np.isnan(v)) for v in values], dtype=bool)
+            reject(missing & given, f"{column.name} is not a number")
         with np.errstate(invalid="ignore"):
             outside = ~missing & ~_within(numbers, column.low, column.high)
         reject(outside, f"{column.name} outside its valid range {column.low:g}..{column.high:g}"

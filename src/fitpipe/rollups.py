@@ -38,10 +38,11 @@ class RefreshReport:
     seconds: float = 0.0
 
 
-def _hour_offset(timezone: str) -> dt.timedelta:
-    """Local hours start at a sub-hour offset in zones like Asia/Kolkata (+05:30)."""
-    offset = dt.datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone)).utcoffset() or dt.timedelta(0)
-    return dt.timedelta(seconds=offset.total_seconds() % 3600)
+# The start of the local clock hour holding `bucket`, using the UTC offset in force at that
+# instant: zones like Asia/Kolkata (+05:30) or Lord Howe (half-hour DST) start their hours at :30.
+# Not time_bucket('1 hour', bucket, tz): that would merge the two repeated hours of a fall-back night.
+_LOCAL_HOUR = ("bucket - make_interval(secs => mod((extract(epoch FROM bucket) + extract(epoch FROM "
+               "(bucket AT TIME ZONE %(tz)s) - (bucket AT TIME ZONE 'UTC')))::numeric, 3600)::float8)")
 
 
 def _measured_minutes_sql(metric: Metric) -> str:
@@ -57,7 +58,7 @@ def _measured_minutes_sql(metric: Metric) -> str:
 
 def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime, report: RefreshReport) -> None:
     params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi, "tz": user.timezone,
-              "hour_offset": _hour_offset(user.timezone), "per_minute": metric.samples_per_minute}
+              "per_minute": metric.samples_per_minute}
     for level in LEVELS:
         cur.execute(f"DELETE FROM rollup_{level} WHERE user_id = %(user_id)s AND metric = %(metric)s "
                     "AND bucket >= %(lo)s AND bucket < %(hi)s", params)
@@ -79,8 +80,7 @@ def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, lo: dt.datetime, h
         params,
     )
     report.buckets["1min"] += cur.rowcount
-    for level, source, bucket in (("1h", "1min", "time_bucket('1 hour', bucket, \"offset\" => %(hour_offset)s)"),
-                                  ("1d", "1h", "time_bucket('1 day', bucket, %(tz)s)")):
+    for level, source, bucket in (("1h", "1min", _LOCAL_HOUR), ("1d", "1h", "time_bucket('1 day', bucket, %(tz)s)")):
         cur.execute(
             f"""
             INSERT INTO rollup_{level}

@@ -152,15 +152,16 @@ def _start_run(conn: psycopg.Connection, command: str, arguments: dict) -> int:
             """
             UPDATE ingest_runs SET status = 'interrupted', finished_at = now()
             WHERE status = 'running' AND NOT EXISTS (
-                SELECT 1 FROM pg_stat_activity WHERE application_name = 'fitpipe-run-' || ingest_runs.run_id)
+                SELECT 1 FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = 'fitpipe-run-' || ingest_runs.run_id)
             """
         )
         run_id = conn.execute(
             "INSERT INTO ingest_runs (command, arguments, host, pid) VALUES (%s, %s, %s, %s) RETURNING run_id",
             (command, json.dumps(arguments, default=str), socket.gethostname(), os.getpid()),
         ).fetchone()[0]
-    conn.execute(f"SET application_name = 'fitpipe-run-{int(run_id)}'")
-    conn.commit()
+        # Named in the same transaction, so no other run ever sees this one without its connection.
+        conn.execute("SELECT set_config('application_name', %s, false)", (f"fitpipe-run-{int(run_id)}",))
     return run_id
 
 
