@@ -40,16 +40,21 @@ def database_url():
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def empty_database(conn: psycopg.Connection) -> None:
+    """Remove every row fitpipe wrote, keeping the schema (autocommit connection)."""
+    tables = [m.table for m in METRICS] + list(STATE_TABLES) + ["users"]
+    extra = conn.execute(
+        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+        "WHERE schemaname = 'public' AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%'])"
+    ).fetchone()[0]
+    conn.execute(f"TRUNCATE {', '.join(tables)}{', ' + extra if extra else ''} CASCADE")
+
+
 @pytest.fixture
 def db(database_url):
     """A connection to an emptied test database."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        tables = [m.table for m in METRICS] + list(STATE_TABLES) + ["users"]
-        extra = conn.execute(
-            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%'])"
-        ).fetchone()[0]
-        conn.execute(f"TRUNCATE {', '.join(tables)}{', ' + extra if extra else ''} CASCADE")
+        empty_database(conn)
         yield conn
 
 
@@ -62,6 +67,22 @@ def cli(database_url):
         return runner.invoke(app, ["--database-url", database_url, *args], input=input)
 
     return invoke
+
+
+def fitpipe(url: str, *args: str, ok: bool = True):
+    """The real CLI in-process (CliRunner); with ok, a non-zero exit fails the test with its output."""
+    result = CliRunner().invoke(app, ["--database-url", url, *args])
+    if ok:
+        assert result.exit_code == 0, (f"fitpipe {' '.join(args)} -> exit {result.exit_code}\n"
+                                       f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}")
+    return result
+
+
+def popen(url: str, *args: str) -> subprocess.Popen:
+    """fitpipe started in the background, as a second cron run would be."""
+    return subprocess.Popen([sys.executable, "-m", "fitpipe.cli", *args],
+                            env={**os.environ, "FITPIPE_DATABASE_URL": url},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def run_fitpipe(database_url: str, *args: str, **kwargs) -> subprocess.CompletedProcess:

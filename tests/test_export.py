@@ -24,11 +24,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
-from conftest import STATE_TABLES, run_fitpipe
-from fitpipe.catalogue import BY_NAME, INTRADAY, METRICS
-from fitpipe.cli import app
+from conftest import empty_database, fitpipe, run_fitpipe
+from fitpipe.catalogue import BY_NAME, INTRADAY
 
 NY = "America/New_York"
 FIRST, FALL, LAST = dt.date(2024, 11, 2), dt.date(2024, 11, 3), dt.date(2024, 11, 4)
@@ -36,24 +34,6 @@ FIRST, FALL, LAST = dt.date(2024, 11, 2), dt.date(2024, 11, 3), dt.date(2024, 11
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def fitpipe(url: str, *args: str, ok: bool = True):
-    result = CliRunner().invoke(app, ["--database-url", url, *args])
-    if ok:
-        assert result.exit_code == 0, (f"fitpipe {' '.join(args)} -> exit {result.exit_code}\n"
-                                       f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}")
-    return result
-
-
-def empty_database(conn: psycopg.Connection) -> None:
-    """What the conftest `db` fixture does, for data that lives as long as this module."""
-    tables = [m.table for m in METRICS] + list(STATE_TABLES) + ["users"]
-    extra = conn.execute(
-        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-        "WHERE schemaname = 'public' AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%'])"
-    ).fetchone()[0]
-    conn.execute(f"TRUNCATE {', '.join(tables)}{', ' + extra if extra else ''} CASCADE")
 
 
 def parse(text: str) -> tuple[list[str], list[list[str]]]:

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conftest import STATE_TABLES
+from conftest import empty_database, fitpipe, popen
 from fitpipe.catalogue import BY_NAME, METRICS
 from fitpipe.cli import app
 from fitpipe.imputation import fill, find_gaps
@@ -38,29 +38,6 @@ CUT_GAPS = ((dt.time(3, 10), 3), (dt.time(4, 10), 7), (dt.time(5, 10), 15))
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def fitpipe(url: str, *args: str):
-    result = CliRunner().invoke(app, ["--database-url", url, *args])
-    assert result.exit_code == 0, (f"fitpipe {' '.join(args)} -> exit {result.exit_code}\n"
-                                   f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}")
-    return result
-
-
-def popen(url: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fitpipe.cli", *args],
-                            env={**os.environ, "FITPIPE_DATABASE_URL": url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def empty_database(conn: psycopg.Connection) -> None:
-    """What the conftest `db` fixture does, for data that lives as long as this module."""
-    tables = [m.table for m in METRICS] + list(STATE_TABLES) + ["users"]
-    extra = conn.execute(
-        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-        "WHERE schemaname = 'public' AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%'])"
-    ).fetchone()[0]
-    conn.execute(f"TRUNCATE {', '.join(tables)}{', ' + extra if extra else ''} CASCADE")
 
 
 def local(day: dt.date, at: dt.time = dt.time(0)) -> dt.datetime:

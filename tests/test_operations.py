@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, url_for
+from conftest import ADMIN_URL, empty_database, url_for
 from fitpipe.cli import app
 
 
@@ -25,8 +25,7 @@ def cohort(database_url):
         return result
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE users, ingested_days, ingest_runs, quarantine, rollup_invalidations, rollup_1min, "
-                     "rollup_1h, rollup_1d, imputed_values, heart_rate, sleep_sessions CASCADE")
+        empty_database(conn)
     run("seed-users", "--count", "2", "--start-date", "2024-01-01")
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO users (user_id, display_name, timezone, synthetic_seed, wear_gaps, study_start) "

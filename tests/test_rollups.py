@@ -21,19 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
-from conftest import STATE_TABLES
-from fitpipe.catalogue import INTRADAY, METRICS
-from fitpipe.cli import app
+from conftest import empty_database, fitpipe, popen
+from fitpipe.catalogue import INTRADAY
 
 KOLKATA = "Asia/Kolkata"
 NY = "America/New_York"
@@ -45,30 +41,6 @@ SPRING, FALL = dt.date(2024, 3, 10), dt.date(2024, 11, 3)
 
 # --------------------------------------------------------------------------------------------
 # running fitpipe
-
-
-def fitpipe(url: str, *args: str, expect_ok: bool = True):
-    result = CliRunner().invoke(app, ["--database-url", url, *args])
-    if expect_ok:
-        assert result.exit_code == 0, (f"fitpipe {' '.join(args)} -> exit {result.exit_code}\n"
-                                       f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}")
-    return result
-
-
-def popen(url: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fitpipe.cli", *args],
-                            env={**os.environ, "FITPIPE_DATABASE_URL": url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def empty_database(conn: psycopg.Connection) -> None:
-    """What the conftest `db` fixture does, for data that lives as long as this module."""
-    tables = [m.table for m in METRICS] + list(STATE_TABLES) + ["users"]
-    extra = conn.execute(
-        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-        "WHERE schemaname = 'public' AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%'])"
-    ).fetchone()[0]
-    conn.execute(f"TRUNCATE {', '.join(tables)}{', ' + extra if extra else ''} CASCADE")
 
 
 def local_midnight(day: dt.date, timezone: str) -> dt.datetime:

@@ -49,10 +49,6 @@ def _bounds(user: User, start: dt.date | None, end: dt.date | None) -> tuple[dt.
 def _raw_query(metric: Metric, with_imputed: bool) -> str:
     time_col = metric.time_column
     values = [c.name for c in metric.values]
-    if metric.window.value == "date":
-        time_expr = f"{time_col}::text"
-    else:
-        time_expr = f"to_char({time_col}, '{_TIME_FORMAT}')"
     keys = [c.name for c in metric.extra_key]
     measured = (f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
                 + (", false AS imputed" if metric.imputable else "")

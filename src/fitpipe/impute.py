@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import psycopg
 
-from .catalogue import BY_NAME, METRICS, Metric, metric as metric_named
+from .catalogue import METRICS, Metric, metric as metric_named
 from .copybin import copy_rows
 from .errors import BadInput
 from .imputation import METHODS, fill

@@ -126,9 +126,9 @@ def _refresh_user(conn: psycopg.Connection, user: User, full: bool, report: Refr
             span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s",
                                 (user.user_id,)).fetchone()
             for metric in INTRADAY:
-                conn.execute(f"DELETE FROM rollup_1min WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
-                conn.execute(f"DELETE FROM rollup_1h WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
-                conn.execute(f"DELETE FROM rollup_1d WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
+                conn.execute("DELETE FROM rollup_1min WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
+                conn.execute("DELETE FROM rollup_1h WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
+                conn.execute("DELETE FROM rollup_1d WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
                 if span[0]:
                     # Night metrics of the last day reach into the next morning.
                     days_by_metric[metric.name] = {span[0] + dt.timedelta(days=i)
