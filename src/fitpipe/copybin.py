@@ -8,7 +8,7 @@ NULLs fall back to psycopg's `write_row` (only the small per-night and per-day t
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import psycopg
@@ -44,17 +44,32 @@ def vectorisable(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> bool
     return True
 
 
-def encode(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> bytes:
-    """The complete binary COPY stream (signature, rows, trailer) for fixed-width, non-null columns."""
+# Rows per block: the server starts on one block while the next is encoded.
+BLOCK_ROWS = 32_768
+
+
+def encode_blocks(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> Iterator[bytes]:
+    """The binary COPY stream (signature, rows, trailer) for fixed-width, non-null columns, in blocks."""
     fields = [("count", ">i2")]
     for i, pg_type in enumerate(pg_types):
         fields += [(f"len{i}", ">i4"), (f"val{i}", _FIXED[pg_type][0])]
-    rows = np.empty(len(columns[0]), dtype=np.dtype(fields))
-    rows["count"] = len(pg_types)
-    for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
-        rows[f"len{i}"] = _FIXED[pg_type][1]
-        rows[f"val{i}"] = _wire_values(pg_type, values)
-    return SIGNATURE + rows.tobytes() + TRAILER
+    layout = np.dtype(fields)
+    yield SIGNATURE
+    total = len(columns[0])
+    for start in range(0, total, BLOCK_ROWS):
+        stop = min(start + BLOCK_ROWS, total)
+        rows = np.empty(stop - start, dtype=layout)
+        rows["count"] = len(pg_types)
+        for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+            rows[f"len{i}"] = _FIXED[pg_type][1]
+            rows[f"val{i}"] = _wire_values(pg_type, values[start:stop])
+        yield rows.tobytes()
+    yield TRAILER
+
+
+def encode(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> bytes:
+    """The whole stream as one bytes object."""
+    return b"".join(encode_blocks(pg_types, columns))
 
 
 def _python_value(pg_type: str, value):
@@ -86,7 +101,8 @@ def copy_rows(cursor: psycopg.Cursor, table: str, names: Sequence[str], pg_types
     count = len(columns[0])
     with cursor.copy(statement) as copy:
         if vectorisable(pg_types, columns):
-            copy.write(encode(pg_types, columns))
+            for block in encode_blocks(pg_types, columns):
+                copy.write(block)
         else:
             copy.set_types(list(pg_types))
             for row in zip(*columns):

@@ -12,6 +12,9 @@ import random
 from typing import Any
 
 import numpy as np
+# Imported here, not in fetch_day: the runner imports this module before forking its workers,
+# so the ~1.5 s import happens once and every worker shares it.
+from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
 
 from .wear_gaps import DayGaps, gaps_for, stable_seed
 
@@ -77,8 +80,6 @@ class SyntheticFitbitSource:
     payload_format = "fitbit-webapi"
 
     def fetch_day(self, user: Any, day: dt.date) -> dict[str, Any]:
-        from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
-
         seed = stable_seed("day", user.synthetic_seed, day.isoformat())
         random.seed(seed)
         np.random.seed(seed)
