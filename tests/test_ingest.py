@@ -26,7 +26,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import ADMIN_URL, STATE_TABLES, run_fitpipe
+from conftest import ADMIN_URL, STATE_TABLES, fitpipe, run_fitpipe
 from fitpipe import locks
 from fitpipe.catalogue import BY_NAME, METRICS, DayWindow
 from fitpipe.errors import PartialFailure
@@ -800,3 +800,27 @@ def test_status_json_shape(cli, db):
     (run,) = runs(db)
     assert last["run_id"] == run["run_id"] and last["status"] == "ok" and last["command"] == "backfill"
     assert last["user_days"] == 2 and last["failed"] == 0 and last["finished_at"]
+
+
+def test_a_killed_worker_fails_its_days_instead_of_hanging(db, database_url):
+    """The OOM killer or a crash can take out a worker: the run must end, name the lost days and
+    leave them for the next run, not wait forever for a result that will never come."""
+    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-02-01")
+    run = popen(database_url, backfill_argv(dt.date(2024, 2, 1), dt.date(2024, 2, 8), workers=2))
+    try:
+        wait_for(lambda: db.execute("SELECT count(*) FROM ingested_days").fetchone()[0], "a first day", procs=[run])
+        workers = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+        assert workers, "the run has worker processes"
+        os.kill(int(workers[0]), signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode != 0
+    assert "worker process died" in stdout + stderr
+    status, failed = db.execute("SELECT status, failed FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()
+    assert status == "failed" and failed >= 1
+    loaded = db.execute("SELECT count(*) FROM ingested_days").fetchone()[0]
+    assert loaded < 8
+    fitpipe(database_url, "backfill", "--start", "2024-02-01", "--end", "2024-02-08", "--workers", "2", "--no-refresh")
+    assert db.execute("SELECT count(*) FROM ingested_days").fetchone()[0] == 8

@@ -183,3 +183,35 @@ def test_reset_refuses_without_yes_then_drops_everything(scratch_url):
     assert run("seed-users", "--count", "1").exit_code == 0
     with psycopg.connect(scratch_url) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
+
+
+def test_reingesting_a_day_drops_its_imputations(cohort):
+    """Imputed values were computed against the rows a re-ingest replaces; they must not outlive them."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["--database-url", cohort, "impute", "--user", "1", "--max-gap", "8h"])
+    assert result.exit_code == 0, result.output
+    day_window = ("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
+                  "AND ts >= '2024-01-03' AND ts < '2024-01-04'")
+    other_days = ("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
+                  "AND (ts < '2024-01-03' OR ts >= '2024-01-04')")
+    with psycopg.connect(cohort) as conn:
+        before_day, before_others = conn.execute(day_window).fetchone()[0], conn.execute(other_days).fetchone()[0]
+    assert before_day > 0, "user 1 has wear gaps on 2024-01-03 to impute"
+    result = runner.invoke(app, ["--database-url", cohort, "backfill", "--start", "2024-01-03", "--end",
+                                 "2024-01-03", "--user", "1", "--force"])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(cohort) as conn:
+        assert conn.execute(day_window).fetchone()[0] == 0
+        assert conn.execute(other_days).fetchone()[0] == before_others
+        stale = conn.execute(
+            "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
+            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'").fetchone()[0]
+    assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
+
+
+def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
+    result = CliRunner().invoke(app, ["--database-url", cohort, "export", "--metric", "heart_rate",
+                                      "--output", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "folder" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -461,3 +461,15 @@ def test_removed_heart_rate_seconds_are_exactly_the_union_of_the_gaps(night_off)
     parsed = parse_day(gapped, DayContext(uid, day, "UTC"))
     assert len(parsed.rows["heart_rate"]) == 86400 - int(off.sum())
     assert ("spo2" in parsed.rows) != night_off
+
+
+def test_unknown_sleep_stage_is_quarantined_not_a_failed_day():
+    """The table's CHECK would reject the whole day at COPY time; the parser sets the record aside."""
+    day = dt.date(2024, 1, 5)
+    segments = [{"dateTime": "2024-01-05T23:00:00", "level": "light", "seconds": 600},
+                {"dateTime": "2024-01-05T23:10:00", "level": "dreaming", "seconds": 300}]
+    payloads = sleep_payload(sleep_log(day, "2024-01-05T23:00:00.000", "2024-01-06T06:00:00.000", segments))
+    parsed = parse_day(payloads, DayContext(1, day, "UTC"))
+    assert list(column(parsed, "sleep_stages", "stage")) == ["light"]
+    assert any("stage is not one of" in r for r in reasons(parsed, "sleep_stages"))
+    assert any("dreaming" in q.raw_value for q in parsed.quarantined)

@@ -36,7 +36,8 @@ def adherence(conn: psycopg.Connection, user_ids: Sequence[int] = (), as_of: dt.
     thresholds.validate()
     users = list_users(conn, user_ids)
     if as_of is None:
-        as_of = conn.execute("SELECT max(day) FROM ingested_days").fetchone()[0]
+        as_of = conn.execute("SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)",
+                             ([u.user_id for u in users],)).fetchone()[0]
         if as_of is None:
             raise BadInput("nothing has been ingested yet; give --as-of or run `fitpipe ingest` first")
     with conn.cursor(row_factory=dict_row) as cur:

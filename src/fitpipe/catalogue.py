@@ -17,8 +17,8 @@ class DayWindow(Enum):
 
     # [D 00:00, D+1 00:00) local: the calendar day (23 or 25 hours on DST days).
     CALENDAR = "calendar"
-    # [D 12:00, D+1 12:00) local: the night that starts on the evening of D. Sleep starts
-    # between 21:00 and 03:00 and lasts at most 9 hours, so a night never straddles two windows
+    # [D 12:00, D+1 12:00) local: the night that starts on the evening of D. wearipedia's sleep
+    # starts between 21:00 and 03:00 and lasts at most 10 hours, so a night never straddles two windows
     # and consecutive days can never collide on a key.
     NIGHT = "night"
     # Rows keyed by the date itself (daily summaries).
@@ -33,9 +33,9 @@ class Column:
     high: float | None = None
     nullable: bool = False
     description: str = ""
+    # For text columns: the values the table accepts (its CHECK constraint).
+    allowed: tuple[str, ...] = ()
 
-    def in_range(self, value: float) -> bool:
-        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,8 @@ METRICS: tuple[Metric, ...] = (
         (Column("seconds", "integer", 0, 24 * 3600),),
         DayWindow.NIGHT, "segment", "Sleep stage segments",
         # The stage is part of the key: wearipedia starts two long segments at the same second.
-        extra_key=(Column("is_short", "boolean"), Column("stage", "text")),
+        extra_key=(Column("is_short", "boolean"),
+                   Column("stage", "text", allowed=("wake", "light", "deep", "rem", "asleep", "restless", "awake"))),
     ),
     Metric(
         "heart_rate_daily", "heart_rate_daily", "day",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -16,7 +17,7 @@ import typer
 
 from . import __version__
 from .config import ENV_DATABASE_URL, database_url, mask_secrets
-from .errors import BadInput, FitpipeError
+from .errors import BadInput, FitpipeError, first_line
 
 app = typer.Typer(
     name="fitpipe",
@@ -79,8 +80,14 @@ def handles_errors(command: Callable) -> Callable:
         except FitpipeError as exc:
             fail(str(exc), exc.exit_code)
         except _database_errors() as exc:
-            lines = str(exc).strip().splitlines()
-            fail(f"database error ({type(exc).__name__}): {lines[0] if lines else ''}", 6)
+            fail(f"database error ({type(exc).__name__}): {first_line(exc)}", 6)
+        except BrokenPipeError:
+            # The reader went away (e.g. `fitpipe export | head`): not an error worth a message.
+            sys.stdout = open(os.devnull, "w")
+            raise typer.Exit(0)
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            fail(f"{exc.strerror or first_line(exc)}{where}", 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -91,9 +98,12 @@ def parse_day(value: Optional[str], flag: str) -> Optional[dt.date]:
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise BadInput(f"{flag} must be a date like 2024-01-31, got {value!r}") from None
+    if not dt.date(1900, 1, 1) <= day <= dt.date(9000, 12, 31):
+        raise BadInput(f"{flag} {value} is outside the years 1900..9000")
+    return day
 
 
 def console(stderr: bool = False):
@@ -109,7 +119,7 @@ def console(stderr: bool = False):
 @app.command("init-db")
 @handles_errors
 def init_db() -> None:
-    """Create the timescaledb extension and apply pending migrations, each in a transaction.
+    """Create the timescaledb extension and apply pending migrations, each in its own transaction.
 
     Running it again changes nothing. A migration file edited after it was applied is refused.
 

@@ -42,10 +42,18 @@ def mask_secrets(text: str, url: str | None = None) -> str:
     (driver errors sometimes quote it on its own).
     """
     if url:
-        from urllib.parse import quote
+        from urllib.parse import quote, urlsplit
 
         password = password_of(url)
-        for form in {password, quote(password or "", safe="")} - {None, ""}:
-            text = text.replace(form, "***")
+        try:
+            parts = urlsplit(url)
+            names = {parts.username, parts.path.lstrip("/")}
+        except ValueError:
+            names = set()
+        # A short password, or one equal to the user or database name, would blank out ordinary
+        # words of the message; the URL patterns below still mask it where it stands in a URL.
+        if password and len(password) >= 4 and password not in names:
+            for form in {password, quote(password, safe="")}:
+                text = text.replace(form, "***")
     text = _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}:***@", text)
     return _PASSWORD_IN_DSN.sub(lambda m: f"{m.group('head')}***", text)

@@ -3,7 +3,8 @@
 A row of fixed-width, non-null fields has the same layout every time, so a whole table's
 rows are one numpy structured array: a field count, then (length, value) per column, all
 big-endian. `tobytes()` of that array is the COPY stream. Columns that are text or hold
-NULLs fall back to psycopg's `write_row` (only the small per-night and per-day tables have them).
+NULLs fall back to psycopg's `write_row`: the small per-night and per-day tables, and
+imputed_values (its metric, field and method are text).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import psycopg
+
+from .timezones import aware_utc
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 TRAILER = (-1).to_bytes(2, "big", signed=True)
@@ -82,9 +85,7 @@ def _python_value(pg_type: str, value):
             return None
         if pg_type == "date":
             return value.astype("datetime64[D]").item()
-        import datetime as dt
-
-        return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
+        return aware_utc(value)
     if pg_type in ("smallint", "integer", "bigint"):
         return int(value)
     if pg_type == "boolean":

@@ -8,7 +8,7 @@ from typing import Iterator
 import psycopg
 
 from .config import mask_secrets
-from .errors import DatabaseUnavailable, SchemaError
+from .errors import DatabaseUnavailable, SchemaError, first_line
 
 FIX_NO_TIMESCALEDB = (
     "start the local server with `scripts/dev-db.sh start`, "
@@ -16,16 +16,11 @@ FIX_NO_TIMESCALEDB = (
 )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return mask_secrets(text[0] if text else exc.__class__.__name__)
-
-
 def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(mask_secrets(f"cannot connect to {mask_secrets(url)}: {_first_line(exc)}", url)) from None
+        raise DatabaseUnavailable(mask_secrets(f"cannot connect to {mask_secrets(url)}: {first_line(exc)}", url)) from None
 
 
 @contextlib.contextmanager
@@ -35,7 +30,7 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
         with conn:
             yield conn
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"lost the database connection: {_first_line(exc)}") from None
+        raise DatabaseUnavailable(f"lost the database connection: {mask_secrets(first_line(exc))}") from None
     finally:
         conn.close()
 
@@ -52,6 +47,3 @@ def timescaledb_available(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     return bool(row[0])
 
-
-def timescaledb_license(conn: psycopg.Connection) -> str:
-    return conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()[0] or "unknown"

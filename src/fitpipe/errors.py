@@ -5,6 +5,12 @@ else is a bug and keeps its traceback.
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (driver errors add context lines and hints)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class FitpipeError(Exception):
     exit_code = 1
 

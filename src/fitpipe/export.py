@@ -23,7 +23,7 @@ from typing import BinaryIO, Sequence
 import psycopg
 from psycopg import sql
 
-from .catalogue import Metric, metric as metric_named
+from .catalogue import DayWindow, Metric, metric as metric_named
 from .errors import BadInput
 from .timezones import local_instant
 from .users import User, list_users
@@ -53,7 +53,7 @@ def _raw_query(metric: Metric, with_imputed: bool) -> str:
     measured = (f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
                 + (", false AS imputed" if metric.imputable else "")
                 + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s")
-    if metric.window.value == "date":
+    if metric.window is DayWindow.DATE:
         measured = measured.replace("%(lo)s", "%(lo_day)s").replace("%(hi)s", "%(hi_day)s")
     body = measured
     if metric.imputable and with_imputed:
@@ -62,7 +62,7 @@ def _raw_query(metric: Metric, with_imputed: bool) -> str:
                  f" WHERE user_id = %(user_id)s AND metric = '{metric.name}' AND ts >= %(lo)s AND ts < %(hi)s"
                  " GROUP BY user_id, ts")
     shown = ", ".join(keys + values) + (", imputed" if metric.imputable else "")
-    outer_time = "to_char(t, '" + _TIME_FORMAT + "')" if metric.window.value != "date" else "t::text"
+    outer_time = "to_char(t, '" + _TIME_FORMAT + "')" if metric.window is not DayWindow.DATE else "t::text"
     return (f"SELECT user_id, {outer_time} AS {time_col}, {shown} FROM ({body}) rows"
             f" ORDER BY user_id, rows.t{''.join(', ' + k for k in keys)}")
 
@@ -119,7 +119,7 @@ def _copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
     Python per message, which on two cores competes with the server; draining libpq directly
     is about 2x cheaper in client CPU.
     """
-    with conn.cursor().copy(copy_sql) as copy:
+    with conn.cursor().copy(copy_sql):
         pgconn = conn.pgconn
         write = out.write
         while True:
@@ -138,8 +138,6 @@ def _copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
             if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
                 raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
             rows = result.command_tuples or 0
-        # The COPY is complete on the wire; tell psycopg so that leaving the block reads nothing more.
-        copy._finished = True
     return rows
 
 
@@ -150,9 +148,8 @@ def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric:
     for user in users:
         lo, hi = _bounds(user, start, end)
         params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
-                  "lo_day": start or dt.date(1970, 1, 1), "hi_day": end or dt.date(9999, 1, 1)}
-        if metric.window.value == "date":
-            params["hi_day"] = (end or dt.date(9998, 12, 31)) + dt.timedelta(days=1)
+                  "lo_day": start or dt.date(1970, 1, 1),
+                  "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1)}
         with conn.transaction():
             # to_char() writes times in the session zone: the participant's own for --tz local.
             conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(user.timezone if tz == "local" else "UTC")))
@@ -193,6 +190,8 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
         sys.stdout.buffer.flush()
         return ExportResult(resolution, rows, note)
     target = Path(output)
+    if target.is_dir():
+        raise BadInput(f"--output {output} is a folder; give a file name")
     if target.parent and not target.parent.exists():
         raise BadInput(f"folder {target.parent} does not exist")
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")

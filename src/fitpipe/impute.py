@@ -1,6 +1,6 @@
 """`fitpipe impute`: fill missing minutes into imputed_values, never touching measurements.
 
-Per participant and metric, in one transaction under the participant's exclusive lock (so no
+Per participant, in one transaction under the participant's exclusive lock (so no
 day of theirs is half-replaced while we read): read 1-minute means from the raw table, fill the
 gaps (fitpipe.imputation), replace the earlier imputations of the range, and log the range for
 the rollups, which are refreshed at the end.
@@ -23,6 +23,7 @@ from .errors import BadInput
 from .imputation import METHODS, fill
 from .locks import lock_user_exclusive
 from .parse import DayContext
+from .timezones import aware_utc
 from .users import User, list_users
 
 # Days either side of the range whose data shapes the participant's typical day.
@@ -53,10 +54,6 @@ class ImputeReport:
         return sum(self.values.values())
 
 
-def _as_aware(value: np.datetime64) -> dt.datetime:
-    return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
-
-
 def _minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime):
     fields = ", ".join(f"avg({c.name})::float8" for c in metric.values)
     rows = conn.execute(
@@ -75,11 +72,11 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
     hi = DayContext(user.user_id, last, user.timezone).window(metric)[1]
     context_lo = lo - np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
     context_hi = hi + np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
-    rows = _minute_means(conn, user, metric, _as_aware(context_lo), _as_aware(context_hi))
+    rows = _minute_means(conn, user, metric, aware_utc(context_lo), aware_utc(context_hi))
     conn.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
-                 (user.user_id, metric.name, _as_aware(lo), _as_aware(hi)))
+                 (user.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
     conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
-                 (user.user_id, metric.name, _as_aware(lo), _as_aware(hi)))
+                 (user.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
     if not rows:
         return
     grid = pd.date_range(rows[0][0], rows[-1][0], freq="1min")
@@ -87,7 +84,7 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
                             columns=[c.name for c in metric.values]).reindex(grid)
     local = grid.tz_convert(user.timezone)
     minute_of_day = np.asarray(local.hour * 60 + local.minute)
-    inside = np.asarray((grid >= pd.Timestamp(_as_aware(lo))) & (grid < pd.Timestamp(_as_aware(hi))))
+    inside = np.asarray((grid >= pd.Timestamp(aware_utc(lo))) & (grid < pd.Timestamp(aware_utc(hi))))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
     for column in metric.values:
         values, gap_length = fill(measured[column.name].to_numpy(dtype=float), minute_of_day, method, max_gap)

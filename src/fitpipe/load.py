@@ -20,6 +20,7 @@ from . import locks
 from .catalogue import METRICS, DayWindow, Metric
 from .copybin import copy_rows
 from .parse import DayContext, ParsedDay
+from .timezones import aware_utc
 
 
 @dataclass
@@ -42,11 +43,7 @@ def _day_filter(metric: Metric, ctx: DayContext) -> tuple[str, tuple]:
         return f"user_id = %s AND {metric.time_column} = %s", (ctx.user_id, ctx.day)
     lo, hi = ctx.window(metric)
     return (f"user_id = %s AND {metric.time_column} >= %s AND {metric.time_column} < %s",
-            (ctx.user_id, _aware(lo), _aware(hi)))
-
-
-def _aware(value) -> dt.datetime:
-    return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
+            (ctx.user_id, aware_utc(lo), aware_utc(hi)))
 
 
 def replace_day(
@@ -77,6 +74,12 @@ def replace_day(
                 where, params = _day_filter(metric, ctx)
                 cur.execute(f"DELETE FROM {metric.table} WHERE {where}", params)
             cur.execute("DELETE FROM quarantine WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day))
+            # Imputations of the day were made against the rows being replaced; impute again to refill.
+            for metric in METRICS:
+                if metric.imputable:
+                    lo, hi = ctx.window(metric)
+                    cur.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
+                                (ctx.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
             for table, rows in parsed.rows.items():
                 metric = rows.metric
                 outcome.rows_by_metric[metric.name] = copy_rows(
@@ -105,7 +108,7 @@ def replace_day(
             for metric in METRICS:
                 if metric.intraday:
                     lo, hi = ctx.window(metric)
-                    invalidations.append((ctx.user_id, metric.name, _aware(lo), _aware(hi)))
+                    invalidations.append((ctx.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
             cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
                             invalidations)
     # Measured after the commit, so the WAL flush counts as loading.

@@ -2,8 +2,9 @@
 
 - user-day (two-int key space): held by the transaction that replaces that day. A second run
   that cannot take it skips the day and says so.
-- user (bigint key space): ingest holds it shared while it writes a day; impute and rollup
-  holds it exclusively, so it never reads a user's data halfway through a replace.
+- user (bigint key space): ingest holds it shared while it writes a day; impute holds it
+  exclusively, so it never reads a user's data halfway through a replace. Rollup refreshes do
+  not need it: the change log keeps them correct.
 - refresh (bigint key space): two rollup refreshes of one user take turns.
 """
 

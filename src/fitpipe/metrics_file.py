@@ -7,6 +7,7 @@ atomically (prometheus_client writes a temporary file and renames it).
 
 from __future__ import annotations
 
+import fcntl
 import time
 from pathlib import Path
 
@@ -42,6 +43,16 @@ def _existing(path: Path) -> dict[str, dict[str, float]]:
 
 def write_metrics(path: Path, command: str, *, duration: float, user_days: int, rows: int,
                   quarantined: int, failures: int, success: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two commands finishing together must not write back each other's stale samples.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _update(path, command, duration=duration, user_days=user_days, rows=rows, quarantined=quarantined,
+                failures=failures, success=success)
+
+
+def _update(path: Path, command: str, *, duration: float, user_days: int, rows: int,
+            quarantined: int, failures: int, success: bool) -> None:
     values = _existing(path)
     current = {
         "fitpipe_run_duration_seconds": duration, "fitpipe_run_user_days": user_days, "fitpipe_run_rows": rows,
@@ -59,7 +70,6 @@ def write_metrics(path: Path, command: str, *, duration: float, user_days: int, 
         gauge = Gauge(name, help_text, ["command"], registry=registry)
         for label, value in sorted(values[name].items()):
             gauge.labels(command=label).set(value)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_to_textfile(str(path), registry)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 
 from .db import FIX_NO_TIMESCALEDB, timescaledb_available
-from .errors import SchemaError
+from .errors import SchemaError, first_line
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Serialises concurrent `init-db` runs; any constant works as long as it is fitpipe's own.
@@ -84,6 +84,8 @@ def apply_migrations(conn: psycopg.Connection, directory: Path | None = None) ->
         version: (name, checksum)
         for version, name, checksum in conn.execute("SELECT version, name, checksum FROM schema_migrations")
     }
+    # End the read's implicit transaction, so each migration below gets a transaction of its own.
+    conn.commit()
     for migration in migrations:
         recorded = applied_before.get(migration.version)
         if recorded and recorded[1] != migration.checksum:
@@ -103,8 +105,7 @@ def apply_migrations(conn: psycopg.Connection, directory: Path | None = None) ->
             try:
                 conn.execute(migration.sql)
             except psycopg.Error as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise SchemaError(f"migration {migration.name} failed: {first}") from None
+                raise SchemaError(f"migration {migration.name} failed: {first_line(exc)}") from None
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),

@@ -152,6 +152,9 @@ class _Builder:
         if column.pg_type in ("text",):
             array = np.array(["" if v is None else str(v) for v in values], dtype=object)
             reject(np.array([v is None for v in values], dtype=bool), f"{column.name} is missing")
+            if column.allowed:
+                reject(np.array([v is not None and str(v) not in column.allowed for v in values], dtype=bool),
+                       f"{column.name} is not one of {', '.join(column.allowed)}")
             return array
         if column.pg_type in ("timestamptz", "date"):
             unit = "D" if column.pg_type == "date" else "s"

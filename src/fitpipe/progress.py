@@ -54,8 +54,10 @@ class Reporter:
         self.rows += outcome.rows
         if outcome.status == "failed":
             if self.progress:
-                self.progress.console.print(f"[red]failed[/red] user {outcome.user_id} day {outcome.day}: {outcome.error}",
-                                            markup=True, highlight=False)
+                from rich.markup import escape
+
+                self.progress.console.print(f"[red]failed[/red] user {outcome.user_id} day {outcome.day}: "
+                                            f"{escape(outcome.error or '')}", markup=True, highlight=False)
             else:
                 self._line(f"user={outcome.user_id} day={outcome.day} status=failed error={outcome.error!r}", error=True)
         if self.progress:

@@ -32,7 +32,7 @@ MAX_DAYS_PER_STATEMENT = 31
 class RefreshReport:
     users: int = 0
     day_ranges: int = 0
-    days: int = 0
+    days: int = 0  # distinct (participant, local day) pairs rebuilt
     buckets: dict[str, int] = field(default_factory=lambda: {level: 0 for level in LEVELS})
     invalidations: int = 0
     seconds: float = 0.0
@@ -125,10 +125,9 @@ def _refresh_user(conn: psycopg.Connection, user: User, full: bool, report: Refr
         if full:
             span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s",
                                 (user.user_id,)).fetchone()
+            for level in LEVELS:
+                conn.execute(f"DELETE FROM rollup_{level} WHERE user_id = %s", (user.user_id,))
             for metric in INTRADAY:
-                conn.execute("DELETE FROM rollup_1min WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
-                conn.execute("DELETE FROM rollup_1h WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
-                conn.execute("DELETE FROM rollup_1d WHERE user_id = %s AND metric = %s", (user.user_id, metric.name))
                 if span[0]:
                     # Night metrics of the last day reach into the next morning.
                     days_by_metric[metric.name] = {span[0] + dt.timedelta(days=i)
@@ -137,6 +136,7 @@ def _refresh_user(conn: psycopg.Connection, user: User, full: bool, report: Refr
             for _, metric_name, lo, hi in pending:
                 if metric_name in days_by_metric:
                     days_by_metric[metric_name] |= _local_days(lo, hi, user.timezone)
+        report.days += len(set().union(*days_by_metric.values()))
         with conn.cursor() as cur:
             for metric in INTRADAY:
                 for first, last in _runs(days_by_metric[metric.name]):
@@ -144,7 +144,6 @@ def _refresh_user(conn: psycopg.Connection, user: User, full: bool, report: Refr
                     hi = local_instant(last + dt.timedelta(days=1), 0, user.timezone)
                     _rebuild(cur, user, metric, lo, hi, report)
                     report.day_ranges += 1
-                    report.days += (last - first).days + 1
             if pending:
                 cur.execute("DELETE FROM rollup_invalidations WHERE invalidation_id = ANY(%s)",
                             ([row[0] for row in pending],))
@@ -172,7 +171,3 @@ def refresh(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, full: boo
     report.seconds = time.perf_counter() - started
     return report
 
-
-def refresh_changed(conn: psycopg.Connection, user_ids: Sequence[int]) -> RefreshReport:
-    """What ingest and backfill call at the end of a run."""
-    return refresh(conn, user_ids)

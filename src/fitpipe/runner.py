@@ -6,21 +6,25 @@ The parent plans and records; each worker process generates, parses and loads wh
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
 import os
+import signal
 import socket
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import psycopg
 
 from .config import mask_secrets
 from .db import connect, require_schema
-from .errors import BadInput, PartialFailure
+from .errors import BadInput, PartialFailure, first_line
 from .ledger import cursors, days_between, ingested, last_complete_day
 from .load import DayOutcome
 from .users import User, list_users
@@ -40,7 +44,6 @@ class RunSummary:
     planned: int
     outcomes: list[DayOutcome] = field(default_factory=list)
     seconds: float = 0.0
-    refreshed: object = None
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -136,11 +139,49 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
         outcome = replace_day(_worker_connection(), ctx, produce, source=source.name,
                               run_id=run_id, skip_if_done=task.skip_if_done)
     except Exception as exc:  # one bad day must not stop the others
-        message = str(exc).strip().splitlines()
-        return DayOutcome(ctx.user_id, ctx.day, "failed",
-                          error=mask_secrets(f"{type(exc).__name__}: {message[0] if message else ''}"))
+        return DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))
     outcome.seconds.update(seconds)
     return outcome
+
+
+def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPoolExecutor | None:
+    """Fork the worker processes now, before this process opens its own connection, so no child
+    inherits a live one; the source's heavy modules are imported first so the children share them."""
+    if not tasks:
+        return None
+    from .sources import source_for
+
+    for name in {t.user.source for t in tasks}:
+        source_for(name)
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_init_worker, initargs=(url,))
+    executor.submit(int).result()  # with fork, the first submit starts every worker
+    return executor
+
+
+def _outcome_of(future, task: Task) -> DayOutcome:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): its day rolled back; this one was never done.
+        return DayOutcome(task.user.user_id, task.day, "failed", error="a worker process died; the day was left as it was")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """systemd and `docker stop` send SIGTERM: stop like Ctrl-C, so the run is recorded as interrupted."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -207,32 +248,32 @@ def run_ingest(
 
     reporter = Reporter(command, quiet=quiet)
     started = time.perf_counter()
-    # Fork before this process opens its own connection, so no child inherits a live one.
-    pool = None
-    if tasks:
-        from .sources import source_for
-
-        for name in {t.user.source for t in tasks}:
-            source_for(name)  # import the source's heavy modules once, before forking
-        pool = multiprocessing.get_context("fork").Pool(min(workers, len(tasks)), _init_worker, (url,))
-    conn = connect(url)
+    executor = _start_workers(url, workers, tasks)
     status, error = "ok", None
+    conn = None
     try:
+        conn = connect(url)
         run_id = _start_run(conn, command, arguments)
         summary = RunSummary(run_id, command, len(tasks))
         reporter.start(run_id, len(tasks))
         try:
-            for outcome in (pool.imap_unordered(run_task, [(t, run_id) for t in tasks], chunksize=1) if pool else []):
-                summary.outcomes.append(outcome)
-                reporter.day_done(outcome)
-        except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted by the user"
+            with _sigterm_as_interrupt():
+                futures = {executor.submit(run_task, (task, run_id)): task for task in tasks} if executor else {}
+                for future in as_completed(futures):
+                    outcome = _outcome_of(future, futures[future])
+                    summary.outcomes.append(outcome)
+                    reporter.day_done(outcome)
+        except BaseException as exc:
+            status = "interrupted"
+            error = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+                     else f"stopped by {type(exc).__name__}: {first_line(exc)}")
             raise
         finally:
             reporter.stop()
-            if pool:
-                pool.terminate() if status == "interrupted" else pool.close()
-                pool.join()
+            if executor:
+                # Days already running finish (each is atomic); queued ones are dropped when stopping early.
+                executor.shutdown(wait=True, cancel_futures=status != "ok")
+                executor = None
             summary.seconds = time.perf_counter() - started
             failed = [o for o in summary.outcomes if o.status == "failed"]
             if failed and status == "ok":
@@ -240,16 +281,19 @@ def run_ingest(
                 error = "\n".join(f"user {o.user_id} day {o.day}: {o.error}" for o in failed)
             _finish_run(conn, summary, status, error)
         if refresh and summary.count("loaded"):
-            from .rollups import refresh_changed
+            from .rollups import refresh as refresh_rollups
 
-            summary.refreshed = refresh_changed(conn, [u.user_id for u in users])
+            refresh_rollups(conn, [u.user_id for u in users])
         reporter.summary(summary)
         if metrics_file:
             from .metrics_file import write_run_metrics
 
             write_run_metrics(metrics_file, command, summary, status)
     finally:
-        conn.close()
+        if executor:
+            executor.shutdown(wait=True, cancel_futures=True)
+        if conn is not None:
+            conn.close()
     failed = [o for o in summary.outcomes if o.status == "failed"]
     if failed:
         names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])

@@ -80,5 +80,10 @@ def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
     return high.replace(microsecond=0)
 
 
+def aware_utc(value: "np.datetime64") -> dt.datetime:
+    """A naive-UTC numpy datetime64 as an aware datetime, for SQL parameters."""
+    return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
+
+
 def today_in(timezone: str) -> dt.date:
     return dt.datetime.now(ZoneInfo(timezone)).date()
