@@ -19,6 +19,7 @@
 #   FITPIPE_INGEST_DAYS       days each run ingests past every participant's cursor (default 1)
 #   FITPIPE_DEMO              1: ingest every 2 minutes instead, to fill the dashboards quickly (default 0)
 #   FITPIPE_METRICS_FILE      Prometheus textfile written by every run (default /metrics/fitpipe.prom)
+#   GRAFANA_DB_PASSWORD       when set, the read-only login `grafana` is created with it
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -75,6 +76,10 @@ while true; do
     sleep "$DB_RETRY_SECONDS"
 done
 fitpipe seed-users --count "$FITPIPE_USERS" --timezone "$FITPIPE_TIMEZONE" --start-date "$FITPIPE_START_DATE"
+# Grafana reads through a login of its own that can only read (fitpipe_readonly).
+if [ -n "${GRAFANA_DB_PASSWORD:-}" ]; then
+    FITPIPE_READER_PASSWORD="$GRAFANA_DB_PASSWORD" fitpipe create-reader grafana
+fi
 
 # cron starts jobs with an almost empty environment: the job sources this file instead. It holds
 # the database URL, so only root may read it.

@@ -370,8 +370,14 @@ def test_datasource_is_the_compose_database(services):
     assert source["type"] in POSTGRES_TYPES and source["name"] == "TimescaleDB"
     db_env = environment(services["timescaledb"])
     assert source["url"] == "timescaledb:5432"
-    assert source["user"] == db_env["POSTGRES_USER"]
-    assert source["secureJsonData"]["password"] == db_env["POSTGRES_PASSWORD"]
+    # Grafana logs in as the read-only login the fitpipe service creates, with the password that
+    # both services get from the same variable.
+    assert source["user"] == "grafana" != db_env["POSTGRES_USER"]
+    assert source["secureJsonData"]["password"] == "$GRAFANA_DB_PASSWORD"
+    fitpipe_env, grafana_env = environment(services["fitpipe"]), environment(services["grafana"])
+    assert fitpipe_env["GRAFANA_DB_PASSWORD"] == grafana_env["GRAFANA_DB_PASSWORD"]
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert "fitpipe create-reader grafana" in entrypoint
     assert source["jsonData"]["database"] == db_env["POSTGRES_DB"]
     assert source["jsonData"]["timescaledb"] is True and source["jsonData"]["sslmode"] == "disable"
     assert source["jsonData"]["postgresVersion"] in (1500, 1700)

@@ -255,9 +255,10 @@ def dashboard_db(database_url):
 
 
 def run(conn: psycopg.Connection, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run read-only, as a dashboard should only read."""
+    """Run as the read-only role Grafana logs in with, so a panel needing more than it may fails."""
     with conn.transaction():
         conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute("SET LOCAL ROLE fitpipe_readonly")
         conn.execute("SET LOCAL statement_timeout = '20s'")
         cur = conn.execute(sql)
         rows = cur.fetchall()

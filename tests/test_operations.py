@@ -215,3 +215,36 @@ def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
     assert result.exit_code != 0
     assert "folder" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_create_reader_gives_a_login_that_reads_but_cannot_write(cohort):
+    import os
+
+    login = f"reader_{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "FITPIPE_READER_PASSWORD": "reader-password-1"}
+    result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", login], env=env)
+    assert result.exit_code == 0, result.output
+    assert "created" in result.output
+    again = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", login], env=env)
+    assert again.exit_code == 0 and "updated" in again.output
+    reader_url = cohort.replace("fitpipe:fitpipe@", f"{login}:reader-password-1@", 1)
+    try:
+        with psycopg.connect(reader_url) as conn:
+            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
+            assert conn.execute("SELECT count(*) FROM fitpipe_adherence('2024-01-07')").fetchone()[0] == 3
+            assert conn.execute("SELECT count(*) FROM heart_rate").fetchone()[0] > 0
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM heart_rate")
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{login}"')
+            admin.execute(f'DROP ROLE "{login}"')
+
+
+def test_create_reader_refuses_a_missing_or_short_password(cohort):
+    result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", "someone"],
+                                env={"FITPIPE_READER_PASSWORD": ""})
+    assert result.exit_code != 0 and "FITPIPE_READER_PASSWORD" in result.output
+    result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", "someone"],
+                                env={"FITPIPE_READER_PASSWORD": "short"})
+    assert result.exit_code != 0 and "8 characters" in result.output

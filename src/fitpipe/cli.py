@@ -396,6 +396,32 @@ def adherence(
         console().print(adherence_table(day, rows, FLAGS))
 
 
+@app.command("create-reader")
+@handles_errors
+def create_reader(
+    name: str = typer.Argument(..., help="Login name, e.g. grafana."),
+    password_env: str = typer.Option("FITPIPE_READER_PASSWORD", "--password-env",
+                                     help="Environment variable holding the password (never a flag: flags show in ps)."),
+) -> None:
+    """Create a read-only login (or reset its password) for dashboards and analysts.
+
+    The login can read every fitpipe table and call fitpipe_adherence(), and change nothing.
+    The password comes from the environment variable FITPIPE_READER_PASSWORD (or --password-env).
+
+    Example: fitpipe create-reader grafana
+    """
+    from .db import connection, require_schema
+    from .readers import create_reader as create
+
+    password = os.environ.get(password_env)
+    if not password:
+        raise BadInput(f"set the password in the environment variable {password_env}")
+    with connection(state.url) as conn:
+        require_schema(conn)
+        created = create(conn, name, password)
+    console().print(f"{'created' if created else 'updated'} read-only login {name}")
+
+
 @app.command()
 @handles_errors
 def reset(
