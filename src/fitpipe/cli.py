@@ -429,7 +429,8 @@ def reset(
 ) -> None:
     """Drop every table and function fitpipe created (data included), so init-db starts fresh.
 
-    Without --yes it only says what it would drop. The timescaledb extension is kept.
+    Without --yes it only says what it would drop. The timescaledb extension and the
+    fitpipe_readonly role are kept (other databases may use them).
 
     Example: fitpipe reset --yes && fitpipe init-db
     """

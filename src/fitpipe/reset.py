@@ -2,7 +2,8 @@
 
 The list comes from the migration files themselves (every CREATE TABLE and CREATE FUNCTION),
 plus schema_migrations, so a new migration is covered without touching this file. The
-timescaledb extension stays: other databases' objects may depend on it.
+timescaledb extension and the fitpipe_readonly role stay: they belong to the whole server, and
+other databases may use them.
 """
 
 from __future__ import annotations
