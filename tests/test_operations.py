@@ -248,3 +248,32 @@ def test_create_reader_refuses_a_missing_or_short_password(cohort):
     result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", "someone"],
                                 env={"FITPIPE_READER_PASSWORD": "short"})
     assert result.exit_code != 0 and "8 characters" in result.output
+
+
+def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from fitpipe import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 20_000)
+    target = tmp_path / "hr.parquet"
+    result = CliRunner().invoke(app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--user", "1",
+                                      "--resolution", "raw", "--format", "parquet", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    file = pq.ParquetFile(target)
+    table = file.read()
+    with psycopg.connect(cohort) as conn:
+        count, first, last, total = conn.execute(
+            "SELECT count(*), min(ts), max(ts), sum(bpm::float8) FROM heart_rate WHERE user_id = 1").fetchone()
+    assert table.num_rows == count
+    assert file.metadata.num_row_groups == -(-count // 20_000), "one row group per fetched batch"
+    assert table.column_names == ["user_id", "ts", "bpm", "imputed"]
+    times = table.column("ts").to_pylist()
+    assert (times[0], times[-1]) == (first, last)
+    assert sum(table.column("bpm").to_pylist()) == pytest.approx(total, rel=1e-6)
+    assert set(table.column("user_id").to_pylist()) == {1}
+
+
+def test_parquet_needs_a_file(cohort):
+    result = CliRunner().invoke(app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"])
+    assert result.exit_code != 0 and "--output" in result.output

@@ -331,6 +331,7 @@ def export(
     tz: str = typer.Option("utc", "--tz", help="utc, or local for each participant's own timezone."),
     output: str = typer.Option("-", "--output", "-o", help="File path, or - for stdout."),
     max_rows: int = typer.Option(1_000_000, "--max-rows", min=1, help="Row budget for --resolution auto."),
+    fmt: str = typer.Option("csv", "--format", help="csv, or parquet (needs --output; times as UTC instants)."),
 ) -> None:
     """Write a metric as CSV, streamed from the server (memory stays flat at any size).
 
@@ -346,7 +347,8 @@ def export(
     with connection(state.url) as conn:
         require_schema(conn)
         result = run_export(conn, metric_name=metric, user_ids=user or [], start=first, end=last,
-                            resolution=resolution, with_imputed=with_imputed, tz=tz, output=output, max_rows=max_rows)
+                            resolution=resolution, with_imputed=with_imputed, tz=tz, output=output, max_rows=max_rows,
+                            fmt=fmt)
     if result.note:
         sys.stderr.write(result.note + "\n")
     if output != "-":

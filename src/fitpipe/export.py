@@ -1,4 +1,5 @@
-"""`fitpipe export`: a metric as CSV, streamed from the server with COPY TO STDOUT.
+"""`fitpipe export`: a metric as CSV, streamed from the server with COPY TO STDOUT, or as
+Parquet written one row group at a time from a server-side cursor (fitpipe.parquet).
 
 Nothing is held in memory beyond one COPY block. A file is written under a temporary name and
 renamed into place only when complete, so an error never leaves a partial file behind.
@@ -46,7 +47,8 @@ def _bounds(user: User, start: dt.date | None, end: dt.date | None) -> tuple[dt.
     return lo, hi
 
 
-def _raw_query(metric: Metric, with_imputed: bool) -> str:
+def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
+    """typed: times stay timestamptz/date (Parquet) instead of ISO-8601 text (CSV)."""
     time_col = metric.time_column
     values = [c.name for c in metric.values]
     keys = [c.name for c in metric.extra_key]
@@ -62,12 +64,15 @@ def _raw_query(metric: Metric, with_imputed: bool) -> str:
                  f" WHERE user_id = %(user_id)s AND metric = '{metric.name}' AND ts >= %(lo)s AND ts < %(hi)s"
                  " GROUP BY user_id, ts")
     shown = ", ".join(keys + values) + (", imputed" if metric.imputable else "")
-    outer_time = "to_char(t, '" + _TIME_FORMAT + "')" if metric.window is not DayWindow.DATE else "t::text"
+    if typed:
+        outer_time = "t"
+    else:
+        outer_time = "to_char(t, '" + _TIME_FORMAT + "')" if metric.window is not DayWindow.DATE else "t::text"
     return (f"SELECT user_id, {outer_time} AS {time_col}, {shown} FROM ({body}) rows"
             f" ORDER BY user_id, rows.t{''.join(', ' + k for k in keys)}")
 
 
-def _rollup_query(metric: Metric, level: str, with_imputed: bool) -> str:
+def _rollup_query(metric: Metric, level: str, with_imputed: bool, typed: bool = False) -> str:
     columns = []
     for column in metric.values:
         only = f"field = '{column.name}'"
@@ -85,12 +90,13 @@ def _rollup_query(metric: Metric, level: str, with_imputed: bool) -> str:
     columns.append(f"{n} AS n")
     if metric.imputable:
         columns.append("bool_or(n_imputed > 0) AS imputed" if with_imputed else "false AS imputed")
-        columns.append("round((max(n_imputed)::numeric / nullif(max(n_measured + n_imputed), 0)), 4) AS imputed_share"
-                       if with_imputed else "0 AS imputed_share")
+        columns.append("round((max(n_imputed)::numeric / nullif(max(n_measured + n_imputed), 0)), 4)::float8 "
+                       "AS imputed_share" if with_imputed else "0::float8 AS imputed_share")
     where = "user_id = %(user_id)s AND metric = %(metric)s AND bucket >= %(lo)s AND bucket < %(hi)s"
     if not with_imputed:
         where += " AND n_measured > 0"
-    return (f"SELECT user_id, to_char(bucket, '{_TIME_FORMAT}') AS bucket, {', '.join(columns)}"
+    bucket = f"rollup_{level}.bucket" if typed else f"to_char(bucket, '{_TIME_FORMAT}')"
+    return (f"SELECT user_id, {bucket} AS bucket, {', '.join(columns)}"
             f" FROM rollup_{level} WHERE {where} GROUP BY user_id, rollup_{level}.bucket ORDER BY rollup_{level}.bucket")
 
 
@@ -141,15 +147,18 @@ def _copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
     return rows
 
 
+def query_params(user: User, metric: Metric, start: dt.date | None, end: dt.date | None) -> dict:
+    lo, hi = _bounds(user, start, end)
+    return {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
+            "lo_day": start or dt.date(1970, 1, 1), "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1)}
+
+
 def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric: Metric, start, end,
             tz: str, out: BinaryIO) -> int:
     rows = 0
     header = True
     for user in users:
-        lo, hi = _bounds(user, start, end)
-        params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
-                  "lo_day": start or dt.date(1970, 1, 1),
-                  "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1)}
+        params = query_params(user, metric, start, end)
         with conn.transaction():
             # to_char() writes times in the session zone: the participant's own for --tz local.
             conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(user.timezone if tz == "local" else "UTC")))
@@ -162,8 +171,12 @@ def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric:
 
 def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
            end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
-           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS) -> ExportResult:
+           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS, fmt: str = "csv") -> ExportResult:
     metric = metric_named(metric_name)
+    if fmt not in ("csv", "parquet"):
+        raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
+    if fmt == "parquet" and output == "-":
+        raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
     if tz not in ("utc", "local"):
         raise BadInput(f"--tz must be utc or local, got {tz!r}")
     if resolution not in RESOLUTIONS + ("auto",):
@@ -183,7 +196,9 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
                 f"raw would be about {estimates['raw']:,})")
     if estimates["raw"] == 0 and not with_imputed:
         raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
-    query = _raw_query(metric, with_imputed) if resolution == "raw" else _rollup_query(metric, resolution, with_imputed)
+    typed = fmt == "parquet"
+    query = (_raw_query(metric, with_imputed, typed) if resolution == "raw"
+             else _rollup_query(metric, resolution, with_imputed, typed))
     conn.commit()
     if output == "-":
         rows = _stream(conn, users, query, metric, start, end, tz, sys.stdout.buffer)
@@ -197,7 +212,12 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
     try:
         with os.fdopen(handle, "wb") as out:
-            rows = _stream(conn, users, query, metric, start, end, tz, out)
+            if typed:
+                from .parquet import write_parquet
+
+                rows = write_parquet(conn, [(query, query_params(u, metric, start, end)) for u in users], out)
+            else:
+                rows = _stream(conn, users, query, metric, start, end, tz, out)
         if rows == 0:
             raise BadInput(f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
                            + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else ""))
