@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -59,6 +60,16 @@ def fitpipe(url: str, *args: str, check: bool = True) -> subprocess.CompletedPro
     if check and proc.returncode != 0:
         sys.exit(f"`fitpipe {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return proc
+
+
+def fitpipe_command() -> list[str]:
+    """The console script next to the interpreter (as users run it), else `python -m fitpipe.cli`."""
+    python = interpreter()
+    script = Path(python).with_name("fitpipe")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("fitpipe")
+    return [found] if found else [python, "-m", "fitpipe.cli"]
 
 
 def cli_env() -> dict[str, str]:

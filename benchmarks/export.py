@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # noqa: E402
 
 import psycopg  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from fitpipe.catalogue import metric as metric_named  # noqa: E402
 from fitpipe.db import connect  # noqa: E402
@@ -45,15 +44,6 @@ from fitpipe.export import _bounds, _raw_query  # noqa: E402
 from fitpipe.users import list_users  # noqa: E402
 
 START = dt.date(2024, 1, 1)
-
-
-def fitpipe_command() -> list[str]:
-    python = c.interpreter()
-    script = Path(python).with_name("fitpipe")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("fitpipe")
-    return [found] if found else [python, "-m", "fitpipe.cli"]
 
 
 def _hwm_kib(pid: int) -> int:
@@ -124,7 +114,7 @@ def main() -> None:
         sys.exit("psql is not on PATH; it is the baseline")
     last = START + dt.timedelta(days=args.days - 1)
     one_day = START + dt.timedelta(days=args.days // 2)
-    fitpipe = fitpipe_command()
+    fitpipe = c.fitpipe_command()
     work = Path(tempfile.mkdtemp(prefix="fitpipe_bench_export_"))
 
     try:

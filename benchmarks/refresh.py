@@ -25,7 +25,6 @@ machines; the ratios are the figures to compare. Prints figures only.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import sys
 import time
@@ -50,16 +49,6 @@ def checkpoint(conn: psycopg.Connection) -> None:
     with contextlib.suppress(psycopg.Error):  # needs superuser or pg_checkpoint
         conn.execute("CHECKPOINT")
     conn.rollback()
-
-
-def fitpipe_command() -> list[str]:
-    """The console script next to the interpreter (as users run it), else `python -m fitpipe.cli`."""
-    python = c.interpreter()
-    script = Path(python).with_name("fitpipe")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("fitpipe")
-    return [found] if found else [python, "-m", "fitpipe.cli"]
 
 
 def wall(command: list[str], runs: int) -> list[float]:
@@ -133,7 +122,7 @@ def main() -> None:
                 started = time.perf_counter()
                 refresh(conn, [1])
                 idle_one.append(time.perf_counter() - started)
-        cmd = fitpipe_command()
+        cmd = c.fitpipe_command()
         cli_refresh = wall([*cmd, "--database-url", url_a, "aggregate", "refresh"], args.cli_runs)
         cli_version = wall([*cmd, "--version"], args.cli_runs)
 
