@@ -308,7 +308,7 @@ def impute(
     if metrics_file:
         from .metrics_file import write_metrics
 
-        write_metrics(metrics_file, "impute", duration=report.seconds, user_days=report.users, rows=report.total,
+        write_metrics(metrics_file, "impute", duration=report.seconds, user_days=report.days, rows=report.total,
                       quarantined=0, failures=0, success=True)
     if not report.users:
         console().print("nothing to impute: no ingested days in the range")

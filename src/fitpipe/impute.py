@@ -47,6 +47,7 @@ class ImputeReport:
     values: dict[str, int] = field(default_factory=dict)
     gaps: dict[str, int] = field(default_factory=dict)
     users: int = 0
+    days: int = 0  # participant-days in the imputed ranges
     seconds: float = 0.0
 
     @property
@@ -141,6 +142,7 @@ def impute(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, start: dt.
             for metric in metrics:
                 _impute_metric(conn, user, metric, first, last, method, max_gap_minutes, report)
         report.users += 1
+        report.days += (last - first).days + 1
     if refresh_rollups and report.users:
         from .rollups import refresh
 
