@@ -69,15 +69,15 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
                    method: str, max_gap: int, report: ImputeReport) -> None:
     import pandas as pd
 
-    lo = DayContext(user.user_id, first, user.timezone).window(metric)[0]
-    hi = DayContext(user.user_id, last, user.timezone).window(metric)[1]
-    context_lo = lo - np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
-    context_hi = hi + np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
-    rows = _minute_means(conn, user, metric, aware_utc(context_lo), aware_utc(context_hi))
+    day_lo = DayContext(user.user_id, first, user.timezone).window(metric)[0]
+    day_hi = DayContext(user.user_id, last, user.timezone).window(metric)[1]
+    lo, hi = aware_utc(day_lo), aware_utc(day_hi)
+    context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
+    rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
     conn.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
-                 (user.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
+                 (user.user_id, metric.name, lo, hi))
     conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
-                 (user.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
+                 (user.user_id, metric.name, lo, hi))
     if not rows:
         return
     grid = pd.date_range(rows[0][0], rows[-1][0], freq="1min")
@@ -85,7 +85,7 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
                             columns=[c.name for c in metric.values]).reindex(grid)
     local = grid.tz_convert(user.timezone)
     minute_of_day = np.asarray(local.hour * 60 + local.minute)
-    inside = np.asarray((grid >= pd.Timestamp(aware_utc(lo))) & (grid < pd.Timestamp(aware_utc(hi))))
+    inside = np.asarray((grid >= pd.Timestamp(lo)) & (grid < pd.Timestamp(hi)))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
     for column in metric.values:
         values, gap_length = fill(measured[column.name].to_numpy(dtype=float), minute_of_day, method, max_gap)

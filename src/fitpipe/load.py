@@ -17,7 +17,7 @@ from typing import Callable
 import psycopg
 
 from . import locks
-from .catalogue import METRICS, DayWindow, Metric
+from .catalogue import METRICS, DayWindow
 from .copybin import copy_rows
 from .parse import DayContext, ParsedDay
 from .timezones import aware_utc
@@ -36,14 +36,6 @@ class DayOutcome:
     @property
     def rows(self) -> int:
         return sum(self.rows_by_metric.values())
-
-
-def _day_filter(metric: Metric, ctx: DayContext) -> tuple[str, tuple]:
-    if metric.window is DayWindow.DATE:
-        return f"user_id = %s AND {metric.time_column} = %s", (ctx.user_id, ctx.day)
-    lo, hi = ctx.window(metric)
-    return (f"user_id = %s AND {metric.time_column} >= %s AND {metric.time_column} < %s",
-            (ctx.user_id, aware_utc(lo), aware_utc(hi)))
 
 
 def replace_day(
@@ -70,16 +62,25 @@ def replace_day(
         parsed = produce()
         started = time.perf_counter()
         with conn.cursor() as cur:
+            # One pass over the catalogue: each metric's owned window is computed once and used to
+            # delete its old rows, drop the imputations made against them (impute again to refill)
+            # and tell the rollups to recompute the whole window, so vanished rows leave them too.
+            invalidations = []
             for metric in METRICS:
-                where, params = _day_filter(metric, ctx)
-                cur.execute(f"DELETE FROM {metric.table} WHERE {where}", params)
-            cur.execute("DELETE FROM quarantine WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day))
-            # Imputations of the day were made against the rows being replaced; impute again to refill.
-            for metric in METRICS:
+                column = metric.time_column
+                if metric.window is DayWindow.DATE:
+                    cur.execute(f"DELETE FROM {metric.table} WHERE user_id = %s AND {column} = %s",
+                                (ctx.user_id, ctx.day))
+                    continue
+                lo, hi = (aware_utc(bound) for bound in ctx.window(metric))
+                cur.execute(f"DELETE FROM {metric.table} WHERE user_id = %s AND {column} >= %s AND {column} < %s",
+                            (ctx.user_id, lo, hi))
                 if metric.imputable:
-                    lo, hi = ctx.window(metric)
                     cur.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
-                                (ctx.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
+                                (ctx.user_id, metric.name, lo, hi))
+                if metric.intraday:
+                    invalidations.append((ctx.user_id, metric.name, lo, hi))
+            cur.execute("DELETE FROM quarantine WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day))
             for table, rows in parsed.rows.items():
                 metric = rows.metric
                 outcome.rows_by_metric[metric.name] = copy_rows(
@@ -103,12 +104,6 @@ def replace_day(
                 (ctx.user_id, ctx.day, source, run_id, outcome.rows, json.dumps(outcome.rows_by_metric),
                  outcome.quarantined),
             )
-            # The whole owned window is invalidated: rows that disappeared must leave the rollups too.
-            invalidations = []
-            for metric in METRICS:
-                if metric.intraday:
-                    lo, hi = ctx.window(metric)
-                    invalidations.append((ctx.user_id, metric.name, aware_utc(lo), aware_utc(hi)))
             cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
                             invalidations)
     # Measured after the commit, so the WAL flush counts as loading.
