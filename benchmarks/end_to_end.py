@@ -13,7 +13,7 @@ How, in one run and one database (init-db, then `seed-users --count 3`, wear gap
 2. the data tables emptied, then the real CLI in a subprocess:
    `python -m fitpipe.cli --database-url URL backfill --start 2024-01-01 --end 2024-01-14 --workers 2 --no-refresh`
    (wall time includes interpreter start and imports; rows from its ingest_runs row);
-3. the data tables emptied, then the same backfill in-process with fitpipe.runner.run_ingest(...,
+3. the data tables emptied, then the same backfill in-process with fitpipe.ingest.runner.run_ingest(...,
    workers=2, refresh=False, quiet=True), whose RunSummary.time_split() gives the seconds spent in
    generate, parse and load summed over the workers (nothing is added to fitpipe for this);
 4. the baseline again; steps 2-4 repeat --rounds times (default 2). Ratios are of the medians
@@ -43,7 +43,7 @@ START = dt.date(2024, 1, 1)
 
 
 def _generate(item) -> tuple[int, float]:
-    from fitpipe.sources.synthetic import SyntheticFitbitSource
+    from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
 
     user, day = item
     started = time.perf_counter()
@@ -92,7 +92,7 @@ def main() -> None:
     days = [START + dt.timedelta(days=i) for i in range(args.days)]
     user_days = args.users * args.days
 
-    from fitpipe.users import list_users
+    from fitpipe.participants import list_users
 
     if args.generation_only:
         with psycopg.connect(args.generation_only) as conn:
@@ -100,7 +100,7 @@ def main() -> None:
         print(json.dumps(generation_only(users, days, args.workers)))
         return
 
-    from fitpipe.runner import run_ingest
+    from fitpipe.ingest.runner import run_ingest
 
     command = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(),
                "--workers", str(args.workers), "--no-refresh"]

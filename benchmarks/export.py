@@ -8,8 +8,8 @@ with the real CLI (seed-users, backfill --no-refresh): about 2.4 M heart-rate ro
 Throughput: wall time of the whole process, `fitpipe export --metric heart_rate --resolution
 raw --output FILE` (the console script, start-up included), against `psql URL -c "SET
 TimeZone='UTC'" -c "\\copy (QUERY) to FILE with csv header"`, where QUERY is the very SQL fitpipe
-runs: fitpipe.export._raw_query bound with psycopg.ClientCursor.mogrify exactly as
-fitpipe.export._stream does. One untimed warm-up of each, then --repeats rounds alternating
+runs: fitpipe.output.export._raw_query bound with psycopg.ClientCursor.mogrify exactly as
+fitpipe.output.export._stream does. One untimed warm-up of each, then --repeats rounds alternating
 which goes first; medians. The client process's own CPU time (user + sys, from wait4) is
 printed too: it does not include the server's work and drifts less with machine load. Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are
 compared byte for byte.
@@ -40,8 +40,8 @@ import psycopg  # noqa: E402
 
 from fitpipe.catalogue import metric as metric_named  # noqa: E402
 from fitpipe.db import connect  # noqa: E402
-from fitpipe.export import _bounds, _raw_query  # noqa: E402
-from fitpipe.users import list_users  # noqa: E402
+from fitpipe.output.export import _bounds, _raw_query  # noqa: E402
+from fitpipe.participants import list_users  # noqa: E402
 
 START = dt.date(2024, 1, 1)
 
@@ -132,7 +132,7 @@ def main() -> None:
                                              dt.datetime.combine(one_day + dt.timedelta(days=1), dt.time(),
                                                                  dt.timezone.utc))).fetchone()[0]
                 conn.commit()
-                # The SQL fitpipe runs, bound the way fitpipe.export._stream binds it.
+                # The SQL fitpipe runs, bound the way fitpipe.output.export._stream binds it.
                 metric = metric_named("heart_rate")
                 user = list_users(conn, [1])[0]
                 lo, hi = _bounds(user, None, None)

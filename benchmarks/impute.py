@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/impute.py [--gaps 40] [--seed 20240101]
 
 Known stretches of measured 1-minute heart rate are hidden and filled again with
-fitpipe.imputation.fill (the pure function `fitpipe impute` uses), once per method; the error is
+fitpipe.derive.imputation.fill (the pure function `fitpipe impute` uses), once per method; the error is
 imputed minus true over the hidden minutes. Linear interpolation between the gap's edges is the
 baseline, measured on the same gaps in the same run.
 
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import numpy as np  # noqa: E402
 
-from fitpipe.imputation import fill  # noqa: E402
-from fitpipe.users import User, synthetic_seed_for  # noqa: E402
+from fitpipe.derive.imputation import fill  # noqa: E402
+from fitpipe.participants import User, synthetic_seed_for  # noqa: E402
 
 GAP_LENGTHS = ((5, "5 min"), (30, "30 min"), (120, "2 h"), (480, "8 h"))
 METHODS = ("linear", "profile")
@@ -67,7 +67,7 @@ def rhythm_series(days: int, seed: int) -> np.ndarray:
 
 
 def wearipedia_series(days: int) -> tuple[np.ndarray, float]:
-    from fitpipe.sources.synthetic import SyntheticFitbitSource
+    from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
 
     source = SyntheticFitbitSource()
     user = User(1, "participant-0001", "UTC", "synthetic", synthetic_seed_for(1), False, dt.date(2024, 1, 1))
@@ -139,7 +139,7 @@ def main() -> None:
 
     import _common as c  # only for the table layout shared by the benchmarks
 
-    print(f"imputation accuracy, fitpipe.imputation.fill, {args.gaps} gaps per dataset and length, seed {args.seed}")
+    print(f"imputation accuracy, fitpipe.derive.imputation.fill, {args.gaps} gaps per dataset and length, seed {args.seed}")
     for name, truth in datasets:
         day_means = truth.reshape(-1, 1440)
         step = np.abs(np.diff(truth))

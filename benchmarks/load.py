@@ -5,11 +5,11 @@
 Goal: fitpipe's loader (fitpipe.copybin.copy_rows) loads heart-rate rows at >= 0.9x the rows/s
 of the baseline, psycopg 3's own binary COPY (`cursor.copy()` + `set_types(['int4',
 'timestamptz', 'float4'])` + `write_row()` per row), into the same hypertable with the same
-rows. The full per-day path (fitpipe.load.replace_day: lock, ledger check, delete, COPY, ledger
+rows. The full per-day path (fitpipe.ingest.load.replace_day: lock, ledger check, delete, COPY, ledger
 row, rollup invalidations, commit) is measured too, against the same baseline.
 
 How: 3 days of heart rate for one participant (wear gaps off: 86,400 rows a day) are generated
-and parsed once up front (SyntheticFitbitSource().fetch_day + fitpipe.parse.parse_day). Then each
+and parsed once up front (SyntheticFitbitSource().fetch_day + fitpipe.ingest.validate.parse_day). Then each
 method runs once per round, in a rotating order, for --repeats rounds; before each measurement
 the tables are truncated and CHECKPOINTed, and each timing ends with the commit. The baseline gets
 its rows as ready-made Python tuples (the conversion from numpy is done up front, not timed), so
@@ -34,10 +34,11 @@ import numpy as np  # noqa: E402
 import psycopg  # noqa: E402
 
 from fitpipe.copybin import copy_rows, encode  # noqa: E402
-from fitpipe.load import replace_day  # noqa: E402
-from fitpipe.parse import DayContext, ParsedDay, parse_day  # noqa: E402
-from fitpipe.sources.synthetic import SyntheticFitbitSource  # noqa: E402
-from fitpipe.users import seed_users  # noqa: E402
+from fitpipe.ingest.load import replace_day  # noqa: E402
+from fitpipe.days import DayContext
+from fitpipe.ingest.validate import ParsedDay, parse_day  # noqa: E402
+from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource  # noqa: E402
+from fitpipe.participants import seed_users  # noqa: E402
 
 START = dt.date(2024, 1, 1)
 

@@ -4,7 +4,7 @@
 
 (a) Incremental refresh stays proportional to the change. Store A holds 30 days of one
     participant (backfill 2024-01-01..2024-01-30 --no-refresh, then fully refreshed); day 31
-    (2024-01-31) is ingested with --no-refresh and `fitpipe.rollups.refresh(conn, [1])` is timed.
+    (2024-01-31) is ingested with --no-refresh and `fitpipe.derive.rollups.refresh(conn, [1])` is timed.
     Baseline B: a second fresh database holding only that same day 31, refreshed the same way.
     Each round re-ingests day 31 with --force --no-refresh first; medians over --repeats rounds.
     Goal: A / B <= 1.5.
@@ -37,7 +37,7 @@ import _common as c  # noqa: E402
 import psycopg  # noqa: E402
 
 from fitpipe.db import connect  # noqa: E402
-from fitpipe.rollups import refresh  # noqa: E402
+from fitpipe.derive.rollups import refresh  # noqa: E402
 
 FIRST, LAST, NEW_DAY = "2024-01-01", "2024-01-30", "2024-01-31"
 RAW_TABLES = ("heart_rate", "spo2", "hrv_intraday", "active_zone_minutes")

@@ -1,4 +1,4 @@
-"""`fitpipe impute` and fitpipe.imputation: which minutes are filled, with what, and what is left alone.
+"""`fitpipe impute` and fitpipe.derive.imputation: which minutes are filled, with what, and what is left alone.
 
 Expectations come from the raw tables (which 1-minute buckets hold measurements, and their
 means), never from fitpipe's own imputation code. The module shares one data set: user 1 in
@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from conftest import empty_database, fitpipe, popen
 from fitpipe.catalogue import BY_NAME, METRICS
 from fitpipe.cli import app
-from fitpipe.imputation import fill, find_gaps
+from fitpipe.derive.imputation import fill, find_gaps
 from fitpipe.locks import user_key
 
 NY = "America/New_York"

@@ -2,7 +2,7 @@
 ownership, interruption, overlapping runs, quarantine, the cursor, CLI errors and status.
 
 Expected results are derived from the source itself (SyntheticFitbitSource.fetch_day parsed with
-parse_day, or fitpipe.sources.wear_gaps), never hard-coded. Rollups are another suite's job:
+parse_day, or fitpipe.ingest.sources.wear_gaps), never hard-coded. Rollups are another suite's job:
 every run here passes --no-refresh.
 """
 
@@ -30,11 +30,12 @@ from conftest import ADMIN_URL, STATE_TABLES, fitpipe, run_fitpipe
 from fitpipe import locks
 from fitpipe.catalogue import BY_NAME, METRICS, DayWindow
 from fitpipe.errors import PartialFailure
-from fitpipe.load import replace_day
-from fitpipe.parse import DayContext, ParsedDay, parse_day
-from fitpipe.sources.synthetic import SyntheticFitbitSource
-from fitpipe.sources.wear_gaps import gaps_for
-from fitpipe.users import User, list_users
+from fitpipe.ingest.load import replace_day
+from fitpipe.days import DayContext
+from fitpipe.ingest.validate import ParsedDay, parse_day
+from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
+from fitpipe.ingest.sources.wear_gaps import gaps_for
+from fitpipe.participants import User, list_users
 
 NY = "America/New_York"
 JAN1 = dt.date(2024, 1, 1)
@@ -300,8 +301,8 @@ def test_same_user_day_gives_identical_payloads_in_any_process():
 
     code = PAYLOAD_DIGEST + (
         "import datetime as dt\n"
-        "from fitpipe.sources.synthetic import SyntheticFitbitSource\n"
-        "from fitpipe.users import User\n"
+        "from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource\n"
+        "from fitpipe.participants import User\n"
         f"user = User(1, 'p1', 'UTC', 'synthetic', {u1.synthetic_seed}, True, dt.date(2024, 1, 1))\n"
         f"print(payload_digest(SyntheticFitbitSource().fetch_day(user, dt.date({day.year}, {day.month}, {day.day}))))\n"
     )
@@ -409,7 +410,7 @@ def test_dst_days_load_with_correct_local_day_boundaries(cli, db):
 
 def three_nights_on(user_ids=range(1, 6)) -> tuple[int, dt.date]:
     """A user and a first day whose three nights are all worn (so every night has data)."""
-    from fitpipe.users import synthetic_seed_for
+    from fitpipe.participants import synthetic_seed_for
 
     for uid in user_ids:
         for first in days(JAN1, 40):

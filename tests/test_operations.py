@@ -253,7 +253,7 @@ def test_create_reader_refuses_a_missing_or_short_password(cohort):
 def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from fitpipe import parquet
+    from fitpipe.output import parquet
 
     monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 20_000)
     target = tmp_path / "hr.parquet"

@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 
 from fitpipe.catalogue import BY_NAME, DayWindow
-from fitpipe.parse import DayContext, parse_day
-from fitpipe.sources.synthetic import (
+from fitpipe.days import DayContext
+from fitpipe.ingest.validate import parse_day
+from fitpipe.ingest.sources.synthetic import (
     NIGHT_KINDS,
     SyntheticFitbitSource,
     move_night_to_its_evening,
 )
-from fitpipe.sources.wear_gaps import gaps_for
-from fitpipe.users import User, synthetic_seed_for
+from fitpipe.ingest.sources.wear_gaps import gaps_for
+from fitpipe.participants import User, synthetic_seed_for
 
 NY = "America/New_York"
 D = dt.date(2024, 1, 10)
@@ -410,7 +411,7 @@ def test_wear_gaps_are_deterministic_across_calls_and_processes():
         if previous.night_off:
             assert (22 * 3600, 86400) in previous.intervals
 
-    code = ("import datetime as dt; from fitpipe.sources.wear_gaps import gaps_for; "
+    code = ("import datetime as dt; from fitpipe.ingest.sources.wear_gaps import gaps_for; "
             f"print([(g.intervals, g.night_off) for g in (gaps_for({seed}, dt.date(2024, 1, 1) + dt.timedelta(days=i)) "
             "for i in range(60))])")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

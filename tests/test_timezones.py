@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from fitpipe.imputation import fill
+from fitpipe.derive.imputation import fill
 from fitpipe.timezones import local_instant, local_to_utc
 
 # Zones whose clocks jump at midnight (Santiago, Havana, Beirut) and by half hours (Kolkata).

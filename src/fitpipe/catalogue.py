@@ -189,7 +189,7 @@ INTRADAY: tuple[Metric, ...] = tuple(m for m in METRICS if m.intraday)
 
 
 def metric(name: str) -> Metric:
-    from .errors import BadInput
+    from fitpipe.errors import BadInput
 
     try:
         return BY_NAME[name]

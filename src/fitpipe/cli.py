@@ -15,9 +15,9 @@ from typing import Callable, List, Optional
 
 import typer
 
-from . import __version__
-from .config import ENV_DATABASE_URL, database_url, mask_secrets
-from .errors import BadInput, FitpipeError, first_line
+from fitpipe import __version__
+from fitpipe.config import ENV_DATABASE_URL, database_url, mask_secrets
+from fitpipe.errors import BadInput, FitpipeError, first_line
 
 app = typer.Typer(
     name="fitpipe",
@@ -125,8 +125,8 @@ def init_db() -> None:
 
     Example: fitpipe init-db
     """
-    from .db import connection
-    from .migrate import apply_migrations
+    from fitpipe.db import connection
+    from fitpipe.migrate import apply_migrations
 
     with connection(state.url) as conn:
         report = apply_migrations(conn)
@@ -151,9 +151,9 @@ def seed_users(
 
     Example: fitpipe seed-users --count 3 --timezone America/New_York --start-date 2024-03-01
     """
-    from .db import connection, require_schema
-    from .render import users_table
-    from .users import seed_users as seed
+    from fitpipe.db import connection, require_schema
+    from fitpipe.output.render import users_table
+    from fitpipe.participants import seed_users as seed
 
     start = parse_day(start_date, "--start-date")
     with connection(state.url) as conn:
@@ -181,7 +181,7 @@ def ingest(
 
     Example: fitpipe ingest --days 1 --quiet
     """
-    from .runner import run_ingest
+    from fitpipe.ingest.runner import run_ingest
 
     run_ingest(state.url, command="ingest", days=days, user_ids=user or [], workers=workers,
                refresh=refresh, quiet=quiet, metrics_file=metrics_file)
@@ -205,7 +205,7 @@ def backfill(
 
     Example: fitpipe backfill --start 2024-01-01 --end 2024-01-14 --user 1 --user 2
     """
-    from .runner import run_ingest
+    from fitpipe.ingest.runner import run_ingest
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     if last < first:
@@ -226,9 +226,9 @@ def status(
     """
     import json
 
-    from .db import connection, require_schema
-    from .render import status_tables
-    from .status import collect_status
+    from fitpipe.db import connection, require_schema
+    from fitpipe.output.render import status_tables
+    from fitpipe.output.status import collect_status
 
     with connection(state.url) as conn:
         require_schema(conn)
@@ -255,14 +255,14 @@ def aggregate_refresh(
 
     Example: fitpipe aggregate refresh --full
     """
-    from .db import connection, require_schema
-    from .rollups import refresh
+    from fitpipe.db import connection, require_schema
+    from fitpipe.derive.rollups import refresh
 
     with connection(state.url) as conn:
         require_schema(conn)
         report = refresh(conn, user or [], full=full)
     if metrics_file:
-        from .metrics_file import write_metrics
+        from fitpipe.output.metrics_file import write_metrics
 
         write_metrics(metrics_file, "aggregate_refresh", duration=report.seconds, user_days=report.days,
                       rows=sum(report.buckets.values()), quarantined=0, failures=0, success=True)
@@ -296,8 +296,8 @@ def impute(
 
     Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
     """
-    from .db import connection, require_schema
-    from .impute import impute as run_impute, parse_duration_minutes
+    from fitpipe.db import connection, require_schema
+    from fitpipe.derive.impute import impute as run_impute, parse_duration_minutes
 
     max_gap_minutes = parse_duration_minutes(max_gap)
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
@@ -306,7 +306,7 @@ def impute(
         report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method,
                             max_gap_minutes=max_gap_minutes)
     if metrics_file:
-        from .metrics_file import write_metrics
+        from fitpipe.output.metrics_file import write_metrics
 
         write_metrics(metrics_file, "impute", duration=report.seconds, user_days=report.days, rows=report.total,
                       quarantined=0, failures=0, success=True)
@@ -340,8 +340,8 @@ def export(
 
     Example: fitpipe export --metric heart_rate --resolution 1h --tz local --output hr.csv
     """
-    from .db import connection, require_schema
-    from .export import export as run_export
+    from fitpipe.db import connection, require_schema
+    from fitpipe.output.export import export as run_export
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     with connection(state.url) as conn:
@@ -374,8 +374,8 @@ def adherence(
 
     Example: fitpipe adherence --min-wear 0.8 --as-of 2024-01-31
     """
-    from .adherence import FLAGS, Thresholds, adherence as compute
-    from .db import connection, require_schema
+    from fitpipe.derive.adherence import FLAGS, Thresholds, adherence as compute
+    from fitpipe.db import connection, require_schema
 
     thresholds = Thresholds(min_wear, max_silence_hours, min_nights, min_sleep_minutes)
     with connection(state.url) as conn:
@@ -393,7 +393,7 @@ def adherence(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        from .render import adherence_table
+        from fitpipe.output.render import adherence_table
 
         console().print(adherence_table(day, rows, FLAGS))
 
@@ -412,8 +412,8 @@ def create_reader(
 
     Example: fitpipe create-reader grafana
     """
-    from .db import connection, require_schema
-    from .readers import create_reader as create
+    from fitpipe.db import connection, require_schema
+    from fitpipe.readers import create_reader as create
 
     password = os.environ.get(password_env)
     if not password:
@@ -436,8 +436,8 @@ def reset(
 
     Example: fitpipe reset --yes && fitpipe init-db
     """
-    from .db import connection
-    from .reset import plan, reset as drop
+    from fitpipe.db import connection
+    from fitpipe.reset import plan, reset as drop
 
     with connection(state.url) as conn:
         what = plan(conn)

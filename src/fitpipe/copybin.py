@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import psycopg
 
-from .timezones import aware_utc
+from fitpipe.timezones import aware_utc
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 TRAILER = (-1).to_bytes(2, "big", signed=True)

@@ -7,8 +7,8 @@ from typing import Iterator
 
 import psycopg
 
-from .config import mask_secrets
-from .errors import DatabaseUnavailable, SchemaError, first_line
+from fitpipe.config import mask_secrets
+from fitpipe.errors import DatabaseUnavailable, SchemaError, first_line
 
 FIX_NO_TIMESCALEDB = (
     "start the local server with `scripts/dev-db.sh start`, "

@@ -6,12 +6,14 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
 
-from .db import FIX_NO_TIMESCALEDB, timescaledb_available
-from .errors import SchemaError, first_line
+from fitpipe.db import FIX_NO_TIMESCALEDB, timescaledb_available
+from fitpipe.errors import SchemaError, first_line
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Serialises concurrent `init-db` runs; any constant works as long as it is fitpipe's own.
@@ -49,19 +51,20 @@ class MigrationReport:
     already_applied: int
 
 
-def migrations_dir() -> Path:
+def migrations_dir() -> Traversable:
+    """The migrations shipped in the package; FITPIPE_MIGRATIONS_DIR overrides them (tests, hotfixes)."""
     override = os.environ.get("FITPIPE_MIGRATIONS_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "migrations"
+    return resources.files("fitpipe.migrations")
 
 
-def discover(directory: Path | None = None) -> list[Migration]:
+def discover(directory: Traversable | None = None) -> list[Migration]:
     directory = directory or migrations_dir()
     if not directory.is_dir():
         raise SchemaError(f"migrations folder not found: {directory}")
     found = []
-    for path in sorted(directory.glob("*.sql")):
+    for path in sorted((p for p in directory.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name):
         match = _MIGRATION_NAME.match(path.name)
         if not match:
             raise SchemaError(f"migration file name must look like 0001_name.sql: {path.name}")

@@ -8,7 +8,7 @@ import re
 import psycopg
 from psycopg import sql
 
-from .errors import BadInput, SchemaError
+from fitpipe.errors import BadInput, SchemaError
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

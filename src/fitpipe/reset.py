@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .migrate import discover
+from fitpipe.migrate import discover
 
 _CREATED = re.compile(r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M)
 

@@ -9,7 +9,7 @@ import sys
 
 import psycopg
 
-from .config import database_url
+from fitpipe.config import database_url
 
 
 def render(conn: psycopg.Connection) -> str:

@@ -19,7 +19,7 @@ import functools
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from .errors import BadInput
+from fitpipe.errors import BadInput
 
 if TYPE_CHECKING:
     import numpy as np

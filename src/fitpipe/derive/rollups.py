@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from .catalogue import INTRADAY, Metric
-from .locks import lock_refresh
-from .timezones import local_instant
-from .users import User, list_users
+from fitpipe.catalogue import INTRADAY, Metric
+from fitpipe.locks import lock_refresh
+from fitpipe.timezones import local_instant
+from fitpipe.participants import User, list_users
 
 LEVELS = ("1min", "1h", "1d")
 # Longest stretch rebuilt in one statement, to keep each statement's sort and WAL modest.

@@ -2,7 +2,7 @@
 
 Per participant, in one transaction under the participant's exclusive lock (so no
 day of theirs is half-replaced while we read): read 1-minute means from the raw table, fill the
-gaps (fitpipe.imputation), replace the earlier imputations of the range, and log the range for
+gaps (fitpipe.derive.imputation), replace the earlier imputations of the range, and log the range for
 the rollups, which are refreshed at the end.
 """
 
@@ -17,14 +17,14 @@ from typing import Sequence
 import numpy as np
 import psycopg
 
-from .catalogue import METRICS, Metric, metric as metric_named
-from .copybin import copy_rows
-from .errors import BadInput
-from .imputation import METHODS, fill
-from .locks import lock_user_exclusive
-from .parse import DayContext
-from .timezones import aware_utc
-from .users import User, list_users
+from fitpipe.catalogue import METRICS, Metric, metric as metric_named
+from fitpipe.copybin import copy_rows
+from fitpipe.errors import BadInput
+from fitpipe.derive.imputation import METHODS, fill
+from fitpipe.locks import lock_user_exclusive
+from fitpipe.days import DayContext
+from fitpipe.timezones import aware_utc
+from fitpipe.participants import User, list_users
 
 # Days either side of the range whose data shapes the participant's typical day.
 PROFILE_CONTEXT_DAYS = 28
@@ -144,7 +144,7 @@ def impute(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, start: dt.
         report.users += 1
         report.days += (last - first).days + 1
     if refresh_rollups and report.users:
-        from .rollups import refresh
+        from fitpipe.derive.rollups import refresh
 
         refresh(conn, [u.user_id for u in users])
     report.seconds = time.perf_counter() - started

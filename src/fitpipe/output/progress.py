@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from .load import DayOutcome
+from fitpipe.ingest.load import DayOutcome
 
 
 def _stamp() -> str:

@@ -1,5 +1,5 @@
 """`fitpipe export`: a metric as CSV, streamed from the server with COPY TO STDOUT, or as
-Parquet written one row group at a time from a server-side cursor (fitpipe.parquet).
+Parquet written one row group at a time from a server-side cursor (fitpipe.output.parquet).
 
 Nothing is held in memory beyond one COPY block. A file is written under a temporary name and
 renamed into place only when complete, so an error never leaves a partial file behind.
@@ -24,10 +24,10 @@ from typing import BinaryIO, Sequence
 import psycopg
 from psycopg import sql
 
-from .catalogue import DayWindow, Metric, metric as metric_named
-from .errors import BadInput
-from .timezones import local_instant
-from .users import User, list_users
+from fitpipe.catalogue import DayWindow, Metric, metric as metric_named
+from fitpipe.errors import BadInput
+from fitpipe.timezones import local_instant
+from fitpipe.participants import User, list_users
 
 RESOLUTIONS = ("raw", "1min", "1h", "1d")
 DEFAULT_MAX_ROWS = 1_000_000
@@ -213,7 +213,7 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
     try:
         with os.fdopen(handle, "wb") as out:
             if typed:
-                from .parquet import write_parquet
+                from fitpipe.output.parquet import write_parquet
 
                 rows = write_parquet(conn, [(query, query_params(u, metric, start, end)) for u in users], out)
             else:

@@ -16,7 +16,7 @@ import numpy as np
 # so the ~1.5 s import happens once and every worker shares it.
 from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
 
-from .wear_gaps import DayGaps, gaps_for, stable_seed
+from fitpipe.ingest.sources.wear_gaps import DayGaps, gaps_for, stable_seed
 
 # wearipedia's payload kinds that fitpipe reads (see ../shared/reference/wearipedia-fitbit.md).
 PAYLOAD_KINDS = (

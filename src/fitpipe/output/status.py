@@ -8,9 +8,9 @@ from typing import Sequence
 import psycopg
 from psycopg.rows import dict_row
 
-from .catalogue import METRICS
-from .ledger import cursors
-from .users import list_users
+from fitpipe.catalogue import METRICS
+from fitpipe.ingest.ledger import cursors
+from fitpipe.participants import list_users
 
 
 def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:

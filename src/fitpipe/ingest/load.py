@@ -16,11 +16,12 @@ from typing import Callable
 
 import psycopg
 
-from . import locks
-from .catalogue import METRICS, DayWindow
-from .copybin import copy_rows
-from .parse import DayContext, ParsedDay
-from .timezones import aware_utc
+from fitpipe import locks
+from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.copybin import copy_rows
+from fitpipe.days import DayContext
+from fitpipe.ingest.validate import ParsedDay
+from fitpipe.timezones import aware_utc
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """ingest and backfill: plan the user-days, run them in worker processes, keep the run log.
 
 The parent plans and records; each worker process generates, parses and loads whole user-days
-(fitpipe.load.replace_day), so generation in one process overlaps loading in another.
+(fitpipe.ingest.load.replace_day), so generation in one process overlaps loading in another.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Iterator, Sequence
 
 import psycopg
 
-from .config import mask_secrets
-from .db import connect, require_schema
-from .errors import BadInput, PartialFailure, first_line
-from .ledger import cursors, days_between, ingested, last_complete_day
-from .load import DayOutcome
-from .users import User, list_users
+from fitpipe.config import mask_secrets
+from fitpipe.db import connect, require_schema
+from fitpipe.errors import BadInput, PartialFailure, first_line
+from fitpipe.ingest.ledger import cursors, days_between, ingested, last_complete_day
+from fitpipe.ingest.load import DayOutcome
+from fitpipe.participants import User, list_users
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,10 @@ def _worker_connection() -> psycopg.Connection:
 
 def run_task(item: tuple[Task, int]) -> DayOutcome:
     task, run_id = item
-    from .load import replace_day
-    from .parse import DayContext, parse_day
-    from .sources import source_for
+    from fitpipe.ingest.load import replace_day
+    from fitpipe.days import DayContext
+    from fitpipe.ingest.validate import parse_day
+    from fitpipe.ingest.sources import source_for
 
     ctx = DayContext(task.user.user_id, task.day, task.user.timezone)
     seconds: dict[str, float] = {}
@@ -149,7 +150,7 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
     inherits a live one; the source's heavy modules are imported first so the children share them."""
     if not tasks:
         return None
-    from .sources import source_for
+    from fitpipe.ingest.sources import source_for
 
     for name in {t.user.source for t in tasks}:
         source_for(name)
@@ -233,7 +234,7 @@ def run_ingest(
     quiet: bool = False,
     metrics_file: Path | None = None,
 ) -> RunSummary:
-    from .progress import Reporter
+    from fitpipe.output.progress import Reporter
 
     workers = workers or os.cpu_count() or 1
     with connect(url) as conn:
@@ -281,12 +282,12 @@ def run_ingest(
                 error = "\n".join(f"user {o.user_id} day {o.day}: {o.error}" for o in failed)
             _finish_run(conn, summary, status, error)
         if refresh and summary.count("loaded"):
-            from .rollups import refresh as refresh_rollups
+            from fitpipe.derive.rollups import refresh as refresh_rollups
 
             refresh_rollups(conn, [u.user_id for u in users])
         reporter.summary(summary)
         if metrics_file:
-            from .metrics_file import write_run_metrics
+            from fitpipe.output.metrics_file import write_run_metrics
 
             write_run_metrics(metrics_file, command, summary, status)
     finally:

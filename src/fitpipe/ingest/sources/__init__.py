@@ -1,6 +1,6 @@
 """Data sources. A source turns (user, local day) into that day's raw payloads.
 
-Sources only fetch. Turning payloads into rows is the parsers' job (fitpipe.parse), chosen by
+Sources only fetch. Turning payloads into rows is the parsers' job (fitpipe.ingest.validate), chosen by
 the source's `payload_format`, so a new source that speaks an existing format needs no other
 change, and a new format needs only its parsers.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping, Protocol
 
-from ..errors import BadInput
+from fitpipe.errors import BadInput
 
 
 class Source(Protocol):
@@ -25,7 +25,7 @@ class Source(Protocol):
 
 def source_for(name: str) -> Source:
     if name == "synthetic":
-        from .synthetic import SyntheticFitbitSource
+        from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
 
         return SyntheticFitbitSource()
     raise BadInput(f"unknown data source {name!r}")

@@ -9,8 +9,8 @@ from typing import Sequence
 import psycopg
 from psycopg.rows import class_row
 
-from .errors import BadInput
-from .timezones import validate_timezone
+from fitpipe.errors import BadInput
+from fitpipe.timezones import validate_timezone
 
 
 @dataclass(frozen=True)

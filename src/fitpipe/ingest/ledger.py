@@ -7,8 +7,8 @@ from typing import Iterable, Sequence
 
 import psycopg
 
-from .timezones import today_in
-from .users import User
+from fitpipe.timezones import today_in
+from fitpipe.participants import User
 
 
 def cursors(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[int, dt.date | None]:

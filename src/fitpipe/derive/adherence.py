@@ -10,8 +10,8 @@ from typing import Sequence
 import psycopg
 from psycopg.rows import dict_row
 
-from .errors import BadInput
-from .users import list_users
+from fitpipe.errors import BadInput
+from fitpipe.participants import list_users
 
 FLAGS = ("flag_low_wear", "flag_no_recent_data", "flag_low_sleep_capture", "flag_no_credentials")
 

@@ -1,0 +1,59 @@
+"""Which instants a participant's local day owns: the one rule, used by parsing, loading,
+rollups, imputation and export.
+
+- A calendar metric (heart rate, AZM) owns [D 00:00, D+1 00:00) local.
+- A night metric (SpO2, HRV, sleep) owns the night that starts on the evening of D,
+  [D 12:00, D+1 12:00) local. A source whose convention differs (the Fitbit Web API dates a
+  night by its wake-up day) shifts its payloads to this one before handing them over.
+- A dated metric (daily summaries) owns the rows dated D.
+
+"Local" is the zone in force on that day (participants.timezone_history). Day D starts at its
+boundary hour in D's zone and ends where D+1 starts, in D+1's zone, so consecutive days neither
+overlap nor leave a gap, even on the day a participant changes zone: that day is shorter or
+longer by the offset difference, as it is for the person who travelled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from fitpipe.catalogue import DayWindow, Metric
+from fitpipe.timezones import local_instant
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+def start_hour(window: DayWindow) -> int:
+    return 12 if window is DayWindow.NIGHT else 0
+
+
+@dataclass(frozen=True)
+class DayContext:
+    user_id: int
+    day: dt.date
+    # The zone in force on `day`; wall times in the day's payloads are read in it.
+    timezone: str
+    # The zone in force on the next day, where this day ends; the same zone unless it changes.
+    next_timezone: str | None = None
+
+    def bounds(self, window: DayWindow) -> tuple[dt.datetime, dt.datetime]:
+        """[lo, hi) as aware UTC datetimes of the instants this day owns under `window`."""
+        hour = start_hour(window)
+        lo = local_instant(self.day, hour, self.timezone)
+        hi = local_instant(self.day + ONE_DAY, hour, self.next_timezone or self.timezone)
+        return lo, hi
+
+    def window(self, metric: Metric) -> tuple[np.datetime64, np.datetime64] | None:
+        """[lo, hi) of the instants (naive UTC, numpy) that this local day owns for the metric."""
+        if metric.window is DayWindow.DATE:
+            return None
+        lo, hi = self.bounds(metric.window)
+        return (np.datetime64(lo.replace(tzinfo=None), "us"), np.datetime64(hi.replace(tzinfo=None), "us"))
+
+
+def days_between(first: dt.date, last: dt.date):
+    for offset in range((last - first).days + 1):
+        yield first + dt.timedelta(days=offset)
