@@ -17,7 +17,7 @@ import typer
 
 from fitpipe import __version__
 from fitpipe.config import ENV_DATABASE_URL, database_url, mask_secrets
-from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MetricsFile, Quiet, Refresh, RequiredEnd,
+from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MaxWait, MetricsFile, Quiet, Refresh, RequiredEnd,
                                  RequiredStart, Resolution, SourceName, Start, TimeMode, Users, Workers, Yes)
 from fitpipe.errors import BadInput, FitpipeError, PartialFailure, first_line
 
@@ -184,7 +184,7 @@ def seed_users(
     out.print(f"{created} created, {len(users) - created} already there")
 
 
-def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file) -> None:
+def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait: float) -> None:
     """Plan, run, refresh the rollups, write metrics, render; failed days give exit code 5."""
     from fitpipe.db import connection, require_schema
     from fitpipe.ingest.runner import run_plan
@@ -194,7 +194,7 @@ def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file) -> None:
         require_schema(conn)
         plan = plan_of(conn)
         reporter = Reporter(plan.command, quiet=quiet)
-        summary = run_plan(conn, plan, url=state.url, workers=workers, progress=reporter)
+        summary = run_plan(conn, plan, url=state.url, workers=workers, progress=reporter, max_wait=max_wait)
         if refresh and summary.count("loaded"):
             from fitpipe.derive.rollups import refresh as refresh_rollups
 
@@ -221,6 +221,7 @@ def ingest(
     refresh: Refresh = True,
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
+    max_wait: MaxWait = 60.0,
 ) -> None:
     """Fetch each participant's unsettled days again and up to DAYS new ones, never past yesterday
     in the participant's timezone. This is the command to run from cron.
@@ -235,7 +236,7 @@ def ingest(
     from fitpipe.ingest.runner import plan_ingest
 
     _run(lambda conn: plan_ingest(conn, user or [], days), workers=workers, refresh=refresh, quiet=quiet,
-         metrics_file=metrics_file)
+         metrics_file=metrics_file, max_wait=max_wait)
 
 
 @app.command()
@@ -249,6 +250,7 @@ def backfill(
     refresh: Refresh = True,
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
+    max_wait: MaxWait = 60.0,
 ) -> None:
     """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force.
 
@@ -262,7 +264,7 @@ def backfill(
     if last < first:
         raise BadInput(f"--end {last} is before --start {first}")
     _run(lambda conn: plan_backfill(conn, user or [], first, last, force), workers=workers, refresh=refresh,
-         quiet=quiet, metrics_file=metrics_file)
+         quiet=quiet, metrics_file=metrics_file, max_wait=max_wait)
 
 
 @app.command()

@@ -56,3 +56,5 @@ Refresh = Annotated[bool, typer.Option("--refresh/--no-refresh", help="Refresh t
 Quiet = Annotated[bool, typer.Option("--quiet", help="Print errors only.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Yes = Annotated[bool, typer.Option("--yes", help="Do it without asking.")]
+MaxWait = Annotated[float, typer.Option("--max-wait", min=0, help="Wait out a source's retry-later up to this many "
+                                      "seconds within the run; longer waits defer the day to a later run.")]

@@ -140,7 +140,8 @@ def plan_ingest(conn: psycopg.Connection, user_ids: Sequence[int], days: int) ->
         if last < first:
             continue
         states = day_states(conn, [user.user_id], first, last)
-        now = now_in(user.timezone)
+        # retry_after is a real instant, even when FITPIPE_TODAY simulates the day.
+        now = dt.datetime.now(dt.timezone.utc)
         new_days = 0
         for day in days_between(first, last):
             state, retry_after = states.get((user.user_id, day), (None, None))

@@ -181,14 +181,22 @@ def _stream(conn: psycopg.Connection, parts: Sequence[tuple[str, dict]], query: 
     return rows
 
 
-def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
-           end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
-           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS, fmt: str = "csv") -> ExportResult:
+@dataclass
+class ExportQuery:
+    """What to read: the checked request, its resolution, the SQL and its (session zone, params) parts."""
+
+    metric: Metric
+    resolution: str
+    query: str
+    parts: list[tuple[str, dict]]
+    note: str = ""
+
+
+def prepare(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
+            end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
+            max_rows: int = DEFAULT_MAX_ROWS, typed: bool = False) -> ExportQuery:
+    """Check an export request and build its query; shared by `fitpipe export` and `Store.frame`."""
     metric = metric_named(metric_name)
-    if fmt not in ("csv", "parquet"):
-        raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
-    if fmt == "parquet" and output == "-":
-        raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
     if tz not in ("utc", "local"):
         raise BadInput(f"--tz must be utc or local, got {tz!r}")
     if resolution not in RESOLUTIONS + ("auto",):
@@ -208,12 +216,25 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
                 f"raw would be about {estimates['raw']:,})")
     if estimates["raw"] == 0 and not with_imputed:
         raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
-    typed = fmt == "parquet"
     query = (_raw_query(metric, with_imputed, typed) if resolution == "raw"
              else _rollup_query(metric, resolution, with_imputed, typed))
+    return ExportQuery(metric, resolution, query, query_parts(users, metric, start, end, tz), note)
+
+
+def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
+           end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
+           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS, fmt: str = "csv") -> ExportResult:
+    if fmt not in ("csv", "parquet"):
+        raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
+    if fmt == "parquet" and output == "-":
+        raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
+    typed = fmt == "parquet"
+    prepared = prepare(conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, resolution=resolution,
+                       with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=typed)
+    metric, resolution, query, note = prepared.metric, prepared.resolution, prepared.query, prepared.note
     conn.commit()
     if output == "-":
-        rows = _stream(conn, query_parts(users, metric, start, end, tz), query, sys.stdout.buffer)
+        rows = _stream(conn, prepared.parts, query, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return ExportResult(resolution, rows, note)
     target = Path(output)
@@ -227,9 +248,9 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
             if typed:
                 from fitpipe.output.parquet import write_parquet
 
-                rows = write_parquet(conn, [(query, query_params(u, metric, start, end)) for u in users], out)
+                rows = write_parquet(conn, [(query, params) for _, params in prepared.parts], out)
             else:
-                rows = _stream(conn, query_parts(users, metric, start, end, tz), query, out)
+                rows = _stream(conn, prepared.parts, query, out)
         if rows == 0:
             raise BadInput(f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
                            + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else ""))
