@@ -513,10 +513,12 @@ def participants_add(
     timezone: str = typer.Option(..., "--timezone", help="IANA zone the participant lives in."),
     study_start: str = typer.Option(..., "--study-start", help="First local day of the study, YYYY-MM-DD."),
     name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
+    setting: Optional[List[str]] = typer.Option(None, "--setting", help="A source setting KEY=VALUE (repeatable; "
+                                                "VALUE read as JSON when it parses), e.g. sync_lag_hours=30."),
 ) -> None:
     """Enrol a participant with a source. An existing id is left as it is.
 
-    Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01
+    Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01 --setting sync_lag_hours=30
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.participants import add_participant
@@ -524,8 +526,24 @@ def participants_add(
     with connection(state.url) as conn:
         require_schema(conn)
         created = add_participant(conn, user_id, source=source.value, timezone=timezone,
-                                  study_start=parse_day(study_start, "--study-start"), display_name=name)
+                                  study_start=parse_day(study_start, "--study-start"), display_name=name,
+                                  settings=_settings(setting or []))
     console().print(f"participant {user_id} {'enrolled' if created else 'already exists; left as it was'}")
+
+
+def _settings(pairs: List[str]) -> dict:
+    import json
+
+    settings = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise BadInput(f"--setting must look like KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
 
 
 @participants_app.command("list")
