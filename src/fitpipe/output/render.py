@@ -60,6 +60,9 @@ def status_tables(report: dict) -> list:
     for user_id, days in missing[:20]:
         shown = ", ".join(str(d) for d in days[:8]) + (f" ... ({len(days)} days)" if len(days) > 8 else "")
         tables.append(f"user {user_id} is missing {shown}")
+    for u in report["users"]:
+        if u["credentials"] in ("missing", "needs_reconsent") and not u["withdrawn"]:
+            tables.append(f"user {u['user_id']} credentials {u['credentials']}: {u.get('credential_note') or '-'}")
     last = report.get("last_run")
     if last:
         tables.append(

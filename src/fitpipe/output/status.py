@@ -63,8 +63,11 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         deferred: dict[int, list] = {}
         for row in cur.fetchall():
             deferred.setdefault(row.pop("user_id"), []).append(row)
-        cur.execute("SELECT s.user_id, s.credential_state, s.credential_note FROM participant_sources s "
-                    "JOIN users u ON u.user_id = s.user_id AND u.source = s.source WHERE s.user_id = ANY(%s)", (ids,))
+        # Token health: the credential state, why it last changed, and when the secret was stored.
+        cur.execute("SELECT s.user_id, s.credential_state, s.credential_note, c.updated_at AS secret_stored_at "
+                    "FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source "
+                    "LEFT JOIN source_credentials c ON c.user_id = s.user_id AND c.source = s.source "
+                    "WHERE s.user_id = ANY(%s)", (ids,))
         credentials = {row["user_id"]: row for row in cur.fetchall()}
     report_users = []
     for user in users:
@@ -87,6 +90,8 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
             "source": user.source,
             "withdrawn": user.withdrawn_at is not None,
             "credentials": credentials.get(user.user_id, {}).get("credential_state"),
+            "credential_note": credentials.get(user.user_id, {}).get("credential_note"),
+            "secret_stored_at": credentials.get(user.user_id, {}).get("secret_stored_at"),
             "timezone_history": [{"from": start, "timezone": zone} for start, zone in user.zones],
             "states": {"complete": int(info.get("complete") or 0), "empty": int(info.get("empty") or 0),
                        "provisional": len(info.get("provisional_days") or []),

@@ -1,6 +1,8 @@
-"""The "google-health" payload format: Google Health API v4 data points, one list of response pages
-per data type (payload kind = the kebab-case data type), in the API's JSON (camelCase, int64 as
-strings, Duration as "NNNs", enum names).
+"""The "google-health" payload format: Google Health API v4 data points as the generated client
+returns them: per payload kind (the kebab-case data type), the list of response pages, each a
+ReconcileDataPointsResponse protobuf. Google's client has already turned the API's JSON (int64 as
+strings, Duration as "NNNs", enum names) into typed messages; reading them directly avoids
+converting 86,400 heart-rate points a day back into dicts.
 
 Times: every point carries a physical instant (UTC) and the device's UTC offset. Rows are keyed
 by the instant, so nothing depends on the device's clock or the page order (newest first);
@@ -55,197 +57,173 @@ class UtcRowBuilder(RowBuilder):
 
 
 def instant(value: Any) -> np.datetime64:
-    """An RFC 3339 UTC timestamp ("2024-03-10T07:00:00Z", fractions allowed) as naive-UTC datetime64."""
-    if not isinstance(value, str) or not value.endswith("Z"):
-        return np.datetime64("NaT")
-    try:
-        return np.datetime64(value[:-1], "us")
-    except ValueError:
-        return np.datetime64("NaT")
-
-
-def offset_seconds(value: Any) -> int | None:
-    """A Duration in JSON ("-18000s", "19800.5s") as whole seconds."""
-    if isinstance(value, str) and value.endswith("s"):
+    """A protobuf Timestamp, a datetime64 or an RFC 3339 UTC string as naive-UTC datetime64[us]."""
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[us]")
+    if hasattr(value, "seconds") and hasattr(value, "nanos"):
+        return np.datetime64(value.seconds * 1_000_000 + value.nanos // 1000, "us")
+    if isinstance(value, str) and value.endswith("Z"):
         try:
-            return int(float(value[:-1]))
+            return np.datetime64(value[:-1], "us")
         except ValueError:
-            return None
-    return None
+            pass
+    return np.datetime64("NaT")
 
 
-def integer(value: Any) -> int | None:
-    """int64 fields arrive as JSON strings ("61"); other producers send numbers."""
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+def _enum(message: Any, field: str) -> str:
+    return message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[getattr(message, field)].name
 
 
 def date_of(value: Any) -> str | None:
     try:
-        return dt.date(int(value["year"]), int(value["month"]), int(value["day"])).isoformat()
-    except (TypeError, KeyError, ValueError):
+        return dt.date(value.year, value.month, value.day).isoformat()
+    except (AttributeError, ValueError):
         return None
 
 
-def points(payloads: Mapping[str, Any], data_type: str, key: str) -> Iterable[dict]:
-    """The data of every point of a data type, across its pages (absent keys are skipped)."""
+def points(payloads: Mapping[str, Any], data_type: str, field: str) -> Iterable[tuple[Any, Any]]:
+    """(point, its data) for every point of a data type across its pages, in any order."""
     for page in payloads.get(data_type) or []:
-        for point in (page or {}).get("dataPoints") or []:
-            data = point.get(key) if isinstance(point, dict) else None
-            if isinstance(data, dict):
-                yield point, data
+        for point in page.data_points:
+            if point.HasField(field):
+                yield point, getattr(point, field)
 
 
-def _sample_time(data: dict) -> str | None:
-    return (data.get("sampleTime") or {}).get("physicalTime")
-
-
-def _start_time(data: dict) -> str | None:
-    return (data.get("interval") or {}).get("startTime")
-
-
-def _sorted(items: list[tuple[str | None, Any]]) -> list[tuple[str | None, Any]]:
-    return sorted(items, key=lambda item: item[0] or "")
+def _sample_times(payloads, data_type: str, field: str) -> list[tuple[np.datetime64, Any]]:
+    found = [(instant(d.sample_time.physical_time), d) for _, d in points(payloads, data_type, field)]
+    return sorted(found, key=lambda item: item[0])
 
 
 def parse_heart_rate(payloads, ctx: DayContext, parsed: ParsedDay) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["heart_rate"], parsed)
-    samples = _sorted([(_sample_time(d), d) for _, d in points(payloads, "heart-rate", "heartRate")])
-    for time, data in samples:
-        builder.add(time, {"bpm": integer(data.get("beatsPerMinute"))}, data)
+    samples = _sample_times(payloads, "heart-rate", "heart_rate")
+    builder.extend([t for t, _ in samples], {"bpm": [d.beats_per_minute for _, d in samples]}, [d for _, d in samples])
     builder.finish()
 
 
 def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["active_zone_minutes"], parsed)
     # One point per minute and zone; fitpipe keeps one row per minute.
-    minutes: dict[str, dict[str, Any]] = {}
-    for _, data in points(payloads, "active-zone-minutes", "activeZoneMinutes"):
-        start, column = _start_time(data), ZONE_COLUMNS.get(data.get("heartRateZone"))
-        credit = integer(data.get("activeZoneMinutes"))
-        if start is None or column is None or credit is None:
-            builder.quarantine(data, "malformed active-zone-minutes point")
+    minutes: dict[np.datetime64, dict[str, Any]] = {}
+    for _, data in points(payloads, "active-zone-minutes", "active_zone_minutes"):
+        column = ZONE_COLUMNS.get(_enum(data, "heart_rate_zone"))
+        if column is None:
+            builder.quarantine(data, "active-zone-minutes point without a zone")
             continue
+        start = instant(data.interval.start_time)
         row = minutes.setdefault(start, {"active_zone_minutes": 0, **{c: 0 for c in ZONE_COLUMNS.values()}})
-        row["active_zone_minutes"] += credit
+        row["active_zone_minutes"] += data.active_zone_minutes
         row[column] += 1
     for start in sorted(minutes):
-        builder.add(start, minutes[start], {"startTime": start, **minutes[start]})
+        builder.add(start, minutes[start], {"start": str(start), **minutes[start]})
     builder.finish()
 
 
 def parse_spo2(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["spo2"], parsed)
-    for time, data in _sorted([(_sample_time(d), d) for _, d in points(payloads, "oxygen-saturation", "oxygenSaturation")]):
-        builder.add(time, {"spo2_pct": data.get("percentage")}, data)
+    for time, data in _sample_times(payloads, "oxygen-saturation", "oxygen_saturation"):
+        builder.add(time, {"spo2_pct": data.percentage}, data)
     builder.finish()
 
 
 def parse_hrv_intraday(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["hrv_intraday"], parsed)
-    samples = _sorted([(_sample_time(d), d) for _, d in points(payloads, "heart-rate-variability", "heartRateVariability")])
-    for time, data in samples:
-        metadata = data.get("metadata") or {}
-        builder.add(time, {"rmssd": data.get("rootMeanSquareOfSuccessiveDifferencesMilliseconds"), "coverage": None,
-                           "hf": metadata.get("highFrequencyPower"), "lf": metadata.get("lowFrequencyPower")}, data)
+    for time, data in _sample_times(payloads, "heart-rate-variability", "heart_rate_variability"):
+        metadata = data.metadata if data.HasField("metadata") else None
+        builder.add(time, {"rmssd": data.root_mean_square_of_successive_differences_milliseconds, "coverage": None,
+                           "hf": metadata.high_frequency_power if metadata else None,
+                           "lf": metadata.low_frequency_power if metadata else None}, data)
     builder.finish()
 
 
 def parse_breathing_rate(payloads, ctx, parsed) -> None:
     # The query selected the summaries measured in this day's night window: they are this day's.
     builder = RowBuilder(ctx, BY_NAME["breathing_rate"], parsed)
-    stats = {"full_sleep": "fullSleepStats", "deep_sleep": "deepSleepStats", "light_sleep": "lightSleepStats",
-             "rem_sleep": "remSleepStats"}
-    for _, data in points(payloads, "respiratory-rate-sleep-summary", "respiratoryRateSleepSummary"):
-        builder.add(ctx.day.isoformat(), {column: (data.get(key) or {}).get("breathsPerMinute")
-                                          for column, key in stats.items()}, data)
+    stats = {"full_sleep": "full_sleep_stats", "deep_sleep": "deep_sleep_stats", "light_sleep": "light_sleep_stats",
+             "rem_sleep": "rem_sleep_stats"}
+    for _, data in points(payloads, "respiratory-rate-sleep-summary", "respiratory_rate_sleep_summary"):
+        builder.add(ctx.day.isoformat(), {column: getattr(data, field).breaths_per_minute if data.HasField(field) else None
+                                          for column, field in stats.items()}, data)
     builder.finish()
 
 
-def _session_id(point: dict) -> int | None:
+def _session_id(point: Any) -> int | None:
     # "users/123/dataTypes/sleep/dataPoints/456" -> 456, the id Fitbit calls logId.
-    name = point.get("dataPointName") or point.get("name") or ""
-    return integer(name.rsplit("/", 1)[-1])
+    try:
+        return int(point.data_point_name.rsplit("/", 1)[-1])
+    except ValueError:
+        return None
+
+
+def _seconds(start: np.datetime64, end: np.datetime64) -> float | None:
+    return None if np.isnat(start) or np.isnat(end) else (end - start) / np.timedelta64(1, "s")
 
 
 def parse_sleep(payloads, ctx, parsed) -> None:
     sessions = UtcRowBuilder(ctx, BY_NAME["sleep_sessions"], parsed)
     stages = UtcRowBuilder(ctx, BY_NAME["sleep_stages"], parsed)
     lo, hi = ctx.window(BY_NAME["sleep_sessions"])
-    for point, data in sorted(points(payloads, "sleep", "sleep"), key=lambda pd: _start_time(pd[1]) or ""):
-        interval, summary, metadata = data.get("interval") or {}, data.get("summary") or {}, data.get("metadata") or {}
-        start, end = instant(interval.get("startTime")), instant(interval.get("endTime"))
-        if not np.isnat(start) and not lo <= start < hi:
+    logs = sorted(points(payloads, "sleep", "sleep"), key=lambda pd: instant(pd[1].interval.start_time))
+    for point, data in logs:
+        start, end = instant(data.interval.start_time), instant(data.interval.end_time)
+        if not lo <= start < hi:
             continue  # a session of the night before or after, which the end-time filter also matched
-        duration = (end - start) / np.timedelta64(1, "s") if not (np.isnat(start) or np.isnat(end)) else None
-        sessions.add(interval.get("startTime"), {
-            "end_ts": interval.get("endTime"), "date_of_sleep": ctx.day.isoformat(), "log_id": _session_id(point),
-            "is_main_sleep": bool(metadata.get("mainSleep", not metadata.get("nap", False))),
-            "duration_s": duration, "efficiency": None,
-            "minutes_asleep": integer(summary.get("minutesAsleep")), "minutes_awake": integer(summary.get("minutesAwake")),
-            "minutes_to_fall_asleep": integer(summary.get("minutesToFallAsleep", 0)),
-            "minutes_after_wakeup": integer(summary.get("minutesAfterWakeUp", 0)),
-            "time_in_bed": integer(summary.get("minutesInSleepPeriod")),
-        }, {k: v for k, v in data.items() if k not in ("stages", "shortAwakenings")})
-        awake = "awake" if data.get("type") == "CLASSIC" else "wake"
-        for is_short, key in ((False, "stages"), (True, "shortAwakenings")):
-            for stage in data.get(key) or []:
-                begin, finish = instant(stage.get("startTime")), instant(stage.get("endTime"))
-                seconds = (finish - begin) / np.timedelta64(1, "s") if not (np.isnat(begin) or np.isnat(finish)) else None
-                name = awake if stage.get("type") == "AWAKE" else STAGES.get(stage.get("type"), stage.get("type"))
-                stages.add(stage.get("startTime"), {"is_short": is_short, "stage": name, "seconds": seconds}, stage)
+        summary, metadata = data.summary, data.metadata
+        sessions.add(start, {
+            "end_ts": end, "date_of_sleep": ctx.day.isoformat(), "log_id": _session_id(point),
+            "is_main_sleep": metadata.main_sleep, "duration_s": _seconds(start, end), "efficiency": None,
+            "minutes_asleep": summary.minutes_asleep, "minutes_awake": summary.minutes_awake,
+            "minutes_to_fall_asleep": summary.minutes_to_fall_asleep,
+            "minutes_after_wakeup": summary.minutes_after_wake_up, "time_in_bed": summary.minutes_in_sleep_period,
+        }, point.data_point_name)
+        awake = "awake" if _enum(data, "type_") == "CLASSIC" else "wake"
+        for is_short, segments in ((False, data.stages), (True, data.short_awakenings)):
+            for stage in segments:
+                begin, finish = instant(stage.start_time), instant(stage.end_time)
+                kind = _enum(stage, "type_")
+                stages.add(begin, {"is_short": is_short, "stage": awake if kind == "AWAKE" else STAGES.get(kind, kind),
+                                   "seconds": _seconds(begin, finish)}, stage)
     sessions.finish()
     stages.finish()
 
 
 def parse_heart_rate_daily(payloads, ctx, parsed) -> None:
     builder = RowBuilder(ctx, BY_NAME["heart_rate_daily"], parsed)
-    for _, data in points(payloads, "daily-resting-heart-rate", "dailyRestingHeartRate"):
-        builder.add(date_of(data.get("date")), {"resting_bpm": integer(data.get("beatsPerMinute"))}, data)
+    for _, data in points(payloads, "daily-resting-heart-rate", "daily_resting_heart_rate"):
+        builder.add(date_of(data.date), {"resting_bpm": data.beats_per_minute}, data)
     builder.finish()
 
 
 def parse_hrv_daily(payloads, ctx, parsed) -> None:
     builder = RowBuilder(ctx, BY_NAME["hrv_daily"], parsed)
-    evening = ctx.day.isoformat()
-    for _, data in points(payloads, "daily-heart-rate-variability", "dailyHeartRateVariability"):
-        morning = date_of(data.get("date"))
+    for _, data in points(payloads, "daily-heart-rate-variability", "daily_heart_rate_variability"):
+        morning = date_of(data.date)
         # Dated by the morning the night ends; fitpipe's day is the evening it starts.
-        day = (dt.date.fromisoformat(morning) - dt.timedelta(days=1)).isoformat() if morning else None
-        builder.add(day or evening, {
-            "daily_rmssd": data.get("averageHeartRateVariabilityMilliseconds"),
-            "deep_rmssd": data.get("deepSleepRootMeanSquareOfSuccessiveDifferencesMilliseconds"),
+        evening = (dt.date.fromisoformat(morning) - dt.timedelta(days=1)).isoformat() if morning else None
+        builder.add(evening, {
+            "daily_rmssd": data.average_heart_rate_variability_milliseconds,
+            "deep_rmssd": data.deep_sleep_root_mean_square_of_successive_differences_milliseconds,
         }, data)
     builder.finish()
 
 
 def parse_daily_activity(payloads, ctx, parsed) -> None:
     builder = RowBuilder(ctx, BY_NAME["daily_activity"], parsed)
-    counts = [(_start_time(d), integer(d.get("count"))) for _, d in points(payloads, "steps", "steps")]
-    if not counts:
-        builder.finish()
-        return
-    bad = [c for c in counts if c[1] is None]
-    for record in bad:
-        builder.quarantine(record, "steps count is not a number")
-    builder.add(ctx.day.isoformat(), {"steps": sum(c for _, c in counts if c is not None)},
-                {"steps_points": len(counts)})
+    counts = [data.count for _, data in points(payloads, "steps", "steps")]
+    if counts:
+        builder.add(ctx.day.isoformat(), {"steps": sum(counts)}, {"steps_points": len(counts)})
     builder.finish()
 
 
-# Data types whose points carry the device's UTC offset, and where it sits.
+# Data types whose points carry the device's UTC offset: (data type, field, holder, time, offset).
 _OFFSET_FIELDS = (
-    ("heart-rate", "heartRate", "sampleTime", "physicalTime", "utcOffset"),
-    ("oxygen-saturation", "oxygenSaturation", "sampleTime", "physicalTime", "utcOffset"),
-    ("heart-rate-variability", "heartRateVariability", "sampleTime", "physicalTime", "utcOffset"),
-    ("respiratory-rate-sleep-summary", "respiratoryRateSleepSummary", "sampleTime", "physicalTime", "utcOffset"),
-    ("active-zone-minutes", "activeZoneMinutes", "interval", "startTime", "startUtcOffset"),
-    ("steps", "steps", "interval", "startTime", "startUtcOffset"),
-    ("sleep", "sleep", "interval", "startTime", "startUtcOffset"),
+    ("heart-rate", "heart_rate", "sample_time", "physical_time", "utc_offset"),
+    ("oxygen-saturation", "oxygen_saturation", "sample_time", "physical_time", "utc_offset"),
+    ("heart-rate-variability", "heart_rate_variability", "sample_time", "physical_time", "utc_offset"),
+    ("respiratory-rate-sleep-summary", "respiratory_rate_sleep_summary", "sample_time", "physical_time", "utc_offset"),
+    ("active-zone-minutes", "active_zone_minutes", "interval", "start_time", "start_utc_offset"),
+    ("steps", "steps", "interval", "start_time", "start_utc_offset"),
+    ("sleep", "sleep", "interval", "start_time", "start_utc_offset"),
 )
 
 
@@ -255,29 +233,28 @@ def parse_device_offsets(payloads, ctx, parsed) -> None:
     import pandas as pd
 
     times, offsets = [], []
-    for data_type, key, holder, time_field, offset_field in _OFFSET_FIELDS:
-        for _, data in points(payloads, data_type, key):
-            where = data.get(holder) or {}
-            seconds = offset_seconds(where.get(offset_field))
-            moment = instant(where.get(time_field))
-            if seconds is not None and not np.isnat(moment):
-                times.append(moment)
-                offsets.append(seconds)
+    for data_type, field, holder, time_field, offset_field in _OFFSET_FIELDS:
+        for _, data in points(payloads, data_type, field):
+            where = getattr(data, holder)
+            if where.HasField(offset_field):
+                times.append(instant(getattr(where, time_field)))
+                offsets.append(getattr(where, offset_field).seconds)
     builder = UtcRowBuilder(ctx, BY_NAME["device_utc_offsets"], parsed)
     if times:
         utc = pd.DatetimeIndex(np.array(times, dtype="datetime64[us]"))
-        reported = np.array(offsets)
+        reported = np.array(offsets, dtype=np.int64)
         expected = np.empty(len(utc), dtype=np.int64)
-        next_day_starts = np.datetime64(ctx.bounds(DayWindow.CALENDAR)[1].replace(tzinfo=None), "us")
-        for zone, chosen in ((ctx.timezone, utc < next_day_starts), (ctx.next_timezone or ctx.timezone, utc >= next_day_starts)):
+        next_day_starts = pd.Timestamp(ctx.bounds(DayWindow.CALENDAR)[1].replace(tzinfo=None))
+        for zone, chosen in ((ctx.timezone, utc < next_day_starts),
+                             (ctx.next_timezone or ctx.timezone, utc >= next_day_starts)):
             local = utc[chosen].tz_localize("UTC").tz_convert(zone).tz_localize(None)
-            expected[chosen] = ((local - utc[chosen]) / pd.Timedelta(seconds=1)).astype(np.int64)
+            expected[chosen] = ((local - utc[chosen]) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
         differs = reported != expected
         for offset in sorted(set(reported[differs].tolist())):
             chosen = utc[differs & (reported == offset)]
             builder.add(ctx.day.isoformat(), {
                 "utc_offset_s": offset, "points": len(chosen),
-                "first_ts": f"{chosen.min().isoformat()}Z", "last_ts": f"{chosen.max().isoformat()}Z",
+                "first_ts": chosen.min().to_datetime64(), "last_ts": chosen.max().to_datetime64(),
             }, {"utc_offset_s": offset})
     builder.finish()
 

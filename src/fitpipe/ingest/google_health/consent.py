@@ -25,6 +25,7 @@ SCOPES = (
 )
 # How long `fitpipe enroll` waits for the participant to finish in the browser.
 CONSENT_TIMEOUT_SECONDS = 15 * 60
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 
 
 class ConsentRefused(FitpipeError):
@@ -49,10 +50,14 @@ def client_secrets_path(given: str | None) -> Path:
     return file
 
 
+def _is_loopback(uri: str) -> bool:
+    return uri.startswith(("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/"))
+
+
 def _allow_plain_http_to_loopback(*uris: str) -> None:
     """oauthlib refuses http:// token endpoints. The local test server (fitpipe.testing.health_api)
     is http on 127.0.0.1; allow exactly that, never a remote http endpoint."""
-    if any(u.startswith(("http://127.0.0.1", "http://localhost")) for u in uris if u):
+    if any(_is_loopback(u) for u in uris if u):
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 
@@ -133,11 +138,18 @@ def credentials_from_grant(grant: str, *, client_secrets: str | None = None) -> 
         info = {"refresh_token": grant.strip(), "client_id": config["client_id"],
                 "client_secret": config.get("client_secret"), "token_uri": config["token_uri"],
                 "scopes": list(SCOPES)}
-    _allow_plain_http_to_loopback(info.get("token_uri", ""))
-    try:
-        return Credentials.from_authorized_user_info(info)
-    except ValueError:
-        raise BadInput("the stored Google grant is incomplete; enrol the participant again") from None
+    token_uri = info.get("token_uri") or GOOGLE_TOKEN_URI
+    # google-auth's from_authorized_user_info always uses Google's token URI; we build the
+    # Credentials ourselves so the local test server works, but allow no other host.
+    if not (token_uri.startswith("https://oauth2.googleapis.com/") or _is_loopback(token_uri)):
+        raise BadInput(f"refusing to send a refresh token to {token_uri}: not Google's token endpoint")
+    _allow_plain_http_to_loopback(token_uri)
+    missing = [k for k in ("refresh_token", "client_id", "client_secret") if not info.get(k)]
+    if missing:
+        raise BadInput(f"the stored Google grant lacks {', '.join(missing)}; enrol the participant again")
+    return Credentials(token=None, refresh_token=info["refresh_token"], token_uri=token_uri,
+                       client_id=info["client_id"], client_secret=info["client_secret"],
+                       scopes=info.get("scopes") or list(SCOPES))
 
 
 def is_revoked(exc: BaseException) -> bool:

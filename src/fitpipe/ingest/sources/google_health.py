@@ -84,7 +84,6 @@ class GoogleHealthSource(Source):
         from google.api_core.timeout import ConstantTimeout
         from google.auth.exceptions import RefreshError
         from google.devicesandservices import health_v4
-        from google.protobuf.json_format import MessageToDict
 
         from fitpipe.ingest.google_health.consent import is_revoked, revocation_reason
 
@@ -107,8 +106,8 @@ class GoogleHealthSource(Source):
                     data_source_family=family)
                 pager = client.reconcile_data_points(request=request, retry=retry,
                                                      timeout=ConstantTimeout(self.policy.timeout))
-                # The API's JSON shape (camelCase, int64 as strings, enum names), page by page.
-                payloads[query.data_type] = [MessageToDict(type(page).pb(page)) for page in pager.pages]
+                # The raw protobuf of each page, as Google's client parsed it from the API's JSON.
+                payloads[query.data_type] = [type(page).pb(page) for page in pager.pages]
         except RefreshError as exc:
             if is_revoked(exc):
                 _revoked[grant_key] = revocation_reason(exc)
