@@ -734,6 +734,11 @@ class _Handler(BaseHTTPRequestHandler):
         form = self._form()
         try:
             if path == "/token":
+                basic = self.headers.get("Authorization", "")
+                if basic.startswith("Basic "):
+                    # Client authentication by HTTP Basic (RFC 6749 2.3.1), as requests-oauthlib sends it.
+                    client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
+                    form = {"client_id": client_id, "client_secret": client_secret, **form}
                 self._send(*self.api.token(form))
             elif path == "/revoke":
                 self.api.revoke_token(form.get("token") or query.get("token", ""))
@@ -762,6 +767,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _data(self, path: str, query: dict[str, str]) -> None:
         name = self.api.account_for(self.headers.get("Authorization"))
         if name is None:
+            with self.api.lock:
+                self.api.requests.append(("", time.monotonic(), path, 401))
             self._send(401, _status_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
                        {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
             return

@@ -167,3 +167,43 @@ def revocation_reason(exc: BaseException) -> str:
     return (f"Google refused the stored grant (invalid_grant: {said}) - the participant revoked access, "
             "or the OAuth app is in Testing mode, where refresh tokens expire after 7 days; "
             "re-consent with `fitpipe enroll --user ID`")
+
+
+def enroll_participant(conn, keyring, user_id: int, *, client_secrets: str | None, open_browser: bool,
+                       announce: Callable[[str], None], timezone: str | None = None, study_start=None,
+                       display_name: str | None = None) -> bool:
+    """Add (or re-consent) a participant with the google-health source: run the consent flow, store
+    the grant encrypted, mark the credentials ok, and make days deferred for want of consent due
+    now. Returns True when the participant was created. Nothing is written if the consent fails."""
+    from fitpipe.participants import add_participant, list_users
+    from fitpipe.secrets import store_secret
+    from fitpipe.timezones import today_in, validate_timezone
+
+    source = "google-health"
+    existing = list_users(conn, [user_id], enrolled_only=True) if conn.execute(
+        "SELECT 1 FROM users WHERE user_id = %s", (user_id,)).fetchone() else []
+    if existing:
+        user = existing[0]
+        if user.source != source:
+            raise BadInput(f"participant {user_id} reads from {user.source}, not {source}; enrol under a new id")
+    else:
+        if conn.execute("SELECT 1 FROM users WHERE user_id = %s AND withdrawn_at IS NOT NULL", (user_id,)).fetchone():
+            raise BadInput(f"participant {user_id} withdrew; enrol under a new id")
+        if not timezone:
+            raise BadInput(f"participant {user_id} is new: give --timezone (and --study-start, default today)")
+        validate_timezone(timezone)
+    secrets_file = client_secrets_path(client_secrets)
+    conn.commit()  # no transaction stays open while the participant is in the browser
+    grant = run_consent_flow(secrets_file, open_browser=open_browser, announce=announce)
+    created = False
+    if not existing:
+        created = add_participant(conn, user_id, source=source, timezone=timezone,
+                                  study_start=study_start or today_in(timezone), display_name=display_name)
+    store_secret(conn, keyring, user_id, source, grant)
+    with conn.transaction():
+        conn.execute("UPDATE participant_sources SET credential_note = %s WHERE user_id = %s AND source = %s",
+                     ("consent given with `fitpipe enroll`", user_id, source))
+        # Days deferred while consent was missing or revoked are due again now.
+        conn.execute("UPDATE ingested_days SET retry_after = now() WHERE user_id = %s AND state = 'deferred'",
+                     (user_id,))
+    return created
