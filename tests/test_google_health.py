@@ -212,7 +212,12 @@ def test_end_to_end_equals_the_synthetic_source_across_both_dst_days(health, dat
     _compare(db, 1, 2, "SELECT day, daily_rmssd, deep_rmssd FROM hrv_daily WHERE user_id = %s ORDER BY day")
     # The device's offsets agreed with the participant's zone: nothing to keep.
     assert db.execute("SELECT count(*) FROM device_utc_offsets").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM quarantine WHERE user_id = 1").fetchone()[0] == 0
+    # What the synthetic source quarantines (wearipedia's odd sleep segments) arrives and is set aside
+    # alike; wall times in the spring-forward gap, which wearipedia makes and a device never
+    # measures at, are not served by the API at all.
+    _compare_quarantine = ("SELECT metric, reason, count(*) FROM quarantine WHERE user_id = %s "
+                           "AND reason NOT LIKE 'local time does not exist%%' GROUP BY 1, 2 ORDER BY 1, 2")
+    assert db.execute(_compare_quarantine, (1,)).fetchall() == db.execute(_compare_quarantine, (2,)).fetchall()
     assert_no_secrets(health, *outputs, database_text(db))
 
 
