@@ -42,7 +42,7 @@ participants_app = typer.Typer(
 app.add_typer(participants_app, name="participants")
 secrets_app = typer.Typer(
     help="Encrypted per-participant secrets (FITPIPE_SECRET_KEY): store, rotate the key.\n\n"
-    "Example: fitpipe secrets new-key > key && FITPIPE_SECRET_KEY_FILE=key fitpipe secrets rotate",
+    "Example: fitpipe secrets rotate",
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
@@ -245,14 +245,15 @@ def backfill(
     start: RequiredStart,
     end: RequiredEnd,
     user: Users = None,
-    force: bool = typer.Option(False, "--force", help="Fetch settled days again too."),
+    force: bool = typer.Option(False, "--force", help="Fetch settled days again too, and rewrite them even when unchanged."),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
     max_wait: MaxWait = 60.0,
 ) -> None:
-    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force.
+    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force,
+    which also rewrites days whose content is unchanged (to repair rows changed outside fitpipe).
 
     Re-running after an interruption does only what is missing or unsettled.
 
@@ -624,9 +625,10 @@ def participants_withdraw(
 @secrets_app.command("new-key")
 @handles_errors
 def secrets_new_key() -> None:
-    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git).
+    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git),
+    e.g. redirected into the file FITPIPE_SECRET_KEY_FILE names.
 
-    Example: fitpipe secrets new-key > /etc/fitpipe/secret.key
+    Example: fitpipe secrets new-key
     """
     from fitpipe.secrets import new_key
 
@@ -640,9 +642,9 @@ def secrets_set(
     source: Optional[str] = typer.Option(None, "--source", help="Source the secret is for. Default: the participant's."),
 ) -> None:
     """Store a participant's secret for a source, encrypted. The secret is read from standard
-    input (never a flag: flags show in `ps` and shell history).
+    input (never a flag: flags show in `ps` and shell history), e.g. redirected from a file.
 
-    Example: fitpipe secrets set --user 3 < token.txt
+    Example: fitpipe secrets set --user 3
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.participants import list_users
@@ -664,9 +666,10 @@ def secrets_set(
 def secrets_rotate() -> None:
     """Re-encrypt every stored secret with the first key of FITPIPE_SECRET_KEY.
 
-    List the new key first and the old one after it, run this, then drop the old key.
+    List the new key first and the old one after it (FITPIPE_SECRET_KEY="$NEW,$OLD"), run this,
+    then drop the old key.
 
-    Example: FITPIPE_SECRET_KEY="$NEW,$OLD" fitpipe secrets rotate
+    Example: fitpipe secrets rotate
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.secrets import Keyring, rotate_secrets
