@@ -17,7 +17,9 @@ import typer
 
 from fitpipe import __version__
 from fitpipe.config import ENV_DATABASE_URL, database_url, mask_secrets
-from fitpipe.errors import BadInput, FitpipeError, first_line
+from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MaxWait, MetricsFile, Quiet, Refresh, RequiredEnd,
+                                 RequiredStart, Resolution, SourceName, Start, TimeMode, Users, Workers, Yes)
+from fitpipe.errors import BadInput, FitpipeError, PartialFailure, first_line
 
 app = typer.Typer(
     name="fitpipe",
@@ -32,6 +34,18 @@ aggregate_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(aggregate_app, name="aggregate")
+participants_app = typer.Typer(
+    help="Enrol participants with a source, list them, record a move, withdraw them.\n\n"
+    "Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01",
+    no_args_is_help=True,
+)
+app.add_typer(participants_app, name="participants")
+secrets_app = typer.Typer(
+    help="Encrypted per-participant secrets (FITPIPE_SECRET_KEY): store, rotate the key.\n\n"
+    "Example: fitpipe secrets new-key > key && FITPIPE_SECRET_KEY_FILE=key fitpipe secrets rotate",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
 
 
 class State:
@@ -146,8 +160,13 @@ def seed_users(
     timezone: str = typer.Option("UTC", "--timezone", help="IANA timezone of new users."),
     start_date: str = typer.Option("2024-01-01", "--start-date", help="Study start (local day) of new users."),
     wear_gaps: bool = typer.Option(True, "--wear-gaps/--no-wear-gaps", help="Synthetic non-wear stretches for new users."),
+    sync_lag_hours: int = typer.Option(0, "--sync-lag-hours", min=0,
+                                       help="Simulate a phone that syncs this many hours late (0: data is there at once)."),
 ) -> None:
     """Create participants 1..COUNT with synthetic data. Existing participants are kept as they are.
+
+    With --sync-lag-hours, a day fetched before its data has synced loads as provisional and is
+    fetched again until it settles, as with a real device.
 
     Example: fitpipe seed-users --count 3 --timezone America/New_York --start-date 2024-03-01
     """
@@ -158,69 +177,104 @@ def seed_users(
     start = parse_day(start_date, "--start-date")
     with connection(state.url) as conn:
         require_schema(conn)
-        users, created = seed(conn, count, timezone=timezone, start_date=start, wear_gaps=wear_gaps)
+        users, created = seed(conn, count, timezone=timezone, start_date=start, wear_gaps=wear_gaps,
+                              sync_lag_hours=sync_lag_hours)
     out = console()
     out.print(users_table(users))
     out.print(f"{created} created, {len(users) - created} already there")
 
 
+def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait: float) -> None:
+    """Plan, run, refresh the rollups, write metrics, render; failed days give exit code 5."""
+    from fitpipe.db import connection, require_schema
+    from fitpipe.ingest.runner import run_plan
+    from fitpipe.output.progress import Reporter
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        plan = plan_of(conn)
+        reporter = Reporter(plan.command, quiet=quiet)
+        summary = run_plan(conn, plan, url=state.url, workers=workers, progress=reporter, max_wait=max_wait)
+        if refresh and summary.count("loaded"):
+            from fitpipe.derive.rollups import refresh as refresh_rollups
+
+            refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
+    reporter.summary(summary)
+    if metrics_file:
+        from fitpipe.output.metrics_file import write_run_metrics
+
+        write_run_metrics(metrics_file, plan.command, summary, summary.status)
+    failed = summary.failed
+    if failed:
+        names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
+                             f"(run {summary.run_id}; see ingest_runs.error)")
+
+
 @app.command()
 @handles_errors
 def ingest(
-    days: int = typer.Option(..., "--days", min=1, help="Ingest the next DAYS days after each user's cursor."),
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable). Default: all."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel processes. Default: number of CPUs."),
-    refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Refresh the rollups of what changed."),
-    quiet: bool = typer.Option(False, "--quiet", help="Print errors only."),
-    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    days: int = typer.Option(..., "--days", min=1, help="Fetch up to DAYS new days per participant."),
+    user: Users = None,
+    workers: Workers = None,
+    refresh: Refresh = True,
+    quiet: Quiet = False,
+    metrics_file: MetricsFile = None,
+    max_wait: MaxWait = 60.0,
 ) -> None:
-    """Ingest the next days after each user's cursor, never past yesterday in the user's timezone.
+    """Fetch each participant's unsettled days again and up to DAYS new ones, never past yesterday
+    in the participant's timezone. This is the command to run from cron.
 
-    The cursor is the last day of the unbroken run of ingested days from the study start. This is
-    the command to run from cron.
+    Provisional days (loaded before the source's settle window passed) and deferred days whose
+    wait is over are fetched again; an unchanged day is not rewritten. The cursor is the last day
+    of the unbroken run of settled days from the study start. Exit codes: 0 done (deferred days
+    included; `fitpipe status` lists them), 2 bad input, 3 database unreachable, 5 some days failed.
 
     Example: fitpipe ingest --days 1 --quiet
     """
-    from fitpipe.ingest.runner import run_ingest
+    from fitpipe.ingest.runner import plan_ingest
 
-    run_ingest(state.url, command="ingest", days=days, user_ids=user or [], workers=workers,
-               refresh=refresh, quiet=quiet, metrics_file=metrics_file)
+    _run(lambda conn: plan_ingest(conn, user or [], days), workers=workers, refresh=refresh, quiet=quiet,
+         metrics_file=metrics_file, max_wait=max_wait)
 
 
 @app.command()
 @handles_errors
 def backfill(
-    start: str = typer.Option(..., "--start", help="First local day, YYYY-MM-DD."),
-    end: str = typer.Option(..., "--end", help="Last local day (inclusive), YYYY-MM-DD."),
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable). Default: all."),
-    force: bool = typer.Option(False, "--force", help="Re-ingest days that are already in the ledger."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel processes. Default: number of CPUs."),
-    refresh: bool = typer.Option(True, "--refresh/--no-refresh", help="Refresh the rollups of what changed."),
-    quiet: bool = typer.Option(False, "--quiet", help="Print errors only."),
-    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    start: RequiredStart,
+    end: RequiredEnd,
+    user: Users = None,
+    force: bool = typer.Option(False, "--force", help="Fetch settled days again too."),
+    workers: Workers = None,
+    refresh: Refresh = True,
+    quiet: Quiet = False,
+    metrics_file: MetricsFile = None,
+    max_wait: MaxWait = 60.0,
 ) -> None:
-    """Ingest a bounded range of days. Days already ingested are skipped unless --force.
+    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force.
 
-    Re-running after an interruption does only the missing days.
+    Re-running after an interruption does only what is missing or unsettled.
 
     Example: fitpipe backfill --start 2024-01-01 --end 2024-01-14 --user 1 --user 2
     """
-    from fitpipe.ingest.runner import run_ingest
+    from fitpipe.ingest.runner import plan_backfill
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     if last < first:
         raise BadInput(f"--end {last} is before --start {first}")
-    run_ingest(state.url, command="backfill", start=first, end=last, user_ids=user or [], workers=workers,
-               force=force, refresh=refresh, quiet=quiet, metrics_file=metrics_file)
+    _run(lambda conn: plan_backfill(conn, user or [], first, last, force), workers=workers, refresh=refresh,
+         quiet=quiet, metrics_file=metrics_file, max_wait=max_wait)
 
 
 @app.command()
 @handles_errors
 def status(
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    user: Users = None,
+    as_json: Json = False,
 ) -> None:
-    """What is in the database and what is missing: per user, the cursor, days, gaps and rows.
+    """What is in the database and what is missing: per participant, the cursor, day states
+    (provisional, deferred, missing), credentials, the timezone, and rows per metric.
 
     Example: fitpipe status --json
     """
@@ -244,9 +298,9 @@ def status(
 @aggregate_app.command("refresh")
 @handles_errors
 def aggregate_refresh(
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    user: Users = None,
     full: bool = typer.Option(False, "--full", help="Rebuild every rollup from the raw data."),
-    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    metrics_file: MetricsFile = None,
 ) -> None:
     """Recompute the rollup buckets whose raw data changed since the last refresh.
 
@@ -279,13 +333,13 @@ def aggregate_refresh(
 @app.command()
 @handles_errors
 def impute(
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
-    start: Optional[str] = typer.Option(None, "--start", help="First local day."),
-    end: Optional[str] = typer.Option(None, "--end", help="Last local day (inclusive)."),
+    user: Users = None,
+    start: Start = None,
+    end: End = None,
     metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric."),
-    method: str = typer.Option("profile", "--method", help="profile or linear."),
+    method: ImputeMethod = typer.Option(ImputeMethod.profile, "--method", help="profile or linear."),
     max_gap: str = typer.Option("2h", "--max-gap", help="Leave longer gaps empty, e.g. 90min, 2h."),
-    metrics_file: Optional[Path] = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    metrics_file: MetricsFile = None,
 ) -> None:
     """Fill missing 1-minute buckets into their own table, marked as imputed.
 
@@ -303,7 +357,7 @@ def impute(
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     with connection(state.url) as conn:
         require_schema(conn)
-        report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method,
+        report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method.value,
                             max_gap_minutes=max_gap_minutes)
     if metrics_file:
         from fitpipe.output.metrics_file import write_metrics
@@ -315,7 +369,7 @@ def impute(
         return
     parts = ", ".join(f"{report.values.get(name, 0):,} minutes of {name} in {report.gaps.get(name, 0):,} gaps"
                       for name in report.values) or "no gaps short enough to fill"
-    console().print(f"imputed ({method}, gaps up to {max_gap_minutes} min) for {report.users} participant(s): "
+    console().print(f"imputed ({method.value}, gaps up to {max_gap_minutes} min) for {report.users} participant(s): "
                     f"{parts}; rollups refreshed; {report.seconds:.1f} s")
 
 
@@ -323,15 +377,15 @@ def impute(
 @handles_errors
 def export(
     metric: str = typer.Option(..., "--metric", help="Metric to export (see the catalogue)."),
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
-    start: Optional[str] = typer.Option(None, "--start", help="First local day."),
-    end: Optional[str] = typer.Option(None, "--end", help="Last local day (inclusive)."),
-    resolution: str = typer.Option("auto", "--resolution", help="raw, 1min, 1h, 1d or auto."),
+    user: Users = None,
+    start: Start = None,
+    end: End = None,
+    resolution: Resolution = typer.Option(Resolution.auto, "--resolution", help="raw, 1min, 1h, 1d or auto."),
     with_imputed: bool = typer.Option(False, "--with-imputed", help="Include imputed values (marked)."),
-    tz: str = typer.Option("utc", "--tz", help="utc, or local for each participant's own timezone."),
+    tz: TimeMode = typer.Option(TimeMode.utc, "--tz", help="utc, or local: the zone the participant was in at the time."),
     output: str = typer.Option("-", "--output", "-o", help="File path, or - for stdout."),
     max_rows: int = typer.Option(1_000_000, "--max-rows", min=1, help="Row budget for --resolution auto."),
-    fmt: str = typer.Option("csv", "--format", help="csv, or parquet (needs --output; times as UTC instants)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv, or parquet (needs --output; times as UTC instants)."),
 ) -> None:
     """Write a metric as CSV, streamed from the server (memory stays flat at any size).
 
@@ -347,8 +401,8 @@ def export(
     with connection(state.url) as conn:
         require_schema(conn)
         result = run_export(conn, metric_name=metric, user_ids=user or [], start=first, end=last,
-                            resolution=resolution, with_imputed=with_imputed, tz=tz, output=output, max_rows=max_rows,
-                            fmt=fmt)
+                            resolution=resolution.value, with_imputed=with_imputed, tz=tz.value, output=output,
+                            max_rows=max_rows, fmt=fmt.value)
     if result.note:
         sys.stderr.write(result.note + "\n")
     if output != "-":
@@ -358,13 +412,13 @@ def export(
 @app.command()
 @handles_errors
 def adherence(
-    user: Optional[List[int]] = typer.Option(None, "--user", help="Only this user id (repeatable)."),
+    user: Users = None,
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Local day to judge at. Default: newest ingested day."),
     min_wear: float = typer.Option(0.7, "--min-wear", help="Flag wear share (worn minutes / study minutes) below this."),
     max_silence_hours: float = typer.Option(48, "--max-silence-hours", help="Flag no data for longer than this."),
     min_nights: int = typer.Option(5, "--min-nights", help="Flag fewer captured nights than this, of the last 7."),
     min_sleep_minutes: int = typer.Option(180, "--min-sleep-minutes", help="A night counts with a main sleep this long."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: Json = False,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
 ) -> None:
     """Flag the participants whose data is not arriving well enough, worst first.
@@ -449,6 +503,179 @@ def reset(
             fail(f"refusing to drop without --yes; it would drop {listing}", 2)
         drop(conn, what)
     console().print(f"dropped {listing}")
+
+
+@participants_app.command("add")
+@handles_errors
+def participants_add(
+    user_id: int = typer.Argument(..., min=1, help="Participant id."),
+    source: SourceName = typer.Option(..., "--source", help="Where the participant's data comes from."),
+    timezone: str = typer.Option(..., "--timezone", help="IANA zone the participant lives in."),
+    study_start: str = typer.Option(..., "--study-start", help="First local day of the study, YYYY-MM-DD."),
+    name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
+    setting: Optional[List[str]] = typer.Option(None, "--setting", help="A source setting KEY=VALUE (repeatable; "
+                                                "VALUE read as JSON when it parses), e.g. sync_lag_hours=30."),
+) -> None:
+    """Enrol a participant with a source. An existing id is left as it is.
+
+    Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01 --setting sync_lag_hours=30
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.participants import add_participant
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        created = add_participant(conn, user_id, source=source.value, timezone=timezone,
+                                  study_start=parse_day(study_start, "--study-start"), display_name=name,
+                                  settings=_settings(setting or []))
+    console().print(f"participant {user_id} {'enrolled' if created else 'already exists; left as it was'}")
+
+
+def _settings(pairs: List[str]) -> dict:
+    import json
+
+    settings = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise BadInput(f"--setting must look like KEY=VALUE, got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            settings[key] = value
+    return settings
+
+
+@participants_app.command("list")
+@handles_errors
+def participants_list(as_json: Json = False) -> None:
+    """List participants: source, timezone history, credential state, withdrawal.
+
+    Example: fitpipe participants list --json
+    """
+    import json
+
+    from fitpipe.db import connection, require_schema
+    from fitpipe.output.status import participant_rows
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        rows = participant_rows(conn)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        from fitpipe.output.render import participants_table
+
+        console().print(participants_table(rows))
+
+
+@participants_app.command("set-timezone")
+@handles_errors
+def participants_set_timezone(
+    user_id: int = typer.Argument(..., min=1, help="Participant id."),
+    timezone: str = typer.Argument(..., help="IANA zone from that day on."),
+    effective_from: str = typer.Option(..., "--from", help="First local day in the new zone, YYYY-MM-DD."),
+) -> None:
+    """Record that a participant moved (or travels) to another zone from a local day on.
+
+    Local days, day windows and local-day rollups use the zone in force on each day. Days already
+    loaded from the day before the change on are marked provisional, so the next ingest cuts them again.
+
+    Example: fitpipe participants set-timezone 3 Asia/Tokyo --from 2024-05-01
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.participants import set_timezone
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        stale = set_timezone(conn, user_id, timezone, parse_day(effective_from, "--from"))
+    console().print(f"participant {user_id} is in {timezone} from {effective_from}"
+                    + (f"; {len(stale)} loaded day(s) will be fetched again by the next ingest" if stale else ""))
+
+
+@participants_app.command("withdraw")
+@handles_errors
+def participants_withdraw(
+    user_id: int = typer.Argument(..., min=1, help="Participant id."),
+    delete_data: bool = typer.Option(False, "--delete-data", help="Also delete every row of the participant."),
+    yes: Yes = False,
+) -> None:
+    """Stop ingesting a participant. With --delete-data, remove all their rows in every table
+    (raw, rollups, imputations, quarantine, ledger, settings, credentials), as a consent
+    withdrawal requires. No other participant is touched.
+
+    Example: fitpipe participants withdraw 3 --delete-data --yes
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.participants import withdraw
+
+    if delete_data and not yes:
+        typer.confirm(f"Delete every row of participant {user_id}? This cannot be undone", abort=True)
+    with connection(state.url) as conn:
+        require_schema(conn)
+        deleted = withdraw(conn, user_id, delete_data=delete_data)
+    if delete_data:
+        console().print(f"participant {user_id} withdrawn; deleted {sum(deleted.values()):,} rows in "
+                        f"{sum(1 for n in deleted.values() if n)} tables")
+    else:
+        console().print(f"participant {user_id} withdrawn; their data stays (use --delete-data to remove it)")
+
+
+@secrets_app.command("new-key")
+@handles_errors
+def secrets_new_key() -> None:
+    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git).
+
+    Example: fitpipe secrets new-key > /etc/fitpipe/secret.key
+    """
+    from fitpipe.secrets import new_key
+
+    typer.echo(new_key())
+
+
+@secrets_app.command("set")
+@handles_errors
+def secrets_set(
+    user_id: int = typer.Option(..., "--user", min=1, help="Participant id."),
+    source: Optional[str] = typer.Option(None, "--source", help="Source the secret is for. Default: the participant's."),
+) -> None:
+    """Store a participant's secret for a source, encrypted. The secret is read from standard
+    input (never a flag: flags show in `ps` and shell history).
+
+    Example: fitpipe secrets set --user 3 < token.txt
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.participants import list_users
+    from fitpipe.secrets import Keyring, store_secret
+
+    keyring = Keyring.from_environment()
+    secret = sys.stdin.read().strip()
+    if not secret:
+        raise BadInput("no secret on standard input")
+    with connection(state.url) as conn:
+        require_schema(conn)
+        name = source or list_users(conn, [user_id])[0].source
+        store_secret(conn, keyring, user_id, name, secret)
+    console().print(f"stored the secret of participant {user_id} for {name} (key {keyring.primary_id})")
+
+
+@secrets_app.command("rotate")
+@handles_errors
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first key of FITPIPE_SECRET_KEY.
+
+    List the new key first and the old one after it, run this, then drop the old key.
+
+    Example: FITPIPE_SECRET_KEY="$NEW,$OLD" fitpipe secrets rotate
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.secrets import Keyring, rotate_secrets
+
+    keyring = Keyring.from_environment()
+    with connection(state.url) as conn:
+        require_schema(conn)
+        rotated, current = rotate_secrets(conn, keyring)
+    console().print(f"re-encrypted {rotated} secret(s) with key {keyring.primary_id}; {current} already used it")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ Rules, applied by `local_to_utc`:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import functools
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -85,5 +86,26 @@ def aware_utc(value: "np.datetime64") -> dt.datetime:
     return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
 
 
+ENV_TODAY = "FITPIPE_TODAY"
+
+
+def simulated_today() -> dt.date | None:
+    """FITPIPE_TODAY=YYYY-MM-DD makes every participant's today that day, at local midnight:
+    for simulations of nightly runs (tests, the demo), never needed in production."""
+    value = os.environ.get(ENV_TODAY)
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadInput(f"{ENV_TODAY} must be a date like 2024-01-31, got {value!r}") from None
+
+
 def today_in(timezone: str) -> dt.date:
-    return dt.datetime.now(ZoneInfo(timezone)).date()
+    return simulated_today() or dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def now_in(timezone: str) -> dt.datetime:
+    """The current instant (aware UTC); under FITPIPE_TODAY, that day's local midnight."""
+    simulated = simulated_today()
+    return local_instant(simulated, 0, timezone) if simulated else dt.datetime.now(dt.timezone.utc)

@@ -22,7 +22,6 @@ from fitpipe.copybin import copy_rows
 from fitpipe.errors import BadInput
 from fitpipe.derive.imputation import METHODS, fill
 from fitpipe.locks import lock_user_exclusive
-from fitpipe.days import DayContext
 from fitpipe.timezones import aware_utc
 from fitpipe.participants import User, list_users
 
@@ -69,8 +68,8 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
                    method: str, max_gap: int, report: ImputeReport) -> None:
     import pandas as pd
 
-    day_lo = DayContext(user.user_id, first, user.timezone).window(metric)[0]
-    day_hi = DayContext(user.user_id, last, user.timezone).window(metric)[1]
+    day_lo = user.day_context(first).window(metric)[0]
+    day_hi = user.day_context(last).window(metric)[1]
     lo, hi = aware_utc(day_lo), aware_utc(day_hi)
     context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
     rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))

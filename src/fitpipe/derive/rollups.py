@@ -14,13 +14,11 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
-from zoneinfo import ZoneInfo
 
 import psycopg
 
 from fitpipe.catalogue import INTRADAY, Metric
 from fitpipe.locks import lock_refresh
-from fitpipe.timezones import local_instant
 from fitpipe.participants import User, list_users
 
 LEVELS = ("1min", "1h", "1d")
@@ -56,9 +54,14 @@ def _measured_minutes_sql(metric: Metric) -> str:
     """
 
 
-def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime, report: RefreshReport) -> None:
-    params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi, "tz": user.timezone,
-              "per_minute": metric.samples_per_minute}
+def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, first: dt.date, last: dt.date,
+             report: RefreshReport) -> None:
+    """Rebuild local days first..last, which share one zone (runs are cut where the zone changes)."""
+    lo, hi = user.day_start(first), user.day_start(last + dt.timedelta(days=1))
+    # The last day of a run may end in the next zone (the day of a move): its buckets are
+    # labelled with its own start instead of a midnight of the old zone.
+    params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi, "tz": user.zone_on(first),
+              "last_start": user.day_start(last), "per_minute": metric.samples_per_minute}
     for level in LEVELS:
         cur.execute(f"DELETE FROM rollup_{level} WHERE user_id = %(user_id)s AND metric = %(metric)s "
                     "AND bucket >= %(lo)s AND bucket < %(hi)s", params)
@@ -80,7 +83,8 @@ def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, lo: dt.datetime, h
         params,
     )
     report.buckets["1min"] += cur.rowcount
-    for level, source, bucket in (("1h", "1min", _LOCAL_HOUR), ("1d", "1h", "time_bucket('1 day', bucket, %(tz)s)")):
+    for level, source, bucket in (("1h", "1min", _LOCAL_HOUR), ("1d", "1h", "CASE WHEN bucket < %(last_start)s THEN time_bucket('1 day', bucket, %(tz)s) "
+                                                     "ELSE %(last_start)s END")):
         cur.execute(
             f"""
             INSERT INTO rollup_{level}
@@ -96,18 +100,18 @@ def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, lo: dt.datetime, h
         report.buckets[level] += cur.rowcount
 
 
-def _local_days(lo: dt.datetime, hi: dt.datetime, timezone: str) -> set[dt.date]:
-    zone = ZoneInfo(timezone)
-    first = lo.astimezone(zone).date()
-    last = (hi - dt.timedelta(microseconds=1)).astimezone(zone).date()
+def _local_days(lo: dt.datetime, hi: dt.datetime, user: User) -> set[dt.date]:
+    first = user.local_day_of(lo)
+    last = user.local_day_of(hi - dt.timedelta(microseconds=1))
     return {first + dt.timedelta(days=i) for i in range((last - first).days + 1)}
 
 
-def _runs(days: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days grouped into [first, last] runs of at most MAX_DAYS_PER_STATEMENT days."""
+def _runs(days: set[dt.date], user: User) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days in one zone grouped into [first, last] runs of at most MAX_DAYS_PER_STATEMENT days."""
     runs: list[list[dt.date]] = []
     for day in sorted(days):
-        if runs and day - runs[-1][1] == dt.timedelta(days=1) and (day - runs[-1][0]).days < MAX_DAYS_PER_STATEMENT:
+        if (runs and day - runs[-1][1] == dt.timedelta(days=1) and (day - runs[-1][0]).days < MAX_DAYS_PER_STATEMENT
+                and user.zone_on(day) == user.zone_on(runs[-1][0])):
             runs[-1][1] = day
         else:
             runs.append([day, day])
@@ -135,14 +139,12 @@ def _refresh_user(conn: psycopg.Connection, user: User, full: bool, report: Refr
         else:
             for _, metric_name, lo, hi in pending:
                 if metric_name in days_by_metric:
-                    days_by_metric[metric_name] |= _local_days(lo, hi, user.timezone)
+                    days_by_metric[metric_name] |= _local_days(lo, hi, user)
         report.days += len(set().union(*days_by_metric.values()))
         with conn.cursor() as cur:
             for metric in INTRADAY:
-                for first, last in _runs(days_by_metric[metric.name]):
-                    lo = local_instant(first, 0, user.timezone)
-                    hi = local_instant(last + dt.timedelta(days=1), 0, user.timezone)
-                    _rebuild(cur, user, metric, lo, hi, report)
+                for first, last in _runs(days_by_metric[metric.name], user):
+                    _rebuild(cur, user, metric, first, last, report)
                     report.day_ranges += 1
             if pending:
                 cur.execute("DELETE FROM rollup_invalidations WHERE invalidation_id = ANY(%s)",

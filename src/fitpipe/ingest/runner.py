@@ -1,33 +1,44 @@
-"""ingest and backfill: plan the user-days, run them in worker processes, keep the run log.
+"""ingest and backfill as a library: plan the user-days, run them in worker processes, keep the run log.
 
-The parent plans and records; each worker process generates, parses and loads whole user-days
-(fitpipe.ingest.load.replace_day), so generation in one process overlaps loading in another.
+The parent plans and records; each worker process fetches, parses and loads whole user-days
+(fitpipe.ingest.load.replace_day), so fetching in one process overlaps loading in another.
+One participant's days run in order, one at a time, so a per-participant request budget holds;
+different participants run in parallel. `run_plan` is quiet: it reports through a Progress
+object and returns a RunSummary. The CLI renders, refreshes rollups and writes metrics.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import heapq
+import itertools
 import json
 import multiprocessing
 import os
 import signal
 import socket
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Protocol, Sequence
 
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.db import connect, require_schema
-from fitpipe.errors import BadInput, PartialFailure, first_line
-from fitpipe.ingest.ledger import cursors, days_between, ingested, last_complete_day
+from fitpipe.db import connect
+from fitpipe.errors import BadInput, first_line
+from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
 from fitpipe.participants import User, list_users
+from fitpipe.timezones import now_in
+
+# A source's RetryLater shorter than this is waited out within the run (rate limits);
+# longer ones defer the day to a later run.
+DEFAULT_MAX_WAIT = 60.0
+MAX_ATTEMPTS_PER_RUN = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,16 @@ class Task:
     user: User
     day: dt.date
     skip_if_done: bool
+    # The participant's recent request times, carried from one of its days to the next.
+    budget_spent: tuple[float, ...] = ()
+    attempt: int = 1
+
+
+@dataclass
+class Plan:
+    command: str
+    tasks: list[Task]
+    arguments: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +65,7 @@ class RunSummary:
     planned: int
     outcomes: list[DayOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    status: str = "ok"
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -56,47 +78,99 @@ class RunSummary:
     def quarantined(self) -> int:
         return sum(o.quarantined for o in self.outcomes)
 
+    @property
+    def failed(self) -> list[DayOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
     def rows_by_metric(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
+        totals: dict[str, int] = collections.Counter()
         for outcome in self.outcomes:
-            for name, rows in outcome.rows_by_metric.items():
-                totals[name] = totals.get(name, 0) + rows
-        return totals
+            totals.update(outcome.rows_by_metric)
+        return dict(totals)
 
     def time_split(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
+        totals: dict[str, float] = collections.Counter()
         for outcome in self.outcomes:
-            for part, seconds in outcome.seconds.items():
-                totals[part] = totals.get(part, 0.0) + seconds
-        return totals
+            totals.update(outcome.seconds)
+        return dict(totals)
+
+
+class Progress(Protocol):
+    def start(self, run_id: int, total: int) -> None: ...
+    def day_done(self, outcome: DayOutcome) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _Silent:
+    def start(self, run_id: int, total: int) -> None:
+        pass
+
+    def day_done(self, outcome: DayOutcome) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 # --- planning -------------------------------------------------------------------------------
 
-def plan_ingest(conn: psycopg.Connection, users: Sequence[User], days: int) -> list[Task]:
-    ids = [u.user_id for u in users]
-    cursor_of = cursors(conn, ids)
+def _participants(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[User]:
+    users = list_users(conn, user_ids)
+    withdrawn = [u.user_id for u in users if u.withdrawn_at]
+    if user_ids and withdrawn:
+        raise BadInput(f"participant(s) {', '.join(map(str, withdrawn))} withdrew; nothing is ingested for them")
+    users = [u for u in users if not u.withdrawn_at]
+    if not users:
+        raise BadInput("there are no enrolled participants; add them with `fitpipe participants add` "
+                       "or `fitpipe seed-users --count N`")
+    return users
+
+
+def plan_ingest(conn: psycopg.Connection, user_ids: Sequence[int], days: int) -> Plan:
+    """Per participant: every day after its cursor that is not settled and is due (provisional
+    days, deferred days whose wait is over), plus up to `days` days never fetched, never past
+    yesterday."""
+    users = _participants(conn, user_ids)
+    cursor_of = cursors(conn, [u.user_id for u in users])
     tasks = []
     for user in users:
         cursor = cursor_of[user.user_id]
         first = cursor + dt.timedelta(days=1) if cursor else user.study_start
-        last = min(first + dt.timedelta(days=days - 1), last_complete_day(user))
-        tasks += [Task(user, day, True) for day in days_between(first, last)] if last >= first else []
-    return tasks
+        last = last_complete_day(user)
+        if last < first:
+            continue
+        states = day_states(conn, [user.user_id], first, last)
+        # retry_after is a real instant, even when FITPIPE_TODAY simulates the day.
+        now = dt.datetime.now(dt.timezone.utc)
+        new_days = 0
+        for day in days_between(first, last):
+            state, retry_after = states.get((user.user_id, day), (None, None))
+            if state is None:
+                if new_days == days:
+                    continue
+                new_days += 1
+            elif not is_due(state, retry_after, now):
+                continue
+            tasks.append(Task(user, day, True))
+    return Plan("ingest", tasks, {"days": days, "users": list(user_ids)})
 
 
-def plan_backfill(conn: psycopg.Connection, users: Sequence[User], start: dt.date, end: dt.date,
-                  force: bool) -> list[Task]:
+def plan_backfill(conn: psycopg.Connection, user_ids: Sequence[int], start: dt.date, end: dt.date,
+                  force: bool) -> Plan:
+    users = _participants(conn, user_ids)
     latest = max(last_complete_day(u) for u in users)
     if end > latest:
         raise BadInput(f"--end {end} is not over yet for any participant; the latest complete day is {latest}")
-    done = set() if force else ingested(conn, [u.user_id for u in users], start, end)
+    states = {} if force else day_states(conn, [u.user_id for u in users], start, end)
     tasks = []
     for user in users:
         first = max(start, user.study_start)
         last = min(end, last_complete_day(user))
-        tasks += [Task(user, day, not force) for day in days_between(first, last) if (user.user_id, day) not in done]
-    return tasks
+        for day in days_between(first, last):
+            state, _ = states.get((user.user_id, day), (None, None))
+            if force or state not in ("complete", "empty"):
+                tasks.append(Task(user, day, not force))
+    return Plan("backfill", tasks, {"start": start, "end": end, "users": list(user_ids), "force": force})
 
 
 # --- worker processes ---------------------------------------------------------------------------
@@ -116,45 +190,76 @@ def _worker_connection() -> psycopg.Connection:
     return conn
 
 
+def _secret_reader(conn: psycopg.Connection, user: User):
+    def read() -> str | None:
+        from fitpipe.secrets import Keyring, load_secret
+
+        return load_secret(conn, Keyring.from_environment(), user.user_id, user.source)
+
+    return read
+
+
 def run_task(item: tuple[Task, int]) -> DayOutcome:
     task, run_id = item
     from fitpipe.ingest.load import replace_day
-    from fitpipe.days import DayContext
+    from fitpipe.ingest.sources import SourceFailed, source_for
+    from fitpipe.ingest.sources.base import BudgetLedger, Fetch
     from fitpipe.ingest.validate import parse_day
-    from fitpipe.ingest.sources import source_for
 
-    ctx = DayContext(task.user.user_id, task.day, task.user.timezone)
+    user = task.user
+    ctx = user.day_context(task.day)
     seconds: dict[str, float] = {}
+    budget = None
     try:
-        source = source_for(task.user.source)
+        source = source_for(user.source)
+        budget = BudgetLedger(source.request_budget, list(task.budget_spent))
+        # Day D can change until settle_days after it; yesterday is the last day that is over.
+        settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)
+        conn = _worker_connection()
+        fetch = Fetch(now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user))
 
         def produce():
             started = time.perf_counter()
-            payloads = source.fetch_day(task.user, task.day)
-            seconds["generate"] = time.perf_counter() - started
+            payloads = source.fetch_day(user, task.day, fetch)
+            seconds["fetch"] = time.perf_counter() - started
             started = time.perf_counter()
             parsed = parse_day(payloads, ctx, source.payload_format)
             seconds["parse"] = time.perf_counter() - started
             return parsed
 
-        outcome = replace_day(_worker_connection(), ctx, produce, source=source.name,
-                              run_id=run_id, skip_if_done=task.skip_if_done)
+        outcome = replace_day(conn, ctx, produce, source=source.name, run_id=run_id,
+                              skip_if_done=task.skip_if_done, settled=settled)
+    except SourceFailed as exc:
+        if exc.needs_reconsent:
+            _mark_needs_reconsent(user, exc.reason)
+        outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"source failed: {exc.reason}"))
     except Exception as exc:  # one bad day must not stop the others
-        return DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))
+        outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))
     outcome.seconds.update(seconds)
+    outcome.budget_spent = tuple(budget.spent) if budget else task.budget_spent
     return outcome
+
+
+def _mark_needs_reconsent(user: User, reason: str) -> None:
+    from fitpipe.secrets import set_credential_state
+
+    conn = _worker_connection()
+    with conn.transaction():
+        set_credential_state(conn, user.user_id, user.source, "needs_reconsent", reason)
 
 
 def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPoolExecutor | None:
     """Fork the worker processes now, before this process opens its own connection, so no child
-    inherits a live one; the source's heavy modules are imported first so the children share them."""
+    inherits a live one; the sources' heavy modules are imported first so the children share them."""
     if not tasks:
         return None
-    from fitpipe.ingest.sources import source_for
+    from fitpipe.ingest.formats import parsers_for
+    from fitpipe.ingest.sources import source_class
 
     for name in {t.user.source for t in tasks}:
-        source_for(name)
-    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("fork"),
+        parsers_for(source_class(name).payload_format)
+    participants = len({t.user.user_id for t in tasks})
+    executor = ProcessPoolExecutor(min(workers, participants), mp_context=multiprocessing.get_context("fork"),
                                    initializer=_init_worker, initargs=(url,))
     executor.submit(int).result()  # with fork, the first submit starts every worker
     return executor
@@ -185,6 +290,51 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int, summary: RunSummary,
+              progress: Progress, max_wait: float) -> None:
+    """Run each participant's days in order, one at a time; short RetryLater waits are waited out."""
+    queues: dict[int, collections.deque[Task]] = collections.defaultdict(collections.deque)
+    for task in sorted(tasks, key=lambda t: (t.user.user_id, t.day)):
+        queues[task.user.user_id].append(task)
+    running: dict = {}
+    waiting: list[tuple[float, int, Task]] = []
+    order = itertools.count()
+
+    def finish(outcome: DayOutcome) -> None:
+        summary.outcomes.append(outcome)
+        progress.day_done(outcome)
+
+    def submit(task: Task) -> None:
+        try:
+            running[executor.submit(run_task, (task, run_id))] = task
+        except BrokenProcessPool:
+            # A worker died earlier: this participant's remaining days are left as they were.
+            for left in (task, *queues.pop(task.user.user_id, ())):
+                finish(DayOutcome(left.user.user_id, left.day, "failed",
+                                  error="a worker process died; the day was left as it was"))
+
+    for queue in list(queues.values()):
+        submit(queue.popleft())
+    while running or waiting:
+        while waiting and waiting[0][0] <= time.monotonic():
+            submit(heapq.heappop(waiting)[2])
+        timeout = max(waiting[0][0] - time.monotonic(), 0) if waiting else None
+        done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            task = running.pop(future)
+            outcome = _outcome_of(future, task)
+            budget = outcome.budget_spent or task.budget_spent
+            if (outcome.status == "deferred" and outcome.retry_after is not None
+                    and outcome.retry_after <= max_wait and task.attempt < MAX_ATTEMPTS_PER_RUN):
+                again = replace(task, budget_spent=budget, attempt=task.attempt + 1)
+                heapq.heappush(waiting, (time.monotonic() + outcome.retry_after, next(order), again))
+                continue
+            finish(outcome)
+            queue = queues.get(task.user.user_id)
+            if queue:
+                submit(replace(queue.popleft(), budget_spent=budget))
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 def _start_run(conn: psycopg.Connection, command: str, arguments: dict) -> int:
@@ -212,93 +362,56 @@ def _finish_run(conn: psycopg.Connection, summary: RunSummary, status: str, erro
         conn.execute(
             """
             UPDATE ingest_runs SET status = %s, finished_at = now(), user_days = %s, rows_loaded = %s,
-                   quarantined = %s, skipped = %s, failed = %s, error = %s
+                   quarantined = %s, skipped = %s, failed = %s, deferred = %s, unchanged = %s, error = %s
             WHERE run_id = %s
             """,
             (status, summary.count("loaded"), summary.rows, summary.quarantined,
-             summary.count("done") + summary.count("busy"), summary.count("failed"), error, summary.run_id),
+             summary.count("done") + summary.count("busy"), summary.count("failed"), summary.count("deferred"),
+             summary.count("unchanged"), error, summary.run_id),
         )
 
 
-def run_ingest(
-    url: str,
-    *,
-    command: str,
-    user_ids: Sequence[int],
-    days: int | None = None,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-    force: bool = False,
-    workers: int | None = None,
-    refresh: bool = True,
-    quiet: bool = False,
-    metrics_file: Path | None = None,
-) -> RunSummary:
-    from fitpipe.output.progress import Reporter
+def run_plan(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | None = None,
+             progress: Progress | None = None, max_wait: float = DEFAULT_MAX_WAIT) -> RunSummary:
+    """Run a plan's user-days and record the run in ingest_runs; returns what happened to each day.
 
+    `conn` keeps the run log; workers open their own connections to `url`. Deferred days are
+    neither done nor failed. The caller decides what failed days mean for its exit code.
+    """
+    progress = progress or _Silent()
     workers = workers or os.cpu_count() or 1
-    with connect(url) as conn:
-        require_schema(conn)
-        users = list_users(conn, user_ids)
-        if not users:
-            raise BadInput("there are no participants; create them with `fitpipe seed-users --count N`")
-        tasks = (plan_ingest(conn, users, days) if command == "ingest"
-                 else plan_backfill(conn, users, start, end, force))
-    tasks.sort(key=lambda t: (t.day, t.user.user_id))
-    arguments = {"days": days, "start": start, "end": end, "users": list(user_ids), "force": force, "workers": workers}
-
-    reporter = Reporter(command, quiet=quiet)
+    conn.commit()
+    arguments = {**plan.arguments, "workers": workers}
     started = time.perf_counter()
-    executor = _start_workers(url, workers, tasks)
-    status, error = "ok", None
-    conn = None
+    executor = _start_workers(url, workers, plan.tasks)
+    summary = None
     try:
-        conn = connect(url)
-        run_id = _start_run(conn, command, arguments)
-        summary = RunSummary(run_id, command, len(tasks))
-        reporter.start(run_id, len(tasks))
+        run_id = _start_run(conn, plan.command, arguments)
+        summary = RunSummary(run_id, plan.command, len(plan.tasks))
+        progress.start(run_id, len(plan.tasks))
         try:
             with _sigterm_as_interrupt():
-                futures = {executor.submit(run_task, (task, run_id)): task for task in tasks} if executor else {}
-                for future in as_completed(futures):
-                    outcome = _outcome_of(future, futures[future])
-                    summary.outcomes.append(outcome)
-                    reporter.day_done(outcome)
+                if executor:
+                    _schedule(executor, plan.tasks, run_id, summary, progress, max_wait)
         except BaseException as exc:
-            status = "interrupted"
+            summary.status = "interrupted"
             error = ("interrupted" if isinstance(exc, KeyboardInterrupt)
                      else f"stopped by {type(exc).__name__}: {first_line(exc)}")
             raise
+        else:
+            error = None
+            if summary.failed:
+                summary.status = "failed"
+                error = "\n".join(f"user {o.user_id} day {o.day}: {o.error}" for o in summary.failed)
         finally:
-            reporter.stop()
+            progress.stop()
             if executor:
                 # Days already running finish (each is atomic); queued ones are dropped when stopping early.
-                executor.shutdown(wait=True, cancel_futures=status != "ok")
+                executor.shutdown(wait=True, cancel_futures=summary.status != "ok")
                 executor = None
             summary.seconds = time.perf_counter() - started
-            failed = [o for o in summary.outcomes if o.status == "failed"]
-            if failed and status == "ok":
-                status = "failed"
-                error = "\n".join(f"user {o.user_id} day {o.day}: {o.error}" for o in failed)
-            _finish_run(conn, summary, status, error)
-        if refresh and summary.count("loaded"):
-            from fitpipe.derive.rollups import refresh as refresh_rollups
-
-            refresh_rollups(conn, [u.user_id for u in users])
-        reporter.summary(summary)
-        if metrics_file:
-            from fitpipe.output.metrics_file import write_run_metrics
-
-            write_run_metrics(metrics_file, command, summary, status)
+            _finish_run(conn, summary, summary.status, error)
     finally:
         if executor:
             executor.shutdown(wait=True, cancel_futures=True)
-        if conn is not None:
-            conn.close()
-    failed = [o for o in summary.outcomes if o.status == "failed"]
-    if failed:
-        names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
-        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
-                             f"(run {summary.run_id}; see ingest_runs.error)")
     return summary

@@ -26,7 +26,6 @@ from psycopg import sql
 
 from fitpipe.catalogue import DayWindow, Metric, metric as metric_named
 from fitpipe.errors import BadInput
-from fitpipe.timezones import local_instant
 from fitpipe.participants import User, list_users
 
 RESOLUTIONS = ("raw", "1min", "1h", "1d")
@@ -42,8 +41,8 @@ class ExportResult:
 
 
 def _bounds(user: User, start: dt.date | None, end: dt.date | None) -> tuple[dt.datetime, dt.datetime]:
-    lo = local_instant(start, 0, user.timezone) if start else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    hi = local_instant(end + dt.timedelta(days=1), 0, user.timezone) if end else dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+    lo = user.day_start(start) if start else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    hi = user.day_start(end + dt.timedelta(days=1)) if end else dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
     return lo, hi
 
 
@@ -153,15 +152,28 @@ def query_params(user: User, metric: Metric, start: dt.date | None, end: dt.date
             "lo_day": start or dt.date(1970, 1, 1), "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1)}
 
 
-def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric: Metric, start, end,
-            tz: str, out: BinaryIO) -> int:
-    rows = 0
-    header = True
+def query_parts(users: Sequence[User], metric: Metric, start, end, tz: str) -> list[tuple[str, dict]]:
+    """(session zone, parameters) per participant, and per zone they lived in for --tz local:
+    to_char() writes times in the session zone, so each span is read in its own zone."""
+    parts = []
     for user in users:
         params = query_params(user, metric, start, end)
+        if tz != "local":
+            parts.append(("UTC", params))
+        elif metric.window is DayWindow.DATE:
+            parts.append((user.timezone, params))
+        else:
+            for zone, lo, hi in user.zone_spans(params["lo"], params["hi"]):
+                parts.append((zone, {**params, "lo": lo, "hi": hi}))
+    return parts
+
+
+def _stream(conn: psycopg.Connection, parts: Sequence[tuple[str, dict]], query: str, out: BinaryIO) -> int:
+    rows = 0
+    header = True
+    for zone, params in parts:
         with conn.transaction():
-            # to_char() writes times in the session zone: the participant's own for --tz local.
-            conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(user.timezone if tz == "local" else "UTC")))
+            conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(zone)))
             bound = psycopg.ClientCursor(conn).mogrify(query, params)
             copy_sql = f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER {'true' if header else 'false'})"
             rows += _copy_out(conn, copy_sql, out)
@@ -169,14 +181,22 @@ def _stream(conn: psycopg.Connection, users: Sequence[User], query: str, metric:
     return rows
 
 
-def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
-           end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
-           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS, fmt: str = "csv") -> ExportResult:
+@dataclass
+class ExportQuery:
+    """What to read: the checked request, its resolution, the SQL and its (session zone, params) parts."""
+
+    metric: Metric
+    resolution: str
+    query: str
+    parts: list[tuple[str, dict]]
+    note: str = ""
+
+
+def prepare(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
+            end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
+            max_rows: int = DEFAULT_MAX_ROWS, typed: bool = False) -> ExportQuery:
+    """Check an export request and build its query; shared by `fitpipe export` and `Store.frame`."""
     metric = metric_named(metric_name)
-    if fmt not in ("csv", "parquet"):
-        raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
-    if fmt == "parquet" and output == "-":
-        raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
     if tz not in ("utc", "local"):
         raise BadInput(f"--tz must be utc or local, got {tz!r}")
     if resolution not in RESOLUTIONS + ("auto",):
@@ -196,12 +216,25 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
                 f"raw would be about {estimates['raw']:,})")
     if estimates["raw"] == 0 and not with_imputed:
         raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
-    typed = fmt == "parquet"
     query = (_raw_query(metric, with_imputed, typed) if resolution == "raw"
              else _rollup_query(metric, resolution, with_imputed, typed))
+    return ExportQuery(metric, resolution, query, query_parts(users, metric, start, end, tz), note)
+
+
+def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
+           end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
+           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS, fmt: str = "csv") -> ExportResult:
+    if fmt not in ("csv", "parquet"):
+        raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
+    if fmt == "parquet" and output == "-":
+        raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
+    typed = fmt == "parquet"
+    prepared = prepare(conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, resolution=resolution,
+                       with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=typed)
+    metric, resolution, query, note = prepared.metric, prepared.resolution, prepared.query, prepared.note
     conn.commit()
     if output == "-":
-        rows = _stream(conn, users, query, metric, start, end, tz, sys.stdout.buffer)
+        rows = _stream(conn, prepared.parts, query, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return ExportResult(resolution, rows, note)
     target = Path(output)
@@ -215,9 +248,9 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
             if typed:
                 from fitpipe.output.parquet import write_parquet
 
-                rows = write_parquet(conn, [(query, query_params(u, metric, start, end)) for u in users], out)
+                rows = write_parquet(conn, [(query, params) for _, params in prepared.parts], out)
             else:
-                rows = _stream(conn, users, query, metric, start, end, tz, out)
+                rows = _stream(conn, prepared.parts, query, out)
         if rows == 0:
             raise BadInput(f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
                            + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else ""))

@@ -64,8 +64,10 @@ class Reporter:
             elapsed = self.progress.tasks[0].elapsed or 1e-9
             self.progress.update(self.task, advance=1, rows=self.rows, rate=self.rows / elapsed)
         elif not self.quiet and outcome.status != "failed":
-            note = {"done": " note=already-ingested", "busy": " note=held-by-another-run"}.get(outcome.status, "")
-            self._line(f"user={outcome.user_id} day={outcome.day} status={outcome.status} rows={outcome.rows} "
+            note = {"done": " note=already-settled", "busy": " note=held-by-another-run",
+                    "deferred": f" note={outcome.error!r}"}.get(outcome.status, "")
+            state = f" state={outcome.state}" if outcome.state else ""
+            self._line(f"user={outcome.user_id} day={outcome.day} status={outcome.status}{state} rows={outcome.rows} "
                        f"quarantined={outcome.quarantined}{note}")
 
     def stop(self) -> None:
@@ -79,8 +81,8 @@ class Reporter:
         rate = summary.rows / summary.seconds if summary.seconds else 0.0
         fields = (f"run={summary.run_id} status=finished user_days={summary.count('loaded')} rows={summary.rows} "
                   f"quarantined={summary.quarantined} skipped_already_ingested={summary.count('done')} "
-                  f"skipped_held_by_another_run={summary.count('busy')} failed={summary.count('failed')} "
-                  f"seconds={summary.seconds:.1f} rows_per_s={rate:.0f}")
+                  f"skipped_held_by_another_run={summary.count('busy')} unchanged={summary.count('unchanged')} "
+                  f"deferred={summary.count('deferred')} failed={summary.count('failed')} seconds={summary.seconds:.1f} rows_per_s={rate:.0f}")
         if not self.interactive:
             self._line(fields)
             return
@@ -95,7 +97,8 @@ class Reporter:
         self.console.print(table)
         self.console.print(
             f"{summary.count('loaded')} user-days loaded, {summary.quarantined} records quarantined, "
-            f"{summary.count('done')} skipped (already ingested), {summary.count('busy')} skipped "
-            f"(held by another run), {summary.count('failed')} failed, in {summary.seconds:.1f} s "
+            f"{summary.count('done')} skipped (already settled), {summary.count('busy')} skipped "
+            f"(held by another run), {summary.count('unchanged')} unchanged, {summary.count('deferred')} deferred, "
+            f"{summary.count('failed')} failed, in {summary.seconds:.1f} s "
             f"({rate:,.0f} rows/s)"
         )

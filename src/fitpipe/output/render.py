@@ -9,11 +9,24 @@ def users_table(users: Iterable) -> "object":
     from rich.table import Table
 
     table = Table(title="participants")
-    for column in ("id", "name", "timezone", "source", "seed", "wear gaps", "study start"):
+    for column in ("id", "name", "timezone", "source", "settings", "study start"):
         table.add_column(column)
     for u in users:
-        table.add_row(str(u.user_id), u.display_name, u.timezone, u.source, str(u.synthetic_seed),
-                      "yes" if u.wear_gaps else "no", u.study_start.isoformat())
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(u.settings.items()))
+        table.add_row(str(u.user_id), u.display_name, u.timezone, u.source, settings, u.study_start.isoformat())
+    return table
+
+
+def participants_table(rows: list[dict]) -> "object":
+    from rich.table import Table
+
+    table = Table(title="participants")
+    for column in ("id", "name", "source", "timezone (from)", "study start", "credentials", "withdrawn"):
+        table.add_column(column)
+    for r in rows:
+        zones = "; ".join(f"{z['timezone']} ({z['from']})" for z in r["timezone_history"] or [])
+        table.add_row(str(r["user_id"]), r["display_name"], r["source"], zones, str(r["study_start"]),
+                      r["credential_state"] or "-", str(r["withdrawn_at"] or "-"))
     return table
 
 
@@ -21,13 +34,16 @@ def status_tables(report: dict) -> list:
     from rich.table import Table
 
     users = Table(title="ingestion per participant")
-    for column in ("id", "timezone", "start", "cursor", "last day", "days", "missing", "after gap", "quarantined"):
+    for column in ("id", "timezone", "start", "cursor", "last day", "complete", "empty", "provisional", "deferred",
+                   "missing", "after gap", "quarantined", "credentials"):
         users.add_column(column, no_wrap=True)
     for u in report["users"]:
         users.add_row(
             str(u["user_id"]), u["timezone"], str(u["study_start"]), str(u["cursor"] or "-"),
-            str(u["last_ingested"] or "-"), str(u["days_ingested"]), str(len(u["missing_days"])),
+            str(u["last_ingested"] or "-"), str(u["states"]["complete"]), str(u["states"]["empty"]),
+            str(u["states"]["provisional"]), str(u["states"]["deferred"]), str(len(u["missing_days"])),
             str(u["days_after_gap"]), str(u["quarantined"]),
+            u["credentials"] + (" (withdrawn)" if u["withdrawn"] else "") if u["credentials"] else "-",
         )
     rows = Table(title="rows per metric")
     rows.add_column("metric", no_wrap=True)

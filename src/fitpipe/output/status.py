@@ -21,9 +21,13 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         cur.execute(
             """
             SELECT u.user_id,
-                   count(d.day) AS days_ingested,
-                   max(d.day) AS last_ingested,
+                   count(d.day) FILTER (WHERE d.state <> 'deferred') AS days_ingested,
+                   max(d.day) FILTER (WHERE d.state <> 'deferred') AS last_ingested,
                    coalesce(sum(d.quarantined), 0) AS quarantined,
+                   count(*) FILTER (WHERE d.state = 'complete') AS complete,
+                   count(*) FILTER (WHERE d.state = 'empty') AS empty,
+                   coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'provisional'), '{}') AS provisional_days,
+                   coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'deferred'), '{}') AS deferred_days,
                    (SELECT coalesce(array_agg(g.day::date ORDER BY g.day), '{}')
                       FROM generate_series(u.study_start, max(d.day), interval '1 day') AS g(day)
                      WHERE NOT EXISTS (SELECT 1 FROM ingested_days x
@@ -49,11 +53,19 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         cur.execute(
             """
             SELECT run_id, command, status, started_at, finished_at, user_days, rows_loaded, quarantined,
-                   skipped, failed, error
+                   skipped, failed, deferred, unchanged, error
             FROM ingest_runs ORDER BY run_id DESC LIMIT 1
             """
         )
         last_run = cur.fetchone()
+        cur.execute("SELECT user_id, day, retry_after, attempts, note FROM ingested_days "
+                    "WHERE user_id = ANY(%s) AND state = 'deferred' ORDER BY user_id, day", (ids,))
+        deferred: dict[int, list] = {}
+        for row in cur.fetchall():
+            deferred.setdefault(row.pop("user_id"), []).append(row)
+        cur.execute("SELECT s.user_id, s.credential_state, s.credential_note FROM participant_sources s "
+                    "JOIN users u ON u.user_id = s.user_id AND u.source = s.source WHERE s.user_id = ANY(%s)", (ids,))
+        credentials = {row["user_id"]: row for row in cur.fetchall()}
     report_users = []
     for user in users:
         info = per_user.get(user.user_id, {})
@@ -72,6 +84,32 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
             # Ingested days past the first missing one: they wait for the gap to be filled.
             "days_after_gap": int(info.get("days_ingested") or 0) - ((cursor - user.study_start).days + 1 if cursor else 0),
             "quarantined": int(info.get("quarantined") or 0),
+            "source": user.source,
+            "withdrawn": user.withdrawn_at is not None,
+            "credentials": credentials.get(user.user_id, {}).get("credential_state"),
+            "timezone_history": [{"from": start, "timezone": zone} for start, zone in user.zones],
+            "states": {"complete": int(info.get("complete") or 0), "empty": int(info.get("empty") or 0),
+                       "provisional": len(info.get("provisional_days") or []),
+                       "deferred": len(info.get("deferred_days") or [])},
+            "provisional_days": list(info.get("provisional_days") or []),
+            "deferred": deferred.get(user.user_id, []),
             "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
         })
     return {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run}
+
+
+def participant_rows(conn: psycopg.Connection) -> list[dict]:
+    """Every participant with source, zone history, credential state and withdrawal (no secrets)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT u.user_id, u.display_name, u.source, u.timezone, u.study_start, u.withdrawn_at,
+                   s.credential_state, s.credential_note,
+                   (SELECT json_agg(json_build_object('from', h.effective_from, 'timezone', h.timezone)
+                                    ORDER BY h.effective_from)
+                      FROM timezone_history h WHERE h.user_id = u.user_id) AS timezone_history
+            FROM users u LEFT JOIN participant_sources s ON s.user_id = u.user_id AND s.source = u.source
+            ORDER BY u.user_id
+            """
+        )
+        return cur.fetchall()

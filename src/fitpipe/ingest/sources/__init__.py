@@ -1,31 +1,44 @@
-"""Data sources. A source turns (user, local day) into that day's raw payloads.
+"""Data sources: the registry. A source turns (participant, local day) into that day's payloads.
 
-Sources only fetch. Turning payloads into rows is the parsers' job (fitpipe.ingest.validate), chosen by
-the source's `payload_format`, so a new source that speaks an existing format needs no other
-change, and a new format needs only its parsers.
+Sources only fetch. Turning payloads into rows is the job of their payload format's parsers
+(fitpipe.ingest.formats), so a new source that speaks an existing format is one module here plus
+one line in SOURCES. The contract is in fitpipe.ingest.sources.base.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Mapping, Protocol
+import importlib
 
 from fitpipe.errors import BadInput
+from fitpipe.ingest.sources.base import RequestBudget, RetryLater, Source, SourceFailed
+
+__all__ = ["SOURCES", "RequestBudget", "RetryLater", "Source", "SourceFailed", "register", "source_class", "source_for"]
+
+# name -> "module:Class"; imported on first use, so a source's heavy libraries cost nothing elsewhere.
+SOURCES: dict[str, str] = {
+    "synthetic": "fitpipe.ingest.sources.synthetic:SyntheticSource",
+}
+_loaded: dict[str, type[Source]] = {}
 
 
-class Source(Protocol):
-    name: str
-    # The parsers to use, e.g. "fitbit-webapi" for payloads shaped like the Fitbit Web API's.
-    payload_format: str
+def register(cls: type[Source]) -> type[Source]:
+    """Add a source class at run time (tests, plugins). Workers forked later inherit it."""
+    _loaded[cls.name] = cls
+    return cls
 
-    def fetch_day(self, user: Any, day: dt.date) -> Mapping[str, Any]:
-        """Return the day's payloads keyed by payload kind. Must not depend on other days' calls."""
-        ...
+
+def source_class(name: str) -> type[Source]:
+    if name not in _loaded:
+        if name not in SOURCES:
+            raise BadInput(f"unknown data source {name!r}; known: {', '.join(sorted(set(SOURCES) | set(_loaded)))}")
+        module, _, attribute = SOURCES[name].partition(":")
+        _loaded[name] = getattr(importlib.import_module(module), attribute)
+    return _loaded[name]
 
 
 def source_for(name: str) -> Source:
-    if name == "synthetic":
-        from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
+    return source_class(name)()
 
-        return SyntheticFitbitSource()
-    raise BadInput(f"unknown data source {name!r}")
+
+def known_sources() -> list[str]:
+    return sorted(set(SOURCES) | set(_loaded))

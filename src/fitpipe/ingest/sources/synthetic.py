@@ -8,14 +8,17 @@ Generating one day per call keeps memory flat for any range (a 30-day window nee
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 # Imported here, not in fetch_day: the runner imports this module before forking its workers,
 # so the ~1.5 s import happens once and every worker shares it.
 from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
 
+from fitpipe.ingest.sources.base import Fetch, Source
 from fitpipe.ingest.sources.wear_gaps import DayGaps, gaps_for, stable_seed
 
 # wearipedia's payload kinds that fitpipe reads (see ../shared/reference/wearipedia-fitbit.md).
@@ -26,6 +29,9 @@ PAYLOAD_KINDS = (
 )
 # What a night off removes: everything measured in that night.
 NIGHT_KINDS = ("intraday_spo2", "intraday_hrv", "intraday_breath_rate", "sleep", "hrv")
+# Whole-day summaries: they reach the phone once the day is over.
+DAILY_KINDS = ("heart_rate_day", "steps", "distance", "minutesSedentary", "minutesLightlyActive",
+               "minutesFairlyActive", "minutesVeryActive")
 
 
 def _seconds(clock: str) -> int:
@@ -75,17 +81,70 @@ def move_night_to_its_evening(payloads: dict[str, Any], day: dt.date) -> None:
                 point["minute"] = fix(point.get("minute"))
 
 
-class SyntheticFitbitSource:
+def _before(stamp: Any, cutoff: str) -> bool:
+    return isinstance(stamp, str) and stamp[:19] < cutoff
+
+
+def keep_synced(payloads: dict[str, Any], day: dt.date, synced_until: dt.datetime) -> None:
+    """Drop, in place, what the phone had not synced by `synced_until` (local wall time).
+
+    Intraday points arrive with their own time; a sleep log once it has ended; a night's
+    summaries once the night window is over; daily totals once the day is over.
+    """
+    midnight = dt.datetime.combine(day, dt.time())
+    cutoff_iso = synced_until.isoformat(timespec="seconds")
+    unsynced = DayGaps(intervals=[(max(int((synced_until - midnight).total_seconds()), 0), 2 * 86400)])
+    if unsynced.intervals[0][0] < 86400:
+        remove_non_wear(payloads, unsynced)
+    for entry in payloads["intraday_spo2"]:
+        entry["minutes"] = [p for p in entry.get("minutes", []) if _before(p.get("minute"), cutoff_iso)]
+    for entry in payloads["intraday_hrv"]:
+        for night in entry.get("hrv", []):
+            night["minutes"] = [p for p in night.get("minutes", []) if _before(p.get("minute"), cutoff_iso)]
+    for entry in payloads["sleep"]:
+        entry["sleep"] = [log for log in entry.get("sleep", []) if _before(log.get("endTime"), cutoff_iso)]
+    if synced_until < midnight + dt.timedelta(days=1, hours=12):
+        payloads["intraday_breath_rate"], payloads["hrv"] = [], []
+    if synced_until < midnight + dt.timedelta(days=1):
+        for kind in DAILY_KINDS:
+            payloads[kind] = []
+
+
+class SyntheticSource(Source):
+    """wearipedia's generator, with optional wear gaps and a simulated phone sync lag.
+
+    Settings (participant_sources.settings): seed, wear_gaps, and sync_lag_hours. With a lag of
+    L hours, a fetch at instant T sees what was measured before T - L (local); the day settles
+    once its night is fully synced, ceil((12 + L) / 24) days after it.
+    """
+
     name = "synthetic"
     payload_format = "fitbit-webapi"
+    credential_kind = "none"
 
-    def fetch_day(self, user: Any, day: dt.date) -> dict[str, Any]:
-        seed = stable_seed("day", user.synthetic_seed, day.isoformat())
+    @classmethod
+    def default_settings(cls, user_id: int) -> dict[str, Any]:
+        # Multiplying by an odd constant is a bijection modulo 2**31, so seeds never collide,
+        # yet neighbouring users get unrelated seeds.
+        return {"seed": (user_id * 2654435761) % (2**31), "wear_gaps": True, "sync_lag_hours": 0}
+
+    def settle_days_for(self, participant: Any) -> int:
+        lag = int(participant.settings.get("sync_lag_hours") or 0)
+        return math.ceil((12 + lag) / 24) if lag else 0
+
+    def fetch_day(self, participant: Any, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        settings = participant.settings
+        user_seed = int(settings["seed"])
+        seed = stable_seed("day", user_seed, day.isoformat())
         random.seed(seed)
         np.random.seed(seed)
         generated = create_syn_data(seed, day.isoformat(), (day + dt.timedelta(days=1)).isoformat())
         payloads = {kind: generated[kind] for kind in PAYLOAD_KINDS}
         move_night_to_its_evening(payloads, day)
-        if user.wear_gaps:
-            remove_non_wear(payloads, gaps_for(user.synthetic_seed, day))
+        if settings.get("wear_gaps", True):
+            remove_non_wear(payloads, gaps_for(user_seed, day))
+        lag = int(settings.get("sync_lag_hours") or 0)
+        if lag:
+            local_now = fetch.now.astimezone(ZoneInfo(participant.zone_on(day))).replace(tzinfo=None)
+            keep_synced(payloads, day, local_now - dt.timedelta(hours=lag))
         return payloads

@@ -1,0 +1,125 @@
+"""The Python API for analysts: the same data as `fitpipe export`, as typed pandas DataFrames.
+
+    import fitpipe
+    store = fitpipe.connect()                      # FITPIPE_DATABASE_URL or the local default
+    hr = store.frame("heart_rate", users=[1, 2], start="2024-01-01", end="2024-01-07", resolution="1h")
+
+`frame` builds its query with the exporter's own code (fitpipe.output.export.prepare), so it
+returns the rows and values a CSV export of the same request holds. pandas.read_sql reads it
+through a SQLAlchemy engine, which pandas supports directly (with a bare DB-API connection it
+warns and may change its typing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+from fitpipe.catalogue import DayWindow, metric as metric_named
+from fitpipe.config import database_url
+
+# pandas dtypes for the catalogue's column types: nullable integers keep NULLs as <NA>.
+_DTYPES = {"smallint": "Int16", "integer": "Int32", "bigint": "Int64", "real": "float32",
+           "double precision": "float64", "boolean": "boolean", "text": "string"}
+
+
+def _day(value: str | dt.date | None) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(value)
+
+
+class Store:
+    """A fitpipe database. Cheap to create; connects on first use."""
+
+    def __init__(self, url: str | None = None):
+        self.url = database_url(url)
+        self._engine = None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from sqlalchemy import create_engine
+            from sqlalchemy.engine import make_url
+
+            self._engine = create_engine(make_url(self.url).set(drivername="postgresql+psycopg"))
+        return self._engine
+
+    def _connection(self):
+        from fitpipe.db import connect
+
+        return connect(self.url)
+
+    def frame(self, metric: str, users: Sequence[int] | None = None, start: str | dt.date | None = None,
+              end: str | dt.date | None = None, resolution: str = "auto", with_imputed: bool = False,
+              tz: str = "local", max_rows: int = 1_000_000):
+        """One metric as a DataFrame, with the columns of `fitpipe export`.
+
+        Times are tz-aware: in UTC with tz="utc"; with tz="local", in each participant's zone at
+        the time. When the selection spans several zones, the time column holds Timestamps
+        of several zones (object dtype), as one dtype cannot carry more than one zone.
+        """
+        import pandas as pd
+
+        from fitpipe.output.export import prepare
+
+        with self._connection() as conn:
+            prepared = prepare(conn, metric_name=metric, user_ids=users or [], start=_day(start), end=_day(end),
+                               resolution=resolution, with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=True)
+        catalogue = metric_named(metric)
+        time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
+        pieces = []
+        with self.engine.connect() as conn:
+            for zone, params in prepared.parts:
+                piece = pd.read_sql_query(_bind(prepared.query, params), conn)
+                if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":
+                    piece[time_column] = pd.to_datetime(piece[time_column], utc=True).dt.tz_convert(zone)
+                else:
+                    piece[time_column] = pd.to_datetime(piece[time_column]).dt.date
+                pieces.append(piece)
+        frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+        return _typed(frame, catalogue, prepared.resolution)
+
+    def status(self, users: Sequence[int] | None = None) -> dict[str, Any]:
+        """What `fitpipe status --json` shows: per participant, cursor, day states, rows."""
+        from fitpipe.output.status import collect_status
+
+        with self._connection() as conn:
+            return collect_status(conn, users or [])
+
+    def adherence(self, as_of: str | dt.date | None = None, users: Sequence[int] | None = None, **thresholds):
+        """`fitpipe adherence` as a DataFrame, one row per participant, worst first."""
+        import pandas as pd
+
+        from fitpipe.derive.adherence import Thresholds, adherence
+
+        with self._connection() as conn:
+            _, rows = adherence(conn, users or [], _day(as_of), Thresholds(**thresholds))
+        return pd.DataFrame(rows)
+
+
+def _bind(query: str, params: dict):
+    """psycopg's %(name)s placeholders as SQLAlchemy bound parameters."""
+    import re
+
+    from sqlalchemy import text
+
+    used = set(re.findall(r"%\((\w+)\)s", query))
+    return text(re.sub(r"%\((\w+)\)s", r":\1", query)).bindparams(**{k: v for k, v in params.items() if k in used})
+
+
+def _typed(frame, metric, resolution: str):
+    if resolution == "raw":
+        for column in metric.columns[2:]:
+            if column.name in frame and column.pg_type in _DTYPES and column.pg_type not in ("timestamptz", "date"):
+                frame[column.name] = frame[column.name].astype(_DTYPES[column.pg_type])
+    if "user_id" in frame:
+        frame["user_id"] = frame["user_id"].astype("Int32")
+    if "imputed" in frame:
+        frame["imputed"] = frame["imputed"].astype("boolean")
+    return frame
+
+
+def connect(url: str | None = None) -> Store:
+    """Open a fitpipe store: the URL, else FITPIPE_DATABASE_URL, else the local default."""
+    return Store(url)

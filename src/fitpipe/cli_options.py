@@ -1,0 +1,60 @@
+"""The CLI's options, declared once as typed aliases, and its choices as Enums (typer validates them)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from fitpipe.ingest.sources import SOURCES
+
+
+class Resolution(str, Enum):
+    raw = "raw"
+    one_minute = "1min"
+    one_hour = "1h"
+    one_day = "1d"
+    auto = "auto"
+
+
+class ImputeMethod(str, Enum):
+    profile = "profile"
+    linear = "linear"
+
+
+class TimeMode(str, Enum):
+    utc = "utc"
+    local = "local"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+class DayState(str, Enum):
+    provisional = "provisional"
+    complete = "complete"
+    empty = "empty"
+    deferred = "deferred"
+    missing = "missing"
+
+
+# Built from the registry, so a new source appears here without a second list.
+SourceName = Enum("SourceName", {name.replace("-", "_"): name for name in SOURCES}, type=str)
+
+Users = Annotated[Optional[List[int]], typer.Option("--user", help="Only this participant id (repeatable). Default: all.")]
+Start = Annotated[Optional[str], typer.Option("--start", help="First local day, YYYY-MM-DD.")]
+End = Annotated[Optional[str], typer.Option("--end", help="Last local day (inclusive), YYYY-MM-DD.")]
+RequiredStart = Annotated[str, typer.Option("--start", help="First local day, YYYY-MM-DD.")]
+RequiredEnd = Annotated[str, typer.Option("--end", help="Last local day (inclusive), YYYY-MM-DD.")]
+MetricsFile = Annotated[Optional[Path], typer.Option("--metrics-file", help="Write Prometheus metrics to this textfile.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel processes. Default: number of CPUs.")]
+Refresh = Annotated[bool, typer.Option("--refresh/--no-refresh", help="Refresh the rollups of what changed.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Print errors only.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+Yes = Annotated[bool, typer.Option("--yes", help="Do it without asking.")]
+MaxWait = Annotated[float, typer.Option("--max-wait", min=0, help="Wait out a source's retry-later up to this many "
+                                      "seconds within the run; longer waits defer the day to a later run.")]
