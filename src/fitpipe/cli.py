@@ -199,11 +199,16 @@ def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait
             from fitpipe.derive.rollups import refresh as refresh_rollups
 
             refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
+        if metrics_file:
+            from fitpipe.output.status import attention_counts
+
+            deferred_days, needing_reconsent = attention_counts(conn)
     reporter.summary(summary)
     if metrics_file:
         from fitpipe.output.metrics_file import write_run_metrics
 
-        write_run_metrics(metrics_file, plan.command, summary, summary.status)
+        write_run_metrics(metrics_file, plan.command, summary, summary.status, deferred_days=deferred_days,
+                          needing_reconsent=needing_reconsent)
     failed = summary.failed
     if failed:
         names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
