@@ -118,8 +118,9 @@ def replace_day(
         digest = content_hash(parsed)
         state = ("complete" if parsed.row_count else "empty") if settled else "provisional"
         outcome.state = state
-        if on_file and on_file[1] == digest:
+        if on_file and on_file[1] == digest and skip_if_done:
             # Same content: the rows stay as they are (no rewrite, no rollup work); only the state moves.
+            # A forced run (skip_if_done off) rewrites anyway, to repair rows changed outside fitpipe.
             conn.execute(
                 "UPDATE ingested_days SET state = %s, checked_at = now(), retry_after = NULL, attempts = 0, "
                 "note = NULL, run_id = %s WHERE user_id = %s AND day = %s",
