@@ -106,7 +106,6 @@ class _Builders:
         self.SleepMetadata = h.Sleep.SleepMetadata.pb()
         self.SleepSummary = h.Sleep.SleepSummary.pb()
         self.Device = h.DataSource.Device.pb()
-        self.Status = None
 
     def timestamp(self, instant: dt.datetime):
         return self.Timestamp(seconds=int(instant.timestamp()))
@@ -188,12 +187,15 @@ class DayMaker:
                     for p in out if p.data_type in ("heart-rate", "steps")]
         return out
 
-    def _sample(self, account, data_type, field_name, filter_name, instant, message) -> Point:
-        offset = self.offset(account, instant)
-        wall = (instant + dt.timedelta(seconds=offset)).replace(tzinfo=None)
-        return Point(data_type, field_name, message, instant,
-                     {f"{filter_name}.sample_time.physical_time": instant, f"{filter_name}.sample_time.civil_time": wall},
-                     instant)
+    # Where each kind of point keeps the time the API filters and orders it by.
+    _TIME_FIELDS = {"sample": ("sample_time.physical_time", "sample_time.civil_time"),
+                    "interval": ("interval.start_time", "interval.civil_start_time")}
+
+    def _point(self, account, kind, data_type, field_name, start, known_at, message) -> Point:
+        physical, civil = self._TIME_FIELDS[kind]
+        wall = (start + dt.timedelta(seconds=self.offset(account, start))).replace(tzinfo=None)
+        return Point(data_type, field_name, message, start,
+                     {f"{field_name}.{physical}": start, f"{field_name}.{civil}": wall}, known_at)
 
     def _heart_rate(self, account, day, dataset):
         instants = _instants(day, [r["time"] for r in dataset], account.timezone)
@@ -204,15 +206,8 @@ class DayMaker:
                 continue  # a wall time the DST gap skipped: no device measures at it
             message = HeartRate(sample_time=self.b.sample_time(instant, self.offset(account, instant)),
                                 beats_per_minute=int(round(float(record["value"]))))
-            out.append(self._sample(account, "heart-rate", "heart_rate", "heart_rate", instant, message))
+            out.append(self._point(account, "sample", "heart-rate", "heart_rate", instant, instant, message))
         return out
-
-    def _interval_point(self, account, data_type, field_name, filter_name, start, end, message) -> Point:
-        offset = self.offset(account, start)
-        wall = (start + dt.timedelta(seconds=offset)).replace(tzinfo=None)
-        return Point(data_type, field_name, message, start,
-                     {f"{filter_name}.interval.start_time": start, f"{filter_name}.interval.civil_start_time": wall},
-                     end)
 
     def _zone_minutes(self, account, day, minutes):
         zones = (("fatBurnActiveZoneMinutes", "FAT_BURN"), ("cardioActiveZoneMinutes", "CARDIO"),
@@ -230,8 +225,8 @@ class DayMaker:
                                                self.offset(account, end))
                     message = self.b.pb["ActiveZoneMinutes"](interval=interval, heart_rate_zone=zone,
                                                               active_zone_minutes=int(credit))
-                    out.append(self._interval_point(account, "active-zone-minutes", "active_zone_minutes",
-                                                    "active_zone_minutes", start, end, message))
+                    out.append(self._point(account, "interval", "active-zone-minutes", "active_zone_minutes",
+                                           start, end, message))
         return out
 
     def _steps(self, account, day, totals):
@@ -250,36 +245,29 @@ class DayMaker:
                 start, end = lo + dt.timedelta(hours=hour), lo + dt.timedelta(hours=hour + 1)
                 interval = self.b.interval("ObservationTimeInterval", start, end, self.offset(account, start),
                                            self.offset(account, end))
-                out.append(self._interval_point(account, "steps", "steps", "steps", start, end,
-                                                self.b.pb["Steps"](interval=interval, count=count)))
+                out.append(self._point(account, "interval", "steps", "steps", start, end,
+                                       self.b.pb["Steps"](interval=interval, count=count)))
         return out
+
+    def _night_samples(self, account, day, minutes, data_type, field_name, build):
+        """Sample points from wearipedia's per-minute night records; `build(record, sample_time)`."""
+        instants = _instants(day, [str(m["minute"])[:19] for m in minutes], account.timezone)
+        return [self._point(account, "sample", data_type, field_name, instant, instant,
+                            build(record, self.b.sample_time(instant, self.offset(account, instant))))
+                for record, instant in zip(minutes, instants) if instant is not None]
 
     def _spo2(self, account, day, minutes):
-        instants = _instants(day, [str(m["minute"])[:19] for m in minutes], account.timezone)
-        out = []
-        for record, instant in zip(minutes, instants):
-            if instant is None:
-                continue
-            message = self.b.pb["OxygenSaturation"](sample_time=self.b.sample_time(instant, self.offset(account, instant)),
-                                                    percentage=float(record["value"]))
-            out.append(self._sample(account, "oxygen-saturation", "oxygen_saturation", "oxygen_saturation", instant, message))
-        return out
+        return self._night_samples(account, day, minutes, "oxygen-saturation", "oxygen_saturation", lambda record, when:
+                                   self.b.pb["OxygenSaturation"](sample_time=when, percentage=float(record["value"])))
 
     def _hrv(self, account, day, minutes):
-        instants = _instants(day, [str(m["minute"])[:19] for m in minutes], account.timezone)
-        out = []
-        for record, instant in zip(minutes, instants):
-            if instant is None:
-                continue
-            value = record["value"]
-            # The API has no coverage; rmssd, HF and LF power it has.
-            message = self.b.pb["HeartRateVariability"](
-                sample_time=self.b.sample_time(instant, self.offset(account, instant)),
-                root_mean_square_of_successive_differences_milliseconds=float(value["rmssd"]),
-                metadata=self.b.HrvMetadata(high_frequency_power=float(value["hf"]), low_frequency_power=float(value["lf"])))
-            out.append(self._sample(account, "heart-rate-variability", "heart_rate_variability",
-                                    "heart_rate_variability", instant, message))
-        return out
+        # The API has no coverage; rmssd, HF and LF power it has.
+        return self._night_samples(account, day, minutes, "heart-rate-variability", "heart_rate_variability",
+                                   lambda record, when: self.b.pb["HeartRateVariability"](
+                                       sample_time=when,
+                                       root_mean_square_of_successive_differences_milliseconds=float(record["value"]["rmssd"]),
+                                       metadata=self.b.HrvMetadata(high_frequency_power=float(record["value"]["hf"]),
+                                                                   low_frequency_power=float(record["value"]["lf"]))))
 
     def _sleep(self, account, day, logs):
         stage_names = {"wake": "AWAKE", "awake": "AWAKE", "light": "LIGHT", "deep": "DEEP", "rem": "REM",
@@ -341,8 +329,8 @@ class DayMaker:
                     stats[name] = self.b.RespStats(breaths_per_minute=float(rate))
             message = self.b.pb["RespiratoryRateSleepSummary"](
                 sample_time=self.b.sample_time(when, self.offset(account, when)), **stats)
-            out.append(self._sample(account, "respiratory-rate-sleep-summary", "respiratory_rate_sleep_summary",
-                                    "respiratory_rate_sleep_summary", when, message))
+            out.append(self._point(account, "sample", "respiratory-rate-sleep-summary",
+                                   "respiratory_rate_sleep_summary", when, when, message))
         return out
 
     def _daily(self, account, day, payloads):
