@@ -311,15 +311,20 @@ def test_revoked_consent_defers_marks_reconsent_and_the_run_goes_on(health, data
 
 
 def test_budget_holds_across_two_workers(health, database_url, db, monkeypatch):
+    """Each participant's days run on either worker; the budget travels with them. Counted at
+    the server, as Google counts: requests per participant in any window."""
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
-    monkeypatch.setenv("FITPIPE_HEALTH_REQUEST_BUDGET", "12/3")
+    monkeypatch.setenv("FITPIPE_HEALTH_REQUEST_BUDGET", "6/3")
     _two_participants(health, database_url)
     fitpipe(database_url, "backfill", "--start", "2024-03-04", "--end", "2024-03-06", "--workers", "2")
     for account in ("faulty", "clean"):
-        requests_made = sum(1 for a, _, _, _ in health.api.requests if a == account)
-        assert requests_made == 3 * 9, "one page per data type and day"
-        assert health.api.requests_per_window(account, 3.0) <= 12
+        arrivals = sorted(t for a, t, _, _ in health.api.requests if a == account)
+        assert len(arrivals) == 3 * 9, "one page per data type and day"
+        assert health.api.requests_per_window(account, 3.0) <= 6
+        # The budget was binding: 27 requests at 6 per 3 s take at least (27 - 6) / 6 * 3 s.
+        assert arrivals[-1] - arrivals[0] >= 10.5
     assert [s for _, _, _, s in health.api.requests if s == 429] == []
+    assert [state for state, _, _ in ledger(db, 1).values()] == ["complete"] * 3
 
 
 def test_late_data_replaces_the_provisional_day_until_it_settles(health, database_url, db, monkeypatch):
@@ -389,3 +394,53 @@ def test_a_device_on_another_clock_is_recorded_in_device_utc_offsets(health, dat
     fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
     rows = db.execute("SELECT day, utc_offset_s, points FROM device_utc_offsets WHERE user_id = 1").fetchall()
     assert [(str(d), o) for d, o, _ in rows] == [("2024-03-05", 32400)] and rows[0][2] > 1000
+
+
+
+def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
+    from google.api_core import exceptions
+
+    from fitpipe.ingest.google_health.calls import CallPolicy, StudyRetry, retry_after_seconds
+    from fitpipe.ingest.sources.base import BudgetLedger, RequestBudget, RetryLater
+
+    class Answer:
+        def __init__(self, headers):
+            self.headers = headers
+
+    def throttled(retry_after=None):
+        return exceptions.TooManyRequests("quota", response=Answer({"Retry-After": retry_after} if retry_after else {}))
+
+    assert retry_after_seconds(throttled("7")) == 7
+    assert retry_after_seconds(throttled("Wed, 21 Oct 2026 07:28:10 GMT"), now=lambda: 1792567690.0 - 5) == 5
+    assert retry_after_seconds(throttled()) is None
+
+    pauses = []
+    retry = StudyRetry(CallPolicy(max_attempts=4), BudgetLedger(RequestBudget(300, 60)), sleep=pauses.append,
+                       jitter=lambda: 1.0)
+    calls = []
+
+    def always_throttled():
+        calls.append(1)
+        raise throttled()
+
+    with pytest.raises(RetryLater) as deferred:
+        retry(always_throttled)()
+    assert len(calls) == 4 and pauses == [1.0, 2.0, 4.0]  # exponential; jitter at its top
+    assert "HTTP 429" in deferred.value.reason and deferred.value.after >= 8
+    assert StudyRetry(CallPolicy(), BudgetLedger(None), jitter=lambda: 0.0).backoff(3) == 2.0  # half at the bottom
+
+    asked = []
+    answers = iter([throttled("3"), "page"])
+
+    def then_answers():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert StudyRetry(CallPolicy(), BudgetLedger(None), sleep=asked.append)(then_answers)() == "page"
+    assert asked == [3.0]
+    # A Retry-After beyond what a fetch may wait defers the day at once, with that wait.
+    with pytest.raises(RetryLater) as later:
+        StudyRetry(CallPolicy(), BudgetLedger(None), sleep=asked.append)(lambda: (_ for _ in ()).throw(throttled("3600")))()
+    assert later.value.after == 3600 and asked == [3.0]

@@ -753,10 +753,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _status_body(400, "INVALID_ARGUMENT", str(exc)))
 
     def _data(self, path: str, query: dict[str, str]) -> None:
+        arrived = time.monotonic()  # quotas count requests as they arrive
         name = self.api.account_for(self.headers.get("Authorization"))
         if name is None:
             with self.api.lock:
-                self.api.requests.append(("", time.monotonic(), path, 401))
+                self.api.requests.append(("", arrived, path, 401))
             self._send(401, _status_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
                        {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
             return
@@ -787,7 +788,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _status_body(400, "INVALID_ARGUMENT", str(exc)))
         finally:
             with self.api.lock:
-                self.api.requests.append((name, time.monotonic(), path, status))
+                self.api.requests.append((name, arrived, path, status))
 
 
 class HealthApiServer:

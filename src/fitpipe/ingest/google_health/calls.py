@@ -123,6 +123,14 @@ class StudyRetry:
                     raise
                 self.sleep(exc.after)
 
+    def landed(self) -> None:
+        """Move the request's entry in the budget to now, after its answer. Google counts a
+        request when it arrives, which can be later than when we counted it (a token refresh,
+        a slow connection); spacing the next ones from the answer keeps every window of
+        arrivals within the budget."""
+        if self.budget.spent:
+            self.budget.spent[-1] = max(self.budget.spent[-1], self.budget.clock())
+
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         transient = _transient_errors()
 
@@ -131,14 +139,21 @@ class StudyRetry:
             for attempt in range(1, self.policy.max_attempts + 1):
                 self.spend()
                 try:
-                    return func(*args, **kwargs)
+                    result = func(*args, **kwargs)
                 except transient as exc:
+                    self.landed()
                     asked = retry_after_seconds(exc)
                     pause = asked if asked is not None else self.backoff(attempt)
                     if attempt == self.policy.max_attempts or pause > self.policy.max_pause:
                         raise RetryLater(f"{describe(exc)} after {attempt} attempt(s)",
                                          after=max(pause, self.backoff(attempt + 1))) from None
                     self.sleep(pause)
+                    continue
+                except BaseException:
+                    self.landed()
+                    raise
+                self.landed()
+                return result
             raise AssertionError("unreachable")
 
         return call
