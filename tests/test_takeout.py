@@ -311,3 +311,17 @@ def test_imported_data_flows_through_refresh_impute_and_export(database_url, db,
     fitpipe(database_url, "export", "--metric", "heart_rate", "--resolution", "1min", "--output", str(out))
     assert len(out.read_text().splitlines()) == 101
     assert iso_z(start)  # the writer's UTC format round-trips
+
+
+def test_nightly_ingest_of_a_takeout_participant_defers_days_no_archive_covers(database_url, db, tmp_path, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-05")
+    enrol(database_url, 1)
+    b = TakeoutBuilder(2)
+    b.heart_rate_json(D1, [(at(D1, 10), 60, 2), (at(D2, 10), 61, 2)])
+    fitpipe(database_url, "import", str(b.write_zip(tmp_path / "t.zip")), "--user", "1", "--workers", "1")
+    fitpipe(database_url, "ingest", "--days", "2", "--workers", "1")
+    assert rows(db, "SELECT day, state, note FROM ingested_days WHERE state = 'deferred' ORDER BY day") == [
+        (D3, "deferred", "not in any imported Takeout archive yet; import a newer archive with `fitpipe import`"),
+        (dt.date(2024, 3, 4), "deferred",
+         "not in any imported Takeout archive yet; import a newer archive with `fitpipe import`")]
+    assert rows(db, "SELECT count(*) FROM heart_rate") == [(2,)]

@@ -314,7 +314,7 @@ def import_archive(
                 return
             index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
             for line in import_listing(plan.report()):
-                out.print(line)
+                out.print(line, soft_wrap=isinstance(line, str))
             if dry_run:
                 out.print("dry run: nothing was loaded")
                 return

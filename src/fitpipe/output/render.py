@@ -106,7 +106,7 @@ def import_listing(report: dict) -> list:
         lines.append(f"this archive is on record already (import {report['previous']})")
     table = Table(title=f"what it holds: {report['first_day'] or '-'} .. {report['last_day'] or '-'}, "
                         f"{report['days']} day(s) to load")
-    for column in ("metric", "records", "first", "last", "from", "not loaded"):
+    for column in ("metric", "records read", "first", "last", "from", "not loaded"):
         table.add_column(column, no_wrap=column != "from")
     for m in report["metrics"]:
         dropped = [f"{n:,} copies in {escape(origin)}" for origin, n in m["copies_dropped"].items()]

@@ -33,6 +33,8 @@ from fitpipe.participants import User, list_users
 from fitpipe.timezones import validate_timezone
 
 SOURCE = "takeout"
+# How the listing names a kind that fills one column of a daily table.
+_SHOWN_AS = {"steps": "daily_activity.steps", "resting_heart_rate": "heart_rate_daily.resting_bpm"}
 _DISPUTED_KINDS = {f.id: f.kind for f in FAMILIES if f.clock == "us-local"}
 
 
@@ -71,13 +73,13 @@ class ImportPlan:
         metrics = []
         for kind, entry in sorted(per_kind.items()):
             metrics.append({
-                "metric": metric_name(kind), "records": entry["records"], "first": entry["first"], "last": entry["last"],
+                "metric": _SHOWN_AS.get(kind, kind), "records": entry["records"], "first": entry["first"], "last": entry["last"],
                 "from": dict(entry["used"]), "copies_dropped": dict(entry["copies_dropped"]),
                 "health_connect_dropped": index.health_connect.get(kind, 0),
             })
         for kind, n in index.health_connect.items():
             if kind not in per_kind:
-                metrics.append({"metric": metric_name(kind), "records": 0, "first": None, "last": None, "from": {},
+                metrics.append({"metric": _SHOWN_AS.get(kind, kind), "records": 0, "first": None, "last": None, "from": {},
                                 "copies_dropped": {}, "health_connect_dropped": n})
         skipped = collections.Counter(s["reason"] for s in index.files_skipped)
         return {
