@@ -17,7 +17,7 @@ import pandas as pd
 
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
-from fitpipe.ingest.takeout.index import StagedBlock, StagedProblem, metric_of
+from fitpipe.ingest.takeout.index import StagedBlock, metric_of
 from fitpipe.ingest.validate import ParsedDay, Quarantined, RowBuilder
 
 # Fitbit's minute SpO2 files write 50.0 where the reading was invalid (about 15 % of rows).
@@ -106,6 +106,12 @@ def _merged(blocks: list[StagedBlock]) -> tuple[dict[str, np.ndarray], np.ndarra
     return columns, files
 
 
+def _winning_columns(payloads: Mapping[str, Any], kind: str) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+    """The day's winning records of one kind as merged columns and their file per row; None when none."""
+    blocks = _choose(payloads).get(kind)
+    return _merged(blocks) if blocks else None
+
+
 def _build(ctx: DayContext, parsed: ParsedDay, metric_name: str, times: np.ndarray, columns: Mapping[str, Any],
            raw: LazyRaw) -> None:
     UtcRowBuilder(ctx, BY_NAME[metric_name], parsed, times, columns, raw).finish()
@@ -127,10 +133,10 @@ def parse_problems(payloads, ctx, parsed) -> None:
 
 
 def parse_heart_rate(payloads, ctx, parsed) -> None:
-    blocks = _choose(payloads).get("heart_rate")
-    if not blocks:
+    found = _winning_columns(payloads, "heart_rate")
+    if found is None:
         return
-    columns, files = _merged(blocks)
+    columns, files = found
     raw = LazyRaw(columns, files)
     _build(ctx, parsed, "heart_rate", columns["ts"], {"bpm": columns["bpm"]}, raw)
     confidence = columns.get("confidence")
@@ -147,10 +153,10 @@ def parse_heart_rate(payloads, ctx, parsed) -> None:
 
 
 def parse_spo2(payloads, ctx, parsed) -> None:
-    blocks = _choose(payloads).get("spo2")
-    if not blocks:
+    found = _winning_columns(payloads, "spo2")
+    if found is None:
         return
-    columns, files = _merged(blocks)
+    columns, files = found
     floor = columns["spo2_pct"] == SPO2_INVALID_FLOOR
     raw = LazyRaw(columns, files)
     for i in np.flatnonzero(floor):
@@ -162,10 +168,10 @@ def parse_spo2(payloads, ctx, parsed) -> None:
 
 def _simple(kind: str, metric: str, dated: bool = False):
     def parse(payloads, ctx, parsed) -> None:
-        blocks = _choose(payloads).get(kind)
-        if not blocks:
+        found = _winning_columns(payloads, kind)
+        if found is None:
             return
-        columns, files = _merged(blocks)
+        columns, files = found
         times = _dated(ctx, len(files)) if dated else columns["ts"]
         _build(ctx, parsed, metric, times, columns, LazyRaw(columns, files))
 
@@ -179,20 +185,19 @@ parse_breathing_rate = _simple("breathing_rate", "breathing_rate", dated=True)
 
 
 def parse_resting_heart_rate(payloads, ctx, parsed) -> None:
-    blocks = _choose(payloads).get("resting_heart_rate")
-    if not blocks:
+    found = _winning_columns(payloads, "resting_heart_rate")
+    if found is None:
         return
-    columns, files = _merged(blocks)
+    columns, files = found
     _build(ctx, parsed, "heart_rate_daily", _dated(ctx, len(files)), {"resting_bpm": columns["bpm"]},
            LazyRaw(columns, files))
 
 
 def parse_sleep(payloads, ctx, parsed) -> None:
-    winning = _choose(payloads)
     for kind in ("sleep_sessions", "sleep_stages"):
-        blocks = winning.get(kind)
-        if blocks:
-            columns, files = _merged(blocks)
+        found = _winning_columns(payloads, kind)
+        if found is not None:
+            columns, files = found
             _build(ctx, parsed, kind, columns["ts"], columns, LazyRaw(columns, files))
 
 
@@ -202,10 +207,10 @@ _ZONES = {"fat burn": "fat_burn_minutes", "fat_burn": "fat_burn_minutes", "cardi
 
 def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
     """Takeout gives one row per minute and zone; fitpipe keeps one row per minute."""
-    blocks = _choose(payloads).get("active_zone_minutes")
-    if not blocks:
+    found = _winning_columns(payloads, "active_zone_minutes")
+    if found is None:
         return
-    columns, files = _merged(blocks)
+    columns, files = found
     raw = LazyRaw(columns, files)
     zone = pd.Series(columns["zone"]).astype(str).str.strip().str.lower().map(_ZONES)
     unknown = zone.isna().to_numpy()
@@ -217,12 +222,12 @@ def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
         return
     flags = pd.get_dummies(frame["zone"]).reindex(columns=sorted(set(_ZONES.values())), fill_value=0).astype(int)
     frame = pd.concat([frame[["minute", "total"]], flags], axis=1)
-    # min_count: a minute whose totals are all unreadable stays NaN, so the engine quarantines it.
+    # min_count: a minute with an unreadable total stays NaN, so the engine quarantines it.
     per_minute = frame.groupby("minute", sort=True).agg(
         total=("total", lambda s: s.sum(min_count=len(s))),
         **{name: (name, "sum") for name in flags.columns})
-    grouped_files = np.array([f"{files[0]} (+{len(blocks) - 1} more)" if len(blocks) > 1 else files[0]]
-                             * len(per_minute), dtype=object)
+    # A minute's row is built from several records: name the day's files rather than one.
+    grouped_files = np.full(len(per_minute), ", ".join(dict.fromkeys(files)), dtype=object)
     minute_columns = {"active_zone_minutes": per_minute["total"].to_numpy(dtype=float),
                       **{name: per_minute[name].to_numpy(dtype=float) for name in flags.columns}}
     times = per_minute.index.to_numpy(dtype="datetime64[us]")
@@ -232,10 +237,10 @@ def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
 
 def parse_daily_activity(payloads, ctx, parsed) -> None:
     """Takeout gives steps per minute; fitpipe keeps the local day's total."""
-    blocks = _choose(payloads).get("steps")
-    if not blocks:
+    found = _winning_columns(payloads, "steps")
+    if found is None:
         return
-    columns, files = _merged(blocks)
+    columns, files = found
     steps = columns["steps"]
     unreadable = np.isnan(steps)
     raw = LazyRaw(columns, files)

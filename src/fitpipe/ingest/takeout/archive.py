@@ -11,7 +11,7 @@ import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator
+from typing import IO
 
 from fitpipe.errors import BadInput
 
@@ -124,9 +124,6 @@ class Archive:
                 for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
                     digest.update(block)
         return digest.hexdigest()
-
-    def iter_members(self) -> Iterator[Member]:
-        yield from self.members
 
     def close(self) -> None:
         if self._zip is not None:

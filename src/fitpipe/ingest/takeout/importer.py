@@ -184,7 +184,9 @@ def load(conn: psycopg.Connection, plan: ImportPlan, *, url: str, workers: int |
 
 
 def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> int:
-    status = "done" if not summary.failed and summary.status == "ok" else "partial"
+    # A day held by another run (busy) or deferred was not loaded from this archive: importing again finishes it.
+    complete = summary.status == "ok" and all(o.status in ("loaded", "unchanged") for o in summary.outcomes)
+    status = "done" if complete and len(summary.outcomes) == len(plan.days) else "partial"
     settings = {"archive": {"path": str(plan.archive.path), "sha256": plan.sha256, "layout": plan.index.layout,
                             "first_day": str(plan.first_day), "last_day": str(plan.last_day),
                             "assumptions": plan.assumptions}}

@@ -22,7 +22,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,8 @@ import pandas as pd
 from fitpipe.catalogue import DayWindow
 from fitpipe.errors import BadInput
 from fitpipe.ingest.takeout.archive import Archive, Member
-from fitpipe.ingest.takeout.families import (FAMILIES, FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family,
-                                             FileProblem, family_of)
+from fitpipe.ingest.takeout.families import (FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem,
+                                             family_of)
 from fitpipe.timezones import local_instant, local_to_utc
 
 Key = tuple  # (preference, -generation, family id): lower wins
@@ -444,9 +444,3 @@ def zlib_error():
 
     return zlib.error
 
-
-def families_by_kind() -> Iterator[tuple[str, list[Family]]]:
-    grouped = collections.defaultdict(list)
-    for family in FAMILIES:
-        grouped[family.kind].append(family)
-    return iter(grouped.items())
