@@ -313,10 +313,10 @@ def import_archive(
                           "(--force loads it again)")
                 return
             index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
-            for line in import_listing(plan.report()):
+            for line in [] if quiet else import_listing(plan.report()):
                 out.print(line, soft_wrap=isinstance(line, str))
             if dry_run:
-                out.print("dry run: nothing was loaded")
+                out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
                 return
             reporter = Reporter("import", quiet=quiet)
             summary, import_id = load(conn, plan, url=state.url, workers=workers, progress=reporter)
