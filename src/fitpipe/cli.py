@@ -42,7 +42,7 @@ participants_app = typer.Typer(
 app.add_typer(participants_app, name="participants")
 secrets_app = typer.Typer(
     help="Encrypted per-participant secrets (FITPIPE_SECRET_KEY): store, rotate the key.\n\n"
-    "Example: fitpipe secrets new-key > key && FITPIPE_SECRET_KEY_FILE=key fitpipe secrets rotate",
+    "Example: fitpipe secrets rotate",
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
@@ -199,11 +199,16 @@ def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait
             from fitpipe.derive.rollups import refresh as refresh_rollups
 
             refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
+        if metrics_file:
+            from fitpipe.output.status import attention_counts
+
+            deferred_days, needing_reconsent = attention_counts(conn)
     reporter.summary(summary)
     if metrics_file:
         from fitpipe.output.metrics_file import write_run_metrics
 
-        write_run_metrics(metrics_file, plan.command, summary, summary.status)
+        write_run_metrics(metrics_file, plan.command, summary, summary.status, deferred_days=deferred_days,
+                          needing_reconsent=needing_reconsent)
     failed = summary.failed
     if failed:
         names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
@@ -245,14 +250,15 @@ def backfill(
     start: RequiredStart,
     end: RequiredEnd,
     user: Users = None,
-    force: bool = typer.Option(False, "--force", help="Fetch settled days again too."),
+    force: bool = typer.Option(False, "--force", help="Fetch settled days again too, and rewrite them even when unchanged."),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
     max_wait: MaxWait = 60.0,
 ) -> None:
-    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force.
+    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force,
+    which also rewrites days whose content is unchanged (to repair rows changed outside fitpipe).
 
     Re-running after an interruption does only what is missing or unsettled.
 
@@ -290,8 +296,8 @@ def import_archive(
     as ingest. UTC times (ending in Z) are instants; zone-less times are the participant's local
     wall time on that date; the disputed Global Export Data JSON times give way to a CSV twin
     with UTC times, and where there is none they are read as local time and the assumption is
-    recorded. Re-importing an archive on record does nothing unless --force; a newer archive
-    replaces the days it covers. Exit codes: 0 done, 2 bad input (missing file, broken zip,
+    recorded. Re-importing an archive on record does nothing unless --force (which rewrites every
+    day); a newer archive replaces the days whose content it changes. Exit codes: 0 done, 2 bad input (missing file, broken zip,
     unknown layout or user), 5 some days failed (import again to finish).
 
     Example: fitpipe import takeout-20260601.zip --user 7 --dry-run
@@ -319,7 +325,7 @@ def import_archive(
                 out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
                 return
             reporter = Reporter("import", quiet=quiet)
-            summary, import_id = load(conn, plan, url=state.url, workers=workers, progress=reporter)
+            summary, import_id = load(conn, plan, url=state.url, workers=workers, progress=reporter, force=force)
             if refresh and summary.count("loaded"):
                 from fitpipe.derive.rollups import refresh as refresh_rollups
 
@@ -719,9 +725,10 @@ def participants_withdraw(
 @secrets_app.command("new-key")
 @handles_errors
 def secrets_new_key() -> None:
-    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git).
+    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git),
+    e.g. redirected into the file FITPIPE_SECRET_KEY_FILE names.
 
-    Example: fitpipe secrets new-key > /etc/fitpipe/secret.key
+    Example: fitpipe secrets new-key
     """
     from fitpipe.secrets import new_key
 
@@ -735,9 +742,9 @@ def secrets_set(
     source: Optional[str] = typer.Option(None, "--source", help="Source the secret is for. Default: the participant's."),
 ) -> None:
     """Store a participant's secret for a source, encrypted. The secret is read from standard
-    input (never a flag: flags show in `ps` and shell history).
+    input (never a flag: flags show in `ps` and shell history), e.g. redirected from a file.
 
-    Example: fitpipe secrets set --user 3 < token.txt
+    Example: fitpipe secrets set --user 3
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.participants import list_users
@@ -759,9 +766,10 @@ def secrets_set(
 def secrets_rotate() -> None:
     """Re-encrypt every stored secret with the first key of FITPIPE_SECRET_KEY.
 
-    List the new key first and the old one after it, run this, then drop the old key.
+    List the new key first and the old one after it (FITPIPE_SECRET_KEY="$NEW,$OLD"), run this,
+    then drop the old key.
 
-    Example: FITPIPE_SECRET_KEY="$NEW,$OLD" fitpipe secrets rotate
+    Example: fitpipe secrets rotate
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.secrets import Keyring, rotate_secrets

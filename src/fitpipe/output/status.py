@@ -129,3 +129,15 @@ def participant_rows(conn: psycopg.Connection) -> list[dict]:
             """
         )
         return cur.fetchall()
+
+
+def attention_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    """(days deferred now, enrolled participants needing re-consent), for the metrics file's alerts."""
+    return conn.execute(
+        """
+        SELECT (SELECT count(*) FROM ingested_days d JOIN users u USING (user_id)
+                 WHERE d.state = 'deferred' AND u.withdrawn_at IS NULL),
+               (SELECT count(*) FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source
+                 WHERE s.credential_state = 'needs_reconsent' AND u.withdrawn_at IS NULL)
+        """
+    ).fetchone()

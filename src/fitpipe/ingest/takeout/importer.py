@@ -172,12 +172,13 @@ def _assumptions(plan: ImportPlan) -> list[str]:
 
 
 def load(conn: psycopg.Connection, plan: ImportPlan, *, url: str, workers: int | None = None,
-         progress: Progress | None = None) -> tuple[RunSummary, int]:
+         progress: Progress | None = None, force: bool = False) -> tuple[RunSummary, int]:
     """Load the staged days through the runner (each day atomic), then record the import."""
     user = replace(plan.user, source=SOURCE, settings={STAGE_SETTING: str(plan.stage_dir)})
     # Imports never skip settled days: a newer archive replaces the days it covers. A day whose
-    # content is unchanged is left untouched by replace_day (same content hash).
-    tasks = [Task(user, day, skip_if_done=False) for day in plan.days]
+    # content is unchanged is left untouched (same content hash), unless forced: then, like
+    # `backfill --force`, every day is rewritten, which repairs rows changed outside fitpipe.
+    tasks = [Task(user, day, skip_if_done=False, rewrite_unchanged=force) for day in plan.days]
     arguments = {"archive": str(plan.archive.path), "sha256": plan.sha256, "users": [plan.user.user_id]}
     summary = run_plan(conn, Plan("import", tasks, arguments), url=url, workers=workers, progress=progress)
     return summary, _record(conn, plan, summary)
