@@ -190,12 +190,14 @@ def test_reimport_is_identical_and_a_newer_archive_wins_its_days(database_url, d
     assert _checksums(db) == before
     assert rows(db, "SELECT count(*) FROM takeout_imports")[0][0] == 2
 
-    # A newer archive: D2 changed, D3 new; D1 is not in it and stays as the older archive had it.
+    # A newer archive: D1 as before (left untouched), D2 changed, D3 new.
     new = TakeoutBuilder(3)
+    new.heart_rate_json(D1, [(at(D1, 10), 60, 2)])
+    new.steps_json(D1, [(at(D1, 10), "100")])
     new.heart_rate_json(D2, [(at(D2, 10), 90, 2), (at(D3, 10), 91, 2)])
     new.steps_json(D2, [(at(D2, 10), "300"), (at(D3, 10), "400")])
     newer = fitpipe(database_url, "import", str(new.write_zip(tmp_path / "new.zip")), "--user", "1", "--workers", "1")
-    assert "user_days=2 " in newer.stdout  # D2 and D3; D1 is outside the newer archive
+    assert "user_days=2 " in newer.stdout and "unchanged=1 " in newer.stdout  # D2 and D3 written, D1 untouched
     assert rows(db, "SELECT ts, bpm FROM heart_rate ORDER BY ts") == [
         (to_utc(at(D1, 10), NY), 60), (to_utc(at(D2, 10), NY), 90), (to_utc(at(D3, 10), NY), 91)]
     assert rows(db, "SELECT day, steps FROM daily_activity ORDER BY day") == [(D1, 100), (D2, 300), (D3, 400)]
