@@ -184,6 +184,18 @@ METRICS: tuple[Metric, ...] = (
         (_real("daily_rmssd", 0, 300, nullable=True), _real("deep_rmssd", 0, 300, nullable=True)),
         DayWindow.DATE, "1d", "Daily heart-rate variability",
     ),
+    # Takeout carries these; the synthetic source does not (fitpipe import).
+    Metric(
+        "heart_rate_confidence", "heart_rate_confidence", "ts",
+        (_small("confidence", 0, 3, "Fitbit confidence in the heart-rate sample"),),
+        DayWindow.CALENDAR, "1s", "Device confidence per heart-rate sample",
+    ),
+    Metric(
+        "data_sources", "data_sources", "day",
+        (Column("samples", "integer", 0, 10_000_000),),
+        DayWindow.DATE, "1d", "Where a day's rows came from",
+        extra_key=(Column("metric", "text"), Column("origin", "text"), Column("data_source", "text")),
+    ),
     Metric(
         # Only where the offset carries information: the device reported an offset other than the
         # participant's zone gives (travel not yet in the timezone history). See migration 0030.

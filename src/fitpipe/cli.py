@@ -273,6 +273,101 @@ def backfill(
          quiet=quiet, metrics_file=metrics_file, max_wait=max_wait)
 
 
+@app.command("import")
+@handles_errors
+def import_archive(
+    path: Path = typer.Argument(..., help="The Takeout .zip, or the folder it was extracted to."),
+    user: int = typer.Option(..., "--user", help="The participant the archive belongs to."),
+    timezone: Optional[str] = typer.Option(
+        None, "--timezone", help="Read the archive's zone-less times in this IANA zone instead of the participant's "
+        "timezone history (e.g. for history from before enrolment, lived elsewhere)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
+    force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
+    workers: Workers = None,
+    refresh: Refresh = True,
+    quiet: Quiet = False,
+    metrics_file: MetricsFile = None,
+) -> None:
+    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com
+    MyFitbitData archive), exactly once.
+
+    Recognises the layout generation, lists the metrics, files, date span and records it will
+    load and what it skips and why, then loads day by day through the same per-day transaction
+    as ingest. UTC times (ending in Z) are instants; zone-less times are the participant's local
+    wall time on that date; the disputed Global Export Data JSON times give way to a CSV twin
+    with UTC times, and where there is none they are read as local time and the assumption is
+    recorded. Re-importing an archive on record does nothing unless --force (which rewrites every
+    day); a newer archive replaces the days whose content it changes. Exit codes: 0 done, 2 bad input (missing file, broken zip,
+    unknown layout or user), 5 some days failed (import again to finish).
+
+    Example: fitpipe import takeout-20260601.zip --user 7 --dry-run
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.ingest.takeout.importer import index_archive, load, open_import
+    from fitpipe.output.progress import Reporter
+    from fitpipe.output.render import import_listing
+
+    out = console()
+    with connection(state.url) as conn:
+        require_schema(conn)
+        plan = open_import(conn, path, user, timezone)
+        try:
+            known = plan.previous
+            if known and not force and not dry_run:
+                out.print(f"archive {plan.sha256[:12]} was already imported for participant {user} "
+                          f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
+                          "(--force loads it again)")
+                return
+            index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
+            for line in [] if quiet else import_listing(plan.report()):
+                out.print(line, soft_wrap=isinstance(line, str))
+            if dry_run:
+                out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
+                return
+            reporter = Reporter("import", quiet=quiet)
+            summary, import_id = load(conn, plan, url=state.url, workers=workers, progress=reporter, force=force)
+            if refresh and summary.count("loaded"):
+                from fitpipe.derive.rollups import refresh as refresh_rollups
+
+                refresh_rollups(conn, [user])
+        finally:
+            plan.close()
+    reporter.summary(summary)
+    if metrics_file:
+        from fitpipe.output.metrics_file import write_run_metrics
+
+        write_run_metrics(metrics_file, "import", summary, summary.status)
+    if not quiet:
+        out.print(f"recorded as import {import_id} (run {summary.run_id})")
+    if summary.failed:
+        names = ", ".join(str(o.day) for o in summary.failed[:10])
+        raise PartialFailure(f"{len(summary.failed)} day(s) failed and were left as they were: {names} "
+                             f"(run {summary.run_id}); import the archive again to finish")
+
+
+def _file_progress(out):
+    """Indexing progress: a bar on a terminal, a plain line every 1,000 files otherwise."""
+    state_of = {}
+
+    def on_file(number: int, total: int, member) -> None:
+        if out.is_terminal:
+            if "bar" not in state_of:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                bar = Progress(TextColumn("reading archive"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                               console=out, transient=True)
+                state_of["bar"], state_of["task"] = bar, bar.add_task("read", total=total)
+                bar.start()
+            state_of["bar"].update(state_of["task"], completed=number)
+            if number == total:
+                state_of["bar"].stop()
+        elif number == 1 or number % 1000 == 0 or number == total:
+            sys.stdout.write(f"reading archive: file {number} of {total}\n")
+            sys.stdout.flush()
+
+    return on_file
+
+
 @app.command()
 @handles_errors
 def status(

@@ -52,6 +52,8 @@ class Task:
     # The participant's recent request times, carried from one of its days to the next.
     budget_spent: tuple[float, ...] = ()
     attempt: int = 1
+    # None: as replace_day decides from skip_if_done (see there).
+    rewrite_unchanged: bool | None = None
 
 
 @dataclass
@@ -239,7 +241,8 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
             return parsed
 
         outcome = replace_day(conn, ctx, produce, source=source.name, run_id=run_id,
-                              skip_if_done=task.skip_if_done, settled=settled)
+                              skip_if_done=task.skip_if_done, settled=settled,
+                              rewrite_unchanged=task.rewrite_unchanged)
     except SourceFailed as exc:
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"source failed: {exc.reason}"))
     except Exception as exc:  # one bad day must not stop the others
