@@ -19,7 +19,7 @@ from fitpipe import __version__
 from fitpipe.config import ENV_DATABASE_URL, database_url, mask_secrets
 from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MaxWait, MetricsFile, Quiet, Refresh, RequiredEnd,
                                  RequiredStart, Resolution, SourceName, Start, TimeMode, Users, Workers, Yes)
-from fitpipe.errors import BadInput, FitpipeError, PartialFailure, first_line
+from fitpipe.errors import BadInput, FitpipeError, HeldByAnotherRun, PartialFailure, first_line
 
 app = typer.Typer(
     name="fitpipe",
@@ -217,6 +217,11 @@ def _run(command: str, plan_of, *, workers, refresh: bool, quiet: bool, metrics_
             more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
             raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
                                  f"(run {summary.run_id}; see ingest_runs.error)")
+        busy = summary.count("busy")
+        if busy and busy == len(summary.outcomes):
+            # Overlapping runs are normal once; a run that only ever skips means a lock is stuck.
+            raise HeldByAnotherRun(f"all {busy} planned user-day(s) were skipped: another run holds them "
+                                   f"(run {summary.run_id}); if no other fitpipe run is going, a session holds a stuck lock")
 
 
 @app.command()

@@ -29,7 +29,7 @@ from typing import Iterator, Protocol, Sequence
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.db import connect
+from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect
 from fitpipe.errors import BadInput, first_line
 from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
@@ -264,6 +264,14 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
                               rewrite_unchanged=task.rewrite_unchanged)
     except SourceFailed as exc:
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"source failed: {exc.reason}"))
+    except psycopg.errors.LockNotAvailable:
+        outcome = DayOutcome(ctx.user_id, ctx.day, "failed",
+                             error=f"another session held participant {ctx.user_id}'s lock longer than the lock "
+                                   f"timeout ({ENV_LOCK_TIMEOUT}); the day was left as it was")
+    except psycopg.errors.QueryCanceled:
+        outcome = DayOutcome(ctx.user_id, ctx.day, "failed",
+                             error=f"a statement ran longer than the statement timeout ({ENV_STATEMENT_TIMEOUT}); "
+                                   "the day was left as it was")
     except Exception as exc:  # one bad day must not stop the others
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))
     outcome.seconds.update(seconds)
