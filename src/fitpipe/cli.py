@@ -69,7 +69,10 @@ def main_options(
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
 ) -> None:
-    state.url = database_url(database_url_opt)
+    try:
+        state.url = database_url(database_url_opt)
+    except FitpipeError as exc:
+        fail(str(exc), exc.exit_code)
 
 
 def fail(message: str, code: int) -> None:
@@ -149,6 +152,9 @@ def init_db() -> None:
         for name in report.applied:
             out.print(f"applied {name}")
         out.print(f"database is at migration {report.applied[-1]} ({len(report.applied)} applied now)")
+    elif report.applied_elsewhere:
+        out.print(f"database is up to date: another init-db applied {', '.join(report.applied_elsewhere)} "
+                  "while this one waited; nothing to do")
     else:
         out.print(f"database is up to date ({report.already_applied} migrations applied); nothing to do")
 
@@ -541,7 +547,10 @@ def adherence(
     from fitpipe.derive.adherence import FLAGS, Thresholds, adherence as compute
     from fitpipe.db import connection, require_schema
 
+    if as_json and as_csv:
+        raise BadInput("--json and --csv exclude each other; choose one")
     thresholds = Thresholds(min_wear, max_silence_hours, min_nights, min_sleep_minutes)
+    thresholds.validate()  # before connecting: a bad threshold is bad input, whatever the database
     with connection(state.url) as conn:
         require_schema(conn)
         day, rows = compute(conn, user or [], parse_day(as_of, "--as-of"), thresholds)

@@ -72,6 +72,10 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
         with conn:
             yield conn
     except psycopg.OperationalError as exc:
+        # Deadlocks, lock timeouts and cancelled statements are OperationalErrors too, on a
+        # connection that is still fine: they keep their own message.
+        if not (conn.closed or conn.broken):
+            raise
         raise DatabaseUnavailable(f"lost the database connection: {mask_secrets(first_line(exc))}") from None
     finally:
         conn.close()
@@ -82,6 +86,9 @@ def require_schema(conn: psycopg.Connection) -> None:
     row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not row[0]:
         raise SchemaError("this database has no fitpipe schema; run `fitpipe init-db` first")
+    from fitpipe.migrate import check_schema_version
+
+    check_schema_version(conn)
     conn.commit()
 
 

@@ -40,9 +40,9 @@ class User:
     def day_context(self, day: dt.date) -> DayContext:
         return DayContext(self.user_id, day, self.zone_on(day), self.zone_on(day + ONE_DAY))
 
-    def day_start(self, day: dt.date) -> dt.datetime:
-        """The instant local day `day` begins (midnight in the zone in force that day)."""
-        return local_instant(day, 0, self.zone_on(day))
+    def day_start(self, day: dt.date, hour: int = 0) -> dt.datetime:
+        """The instant local day `day` begins (midnight, or `hour`, in the zone in force that day)."""
+        return local_instant(day, hour, self.zone_on(day))
 
     def zone_spans(self, lo: dt.datetime, hi: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
         """[lo, hi) cut where the participant's zone changes: (zone, span_lo, span_hi) in order."""
@@ -110,6 +110,7 @@ def add_participant(conn: psycopg.Connection, user_id: int, *, source: str, time
     if user_id < 1:
         raise BadInput("participant ids start at 1")
     validate_timezone(timezone)
+    check_study_day(study_start, "study start")
     declared = source_class(source)
     state = "not_needed" if declared.credential_kind == "none" else "missing"
     with conn.transaction():
@@ -127,17 +128,30 @@ def add_participant(conn: psycopg.Connection, user_id: int, *, source: str, time
     return True
 
 
+# Rollups bucket local hours by the epoch (derive/rollups.py), which is only right from 1970
+# on; a study that old does not exist, so earlier days are refused where they enter.
+FIRST_STUDY_DAY = dt.date(1970, 1, 2)
+# seed-users inserts participants one at a time; beyond this it is a typo, not a cohort.
+MAX_SEED_USERS = 100_000
+
+
+def check_study_day(day: dt.date, what: str) -> None:
+    if day < FIRST_STUDY_DAY:
+        raise BadInput(f"{what} {day} is before {FIRST_STUDY_DAY}; fitpipe keeps study days from 1970 on")
+
+
 def seed_users(conn: psycopg.Connection, count: int, *, timezone: str = "UTC", start_date: dt.date = dt.date(2024, 1, 1),
                wear_gaps: bool = True, sync_lag_hours: int = 0) -> tuple[list[User], int]:
     """Make sure synthetic users 1..count exist. Existing users are left as they are.
 
     Returns all users 1..count and how many were created now.
     """
-    if count < 1:
-        raise BadInput("--count must be at least 1")
+    if not 1 <= count <= MAX_SEED_USERS:
+        raise BadInput(f"--count must be between 1 and {MAX_SEED_USERS:,}, got {count:,}")
     if sync_lag_hours < 0:
         raise BadInput("--sync-lag-hours must be 0 or more")
     validate_timezone(timezone)
+    check_study_day(start_date, "--start-date")
     settings = {"wear_gaps": wear_gaps, "sync_lag_hours": sync_lag_hours}
     created = sum(add_participant(conn, user_id, source="synthetic", timezone=timezone, study_start=start_date,
                                   settings=settings) for user_id in range(1, count + 1))
@@ -151,6 +165,7 @@ def set_timezone(conn: psycopg.Connection, user_id: int, timezone: str, effectiv
     (their ledger rows become provisional) and returned, so the caller can say so.
     """
     validate_timezone(timezone)
+    check_study_day(effective_from, "--from")
     list_users(conn, [user_id])
     with conn.transaction():
         conn.execute(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from fitpipe.errors import FitpipeError
 from fitpipe.migrate import discover
 
 _CREATED = re.compile(r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M)
@@ -40,6 +41,14 @@ def plan(conn: psycopg.Connection) -> ResetPlan:
 
 
 def reset(conn: psycopg.Connection, what: ResetPlan) -> None:
+    try:
+        _drop(conn, what)
+    except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+        raise FitpipeError("another session is using fitpipe's tables (an ingest, an export, a dashboard?); "
+                           "nothing was dropped: try again when it has finished") from None
+
+
+def _drop(conn: psycopg.Connection, what: ResetPlan) -> None:
     with conn.transaction():
         for view in what.views:
             conn.execute(sql.SQL("DROP VIEW IF EXISTS {} CASCADE").format(sql.Identifier(view)))

@@ -26,17 +26,36 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-@functools.lru_cache(maxsize=None)
+# The longest IANA name is 32 characters; anything much longer is not a zone, and echoing it
+# back whole would flood the terminal.
+_MAX_ZONE_NAME = 64
+# Present in the tz database files but not zones a participant lives in: their meaning depends
+# on each host's configuration (localtime, posixrules) or is a placeholder (Factory).
+_HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory", "posix/localtime", "right/localtime"})
+
+
+def _unknown(name: str) -> BadInput:
+    shown = name if len(name) <= _MAX_ZONE_NAME else name[:_MAX_ZONE_NAME] + "..."
+    return BadInput(f"unknown timezone {shown!r}; use an IANA name such as Europe/Berlin")
+
+
 def validate_timezone(name: str) -> str:
     """Return the IANA zone name, or raise BadInput for an unknown one."""
-    if not name or name.startswith(("/", ".")) or ".." in name:
-        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin")
+    if len(name) > _MAX_ZONE_NAME:
+        raise _unknown(name)  # before the cache, so it never holds huge keys
+    return _validate_zone_name(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _validate_zone_name(name: str) -> str:
+    if not name or name.startswith(("/", ".")) or ".." in name or name in _HOST_DEPENDENT_ZONES:
+        raise _unknown(name)
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise _unknown(name) from None
     if name not in available_timezones() and name != "UTC":
-        raise BadInput(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin")
+        raise _unknown(name)
     return name
 
 

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from fitpipe.errors import BadInput
 from fitpipe.participants import list_users
 
+MAX_SILENCE_HOURS = 24 * 3653
 FLAGS = ("flag_low_wear", "flag_no_recent_data", "flag_low_sleep_capture", "flag_no_credentials")
 
 
@@ -24,10 +25,15 @@ class Thresholds:
     min_sleep_minutes: int = 180
 
     def validate(self) -> None:
+        # `not a <= x <= b` is also true for NaN, so NaN is refused with the range.
         if not 0 <= self.min_wear_share <= 1:
             raise BadInput("--min-wear must be between 0 and 1")
+        if not 0 <= self.max_silence_hours <= MAX_SILENCE_HOURS:
+            raise BadInput(f"--max-silence-hours must be between 0 and {MAX_SILENCE_HOURS:,} (ten years)")
         if not 0 <= self.min_nights <= 7:
             raise BadInput("--min-nights must be between 0 and 7 (it counts the last 7 nights)")
+        if not 0 <= self.min_sleep_minutes <= 24 * 60:
+            raise BadInput("--min-sleep-minutes must be between 0 and 1440 (a day)")
 
 
 def adherence(conn: psycopg.Connection, user_ids: Sequence[int] = (), as_of: dt.date | None = None,

@@ -39,10 +39,17 @@ class ExportResult:
     note: str = ""
 
 
-def _bounds(user: User, start: dt.date | None, end: dt.date | None) -> tuple[dt.datetime, dt.datetime]:
-    lo = user.day_start(start) if start else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    hi = user.day_start(end + dt.timedelta(days=1)) if end else dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+def _bounds(user: User, start: dt.date | None, end: dt.date | None, hour: int = 0) -> tuple[dt.datetime, dt.datetime]:
+    """[lo, hi) of the local days start..end, each starting at `hour` (12 for night metrics)."""
+    lo = user.day_start(start, hour) if start else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    hi = user.day_start(end + dt.timedelta(days=1), hour) if end else dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
     return lo, hi
+
+
+def _owned_from_hour(metric: Metric, resolution: str) -> int:
+    """Night metrics belong to the night that starts on day D, [D 12:00, D+1 12:00), as in the
+    ledger (and so in the auto-resolution estimate); daily rollups are calendar days."""
+    return 12 if metric.window is DayWindow.NIGHT and resolution != "1d" else 0
 
 
 def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
@@ -145,18 +152,20 @@ def _copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
     return rows
 
 
-def query_params(user: User, metric: Metric, start: dt.date | None, end: dt.date | None) -> dict:
-    lo, hi = _bounds(user, start, end)
+def query_params(user: User, metric: Metric, start: dt.date | None, end: dt.date | None,
+                 resolution: str = "raw") -> dict:
+    lo, hi = _bounds(user, start, end, _owned_from_hour(metric, resolution))
     return {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
             "lo_day": start or dt.date(1970, 1, 1), "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1)}
 
 
-def query_parts(users: Sequence[User], metric: Metric, start, end, tz: str) -> list[tuple[str, dict]]:
+def query_parts(users: Sequence[User], metric: Metric, start, end, tz: str,
+                resolution: str = "raw") -> list[tuple[str, dict]]:
     """(session zone, parameters) per participant, and per zone they lived in for --tz local:
     to_char() writes times in the session zone, so each span is read in its own zone."""
     parts = []
     for user in users:
-        params = query_params(user, metric, start, end)
+        params = query_params(user, metric, start, end, resolution)
         if tz != "local":
             parts.append(("UTC", params))
         elif metric.window is DayWindow.DATE:
@@ -217,7 +226,7 @@ def prepare(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[in
         raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
     query = (_raw_query(metric, with_imputed, typed) if resolution == "raw"
              else _rollup_query(metric, resolution, with_imputed, typed))
-    return ExportQuery(metric, resolution, query, query_parts(users, metric, start, end, tz), note)
+    return ExportQuery(metric, resolution, query, query_parts(users, metric, start, end, tz, resolution), note)
 
 
 def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
