@@ -35,7 +35,12 @@ COPY migrations/ ./migrations/
 ENV FITPIPE_MIGRATIONS_DIR=/app/migrations
 
 COPY docker/entrypoint.sh docker/ingest-job.sh ./docker/
-RUN chmod 0755 docker/entrypoint.sh docker/ingest-job.sh && mkdir -p /metrics
+# fitpipe itself runs as the unprivileged user fitpipe (docker/entrypoint.sh drops to it with
+# setpriv; cron's job too). /metrics belongs to it, so a new fitpipe-metrics volume does too.
+RUN chmod 0755 docker/entrypoint.sh docker/ingest-job.sh \
+    && useradd --system --user-group --uid 10001 --create-home --home-dir /home/fitpipe \
+               --shell /usr/sbin/nologin fitpipe \
+    && mkdir -p /metrics && chown fitpipe:fitpipe /metrics
 
 ENTRYPOINT ["/app/docker/entrypoint.sh"]
 CMD ["serve"]

@@ -19,6 +19,10 @@
 #   FITPIPE_INGEST_DAYS       days each run ingests past every participant's cursor (default 1)
 #   FITPIPE_DEMO              1: ingest every 2 minutes instead, to fill the dashboards quickly (default 0)
 #   FITPIPE_METRICS_FILE      Prometheus textfile written by every run (default /metrics/fitpipe.prom)
+#   FITPIPE_RUN_AS            the unprivileged user every fitpipe command runs as (default fitpipe,
+#                             made by the Dockerfile); this script and cron stay root only to start
+#                             them, hand the metrics folder and the cron environment to that user and
+#                             open the container's log (/proc/1/fd/1 is root's)
 #   GRAFANA_DB_PASSWORD       when set, the read-only login `grafana` is created with it
 #   POSTGRES_EXPORTER_DB_PASSWORD  when set, the read-only login `postgres_exporter` is created with it
 set -euo pipefail
@@ -36,10 +40,19 @@ DB_RETRY_SECONDS=5
 log() { printf '%s entrypoint: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+RUN_AS="${FITPIPE_RUN_AS:-fitpipe}"
+# Started as root (the default), every command drops to RUN_AS: as root, fitpipe could replace
+# files such as /dev/null. Started as another user (`docker run --user`), commands run as that user.
+if [ "$(id -u)" -eq 0 ]; then
+    as_user=(setpriv "--reuid=$RUN_AS" "--regid=$RUN_AS" --init-groups)
+else
+    as_user=()
+fi
+
 if [ "$#" -gt 0 ] && [ "$1" != serve ]; then
     # A program on PATH runs as given; anything else is a fitpipe subcommand.
-    if [ -n "$(type -P -- "$1")" ]; then exec "$@"; fi
-    exec fitpipe "$@"
+    if [ -n "$(type -P -- "$1")" ]; then exec "${as_user[@]}" "$@"; fi
+    exec "${as_user[@]}" fitpipe "$@"
 fi
 
 : "${FITPIPE_DATABASE_URL:?FITPIPE_DATABASE_URL must be set}"
@@ -69,26 +82,30 @@ schedule="${fields[*]}"
 attempt=1
 while true; do
     status=0
-    fitpipe init-db || status=$?
+    "${as_user[@]}" fitpipe init-db || status=$?
     [ "$status" -eq 0 ] && break
     if [ "$status" -ne 3 ] || [ "$attempt" -ge "$DB_ATTEMPTS" ]; then die "fitpipe init-db failed (exit $status)"; fi
     log "database not reachable yet (attempt $attempt of $DB_ATTEMPTS); retrying in ${DB_RETRY_SECONDS}s"
     attempt=$((attempt + 1))
     sleep "$DB_RETRY_SECONDS"
 done
-fitpipe seed-users --count "$FITPIPE_USERS" --timezone "$FITPIPE_TIMEZONE" --start-date "$FITPIPE_START_DATE"
+"${as_user[@]}" fitpipe seed-users --count "$FITPIPE_USERS" --timezone "$FITPIPE_TIMEZONE" --start-date "$FITPIPE_START_DATE"
 # Grafana reads through a login of its own that can only read (fitpipe_readonly).
 if [ -n "${GRAFANA_DB_PASSWORD:-}" ]; then
-    FITPIPE_READER_PASSWORD="$GRAFANA_DB_PASSWORD" fitpipe create-reader grafana
+    FITPIPE_READER_PASSWORD="$GRAFANA_DB_PASSWORD" "${as_user[@]}" fitpipe create-reader grafana
 fi
 # So does postgres_exporter (profile monitoring): it counts adherence flags with fitpipe_adherence().
 if [ -n "${POSTGRES_EXPORTER_DB_PASSWORD:-}" ]; then
-    FITPIPE_READER_PASSWORD="$POSTGRES_EXPORTER_DB_PASSWORD" fitpipe create-reader postgres_exporter
+    FITPIPE_READER_PASSWORD="$POSTGRES_EXPORTER_DB_PASSWORD" "${as_user[@]}" fitpipe create-reader postgres_exporter
 fi
 
 # cron starts jobs with an almost empty environment: the job sources this file instead. It holds
-# the database URL, so only root may read it.
+# the database URL, so only RUN_AS (the job's user) and root may read it.
 mkdir -p "$(dirname "$ENV_FILE")" "$(dirname "$FITPIPE_METRICS_FILE")"
+if [ "$(id -u)" -eq 0 ]; then
+    # The metrics volume may come from an older image, owned by root: RUN_AS writes it now.
+    chown "$RUN_AS:" "$(dirname "$FITPIPE_METRICS_FILE")"
+fi
 (
     umask 077
     {
@@ -98,19 +115,22 @@ mkdir -p "$(dirname "$ENV_FILE")" "$(dirname "$FITPIPE_METRICS_FILE")"
             if [ -n "${!name+set}" ]; then printf 'export %s=%q\n' "$name" "${!name}"; fi
         done
     } > "$ENV_FILE.tmp"
+    if [ "$(id -u)" -eq 0 ]; then chown "$RUN_AS:" "$ENV_FILE.tmp"; fi
     mv "$ENV_FILE.tmp" "$ENV_FILE"
 )
 
 # /proc/1/fd/1 and 2 are the container's stdout and stderr, so `docker compose logs fitpipe` shows
-# every run. Files in /etc/cron.d name the user and must not be writable by others.
+# every run. Only root may open them (they are PID 1's), so the job's entry is root's: its shell
+# opens the log, then setpriv runs the job, and fitpipe in it, as RUN_AS. Files in /etc/cron.d
+# name the user and must not be writable by others.
 mkdir -p "$(dirname "$CRON_FILE")"
 cat > "$CRON_FILE.tmp" <<CRON
 # Written by $0 from FITPIPE_INGEST_SCHEDULE / FITPIPE_DEMO at every start.
 SHELL=/bin/bash
-$schedule root $JOB $ENV_FILE >/proc/1/fd/1 2>/proc/1/fd/2
+$schedule root setpriv --reuid=$RUN_AS --regid=$RUN_AS --init-groups $JOB $ENV_FILE >/proc/1/fd/1 2>/proc/1/fd/2
 CRON
 chmod 0644 "$CRON_FILE.tmp"
 mv "$CRON_FILE.tmp" "$CRON_FILE"
 
-log "ingest scheduled at '$schedule' (container time, $(date +%Z)): fitpipe ingest --days $FITPIPE_INGEST_DAYS, metrics in $FITPIPE_METRICS_FILE"
+log "ingest scheduled at '$schedule' (container time, $(date +%Z)) as $RUN_AS: fitpipe ingest --days $FITPIPE_INGEST_DAYS, metrics in $FITPIPE_METRICS_FILE"
 exec cron -f

@@ -253,6 +253,12 @@ def sandbox(tmp_path):
     (bin_dir / "fitpipe").write_text(
         f'#!/usr/bin/env bash\nprintf "%s|%s\\n" "$*" "$FITPIPE_DATABASE_URL" >> {shlex.quote(str(log))}\n')
     (bin_dir / "cron").write_text(f'#!/usr/bin/env bash\necho "cron $*" >> {shlex.quote(str(log))}\n')
+    # Root, as in the image, with setpriv and chown logged instead of done (no such user here).
+    (bin_dir / "id").write_text('#!/usr/bin/env bash\n[ "$1" = -u ] && echo 0 || /usr/bin/id "$@"\n')
+    (bin_dir / "setpriv").write_text(
+        f'#!/usr/bin/env bash\nopts=()\nwhile [[ "$1" == --* ]]; do opts+=("$1"); shift; done\n'
+        f'echo "${{opts[*]}} -> $*" >> {shlex.quote(str(tmp_path / "setpriv.log"))}\nexec "$@"\n')
+    (bin_dir / "chown").write_text(f'#!/usr/bin/env bash\necho "$*" >> {shlex.quote(str(tmp_path / "chown.log"))}\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     env = {
@@ -286,8 +292,9 @@ def test_entrypoint_prepares_the_database_then_hands_over_to_cron(sandbox):
     cron_file = tmp / "cron.d" / "fitpipe"
     assert oct(cron_file.stat().st_mode & 0o777) == "0o644"
     fields = crontab_line(cron_file)
-    assert fields[:5] == ["30", "2", "*", "*", "*"] and fields[5] == "root"
-    assert fields[6] == str(INGEST_JOB) and fields[7] == env["FITPIPE_CRON_ENV_FILE"]
+    assert fields[:5] == ["30", "2", "*", "*", "*"] and fields[5] == "root"  # root opens the container log...
+    assert fields[6:10] == ["setpriv", "--reuid=fitpipe", "--regid=fitpipe", "--init-groups"]  # ...the job runs as fitpipe
+    assert fields[10] == str(INGEST_JOB) and fields[11] == env["FITPIPE_CRON_ENV_FILE"]
     assert fields[-2:] == [">/proc/1/fd/1", "2>/proc/1/fd/2"]
 
     env_file = tmp / "fitpipe" / "cron.env"
@@ -516,3 +523,30 @@ def test_entrypoint_creates_the_exporters_reader_when_its_password_is_set(sandbo
     calls = [line.split("|")[0] for line in log.read_text().splitlines()]
     assert "create-reader postgres_exporter" in calls
     assert "exporter-s3cret" not in log.read_text() + result.stdout + result.stderr, "the password is not an argument"
+
+
+def test_the_image_runs_fitpipe_as_an_unprivileged_user(sandbox):
+    """Issue 13, finding 19: as root, fitpipe could replace /dev/null; in the image it never runs as root."""
+    tmp, env, log = sandbox
+    assert run_entrypoint(env).returncode == 0
+    dropped = (tmp / "setpriv.log").read_text().splitlines()
+    expected = "--reuid=fitpipe --regid=fitpipe --init-groups -> fitpipe"
+    assert dropped == [f"{expected} init-db", f"{expected} seed-users --count 3 --timezone UTC --start-date 2024-01-01"]
+    # The metrics volume and the cron environment belong to that user, so the job can write and read them.
+    owned = (tmp / "chown.log").read_text().splitlines()
+    assert f"fitpipe: {tmp / 'metrics'}" in owned
+    assert f"fitpipe: {env['FITPIPE_CRON_ENV_FILE']}.tmp" in owned
+    # Direct commands too: a fitpipe subcommand and a program.
+    assert run_entrypoint(env, "status").returncode == 0
+    assert run_entrypoint(env, "echo", "hi").stdout == "hi\n"
+    dropped = (tmp / "setpriv.log").read_text().splitlines()
+    assert dropped[-2:] == [f"{expected} status", "--reuid=fitpipe --regid=fitpipe --init-groups -> echo hi"]
+    # FITPIPE_RUN_AS names another user.
+    assert run_entrypoint({**env, "FITPIPE_RUN_AS": "study"}, "status").returncode == 0
+    assert (tmp / "setpriv.log").read_text().splitlines()[-1].startswith("--reuid=study --regid=study")
+
+
+def test_dockerfile_creates_the_unprivileged_user_and_gives_it_the_metrics_folder():
+    run_lines = " ".join(" ".join(args) for keyword, args in dockerfile_instructions() if keyword == "RUN")
+    assert re.search(r"useradd [^&]*--system[^&]* fitpipe", run_lines)
+    assert "chown fitpipe:fitpipe /metrics" in run_lines
