@@ -1,0 +1,160 @@
+"""Issue 13, test gaps: six realistic bugs that the suite let through; each test here fails on one.
+
+1. replace_day's ledger upsert stops updating rows_by_metric;
+2. replace_day skips the rollup invalidation of an intraday metric whose new payload is empty;
+3. replace_day no longer takes the participant's shared lock;
+4. a duplicate key whose first copy is invalid loses its valid copy;
+5. "never past yesterday" computed in UTC instead of the participant's zone;
+6. auto resolution with --max-rows exactly at an estimate (`<=` against `<`).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+from conftest import empty_database, fetch_now, fitpipe, run_fitpipe
+from fitpipe import locks
+from fitpipe.catalogue import BY_NAME, DayWindow
+from fitpipe.days import DayContext
+from fitpipe.ingest.load import replace_day
+from fitpipe.ingest.runner import plan_ingest
+from fitpipe.ingest.sources import source_for
+from fitpipe.ingest.validate import parse_day
+from fitpipe.participants import add_participant, list_users
+
+DAY = dt.date(2024, 1, 3)
+
+
+@pytest.fixture(scope="module")
+def store(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        empty_database(conn)
+    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
+    fitpipe(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "1")
+    return database_url
+
+
+@pytest.fixture
+def conn(store):
+    with psycopg.connect(store) as connection:
+        yield connection
+
+
+def payloads_of(conn, day: dt.date) -> tuple:
+    user = list_users(conn, [1])[0]
+    return user, source_for("synthetic").fetch_day(user, day, fetch_now())
+
+
+def load(conn, user, day, payloads, *, rewrite: bool = True):
+    ctx = user.day_context(day)
+    return replace_day(conn, ctx, lambda: parse_day(payloads, ctx), source="synthetic", run_id=None,
+                       skip_if_done=not rewrite)
+
+
+def heart_rate_dataset(payloads) -> list:
+    return payloads["intraday_heart_rate"][0]["heart_rate_day"][0]["activities-heart-intraday"]["dataset"]
+
+
+def test_reingesting_a_day_whose_counts_change_updates_the_ledger(conn):
+    user, full = payloads_of(conn, DAY)
+    fewer = copy.deepcopy(full)
+    dataset = heart_rate_dataset(fewer)
+    del dataset[len(dataset) // 2:]
+    for payloads in (full, fewer):
+        load(conn, user, DAY, payloads)
+        lo, hi = user.day_context(DAY).bounds(DayWindow.CALENDAR)
+        in_table = conn.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
+                                (lo, hi)).fetchone()[0]
+        on_file, total = conn.execute("SELECT (rows_by_metric ->> 'heart_rate')::int, rows_loaded FROM ingested_days "
+                                      "WHERE user_id = 1 AND day = %s", (DAY,)).fetchone()
+        assert on_file == in_table, "the ledger's rows_by_metric disagrees with the table"
+        assert total >= in_table
+    assert in_table < len(heart_rate_dataset(full))
+
+
+def test_a_metric_that_vanishes_on_reingest_is_invalidated_for_the_rollups(store, conn):
+    user, payloads = payloads_of(conn, DAY)
+    load(conn, user, DAY, payloads)
+    fitpipe(store, "aggregate", "refresh", "--user", "1")
+    lo, hi = user.day_context(DAY).bounds(DayWindow.CALENDAR)
+    buckets = ("SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' "
+               "AND bucket >= %s AND bucket < %s AND n_measured > 0")
+    assert conn.execute(buckets, (lo, hi)).fetchone()[0] > 0
+    conn.execute("DELETE FROM rollup_invalidations")
+    conn.commit()
+    # The device sent no heart rate this time: the day's rows go, and the rollups must follow.
+    without_heart_rate = {key: value for key, value in payloads.items() if key != "intraday_heart_rate"}
+    outcome = load(conn, user, DAY, without_heart_rate)
+    assert "heart_rate" not in outcome.rows_by_metric
+    assert conn.execute("SELECT count(*) FROM rollup_invalidations WHERE user_id = 1 AND metric = 'heart_rate' "
+                        "AND lo <= %s AND hi >= %s", (lo, hi)).fetchone()[0] == 1
+    conn.commit()
+    fitpipe(store, "aggregate", "refresh", "--user", "1")
+    assert conn.execute(buckets, (lo, hi)).fetchone()[0] == 0, "the rollups kept heart rate that vanished"
+
+
+def test_replace_day_waits_for_the_participants_exclusive_lock(store, conn):
+    user, payloads = payloads_of(conn, DAY)
+    with psycopg.connect(store, autocommit=True) as imputer:
+        imputer.execute("SELECT pg_advisory_lock(%s)", (locks.user_key(1),))  # as impute and withdraw take it
+        conn.execute("SET lock_timeout = '300ms'")
+        conn.commit()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            load(conn, user, DAY, payloads)
+        conn.rollback()
+        imputer.execute("SELECT pg_advisory_unlock(%s)", (locks.user_key(1),))
+    assert load(conn, user, DAY, payloads).status == "loaded"
+
+
+def test_an_invalid_first_copy_of_a_key_does_not_drop_the_valid_copy():
+    points = [{"time": "08:00:00", "value": 400}, {"time": "08:00:00", "value": 70},
+              {"time": "08:00:01", "value": 71}, {"time": "08:00:01", "value": 72}]
+    payloads = {"intraday_heart_rate": [{"heart_rate_day": [{
+        "activities-heart": [], "activities-heart-intraday": {"dataset": points, "datasetType": "second"}}]}]}
+    parsed = parse_day(payloads, DayContext(1, DAY, "UTC"))
+    assert parsed.rows["heart_rate"].columns["bpm"].tolist() == [70, 71]
+    reasons = sorted(q.reason for q in parsed.quarantined)
+    assert len(reasons) == 2 and "duplicate key in the payload" in reasons
+    assert any("range" in r for r in reasons), reasons
+
+
+def test_ingest_stops_at_yesterday_in_each_participants_own_zone(store, conn, monkeypatch):
+    """Pago Pago (UTC-11) and Kiritimati (UTC+14): at any instant one of them is on another date
+    than UTC, so a planner that takes "yesterday" in UTC gets one of them wrong."""
+    monkeypatch.delenv("FITPIPE_TODAY", raising=False)
+    zones = {2: "Pacific/Pago_Pago", 3: "Pacific/Kiritimati"}
+    start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=5)
+    for user_id, zone in zones.items():
+        add_participant(conn, user_id, source="synthetic", timezone=zone, study_start=start)
+    try:
+        expected_before = {u: dt.datetime.now(ZoneInfo(z)).date() - dt.timedelta(days=1) for u, z in zones.items()}
+        plan = plan_ingest(conn, list(zones), 100)
+        expected_after = {u: dt.datetime.now(ZoneInfo(z)).date() - dt.timedelta(days=1) for u, z in zones.items()}
+        for user_id in zones:
+            last = max(t.day for t in plan.tasks if t.user.user_id == user_id)
+            assert last in (expected_before[user_id], expected_after[user_id]), (zones[user_id], last)
+    finally:
+        conn.rollback()
+        conn.execute("DELETE FROM users WHERE user_id = ANY(%s)", (list(zones),))
+        conn.commit()
+
+
+def test_auto_resolution_takes_raw_when_max_rows_equals_its_estimate(store, tmp_path):
+    with psycopg.connect(store) as conn:
+        raw = conn.execute("SELECT sum((rows_by_metric ->> 'heart_rate')::bigint) FROM ingested_days "
+                           "WHERE user_id = 1").fetchone()[0]
+    picked = {}
+    for budget in (raw, raw - 1):
+        result = run_fitpipe(store, "export", "--metric", "heart_rate", "--user", "1", "--max-rows", str(budget),
+                             "-o", str(tmp_path / f"{budget}.csv"))
+        assert result.returncode == 0, result.stderr
+        picked[budget] = re.search(r"auto resolution: (\S+) \(about ([\d,]+) rows", result.stderr).groups()
+    assert picked[raw] == ("raw", f"{raw:,}")
+    assert picked[raw - 1][0] == "1min"
+    assert BY_NAME["heart_rate"].intraday
