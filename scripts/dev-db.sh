@@ -5,6 +5,7 @@
 #   scripts/dev-db.sh stop     stop the cluster
 #   scripts/dev-db.sh status   say whether it runs, and which edition
 #   scripts/dev-db.sh url      print the database URL to use
+#   scripts/dev-db.sh edition  print the installed TimescaleDB build: community, apache or none
 #
 # Editions:
 #   FITPIPE_TSDB_SOURCE=path/to/timescaledb-2.19.3.tar.gz   build the community edition (with the
@@ -231,5 +232,6 @@ case "${1:-}" in
     stop) stop ;;
     status) status ;;
     url) url ;;
-    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+    edition) installed_edition ;;
+    *) echo "usage: $0 start|stop|status|url|edition" >&2; exit 2 ;;
 esac
