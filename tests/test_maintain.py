@@ -159,3 +159,14 @@ def test_maintain_on_a_database_without_schema_is_one_line(tmp_path):
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_rollup_enums_name_every_intraday_metric_and_field(db):
+    from fitpipe.catalogue import INTRADAY
+
+    labels = dict(db.execute(
+        "SELECT t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e "
+        "JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname IN ('rollup_metric', 'rollup_field') "
+        "GROUP BY 1").fetchall())
+    assert set(labels["rollup_metric"]) == {m.name for m in INTRADAY}
+    assert set(labels["rollup_field"]) == {c.name for m in INTRADAY for c in m.values}

@@ -524,7 +524,8 @@ def reset(
         if not (what.tables or what.functions or what.views):
             console().print("nothing to drop: this database has no fitpipe objects")
             return
-        listing = ", ".join(what.tables + what.views + [f + "()" for f in what.functions])
+        listing = ", ".join(what.tables + what.views + [f + "()" for f in what.functions]
+                            + [f"type {t}" for t in what.types])
         if not yes:
             fail(f"refusing to drop without --yes; it would drop {listing}", 2)
         drop(conn, what)

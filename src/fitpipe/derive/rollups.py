@@ -50,12 +50,16 @@ _LOCAL_HOUR = ("bucket - make_interval(secs => mod((extract(epoch FROM bucket) +
 # Each statement handles a whole batch of windows (unnest of parallel arrays), so a night's
 # refresh of 1,000 participants is a handful of statements instead of six per participant and metric.
 _WINDOW_ROWS = """
-    SELECT * FROM unnest(%(w_user)s::int[], %(w_metric)s::text[], %(w_lo)s::timestamptz[],
+    SELECT * FROM unnest(%(w_user)s::int[], %(w_metric)s::rollup_metric[], %(w_lo)s::timestamptz[],
                          %(w_hi)s::timestamptz[], %(w_tz)s::text[], %(w_last_start)s::timestamptz[])
                   AS w(user_id, metric, lo, hi, tz, last_start)"""
 _WINDOWS = f"windows AS ({_WINDOW_ROWS})"
 # Bounds of the whole batch as plain values, so the planner excludes chunks outside them.
 _BATCH_BOUNDS = "{col} >= %(batch_lo)s AND {col} < %(batch_hi)s"
+
+
+_COLUMNS = ("user_id, metric, field, bucket, n_measured, sum_measured, min_measured, max_measured, "
+            "n_imputed, sum_imputed, min_imputed, max_imputed")
 
 
 def _measured_minutes_sql(metric: Metric) -> str:
@@ -114,8 +118,9 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
         cur.execute(
             f"""
             WITH {_WINDOWS}
-            INSERT INTO rollup_1min
-            SELECT coalesce(m.user_id, i.user_id), '{metric.name}', coalesce(m.field, i.field), coalesce(m.bucket, i.ts),
+            INSERT INTO rollup_1min ({_COLUMNS})
+            SELECT coalesce(m.user_id, i.user_id), '{metric.name}', coalesce(m.field, i.field)::rollup_field,
+                   coalesce(m.bucket, i.ts),
                    coalesce(m.n, 0), coalesce(m.s, 0), m.lo, m.hi,
                    CASE WHEN m.n IS NULL THEN {per_minute} ELSE 0 END,
                    CASE WHEN m.n IS NULL THEN i.value::float8 * {per_minute} ELSE 0 END,
@@ -123,7 +128,7 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
                    CASE WHEN m.n IS NULL THEN i.value END
             FROM ({_measured_minutes_sql(metric)}) m
             FULL JOIN (SELECT i.user_id, i.field, i.ts, i.value
-                       FROM windows w JOIN imputed_values i ON i.user_id = w.user_id AND i.metric = w.metric
+                       FROM windows w JOIN imputed_values i ON i.user_id = w.user_id AND i.metric = w.metric::text
                                                            AND i.ts >= w.lo AND i.ts < w.hi
                        WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col='i.ts')}) i
               ON i.user_id = m.user_id AND i.field = m.field AND i.ts = m.bucket
@@ -137,7 +142,7 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
         cur.execute(
             f"""
             WITH {_WINDOWS}
-            INSERT INTO rollup_{level}
+            INSERT INTO rollup_{level} ({_COLUMNS})
             SELECT r.user_id, r.metric, r.field, {bucket},
                    sum(r.n_measured), sum(r.sum_measured), min(r.min_measured), max(r.max_measured),
                    sum(r.n_imputed), sum(r.sum_imputed), min(r.min_imputed), max(r.max_imputed)
