@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from typer.testing import CliRunner
 from fitpipe.catalogue import METRICS
 from fitpipe.cli import app
 from fitpipe.config import DEFAULT_DATABASE_URL
+from fitpipe.ingest.sources.base import BudgetLedger, Fetch
+from fitpipe.participants import User
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("FITPIPE_TEST_ADMIN_URL", DEFAULT_DATABASE_URL)
@@ -89,3 +92,19 @@ def run_fitpipe(database_url: str, *args: str, **kwargs) -> subprocess.Completed
     """Run fitpipe in a subprocess, as cron would."""
     env = {**os.environ, "FITPIPE_DATABASE_URL": database_url}
     return subprocess.run([sys.executable, "-m", "fitpipe.cli", *args], env=env, capture_output=True, text=True, **kwargs)
+
+
+def synthetic_user(user_id: int, timezone: str = "UTC", study_start: dt.date = dt.date(2024, 1, 1), *,
+                   wear_gaps: bool = True, display_name: str | None = None, **settings) -> User:
+    """A synthetic participant as list_users would return it, without a database: the source's
+    default settings for the id (its seed), with wear_gaps and any other setting overridden."""
+    from fitpipe.ingest.sources.synthetic import SyntheticSource
+
+    return User(user_id, display_name or f"participant-{user_id:04d}", timezone, "synthetic", study_start,
+                settings=SyntheticSource.default_settings(user_id) | {"wear_gaps": wear_gaps} | settings,
+                zones=((study_start, timezone),))
+
+
+def fetch_now(now: dt.datetime | None = None) -> Fetch:
+    """What a source's fetch_day gets from the runner: the instant of the fetch and no request budget."""
+    return Fetch(now=now or dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))

@@ -133,8 +133,12 @@ def closed_port() -> int:
 
 
 def user_rows(db) -> list[tuple]:
+    """(user_id, timezone, study_start, seed, wear_gaps, source); the synthetic source's seed and
+    wear_gaps live in participant_sources.settings."""
     return db.execute(
-        "SELECT user_id, timezone, study_start, synthetic_seed, wear_gaps, source FROM users ORDER BY user_id"
+        "SELECT u.user_id, u.timezone, u.study_start, (s.settings->>'seed')::bigint, (s.settings->'wear_gaps')::boolean, "
+        "u.source FROM users u LEFT JOIN participant_sources s ON s.user_id = u.user_id AND s.source = u.source "
+        "ORDER BY u.user_id"
     ).fetchall()
 
 

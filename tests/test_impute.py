@@ -270,8 +270,9 @@ def test_profile_beats_linear_on_a_daily_rhythm():
 # errors, the reference implementation, locking
 
 
+# --method is an Enum choice that typer validates: a bad value is typer's usage error (exit 2).
+BAD_CHOICE = {"unknown method": ("--method", "cubic")}
 BAD_INPUT = {
-    "unknown method": ("--method", "cubic"),
     "bad max-gap": ("--max-gap", "soon"),
     "zero max-gap": ("--max-gap", "0min"),
     "unknown metric": ("--metric", "no_such_metric"),
@@ -288,13 +289,31 @@ def test_bad_input_is_one_line_without_traceback(world, database_url):
         assert isinstance(result.exception, SystemExit), f"{name}: {result.exception!r}"
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), f"{name}: {result.stderr!r}"
-    # And once as a real process, as cron would run it.
-    proc = subprocess.run([sys.executable, "-m", "fitpipe.cli", "impute", "--method", "cubic"],
-                          env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    for name, (flag, value) in BAD_CHOICE.items():
+        result = CliRunner().invoke(app, ["--database-url", database_url, "impute", "--user", "1", flag, value])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), f"{name}: {result.exception!r}"
+        assert_one_usage_error(result.stdout, result.stderr, flag, value)
+    # And once each as a real process, as cron would run it.
+    for args in (("--max-gap", "soon"), ("--method", "cubic")):
+        proc = subprocess.run([sys.executable, "-m", "fitpipe.cli", "impute", *args],
+                              env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
+                              capture_output=True, text=True, timeout=120)
+        if args[0] == "--method":
+            assert proc.returncode == 2, proc.stderr
+            assert_one_usage_error(proc.stdout, proc.stderr, *args)
+        else:
+            assert proc.returncode != 0
+            assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     assert imputed_table(world) == before
+
+
+def assert_one_usage_error(stdout: str, stderr: str, flag: str, value: str) -> None:
+    """typer's usage error for a value outside an option's choices: one error, on stderr, no traceback."""
+    assert "Traceback" not in stdout + stderr, stderr
+    assert stdout == "", stdout
+    assert stderr.count("Invalid value for") == 1, stderr
+    assert f"Invalid value for '{flag}': '{value}' is not one of" in stderr, stderr
+    assert stderr.lstrip().startswith("Usage: "), stderr
 
 
 def test_linear_equals_timescale_interpolate(world, database_url):

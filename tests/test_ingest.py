@@ -1,7 +1,7 @@
 """ingest and backfill against the real TimescaleDB: counts, determinism, re-ingest, DST, night
 ownership, interruption, overlapping runs, quarantine, the cursor, CLI errors and status.
 
-Expected results are derived from the source itself (SyntheticFitbitSource.fetch_day parsed with
+Expected results are derived from the source itself (SyntheticSource.fetch_day parsed with
 parse_day, or fitpipe.ingest.sources.wear_gaps), never hard-coded. Rollups are another suite's job:
 every run here passes --no-refresh.
 """
@@ -26,21 +26,22 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import ADMIN_URL, STATE_TABLES, fitpipe, run_fitpipe
+from conftest import ADMIN_URL, STATE_TABLES, fetch_now, fitpipe, run_fitpipe
 from fitpipe import locks
 from fitpipe.catalogue import BY_NAME, METRICS, DayWindow
 from fitpipe.errors import PartialFailure
 from fitpipe.ingest.load import replace_day
 from fitpipe.days import DayContext
 from fitpipe.ingest.validate import ParsedDay, parse_day
-from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
+from fitpipe.ingest.sources.synthetic import SyntheticSource
 from fitpipe.ingest.sources.wear_gaps import gaps_for
 from fitpipe.participants import User, list_users
 
 NY = "America/New_York"
 JAN1 = dt.date(2024, 1, 1)
 ANSI = re.compile(r"\x1b")
-SKIP_NOTES = ("note=held-by-another-run", "note=already-ingested")
+# "done" means the day was already settled when the worker reached it.
+SKIP_NOTES = ("note=held-by-another-run", "note=already-settled")
 
 
 def days(first: dt.date, count: int) -> list[dt.date]:
@@ -118,7 +119,7 @@ def generator_imported():
 @functools.lru_cache(maxsize=32)
 def expected(user: User, day: dt.date) -> ParsedDay:
     """What a correct load of (user, day) holds: the source's payloads through the parsers."""
-    payloads = SyntheticFitbitSource().fetch_day(user, day)
+    payloads = SyntheticSource().fetch_day(user, day, fetch_now())
     return parse_day(payloads, DayContext(user.user_id, day, user.timezone))
 
 
@@ -134,7 +135,7 @@ def expected_quarantine(user: User, day: dt.date) -> collections.Counter:
 def gap_mask(user: User, day: dt.date) -> np.ndarray:
     """True for each second after local midnight (wall clock) that the wear gaps remove."""
     off = np.zeros(86400, dtype=bool)
-    for lo, hi in gaps_for(user.synthetic_seed, day).intervals:
+    for lo, hi in gaps_for(user.settings["seed"], day).intervals:
         off[max(lo, 0):min(hi, 86400)] = True
     return off
 
@@ -211,7 +212,7 @@ def checksums(db) -> dict[str, tuple[int, str]]:
 
 
 def runs(db) -> list[dict]:
-    cur = db.execute("SELECT run_id, command, status, user_days, skipped, failed, rows_loaded, error "
+    cur = db.execute("SELECT run_id, command, status, user_days, skipped, failed, unchanged, deferred, rows_loaded, error "
                      "FROM ingest_runs ORDER BY run_id")
     names = [c.name for c in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -247,7 +248,7 @@ def test_two_users_three_days_row_counts_match_the_payloads(cli, db):
             off = gap_mask(user, day)
             assert want["heart_rate"] == 86400 - int(off.sum()), (uid, day)
             assert want["active_zone_minutes"] == 1440 - int(off[::60].sum()), (uid, day)
-            night_off = gaps_for(user.synthetic_seed, day).night_off
+            night_off = gaps_for(user.settings["seed"], day).night_off
             for name in ("spo2", "hrv_intraday", "sleep_sessions", "breathing_rate", "hrv_daily"):
                 assert (want[name] == 0) == night_off, (uid, day, name)
             assert want["daily_activity"] == 1 and want["heart_rate_daily"] == 1
@@ -288,23 +289,25 @@ exec(PAYLOAD_DIGEST)  # defines payload_digest here; the subprocess below runs t
 
 
 def test_same_user_day_gives_identical_payloads_in_any_process():
-    source = SyntheticFitbitSource()
-    u1 = User(1, "p1", "UTC", "synthetic", 1111, True, JAN1)
-    u2 = User(2, "p2", "UTC", "synthetic", 2222, True, JAN1)
+    source = SyntheticSource()
+    u1 = User(1, "p1", "UTC", "synthetic", JAN1, settings={"seed": 1111, "wear_gaps": True})
+    u2 = User(2, "p2", "UTC", "synthetic", JAN1, settings={"seed": 2222, "wear_gaps": True})
     day, other_day = dt.date(2024, 2, 3), dt.date(2024, 2, 4)
-    first = payload_digest(source.fetch_day(u1, day))
-    different_day = payload_digest(source.fetch_day(u1, other_day))
-    different_user = payload_digest(source.fetch_day(u2, day))
-    again = payload_digest(SyntheticFitbitSource().fetch_day(u1, day))
+    first = payload_digest(source.fetch_day(u1, day, fetch_now()))
+    different_day = payload_digest(source.fetch_day(u1, other_day, fetch_now()))
+    different_user = payload_digest(source.fetch_day(u2, day, fetch_now()))
+    again = payload_digest(SyntheticSource().fetch_day(u1, day, fetch_now()))
     assert again == first
     assert len({first, different_day, different_user}) == 3
 
     code = PAYLOAD_DIGEST + (
         "import datetime as dt\n"
-        "from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource\n"
+        "from fitpipe.ingest.sources.base import BudgetLedger, Fetch\n"
+        "from fitpipe.ingest.sources.synthetic import SyntheticSource\n"
         "from fitpipe.participants import User\n"
-        f"user = User(1, 'p1', 'UTC', 'synthetic', {u1.synthetic_seed}, True, dt.date(2024, 1, 1))\n"
-        f"print(payload_digest(SyntheticFitbitSource().fetch_day(user, dt.date({day.year}, {day.month}, {day.day}))))\n"
+        f"user = User(1, 'p1', 'UTC', 'synthetic', dt.date(2024, 1, 1), settings={u1.settings!r})\n"
+        "fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))\n"
+        f"print(payload_digest(SyntheticSource().fetch_day(user, dt.date({day.year}, {day.month}, {day.day}), fetch)))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONHASHSEED": "4242"})
@@ -328,10 +331,14 @@ def test_forced_reingest_gives_identical_contents(cli, db):
     assert "user_days_planned=0" in again.stdout, again.stdout
     assert checksums(db) == before
 
-    backfill(cli, span[0], span[-1], "--force")
+    # --force fetches every day again; identical content leaves the rows untouched ("unchanged").
+    forced_output = backfill(cli, span[0], span[-1], "--force")
     assert checksums(db) == before
     forced = runs(db)[-1]
-    assert forced["status"] == "ok" and forced["user_days"] == 2 * len(span) and forced["skipped"] == 0
+    assert forced["status"] == "ok" and forced["skipped"] == 0
+    assert forced["user_days"] == 0 and forced["unchanged"] == 2 * len(span) and forced["rows_loaded"] == 0
+    assert forced_output.stdout.count("status=unchanged state=complete") == 2 * len(span), forced_output.stdout
+    assert "user_days=0 " in forced_output.stdout and f"unchanged={2 * len(span)} " in forced_output.stdout
     assert {e["run_id"] for e in ledger(db).values()} == {forced["run_id"]}
     assert_db_matches_ledger(db)
 
@@ -410,11 +417,10 @@ def test_dst_days_load_with_correct_local_day_boundaries(cli, db):
 
 def three_nights_on(user_ids=range(1, 6)) -> tuple[int, dt.date]:
     """A user and a first day whose three nights are all worn (so every night has data)."""
-    from fitpipe.participants import synthetic_seed_for
-
     for uid in user_ids:
+        seed = SyntheticSource.default_settings(uid)["seed"]
         for first in days(JAN1, 40):
-            if not any(gaps_for(synthetic_seed_for(uid), d).night_off for d in days(first, 3)):
+            if not any(gaps_for(seed, d).night_off for d in days(first, 3)):
                 return uid, first
     raise AssertionError("no three worn nights in a row")
 
@@ -458,7 +464,8 @@ def test_nights_belong_to_their_evening_and_neighbours_never_collide(cli, db):
     after = {(m.name, d): window_checksum(db, m, uid, d) for m in watched for d in span}
     assert after == before
     assert ledger(db)[(uid, span[1])]["run_id"] == runs(db)[-1]["run_id"]
-    assert runs(db)[-1]["user_days"] == 1
+    # The forced day was fetched again with identical content, so it was left as it was.
+    assert runs(db)[-1]["user_days"] == 0 and runs(db)[-1]["unchanged"] == 1
     assert_db_matches_ledger(db)
 
 
@@ -590,7 +597,7 @@ def test_malformed_and_out_of_range_records_are_quarantined_and_the_rest_loads(c
     user = users(db, 1)[1]
     day = JAN1
     clean = expected(user, day)
-    payloads = SyntheticFitbitSource().fetch_day(user, day)
+    payloads = SyntheticSource().fetch_day(user, day, fetch_now())
     dataset = payloads["intraday_heart_rate"][0]["heart_rate_day"][0]["activities-heart-intraday"]["dataset"]
     abc, untimed, too_fast = dataset[1000], dataset[2000], dataset[3000]
     abc["value"] = "abc"
@@ -749,15 +756,15 @@ def test_a_failing_user_day_fails_the_run_naming_it_and_keeps_the_others(cli, db
     seed(cli, 1)
     span = days(JAN1, 3)
     bad = span[1]
-    original = SyntheticFitbitSource.fetch_day
+    original = SyntheticSource.fetch_day
 
-    def flaky(self, user, day):
+    def flaky(self, user, day, fetch):
         if day == bad:
             raise RuntimeError("synthetic outage")
-        return original(self, user, day)
+        return original(self, user, day, fetch)
 
     # The runner's worker processes are forked, so they inherit the patch.
-    monkeypatch.setattr(SyntheticFitbitSource, "fetch_day", flaky)
+    monkeypatch.setattr(SyntheticSource, "fetch_day", flaky)
     result = cli("backfill", "--start", span[0].isoformat(), "--end", span[-1].isoformat(),
                  "--workers", "2", "--no-refresh")
     assert result.exit_code == PartialFailure.exit_code, (result.stdout, result.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import ADMIN_URL, empty_database, url_for
 from fitpipe.cli import app
+from fitpipe.participants import add_participant
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,8 @@ def cohort(database_url):
         empty_database(conn)
     run("seed-users", "--count", "2", "--start-date", "2024-01-01")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO users (user_id, display_name, timezone, synthetic_seed, wear_gaps, study_start) "
-                     "VALUES (3, 'always-worn', 'UTC', 777, false, '2024-01-01')")
+        add_participant(conn, 3, source="synthetic", timezone="UTC", study_start=dt.date(2024, 1, 1),
+                        display_name="always-worn", settings={"seed": 777, "wear_gaps": False})
     run("backfill", "--start", "2024-01-01", "--end", "2024-01-07", "--workers", "2")
     return database_url
 
@@ -197,16 +199,40 @@ def test_reingesting_a_day_drops_its_imputations(cohort):
     with psycopg.connect(cohort) as conn:
         before_day, before_others = conn.execute(day_window).fetchone()[0], conn.execute(other_days).fetchone()[0]
     assert before_day > 0, "user 1 has wear gaps on 2024-01-03 to impute"
-    result = runner.invoke(app, ["--database-url", cohort, "backfill", "--start", "2024-01-03", "--end",
-                                 "2024-01-03", "--user", "1", "--force"])
+    force = ["--database-url", cohort, "backfill", "--start", "2024-01-03", "--end", "2024-01-03", "--user", "1",
+             "--force"]
+
+    # Fetched again with the same content, the day's rows are left untouched, and so are the
+    # imputations made against them.
+    result = runner.invoke(app, force)
     assert result.exit_code == 0, result.output
+    assert "user=1 day=2024-01-03 status=unchanged state=complete" in result.output, result.output
     with psycopg.connect(cohort) as conn:
-        assert conn.execute(day_window).fetchone()[0] == 0
+        assert conn.execute(day_window).fetchone()[0] == before_day
         assert conn.execute(other_days).fetchone()[0] == before_others
-        stale = conn.execute(
-            "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
-            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'").fetchone()[0]
-    assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
+
+    # A re-ingest that brings different rows replaces them: here the source's day changes because
+    # the participant's synthetic device stops having wear gaps.
+    settings_sql = "UPDATE participant_sources SET settings = settings || %s::jsonb WHERE user_id = 1"
+    with psycopg.connect(cohort, autocommit=True) as conn:
+        conn.execute(settings_sql, ('{"wear_gaps": false}',))
+    try:
+        result = runner.invoke(app, force)
+        assert result.exit_code == 0, result.output
+        assert "user=1 day=2024-01-03 status=loaded state=complete" in result.output, result.output
+        with psycopg.connect(cohort) as conn:
+            assert conn.execute(day_window).fetchone()[0] == 0
+            assert conn.execute(other_days).fetchone()[0] == before_others
+            stale = conn.execute(
+                "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
+                "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'").fetchone()[0]
+        assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
+    finally:
+        # Leave the shared cohort as the other tests expect it: user 1 with wear gaps.
+        with psycopg.connect(cohort, autocommit=True) as conn:
+            conn.execute(settings_sql, ('{"wear_gaps": true}',))
+        restored = runner.invoke(app, force)
+        assert restored.exit_code == 0, restored.output
 
 
 def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):

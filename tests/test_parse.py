@@ -19,13 +19,17 @@ import pytest
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
 from fitpipe.ingest.validate import parse_day
+from conftest import fetch_now, synthetic_user
 from fitpipe.ingest.sources.synthetic import (
     NIGHT_KINDS,
-    SyntheticFitbitSource,
+    SyntheticSource,
     move_night_to_its_evening,
 )
 from fitpipe.ingest.sources.wear_gaps import gaps_for
-from fitpipe.participants import User, synthetic_seed_for
+
+
+def synthetic_seed_for(user_id: int) -> int:
+    return SyntheticSource.default_settings(user_id)["seed"]
 
 NY = "America/New_York"
 D = dt.date(2024, 1, 10)
@@ -159,8 +163,8 @@ def test_night_points_outside_the_night_window_are_quarantined():
 
 
 def test_generated_nights_lie_in_their_window_and_in_time_order():
-    user = User(7, "p7", NY, "synthetic", synthetic_seed_for(7), False, D)
-    payloads = SyntheticFitbitSource().fetch_day(user, D)
+    user = synthetic_user(7, NY, D, wear_gaps=False, display_name="p7")
+    payloads = SyntheticSource().fetch_day(user, D, fetch_now())
     ctx = DayContext(7, D, NY)
     parsed = parse_day(payloads, ctx)
     for table in ("spo2", "hrv_intraday"):
@@ -433,9 +437,9 @@ def test_removed_heart_rate_seconds_are_exactly_the_union_of_the_gaps(night_off)
     uid = 11
     seed = synthetic_seed_for(uid)
     day = _find_day(seed, night_off)
-    source = SyntheticFitbitSource()
-    full = source.fetch_day(User(uid, "p", "UTC", "synthetic", seed, False, day), day)
-    gapped = source.fetch_day(User(uid, "p", "UTC", "synthetic", seed, True, day), day)
+    source = SyntheticSource()
+    full = source.fetch_day(synthetic_user(uid, "UTC", day, wear_gaps=False, display_name="p"), day, fetch_now())
+    gapped = source.fetch_day(synthetic_user(uid, "UTC", day, wear_gaps=True, display_name="p"), day, fetch_now())
 
     def clock_seconds(payloads):
         dataset = payloads["intraday_heart_rate"][0]["heart_rate_day"][0]["activities-heart-intraday"]["dataset"]

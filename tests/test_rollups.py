@@ -193,16 +193,42 @@ def world(database_url):
         # A source correction: some raw values change (logged) and the rollups follow; then a
         # forced re-ingest restores the source's values, and the rollups must follow again.
         redo = dt.date(2024, 3, 11)
-        for user_id, timezone in ((1, KOLKATA), (2, NY)):
+        zones = ((1, KOLKATA), (2, NY))
+
+        def day_sums() -> dict[int, tuple[int, float]]:
+            return {user_id: conn.execute(
+                "SELECT count(*), sum(bpm::float8) FROM heart_rate WHERE user_id = %s AND ts >= %s AND ts < %s",
+                (user_id, local_midnight(redo, timezone), local_midnight(redo + dt.timedelta(days=1), timezone))
+            ).fetchone() for user_id, timezone in zones}
+
+        from_source, raised = day_sums(), {}
+        for user_id, timezone in zones:
             lo = local_midnight(redo, timezone) + dt.timedelta(hours=rng.randrange(8, 20))
             changed = conn.execute("UPDATE heart_rate SET bpm = bpm + 7 WHERE user_id = %s AND ts >= %s AND ts < %s",
                                    (user_id, lo, lo + dt.timedelta(hours=1))).rowcount
             assert changed > 0
+            raised[user_id] = 7 * changed
             conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, 'heart_rate', %s, %s)",
                          (user_id, lo, lo + dt.timedelta(hours=1)))
         fitpipe(url, "aggregate", "refresh")
-        fitpipe(url, "backfill", "--start", redo.isoformat(), "--end", redo.isoformat(), "--force", "--workers", "2",
-                "--no-refresh")
+        forced = ("backfill", "--start", redo.isoformat(), "--end", redo.isoformat(), "--force", "--workers", "2",
+                  "--no-refresh")
+        # The source still sends what the ledger's content hash vouches for: --force leaves the
+        # day's rows as they are ("unchanged") and logs nothing for the rollups.
+        before = pending(conn)
+        result = fitpipe(url, *forced)
+        for user_id, _ in zones:
+            assert f"user={user_id} day={redo} status=unchanged state=complete" in result.stdout, result.stdout
+        assert pending(conn) == before
+        # (bpm is a real: the raised values are rounded to float32, hence the tolerance, far below 7 bpm.)
+        assert day_sums() == {u: (n, pytest.approx(total + raised[u], rel=1e-8)) for u, (n, total) in from_source.items()}
+        # Without a content hash on file (as `participants set-timezone` leaves the days it marks),
+        # the forced re-ingest rewrites the day with the source's values.
+        conn.execute("UPDATE ingested_days SET content_hash = NULL WHERE day = %s", (redo,))
+        result = fitpipe(url, *forced)
+        for user_id, _ in zones:
+            assert f"user={user_id} day={redo} status=loaded state=complete" in result.stdout, result.stdout
+        assert day_sums() == {u: (n, pytest.approx(total, rel=1e-8)) for u, (n, total) in from_source.items()}
 
         # Raw rows that disappear outside ingestion, each range logged like a load would.
         def vanish(metric: str, user_id: int, lo: dt.datetime, hi: dt.datetime) -> None:
