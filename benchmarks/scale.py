@@ -140,7 +140,7 @@ def night(url: str, users: int, days: int, workers: int) -> dict:
     out: dict = {"users": users, "days": days, "workers": workers, "load": load, "refresh": roll,
                  "cpu_server": cpu_server, "cpu_client": cpu_client, "community": community}
     with connect(url) as conn:
-        out["rows"] = conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_runs").fetchone()[0]
+        out["rows"] = int(conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_runs").fetchone()[0])
         out["lean_row"], out["text_row"], out["rollup_rows"] = rollup_row_bytes(conn)
         out["before"] = {t["table"]: t["bytes"] for t in storage_report(conn)}
         # Baseline: the same change records, refreshed one participant per call.
@@ -165,7 +165,7 @@ def night(url: str, users: int, days: int, workers: int) -> dict:
             out["after"] = {t["table"]: t["bytes"] for t in storage_report(conn)}
             # What a re-ingest of a compressed day costs, against the same re-ingest uncompressed.
             forced = cli(url, "backfill", "--start", START.isoformat(), "--end", START.isoformat(), "--force",
-                         "--workers", str(workers), "--quiet", "--user", *[str(u) for u in range(1, min(users, 10) + 1)])
+                         "--workers", str(workers), "--quiet", *[a for u in range(1, min(users, 10) + 1) for a in ("--user", str(u))])
             out["reingest_compressed"] = memory.run_measured(forced)["wall"]
             conn.execute("SELECT decompress_chunk(c, if_compressed => true) FROM show_chunks('heart_rate') c")
             conn.commit()
@@ -244,7 +244,7 @@ def heart_rate_day(rng: np.random.Generator, day: dt.date, offset_hours: float) 
     seconds = np.arange(86400)
     rhythm = 68 + 12 * np.sin((seconds / 86400 - 0.3) * 2 * np.pi)
     walk = np.clip(np.cumsum(rng.integers(-1, 2, 86400)), -15, 25)
-    bpm = np.clip(rhythm + walk, 40, 190).astype(np.int16)
+    bpm = np.clip(rhythm + walk, 40, 190).astype(np.float32)
     keep = np.ones(86400, bool)
     charge = int(rng.integers(6 * 3600, 20 * 3600))
     keep[charge:charge + 3600] = False
@@ -257,6 +257,8 @@ def heart_rate_day(rng: np.random.Generator, day: dt.date, offset_hours: float) 
 
 def build_year(url: str, users: int, days: int) -> dict:
     from fitpipe.copybin import copy_rows
+
+    heart = next(m for m in INTRADAY if m.table == "heart_rate")
 
     c.fitpipe(url, "seed-users", "--count", str(users), "--start-date", START.isoformat(), "--timezone", "UTC")
     rng = np.random.default_rng(11)
@@ -271,7 +273,7 @@ def build_year(url: str, users: int, days: int) -> dict:
                 for day in month:
                     ts, bpm = heart_rate_day(rng, day, 0)
                     with conn.cursor() as cur:
-                        n = copy_rows(cur, "heart_rate", ("user_id", "ts", "bpm"), ("integer", "timestamptz", "smallint"),
+                        n = copy_rows(cur, "heart_rate", heart.column_names, [col.pg_type for col in heart.columns],
                                       (np.full(len(ts), user_id, np.int32), ts, bpm))
                     rows += n
                     lo = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
@@ -340,6 +342,7 @@ def export_figures(url: str, days: int) -> list[tuple]:
 
     last_day = START + dt.timedelta(days=days - 1)
     requests = (("raw, 1 day", "raw", last_day, last_day),
+                (f"raw, {min(30, days)} days", "raw", last_day - dt.timedelta(days=min(30, days) - 1), last_day),
                 ("1h, 90 days", "1h", last_day - dt.timedelta(days=min(90, days) - 1), last_day),
                 (f"1d, {days} days", "1d", START, last_day))
     out = []
@@ -367,7 +370,7 @@ def export_figures(url: str, days: int) -> list[tuple]:
             lines = sum(1 for _ in target.open()) - 1
             same = target.read_bytes() == psql_file.read_bytes()
             f, p = c.median(timings["fitpipe"]), c.median(timings["psql"])
-            out.append((name, lines, p, f, f"{p / f:.2f}", c.median(timings["frame"]), len(frame), same))
+            out.append((name, lines, p, f, f"{p / f:.2f}", c.median(timings["frame"]), len(frame), "yes" if same else "no"))
     return out
 
 
