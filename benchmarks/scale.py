@@ -141,21 +141,32 @@ def night(url: str, users: int, days: int, workers: int) -> dict:
                  "cpu_server": cpu_server, "cpu_client": cpu_client, "community": community}
     with connect(url) as conn:
         out["rows"] = int(conn.execute("SELECT coalesce(sum(rows_loaded), 0) FROM ingest_runs").fetchone()[0])
-        out["lean_row"], out["text_row"], out["rollup_rows"] = rollup_row_bytes(conn)
-        out["before"] = {t["table"]: t["bytes"] for t in storage_report(conn)}
-        # Baseline: the same change records, refreshed one participant per call.
         checksum = "SELECT md5(string_agg(r::text, '|' ORDER BY r::text)) FROM rollup_1h r"
-        set_based = conn.execute(checksum).fetchone()[0]
-        conn.execute("DELETE FROM rollup_invalidations")
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)", pending)
-        conn.commit()
+        after_cli = conn.execute(checksum).fetchone()[0]
+
+        def replay_changes() -> None:
+            """Empty rollups and the same change records again, so each timed refresh does the same work."""
+            conn.execute("TRUNCATE rollup_1min, rollup_1h, rollup_1d, rollup_invalidations")
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
+                                pending)
+            conn.commit()
+
+        # Baseline: the same change records, refreshed one participant per call.
+        replay_changes()
         started = time.perf_counter()
         for user_id in sorted({row[0] for row in pending}):
             refresh(conn, [user_id])
         out["per_user_refresh"] = time.perf_counter() - started
-        out["same_rollups"] = conn.execute(checksum).fetchone()[0] == set_based
+        per_user = conn.execute(checksum).fetchone()[0]
+        replay_changes()
+        started = time.perf_counter()
+        refresh(conn)
+        out["set_based_refresh"] = time.perf_counter() - started
+        out["same_rollups"] = conn.execute(checksum).fetchone()[0] == per_user == after_cli
         conn.commit()
+        out["lean_row"], out["text_row"], out["rollup_rows"] = rollup_row_bytes(conn)
+        out["before"] = {t["table"]: t["bytes"] for t in storage_report(conn)}
         if community:
             out["maintain"] = memory.run_measured(cli(url, "maintain"))["wall"]
             out["after_maintain"] = {t["table"]: t["bytes"] for t in storage_report(conn)}
@@ -193,10 +204,12 @@ def print_night(r: dict) -> None:
         ("ratio wall / floor (goal <= 1.25)", f"{wall / floor:.2f}"),
     ]))
     print(c.table(["refresh", "seconds", "s per participant-day", "x baseline"], [
-        ("one participant per call (baseline)", r["per_user_refresh"], r["per_user_refresh"] / pdays, "1.00"),
-        ("set-based (aggregate refresh, CLI)", roll, roll / pdays, f"{roll / r['per_user_refresh']:.2f}"),
+        ("one participant per call, in-process (baseline)", r["per_user_refresh"], r["per_user_refresh"] / pdays, "1.00"),
+        ("set-based, 100 participants a transaction", r["set_based_refresh"], r["set_based_refresh"] / pdays,
+         f"{r['set_based_refresh'] / r['per_user_refresh']:.2f}"),
+        ("set-based through the CLI (start-up included)", roll, roll / pdays, f"{roll / r['per_user_refresh']:.2f}"),
     ]))
-    print(f"both refreshes give the same rollup_1h bits: {r['same_rollups']}; goal <= 0.02 s per participant-day")
+    print(f"all refreshes give the same rollup_1h bits: {r['same_rollups']}; goal <= 0.02 s per participant-day")
     print(c.table(["rollup_1min row shape", "bytes/row (heap + key)", "x text shape"], [
         ("text metric/field, old column order (baseline)", r["text_row"], "1.00"),
         ("enums, widest column first (0010)", r["lean_row"], f"{r['lean_row'] / r['text_row']:.2f}"),
