@@ -6,15 +6,15 @@ Goal: the backfill is bounded by data generation, i.e. loading is hidden behind 
 end-to-end wall time / generation-only wall time is close to 1.0.
 
 How, in one run and one database (init-db, then `seed-users --count 3`, wear gaps on as by default):
-1. baseline: generation alone (SyntheticFitbitSource().fetch_day) of the same 42 user-days, in
+1. baseline: generation alone (SyntheticSource().fetch_day) of the same 42 user-days, in
    the same order, in a fork pool of 2 processes (wearipedia imported once before the fork, as
-   runner.run_ingest means to), nothing returned but a count; it runs in a fresh interpreter so
-   that this process never imports wearipedia and the in-process run_ingest below behaves as the CLI;
+   runner.run_plan does), nothing returned but a count; it runs in a fresh interpreter so
+   that this process never imports wearipedia and the in-process run_plan below behaves as the CLI;
 2. the data tables emptied, then the real CLI in a subprocess:
    `python -m fitpipe.cli --database-url URL backfill --start 2024-01-01 --end 2024-01-14 --workers 2 --no-refresh`
    (wall time includes interpreter start and imports; rows from its ingest_runs row);
-3. the data tables emptied, then the same backfill in-process with fitpipe.ingest.runner.run_ingest(...,
-   workers=2, refresh=False, quiet=True), whose RunSummary.time_split() gives the seconds spent in
+3. the data tables emptied, then the same backfill in-process with fitpipe.ingest.runner.run_plan(conn,
+   plan_backfill(...), workers=2), whose RunSummary.time_split() gives the seconds spent in
    generate, parse and load summed over the workers (nothing is added to fitpipe for this);
 4. the baseline again; steps 2-4 repeat --rounds times (default 2). Ratios are of the medians
    (end-to-end run / generation-only run), so drift on a shared machine hits both sides alike.
@@ -43,11 +43,13 @@ START = dt.date(2024, 1, 1)
 
 
 def _generate(item) -> tuple[int, float]:
-    from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
+    from fitpipe.ingest.sources.base import BudgetLedger, Fetch
+    from fitpipe.ingest.sources.synthetic import SyntheticSource
 
     user, day = item
     started = time.perf_counter()
-    payloads = SyntheticFitbitSource().fetch_day(user, day)
+    payloads = SyntheticSource().fetch_day(user, day, Fetch(now=dt.datetime.now(dt.timezone.utc),
+                                                            budget=BudgetLedger(None)))
     seconds = time.perf_counter() - started
     points = sum(len(d["heart_rate_day"][0]["activities-heart-intraday"]["dataset"])
                  for d in payloads["intraday_heart_rate"])
@@ -56,7 +58,7 @@ def _generate(item) -> tuple[int, float]:
 
 def generation_only(users, days: list[dt.date], workers: int) -> tuple[float, float, int]:
     """Wall seconds, summed per-day seconds and heart-rate points of generating every user-day."""
-    import wearipedia.devices.fitbit.fitbit_sense_gen  # noqa: F401  (as run_ingest: import before forking)
+    import wearipedia.devices.fitbit.fitbit_sense_gen  # noqa: F401  (as run_plan: import before forking)
 
     items = sorted(((u, d) for u in users for d in days), key=lambda t: (t[1], t[0].user_id))
     started = time.perf_counter()
@@ -70,7 +72,7 @@ def generation_only(users, days: list[dt.date], workers: int) -> tuple[float, fl
 
 def generation_only_subprocess(url: str, days: list[dt.date], workers: int) -> tuple[float, float, int]:
     """generation_only() in a fresh interpreter, so this process never imports wearipedia and
-    run_ingest below forks its workers exactly as the CLI would."""
+    run_plan below forks its workers exactly as the CLI would."""
     proc = subprocess.run(
         [c.interpreter(), __file__, "--generation-only", url, "--days", str(len(days)), "--workers", str(workers)],
         capture_output=True, text=True, env=c.cli_env(), cwd=c.ROOT)
@@ -100,7 +102,7 @@ def main() -> None:
         print(json.dumps(generation_only(users, days, args.workers)))
         return
 
-    from fitpipe.ingest.runner import run_ingest
+    from fitpipe.ingest.runner import plan_backfill, run_plan
 
     command = ["backfill", "--start", START.isoformat(), "--end", end.isoformat(),
                "--workers", str(args.workers), "--no-refresh"]
@@ -121,8 +123,9 @@ def main() -> None:
                 clis.append((cli_wall, cli_days, cli_rows, float(cli_run_seconds)))
                 c.truncate_data(conn)
             preimported = "wearipedia" in sys.modules
-            summaries.append(run_ingest(url, command="backfill", start=START, end=end, user_ids=[],
-                                        workers=args.workers, refresh=False, quiet=True))
+            with psycopg.connect(url) as conn:
+                summaries.append(run_plan(conn, plan_backfill(conn, [], START, end, False), url=url,
+                                          workers=args.workers))
             gens.append(generation_only_subprocess(url, days, args.workers))
 
     gen_wall = c.median([g[0] for g in gens])
@@ -152,26 +155,26 @@ def main() -> None:
             ("  each run", "", "", walls([x[0] for x in clis]), "", "", ""),
             ("  its ingest_runs started..finished", "", "", cli_run_seconds, "", "",
              f"{cli_run_seconds / gen_wall:.2f}"),
-            ("run_ingest in-process", loaded, e2e_rows, e2e_wall, loaded / e2e_wall, e2e_rows / e2e_wall,
+            ("run_plan in-process", loaded, e2e_rows, e2e_wall, loaded / e2e_wall, e2e_rows / e2e_wall,
              f"{e2e_wall / gen_wall:.2f}"),
             ("  each run", "", "", walls([s.seconds for s in summaries]), "", "", ""),
         ],
     ))
     print()
-    print(f"time split of run_ingest (seconds summed over {args.workers} workers, mean of the rounds; "
+    print(f"time split of run_plan (seconds summed over {args.workers} workers, mean of the rounds; "
           f"worker capacity = {args.workers} x wall = {args.workers * e2e_wall:.1f} s)")
     rows = [(part, split.get(part, 0.0), f"{split.get(part, 0.0) / busy:.0%}",
-             f"{split.get(part, 0.0) / (args.workers * e2e_wall):.0%}") for part in ("generate", "parse", "load")]
+             f"{split.get(part, 0.0) / (args.workers * e2e_wall):.0%}") for part in ("fetch", "parse", "load")]
     rows.append(("sum", busy, "100%", f"{busy / (args.workers * e2e_wall):.0%}"))
     rows.append(("generation alone, same days", gen_busy, "", f"{gen_busy / (args.workers * gen_wall):.0%}"))
     print(c.table(("part", "seconds", "share of sum", "share of capacity"), rows))
     print(f"ratio end-to-end wall / generation-only wall: {e2e_wall / gen_wall:.2f} in-process, "
           f"{cli_wall / gen_wall:.2f} via the CLI  (goal: close to 1.0)")
-    generate = sorted((o.seconds.get("generate", 0.0) for o in summaries[-1].outcomes), reverse=True)
-    print(f"generate per user-day: {split.get('generate', 0) / max(loaded, 1):.3f} s in the backfill "
+    generate = sorted((o.seconds.get("fetch", 0.0) for o in summaries[-1].outcomes), reverse=True)
+    print(f"generate per user-day: {split.get('fetch', 0) / max(loaded, 1):.3f} s in the backfill "
           f"vs {gen_busy / user_days:.3f} s alone; in the last backfill the slowest {args.workers} (each worker's "
           f"first day) took {', '.join(f'{s:.2f}' for s in generate[:args.workers])} s, the median "
-          f"{c.median(generate):.2f} s (wearipedia imported in this process before run_ingest forked: "
+          f"{c.median(generate):.2f} s (wearipedia imported in this process before run_plan forked: "
           f"{'yes' if preimported else 'no'})")
     floor = (gen_busy + split.get("parse", 0.0) + split.get("load", 0.0)) / gen_busy
     print(f"estimate if loading overlapped perfectly but shared these {os.cpu_count()} CPUs "

@@ -12,7 +12,7 @@ Datasets (all in UTC, so minute-of-day is the minute index modulo 1,440):
      65 + 12 * sin(2*pi*(minute_of_day - 480) / 1440) (low at 02:00, high at 14:00), plus AR(1)
      noise (phi 0.98, stationary sd 2 bpm), plus activity bursts (Poisson 1.5 a day between
      07:00 and 21:00, 10-60 min, +15..45 bpm, with 5-minute ramps).
-(ii) wearipedia: 14 days of fitpipe's synthetic source (SyntheticFitbitSource, wearipedia's
+(ii) wearipedia: 14 days of fitpipe's synthetic source (SyntheticSource, wearipedia's
      Fitbit generator) for one participant without wear gaps, 86,400 samples a day reduced to
      1-minute means with numpy.
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import numpy as np  # noqa: E402
 
 from fitpipe.derive.imputation import fill  # noqa: E402
-from fitpipe.participants import User, synthetic_seed_for  # noqa: E402
+from fitpipe.participants import User  # noqa: E402
 
 GAP_LENGTHS = ((5, "5 min"), (30, "30 min"), (120, "2 h"), (480, "8 h"))
 METHODS = ("linear", "profile")
@@ -67,14 +67,17 @@ def rhythm_series(days: int, seed: int) -> np.ndarray:
 
 
 def wearipedia_series(days: int) -> tuple[np.ndarray, float]:
-    from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource
+    from fitpipe.ingest.sources.base import BudgetLedger, Fetch
+    from fitpipe.ingest.sources.synthetic import SyntheticSource
 
-    source = SyntheticFitbitSource()
-    user = User(1, "participant-0001", "UTC", "synthetic", synthetic_seed_for(1), False, dt.date(2024, 1, 1))
+    source = SyntheticSource()
+    user = User(1, "participant-0001", "UTC", "synthetic", dt.date(2024, 1, 1),
+                settings=SyntheticSource.default_settings(1) | {"wear_gaps": False})
+    fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))
     started = time.perf_counter()
     out = []
     for i in range(days):
-        payloads = source.fetch_day(user, dt.date(2024, 1, 1) + dt.timedelta(days=i))
+        payloads = source.fetch_day(user, dt.date(2024, 1, 1) + dt.timedelta(days=i), fetch)
         dataset = payloads["intraday_heart_rate"][0]["heart_rate_day"][0]["activities-heart-intraday"]["dataset"]
         seconds = np.array([int(p["time"][0:2]) * 3600 + int(p["time"][3:5]) * 60 + int(p["time"][6:8])
                             for p in dataset])

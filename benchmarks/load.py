@@ -9,7 +9,7 @@ rows. The full per-day path (fitpipe.ingest.load.replace_day: lock, ledger check
 row, rollup invalidations, commit) is measured too, against the same baseline.
 
 How: 3 days of heart rate for one participant (wear gaps off: 86,400 rows a day) are generated
-and parsed once up front (SyntheticFitbitSource().fetch_day + fitpipe.ingest.validate.parse_day). Then each
+and parsed once up front (SyntheticSource().fetch_day + fitpipe.ingest.validate.parse_day). Then each
 method runs once per round, in a rotating order, for --repeats rounds; before each measurement
 the tables are truncated and CHECKPOINTed, and each timing ends with the commit. The baseline gets
 its rows as ready-made Python tuples (the conversion from numpy is done up front, not timed), so
@@ -37,19 +37,21 @@ from fitpipe.copybin import copy_rows, encode  # noqa: E402
 from fitpipe.ingest.load import replace_day  # noqa: E402
 from fitpipe.days import DayContext
 from fitpipe.ingest.validate import ParsedDay, parse_day  # noqa: E402
-from fitpipe.ingest.sources.synthetic import SyntheticFitbitSource  # noqa: E402
+from fitpipe.ingest.sources.base import BudgetLedger, Fetch  # noqa: E402
+from fitpipe.ingest.sources.synthetic import SyntheticSource  # noqa: E402
 from fitpipe.participants import seed_users  # noqa: E402
 
 START = dt.date(2024, 1, 1)
 
 
 def generate(user, days: int) -> list[tuple[DayContext, ParsedDay]]:
-    source = SyntheticFitbitSource()
+    source = SyntheticSource()
+    fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))
     out = []
     for i in range(days):
         day = START + dt.timedelta(days=i)
-        ctx = DayContext(user.user_id, day, user.timezone)
-        out.append((ctx, parse_day(source.fetch_day(user, day), ctx, source.payload_format)))
+        ctx = user.day_context(day)
+        out.append((ctx, parse_day(source.fetch_day(user, day, fetch), ctx, source.payload_format)))
     return out
 
 

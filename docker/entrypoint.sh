@@ -20,6 +20,7 @@
 #   FITPIPE_DEMO              1: ingest every 2 minutes instead, to fill the dashboards quickly (default 0)
 #   FITPIPE_METRICS_FILE      Prometheus textfile written by every run (default /metrics/fitpipe.prom)
 #   GRAFANA_DB_PASSWORD       when set, the read-only login `grafana` is created with it
+#   POSTGRES_EXPORTER_DB_PASSWORD  when set, the read-only login `postgres_exporter` is created with it
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -79,6 +80,10 @@ fitpipe seed-users --count "$FITPIPE_USERS" --timezone "$FITPIPE_TIMEZONE" --sta
 # Grafana reads through a login of its own that can only read (fitpipe_readonly).
 if [ -n "${GRAFANA_DB_PASSWORD:-}" ]; then
     FITPIPE_READER_PASSWORD="$GRAFANA_DB_PASSWORD" fitpipe create-reader grafana
+fi
+# So does postgres_exporter (profile monitoring): it counts adherence flags with fitpipe_adherence().
+if [ -n "${POSTGRES_EXPORTER_DB_PASSWORD:-}" ]; then
+    FITPIPE_READER_PASSWORD="$POSTGRES_EXPORTER_DB_PASSWORD" fitpipe create-reader postgres_exporter
 fi
 
 # cron starts jobs with an almost empty environment: the job sources this file instead. It holds

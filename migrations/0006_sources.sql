@@ -74,7 +74,7 @@ ALTER TABLE ingested_days
 UPDATE ingested_days SET state = CASE WHEN rows_loaded = 0 THEN 'empty' ELSE 'complete' END, checked_at = ingested_at;
 COMMENT ON TABLE ingested_days IS 'The ledger: one row per (user, local day) a run has touched, with its state. Rows of a loaded day are committed with its ledger row. The cursor is the last settled day of the unbroken run from the study start.';
 COMMENT ON COLUMN ingested_days.state IS 'provisional (loaded before the source''s settle window passed; fetched again), complete (settled with data), empty (settled without data) or deferred (the source said retry later; nothing loaded).';
-COMMENT ON COLUMN ingested_days.content_hash IS 'SHA-256 of the fetched payloads; a re-fetch with the same hash leaves the day''s rows untouched.';
+COMMENT ON COLUMN ingested_days.content_hash IS 'SHA-256 of the rows and quarantined records the last fetch produced; an unforced re-fetch with the same hash leaves the day''s rows untouched.';
 COMMENT ON COLUMN ingested_days.checked_at IS 'When the source was last asked for the day (ingested_at is when rows were last written).';
 COMMENT ON COLUMN ingested_days.retry_after IS 'For deferred days: not before this instant.';
 COMMENT ON COLUMN ingested_days.attempts IS 'Fetches that were deferred in a row; reset when the day loads.';

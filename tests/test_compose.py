@@ -117,7 +117,8 @@ def test_named_volumes_are_declared_and_used(compose, services):
 def test_bind_mounts_exist(services):
     for name, service in services.items():
         for kind, source, _ in volume_mounts(service):
-            if kind == "bind":
+            # Absolute sources are the Docker host's own paths (node_exporter's and cAdvisor's /, /sys, ...).
+            if kind == "bind" and not source.startswith("/"):
                 assert (COMPOSE_FILE.parent / source).exists(), f"service {name} mounts {source}, which is missing"
 
 
@@ -401,11 +402,87 @@ def test_dashboard_provider_reads_the_mounted_dashboards(services):
         assert (COMPOSE_FILE.parent / mounts[mount] / home[len(mount) + 1:]).is_file(), home
 
 
-def test_grafana_lets_anonymous_users_view_only(services):
+def test_grafana_needs_a_login_unless_a_demo_opens_it_to_viewers(services):
     env = environment(services["grafana"])
-    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
-    assert compose_default(env["GF_SECURITY_ADMIN_PASSWORD"])  # a default, overridable from the environment
-    assert "${" in env["GF_SECURITY_ADMIN_PASSWORD"]
+    # Health data: anonymous access off by default; the demo setting opens it read-only.
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "${GRAFANA_ANONYMOUS:-false}"
+    assert compose_default(env["GF_AUTH_ANONYMOUS_ENABLED"]) == "false"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer" and env["GF_USERS_AUTO_ASSIGN_ORG_ROLE"] == "Viewer"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    for name in ("GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD"):
+        assert compose_default(env[name]) and "${" in env[name], f"{name} must come from the environment"
+    viewer = services["grafana-viewer"]
+    viewer_env = environment(viewer)
+    assert viewer_env["GRAFANA_VIEWER_PASSWORD"] == "${GRAFANA_VIEWER_PASSWORD:-}"  # no viewer without a password
+    assert (viewer_env["GRAFANA_ADMIN_USER"], viewer_env["GRAFANA_ADMIN_PASSWORD"]) == (
+        env["GF_SECURITY_ADMIN_USER"], env["GF_SECURITY_ADMIN_PASSWORD"])
+    assert viewer["depends_on"]["grafana"]["condition"] == "service_healthy"
+    script = ROOT / "monitoring" / "grafana" / "create-viewer.sh"
+    assert viewer["entrypoint"][-1].endswith("/" + script.name) and script.is_file()
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+
+
+# --------------------------------------------------------------------------------------------
+# The monitoring profile
+
+MONITORING_SERVICES = {"prometheus", "node-exporter", "cadvisor", "postgres-exporter", "alertmanager", "alert-log"}
+
+
+def test_monitoring_services_are_in_the_profile_only(services):
+    in_profile = {name for name, service in services.items() if "monitoring" in service.get("profiles", [])}
+    assert in_profile == MONITORING_SERVICES
+    for name in ("timescaledb", "fitpipe", "grafana"):
+        assert not services[name].get("profiles"), f"{name} must start without a profile"
+
+
+def test_monitoring_services_have_health_checks_and_start_in_order(services):
+    for name in MONITORING_SERVICES:
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert services[name].get("restart") == "unless-stopped", name
+    waits = {other for other, c in services["prometheus"]["depends_on"].items() if c["condition"] == "service_healthy"}
+    assert waits == {"node-exporter", "postgres-exporter", "cadvisor", "alertmanager"}
+    assert services["postgres-exporter"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+    assert services["alertmanager"]["depends_on"]["alert-log"]["condition"] == "service_healthy"
+
+
+def test_only_prometheus_and_alertmanager_publish_ports_on_loopback(services):
+    published = {name: service["ports"] for name, service in services.items()
+                 if name in MONITORING_SERVICES and service.get("ports")}
+    assert published == {"prometheus": ["127.0.0.1:9090:9090"], "alertmanager": ["127.0.0.1:9093:9093"]}
+    for name in MONITORING_SERVICES:
+        assert services[name].get("network_mode") != "host", f"{name} would listen on the host's addresses"
+
+
+def test_monitoring_mounts_and_volumes(services, compose):
+    def mounts(name):
+        return {target: (kind, source) for kind, source, target in volume_mounts(services[name])}
+
+    assert mounts("prometheus")["/etc/prometheus"] == ("bind", "./monitoring/prometheus")
+    assert mounts("prometheus")["/prometheus"] == ("volume", "prometheus-data")
+    assert mounts("alertmanager")["/alertmanager"] == ("volume", "alertmanager-data")
+    assert {"prometheus-data", "alertmanager-data"} <= set(compose["volumes"])
+    # node_exporter's textfile collector reads the volume the fitpipe service writes its metrics to.
+    fitpipe_dir = str(PurePosixPath(environment(services["fitpipe"])["FITPIPE_METRICS_FILE"]).parent)
+    volume = next(source for _, source, target in volume_mounts(services["fitpipe"]) if target == fitpipe_dir)
+    textfile = next(a.split("=", 1)[1] for a in services["node-exporter"]["command"]
+                    if a.startswith("--collector.textfile.directory="))
+    assert mounts("node-exporter")[textfile] == ("volume", volume)
+    queries = next(a.split("=", 1)[1] for a in services["postgres-exporter"]["command"]
+                   if a.startswith("--extend.query-path="))
+    mount = mounts("postgres-exporter")[str(PurePosixPath(queries).parent)]
+    assert (COMPOSE_FILE.parent / mount[1] / PurePosixPath(queries).name).is_file()
+    script = services["alertmanager"]["entrypoint"][1]
+    source = mounts("alertmanager")[str(PurePosixPath(script).parent)][1]
+    assert (COMPOSE_FILE.parent / source / PurePosixPath(script).name).is_file()
+
+
+def test_postgres_exporter_logs_in_as_the_reader_the_fitpipe_service_creates(services):
+    exporter = environment(services["postgres-exporter"])
+    fitpipe_env = environment(services["fitpipe"])
+    assert exporter["DATA_SOURCE_PASS"] == fitpipe_env["POSTGRES_EXPORTER_DB_PASSWORD"]
+    assert exporter["DATA_SOURCE_URI"].startswith("timescaledb:5432/")
+    assert "DATA_SOURCE_NAME" not in exporter, "the password stays out of a URL"
+    assert f"fitpipe create-reader {exporter['DATA_SOURCE_USER']}" in ENTRYPOINT.read_text()
 
 
 def datasource_refs(node):
@@ -430,3 +507,12 @@ def test_dashboards_use_provisioned_datasources(path):
     for ref in refs:
         assert ref["uid"] in sources, f"{board['title']}: data source uid {ref['uid']} is not provisioned"
         assert ref.get("type") in POSTGRES_TYPES and sources[ref["uid"]]["type"] in POSTGRES_TYPES, ref
+
+
+def test_entrypoint_creates_the_exporters_reader_when_its_password_is_set(sandbox):
+    _, env, log = sandbox
+    result = run_entrypoint({**env, "POSTGRES_EXPORTER_DB_PASSWORD": "exporter-s3cret"})
+    assert result.returncode == 0, result.stderr
+    calls = [line.split("|")[0] for line in log.read_text().splitlines()]
+    assert "create-reader postgres_exporter" in calls
+    assert "exporter-s3cret" not in log.read_text() + result.stdout + result.stderr, "the password is not an argument"

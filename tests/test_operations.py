@@ -202,37 +202,17 @@ def test_reingesting_a_day_drops_its_imputations(cohort):
     force = ["--database-url", cohort, "backfill", "--start", "2024-01-03", "--end", "2024-01-03", "--user", "1",
              "--force"]
 
-    # Fetched again with the same content, the day's rows are left untouched, and so are the
-    # imputations made against them.
+    # A forced re-ingest rewrites the day, so the imputations made against its old rows go.
     result = runner.invoke(app, force)
     assert result.exit_code == 0, result.output
-    assert "user=1 day=2024-01-03 status=unchanged state=complete" in result.output, result.output
+    assert "user=1 day=2024-01-03 status=loaded state=complete" in result.output, result.output
     with psycopg.connect(cohort) as conn:
-        assert conn.execute(day_window).fetchone()[0] == before_day
+        assert conn.execute(day_window).fetchone()[0] == 0
         assert conn.execute(other_days).fetchone()[0] == before_others
-
-    # A re-ingest that brings different rows replaces them: here the source's day changes because
-    # the participant's synthetic device stops having wear gaps.
-    settings_sql = "UPDATE participant_sources SET settings = settings || %s::jsonb WHERE user_id = 1"
-    with psycopg.connect(cohort, autocommit=True) as conn:
-        conn.execute(settings_sql, ('{"wear_gaps": false}',))
-    try:
-        result = runner.invoke(app, force)
-        assert result.exit_code == 0, result.output
-        assert "user=1 day=2024-01-03 status=loaded state=complete" in result.output, result.output
-        with psycopg.connect(cohort) as conn:
-            assert conn.execute(day_window).fetchone()[0] == 0
-            assert conn.execute(other_days).fetchone()[0] == before_others
-            stale = conn.execute(
-                "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
-                "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'").fetchone()[0]
-        assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
-    finally:
-        # Leave the shared cohort as the other tests expect it: user 1 with wear gaps.
-        with psycopg.connect(cohort, autocommit=True) as conn:
-            conn.execute(settings_sql, ('{"wear_gaps": true}',))
-        restored = runner.invoke(app, force)
-        assert restored.exit_code == 0, restored.output
+        stale = conn.execute(
+            "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
+            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'").fetchone()[0]
+    assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
 
 
 def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):

@@ -121,7 +121,8 @@ METRICS: tuple[Metric, ...] = (
         "hrv_intraday", "hrv_intraday", "ts",
         (
             _real("rmssd", 0, 300, "ms"),
-            _real("coverage", 0, 1),
+            # Nullable: the Google Health API does not report coverage (migration 0030).
+            _real("coverage", 0, 1, nullable=True),
             _real("hf", 0, 20000, "ms^2"),
             _real("lf", 0, 20000, "ms^2"),
         ),
@@ -141,7 +142,8 @@ METRICS: tuple[Metric, ...] = (
             Column("log_id", "bigint"),
             Column("is_main_sleep", "boolean"),
             Column("duration_s", "integer", 0, 24 * 3600),
-            _small("efficiency", 0, 100),
+            # Nullable: the Google Health API does not report efficiency (migration 0030).
+            _small("efficiency", 0, 100, nullable=True),
             _small("minutes_asleep", 0, 1440),
             _small("minutes_awake", 0, 1440),
             _small("minutes_to_fall_asleep", 0, 1440),
@@ -181,6 +183,30 @@ METRICS: tuple[Metric, ...] = (
         "hrv_daily", "hrv_daily", "day",
         (_real("daily_rmssd", 0, 300, nullable=True), _real("deep_rmssd", 0, 300, nullable=True)),
         DayWindow.DATE, "1d", "Daily heart-rate variability",
+    ),
+    # Takeout carries these; the synthetic source does not (fitpipe import).
+    Metric(
+        "heart_rate_confidence", "heart_rate_confidence", "ts",
+        (_small("confidence", 0, 3, "Fitbit confidence in the heart-rate sample"),),
+        DayWindow.CALENDAR, "1s", "Device confidence per heart-rate sample",
+    ),
+    Metric(
+        "data_sources", "data_sources", "day",
+        (Column("samples", "integer", 0, 10_000_000),),
+        DayWindow.DATE, "1d", "Where a day's rows came from",
+        extra_key=(Column("metric", "text"), Column("origin", "text"), Column("data_source", "text")),
+    ),
+    Metric(
+        # Only where the offset carries information: the device reported an offset other than the
+        # participant's zone gives (travel not yet in the timezone history). See migration 0030.
+        "device_utc_offsets", "device_utc_offsets", "day",
+        (
+            Column("points", "integer", 1, 10_000_000, description="data points reported at this offset"),
+            Column("first_ts", "timestamptz", description="first of them"),
+            Column("last_ts", "timestamptz", description="last of them"),
+        ),
+        DayWindow.DATE, "1d", "UTC offsets a device reported that differ from the participant's zone",
+        extra_key=(Column("utc_offset_s", "integer", -50_400, 50_400),),
     ),
 )
 

@@ -42,7 +42,7 @@ participants_app = typer.Typer(
 app.add_typer(participants_app, name="participants")
 secrets_app = typer.Typer(
     help="Encrypted per-participant secrets (FITPIPE_SECRET_KEY): store, rotate the key.\n\n"
-    "Example: fitpipe secrets new-key > key && FITPIPE_SECRET_KEY_FILE=key fitpipe secrets rotate",
+    "Example: fitpipe secrets rotate",
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
@@ -199,11 +199,16 @@ def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait
             from fitpipe.derive.rollups import refresh as refresh_rollups
 
             refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
+        if metrics_file:
+            from fitpipe.output.status import attention_counts
+
+            deferred_days, needing_reconsent = attention_counts(conn)
     reporter.summary(summary)
     if metrics_file:
         from fitpipe.output.metrics_file import write_run_metrics
 
-        write_run_metrics(metrics_file, plan.command, summary, summary.status)
+        write_run_metrics(metrics_file, plan.command, summary, summary.status, deferred_days=deferred_days,
+                          needing_reconsent=needing_reconsent)
     failed = summary.failed
     if failed:
         names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
@@ -245,14 +250,15 @@ def backfill(
     start: RequiredStart,
     end: RequiredEnd,
     user: Users = None,
-    force: bool = typer.Option(False, "--force", help="Fetch settled days again too."),
+    force: bool = typer.Option(False, "--force", help="Fetch settled days again too, and rewrite them even when unchanged."),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
     max_wait: MaxWait = 60.0,
 ) -> None:
-    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force.
+    """Fetch a bounded range of days. Settled days (complete or empty) are skipped unless --force,
+    which also rewrites days whose content is unchanged (to repair rows changed outside fitpipe).
 
     Re-running after an interruption does only what is missing or unsettled.
 
@@ -265,6 +271,101 @@ def backfill(
         raise BadInput(f"--end {last} is before --start {first}")
     _run(lambda conn: plan_backfill(conn, user or [], first, last, force), workers=workers, refresh=refresh,
          quiet=quiet, metrics_file=metrics_file, max_wait=max_wait)
+
+
+@app.command("import")
+@handles_errors
+def import_archive(
+    path: Path = typer.Argument(..., help="The Takeout .zip, or the folder it was extracted to."),
+    user: int = typer.Option(..., "--user", help="The participant the archive belongs to."),
+    timezone: Optional[str] = typer.Option(
+        None, "--timezone", help="Read the archive's zone-less times in this IANA zone instead of the participant's "
+        "timezone history (e.g. for history from before enrolment, lived elsewhere)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
+    force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
+    workers: Workers = None,
+    refresh: Refresh = True,
+    quiet: Quiet = False,
+    metrics_file: MetricsFile = None,
+) -> None:
+    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com
+    MyFitbitData archive), exactly once.
+
+    Recognises the layout generation, lists the metrics, files, date span and records it will
+    load and what it skips and why, then loads day by day through the same per-day transaction
+    as ingest. UTC times (ending in Z) are instants; zone-less times are the participant's local
+    wall time on that date; the disputed Global Export Data JSON times give way to a CSV twin
+    with UTC times, and where there is none they are read as local time and the assumption is
+    recorded. Re-importing an archive on record does nothing unless --force (which rewrites every
+    day); a newer archive replaces the days whose content it changes. Exit codes: 0 done, 2 bad input (missing file, broken zip,
+    unknown layout or user), 5 some days failed (import again to finish).
+
+    Example: fitpipe import takeout-20260601.zip --user 7 --dry-run
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.ingest.takeout.importer import index_archive, load, open_import
+    from fitpipe.output.progress import Reporter
+    from fitpipe.output.render import import_listing
+
+    out = console()
+    with connection(state.url) as conn:
+        require_schema(conn)
+        plan = open_import(conn, path, user, timezone)
+        try:
+            known = plan.previous
+            if known and not force and not dry_run:
+                out.print(f"archive {plan.sha256[:12]} was already imported for participant {user} "
+                          f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
+                          "(--force loads it again)")
+                return
+            index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
+            for line in [] if quiet else import_listing(plan.report()):
+                out.print(line, soft_wrap=isinstance(line, str))
+            if dry_run:
+                out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
+                return
+            reporter = Reporter("import", quiet=quiet)
+            summary, import_id = load(conn, plan, url=state.url, workers=workers, progress=reporter, force=force)
+            if refresh and summary.count("loaded"):
+                from fitpipe.derive.rollups import refresh as refresh_rollups
+
+                refresh_rollups(conn, [user])
+        finally:
+            plan.close()
+    reporter.summary(summary)
+    if metrics_file:
+        from fitpipe.output.metrics_file import write_run_metrics
+
+        write_run_metrics(metrics_file, "import", summary, summary.status)
+    if not quiet:
+        out.print(f"recorded as import {import_id} (run {summary.run_id})")
+    if summary.failed:
+        names = ", ".join(str(o.day) for o in summary.failed[:10])
+        raise PartialFailure(f"{len(summary.failed)} day(s) failed and were left as they were: {names} "
+                             f"(run {summary.run_id}); import the archive again to finish")
+
+
+def _file_progress(out):
+    """Indexing progress: a bar on a terminal, a plain line every 1,000 files otherwise."""
+    state_of = {}
+
+    def on_file(number: int, total: int, member) -> None:
+        if out.is_terminal:
+            if "bar" not in state_of:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                bar = Progress(TextColumn("reading archive"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                               console=out, transient=True)
+                state_of["bar"], state_of["task"] = bar, bar.add_task("read", total=total)
+                bar.start()
+            state_of["bar"].update(state_of["task"], completed=number)
+            if number == total:
+                state_of["bar"].stop()
+        elif number == 1 or number % 1000 == 0 or number == total:
+            sys.stdout.write(f"reading archive: file {number} of {total}\n")
+            sys.stdout.flush()
+
+    return on_file
 
 
 @app.command()
@@ -648,12 +749,53 @@ def participants_withdraw(
         console().print(f"participant {user_id} withdrawn; their data stays (use --delete-data to remove it)")
 
 
+@app.command()
+@handles_errors
+def enroll(
+    user_id: int = typer.Option(..., "--user", min=1, help="Participant id (new, or enrolled with google-health)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Print the consent URL and wait, for a headless server."),
+    client_secrets: Optional[str] = typer.Option(
+        None, "--client-secrets", envvar="FITPIPE_GOOGLE_CLIENT_SECRETS", show_envvar=True,
+        help="The OAuth client's JSON (Desktop app) from the Google Cloud console."),
+    timezone: Optional[str] = typer.Option(None, "--timezone", help="IANA zone; required for a new participant."),
+    study_start: Optional[str] = typer.Option(None, "--study-start", help="First local day, YYYY-MM-DD. Default: today."),
+    name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
+) -> None:
+    """Enrol a participant with the Google Health API (source google-health), or renew their consent.
+
+    Runs Google's installed-app consent flow (PKCE, a loopback redirect on 127.0.0.1, offline
+    access, read-only scopes for what fitpipe stores) and stores the refresh token encrypted
+    (FITPIPE_SECRET_KEY). A participant marked needs_reconsent is back to ok, and their deferred
+    days are fetched by the next ingest. FITPIPE_HEALTH_API_URL points ingest at another endpoint.
+
+    Example: fitpipe enroll --user 7 --timezone Europe/Berlin --study-start 2024-03-01 --no-browser
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.ingest.google_health.consent import enroll_participant
+    from fitpipe.secrets import Keyring
+
+    keyring = Keyring.from_environment()
+    start = parse_day(study_start, "--study-start")
+
+    def announce(message: str) -> None:
+        typer.echo(message)
+        sys.stdout.flush()
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        created = enroll_participant(conn, keyring, user_id, client_secrets=client_secrets, open_browser=not no_browser,
+                                     announce=announce, timezone=timezone, study_start=start, display_name=name)
+    console().print(f"participant {user_id} {'enrolled' if created else 're-consented'} with google-health; "
+                    f"consent stored encrypted (key {keyring.primary_id})")
+
+
 @secrets_app.command("new-key")
 @handles_errors
 def secrets_new_key() -> None:
-    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git).
+    """Print a new random key for FITPIPE_SECRET_KEY (keep it out of the database and of git),
+    e.g. redirected into the file FITPIPE_SECRET_KEY_FILE names.
 
-    Example: fitpipe secrets new-key > /etc/fitpipe/secret.key
+    Example: fitpipe secrets new-key
     """
     from fitpipe.secrets import new_key
 
@@ -667,9 +809,9 @@ def secrets_set(
     source: Optional[str] = typer.Option(None, "--source", help="Source the secret is for. Default: the participant's."),
 ) -> None:
     """Store a participant's secret for a source, encrypted. The secret is read from standard
-    input (never a flag: flags show in `ps` and shell history).
+    input (never a flag: flags show in `ps` and shell history), e.g. redirected from a file.
 
-    Example: fitpipe secrets set --user 3 < token.txt
+    Example: fitpipe secrets set --user 3
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.participants import list_users
@@ -691,9 +833,10 @@ def secrets_set(
 def secrets_rotate() -> None:
     """Re-encrypt every stored secret with the first key of FITPIPE_SECRET_KEY.
 
-    List the new key first and the old one after it, run this, then drop the old key.
+    List the new key first and the old one after it (FITPIPE_SECRET_KEY="$NEW,$OLD"), run this,
+    then drop the old key.
 
-    Example: FITPIPE_SECRET_KEY="$NEW,$OLD" fitpipe secrets rotate
+    Example: fitpipe secrets rotate
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.secrets import Keyring, rotate_secrets

@@ -26,7 +26,7 @@ class User:
     source: str
     study_start: dt.date
     # The source's own settings (participant_sources.settings); only that source reads them.
-    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
     # (effective_from, zone) in order; the first entry also covers the days before it.
     zones: tuple[tuple[dt.date, str], ...] = ()
     withdrawn_at: dt.datetime | None = None

@@ -94,8 +94,15 @@ def replace_day(
     run_id: int | None,
     skip_if_done: bool,
     settled: bool = True,
+    rewrite_unchanged: bool | None = None,
 ) -> DayOutcome:
-    """Load the day `produce` returns; `settled` says whether the source can still change it."""
+    """Load the day `produce` returns; `settled` says whether the source can still change it.
+
+    `rewrite_unchanged` (default: a forced run, skip_if_done off) rewrites a day whose content hash
+    is unchanged; an import turns it off to replace settled days only where their content changed.
+    """
+    if rewrite_unchanged is None:
+        rewrite_unchanged = not skip_if_done
     outcome = DayOutcome(ctx.user_id, ctx.day, "loaded")
     with conn.transaction():
         if not locks.try_lock_user_day(conn, ctx.user_id, ctx.day):
@@ -118,8 +125,9 @@ def replace_day(
         digest = content_hash(parsed)
         state = ("complete" if parsed.row_count else "empty") if settled else "provisional"
         outcome.state = state
-        if on_file and on_file[1] == digest:
+        if on_file and on_file[1] == digest and not rewrite_unchanged:
             # Same content: the rows stay as they are (no rewrite, no rollup work); only the state moves.
+            # A forced run (skip_if_done off) rewrites anyway, to repair rows changed outside fitpipe.
             conn.execute(
                 "UPDATE ingested_days SET state = %s, checked_at = now(), retry_after = NULL, attempts = 0, "
                 "note = NULL, run_id = %s WHERE user_id = %s AND day = %s",

@@ -39,6 +39,9 @@ from fitpipe.timezones import now_in
 # longer ones defer the day to a later run.
 DEFAULT_MAX_WAIT = 60.0
 MAX_ATTEMPTS_PER_RUN = 5
+# A day whose participant must consent again is asked for again after this long (re-enrolment
+# makes it due at once).
+WAIT_FOR_RECONSENT = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Task:
     # The participant's recent request times, carried from one of its days to the next.
     budget_spent: tuple[float, ...] = ()
     attempt: int = 1
+    # None: as replace_day decides from skip_if_done (see there).
+    rewrite_unchanged: bool | None = None
 
 
 @dataclass
@@ -202,7 +207,7 @@ def _secret_reader(conn: psycopg.Connection, user: User):
 def run_task(item: tuple[Task, int]) -> DayOutcome:
     task, run_id = item
     from fitpipe.ingest.load import replace_day
-    from fitpipe.ingest.sources import SourceFailed, source_for
+    from fitpipe.ingest.sources import RetryLater, SourceFailed, source_for
     from fitpipe.ingest.sources.base import BudgetLedger, Fetch
     from fitpipe.ingest.validate import parse_day
 
@@ -220,7 +225,15 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
 
         def produce():
             started = time.perf_counter()
-            payloads = source.fetch_day(user, task.day, fetch)
+            try:
+                payloads = source.fetch_day(user, task.day, fetch)
+            except SourceFailed as exc:
+                if not exc.needs_reconsent:
+                    raise
+                # Revoked consent: the day waits for the participant (deferred, not failed), the
+                # mark is committed with the deferral, and the run goes on for everyone else.
+                _mark_needs_reconsent(user, exc.reason)
+                raise RetryLater(exc.reason, after=WAIT_FOR_RECONSENT) from None
             seconds["fetch"] = time.perf_counter() - started
             started = time.perf_counter()
             parsed = parse_day(payloads, ctx, source.payload_format)
@@ -228,10 +241,9 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
             return parsed
 
         outcome = replace_day(conn, ctx, produce, source=source.name, run_id=run_id,
-                              skip_if_done=task.skip_if_done, settled=settled)
+                              skip_if_done=task.skip_if_done, settled=settled,
+                              rewrite_unchanged=task.rewrite_unchanged)
     except SourceFailed as exc:
-        if exc.needs_reconsent:
-            _mark_needs_reconsent(user, exc.reason)
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"source failed: {exc.reason}"))
     except Exception as exc:  # one bad day must not stop the others
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))

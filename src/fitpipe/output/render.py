@@ -60,6 +60,9 @@ def status_tables(report: dict) -> list:
     for user_id, days in missing[:20]:
         shown = ", ".join(str(d) for d in days[:8]) + (f" ... ({len(days)} days)" if len(days) > 8 else "")
         tables.append(f"user {user_id} is missing {shown}")
+    for u in report["users"]:
+        if u["credentials"] in ("missing", "needs_reconsent") and not u["withdrawn"]:
+            tables.append(f"user {u['user_id']} credentials {u['credentials']}: {u.get('credential_note') or '-'}")
     last = report.get("last_run")
     if last:
         tables.append(
@@ -67,6 +70,7 @@ def status_tables(report: dict) -> list:
             f"{last['started_at']:%Y-%m-%d %H:%M:%S %Z}, {last['user_days']} user-days, {last['rows_loaded']:,} rows, "
             f"{last['quarantined']} quarantined, {last['failed']} failed"
         )
+    tables.extend(import_lines(report.get("imports", [])))
     return tables
 
 
@@ -100,3 +104,55 @@ def adherence_table(as_of, rows: list[dict], flags: tuple[str, ...]):
             "[bold red]" + ", ".join(raised) + "[/bold red]" if raised else "[green]ok[/green]",
         )
     return table
+
+
+def import_listing(report: dict) -> list:
+    """What `fitpipe import` found in an archive: layout, metrics with files, span and records,
+    what it skips and why, and the time-zone assumptions."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    lines: list = [
+        f"archive {escape(report['path'])} ({report['kind']}, sha256 {report['sha256'][:12]}): layout "
+        f"[bold]{report['layout']}[/bold], {report['layout_description']}"
+        + (f"; trees: {', '.join(report['trees'])}" if len(report["trees"]) > 1 else ""),
+    ]
+    if report["previous"]:
+        lines.append(f"this archive is on record already (import {report['previous']})")
+    table = Table(title=f"what it holds: {report['first_day'] or '-'} .. {report['last_day'] or '-'}, "
+                        f"{report['days']} day(s) to load")
+    for column in ("metric", "records read", "first", "last", "from", "not loaded"):
+        table.add_column(column, no_wrap=column != "from")
+    for m in report["metrics"]:
+        dropped = [f"{n:,} copies in {escape(origin)}" for origin, n in m["copies_dropped"].items()]
+        if m["health_connect_dropped"]:
+            dropped.append(f"{m['health_connect_dropped']:,} Health Connect re-exports")
+        table.add_row(m["metric"], f"{m['records']:,}", str(m["first"] or "-"), str(m["last"] or "-"),
+                      "; ".join(f"{escape(origin)} ({n:,})" for origin, n in m["from"].items()) or "-",
+                      "; ".join(dropped) or "-")
+    lines.append(table)
+    lines.append(f"files: {report['files']:,} in the archive, {report['files_used']:,} read, "
+                 f"{report['files_skipped']:,} skipped")
+    for reason, n in report["skipped_reasons"].items():
+        lines.append(f"  skipped {n:,} file(s): {escape(reason)}")
+    if report["not_over"]:
+        lines.append(f"left out {len(report['not_over'])} day(s) not over yet: {report['not_over'][0]} .. "
+                     f"{report['not_over'][-1]}")
+    for assumption in report["assumptions"]:
+        lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")
+    return lines
+
+
+def import_lines(imports: list[dict]) -> list[str]:
+    """status: each participant's Takeout imports, newest first, with their time-zone assumptions."""
+    from rich.markup import escape
+
+    lines = []
+    for i in imports:
+        lines.append(
+            f"user {i['user_id']} Takeout import {i['import_id']} ({i['status']}): {i['layout']}, sha256 "
+            f"{i['sha256'][:12]}, {i['first_day']} .. {i['last_day']}, {i['rows']:,} rows, run {i['run_id']}, "
+            f"{i['imported_at']:%Y-%m-%d %H:%M %Z}")
+        for assumption in i["assumptions"]:
+            lines.append(f"  assumption: {escape(assumption)}")
+    return lines

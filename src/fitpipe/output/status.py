@@ -63,8 +63,11 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         deferred: dict[int, list] = {}
         for row in cur.fetchall():
             deferred.setdefault(row.pop("user_id"), []).append(row)
-        cur.execute("SELECT s.user_id, s.credential_state, s.credential_note FROM participant_sources s "
-                    "JOIN users u ON u.user_id = s.user_id AND u.source = s.source WHERE s.user_id = ANY(%s)", (ids,))
+        # Token health: the credential state, why it last changed, and when the secret was stored.
+        cur.execute("SELECT s.user_id, s.credential_state, s.credential_note, c.updated_at AS secret_stored_at "
+                    "FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source "
+                    "LEFT JOIN source_credentials c ON c.user_id = s.user_id AND c.source = s.source "
+                    "WHERE s.user_id = ANY(%s)", (ids,))
         credentials = {row["user_id"]: row for row in cur.fetchall()}
     report_users = []
     for user in users:
@@ -87,6 +90,8 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
             "source": user.source,
             "withdrawn": user.withdrawn_at is not None,
             "credentials": credentials.get(user.user_id, {}).get("credential_state"),
+            "credential_note": credentials.get(user.user_id, {}).get("credential_note"),
+            "secret_stored_at": credentials.get(user.user_id, {}).get("secret_stored_at"),
             "timezone_history": [{"from": start, "timezone": zone} for start, zone in user.zones],
             "states": {"complete": int(info.get("complete") or 0), "empty": int(info.get("empty") or 0),
                        "provisional": len(info.get("provisional_days") or []),
@@ -98,7 +103,22 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
     from fitpipe.derive.maintain import storage_report
 
     return {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run,
-            "storage": storage_report(conn)}
+            "imports": takeout_imports(conn, ids), "storage": storage_report(conn)}
+
+
+def takeout_imports(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:
+    """The Takeout archives imported for these participants (fitpipe import), newest first, with
+    the time-zone assumptions each import made."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, run_id,
+                   imported_at, (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(rows_by_metric)) AS rows
+            FROM takeout_imports WHERE user_id = ANY(%s) ORDER BY user_id, import_id DESC
+            """,
+            (list(user_ids),),
+        )
+        return [{**row, "rows": int(row["rows"])} for row in cur.fetchall()]
 
 
 def participant_rows(conn: psycopg.Connection) -> list[dict]:
@@ -116,3 +136,15 @@ def participant_rows(conn: psycopg.Connection) -> list[dict]:
             """
         )
         return cur.fetchall()
+
+
+def attention_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    """(days deferred now, enrolled participants needing re-consent), for the metrics file's alerts."""
+    return conn.execute(
+        """
+        SELECT (SELECT count(*) FROM ingested_days d JOIN users u USING (user_id)
+                 WHERE d.state = 'deferred' AND u.withdrawn_at IS NULL),
+               (SELECT count(*) FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source
+                 WHERE s.credential_state = 'needs_reconsent' AND u.withdrawn_at IS NULL)
+        """
+    ).fetchone()

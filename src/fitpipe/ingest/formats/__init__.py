@@ -11,7 +11,8 @@ import importlib
 from fitpipe.errors import BadInput
 
 # Format name -> module; imported on first use so start-up stays cheap.
-FORMATS = {"fitbit-webapi": "fitpipe.ingest.formats.fitbit_webapi"}
+FORMATS = {"fitbit-webapi": "fitpipe.ingest.formats.fitbit_webapi", "takeout": "fitpipe.ingest.formats.takeout",
+           "google-health": "fitpipe.ingest.formats.google_health"}
 
 
 def parsers_for(payload_format: str):

@@ -17,6 +17,8 @@ __all__ = ["SOURCES", "RequestBudget", "RetryLater", "Source", "SourceFailed", "
 # name -> "module:Class"; imported on first use, so a source's heavy libraries cost nothing elsewhere.
 SOURCES: dict[str, str] = {
     "synthetic": "fitpipe.ingest.sources.synthetic:SyntheticSource",
+    "takeout": "fitpipe.ingest.sources.takeout:TakeoutSource",
+    "google-health": "fitpipe.ingest.sources.google_health:GoogleHealthSource",
 }
 _loaded: dict[str, type[Source]] = {}
 

@@ -39,7 +39,9 @@ class RetryLater(Exception):
 
 
 class SourceFailed(Exception):
-    """The day cannot be fetched until someone acts; the runner fails the day with this reason."""
+    """The day cannot be fetched until someone acts; the runner fails the day with this reason.
+    With needs_reconsent (revoked consent) the runner marks the participant's credentials and
+    defers the day instead: it waits for the participant, not for a fix."""
 
     def __init__(self, reason: str, *, needs_reconsent: bool = False):
         super().__init__(reason)

@@ -1,0 +1,15 @@
+"""The Google Health API (v4): what fitpipe asks for, and how.
+
+Google's own libraries do the generic work: `google-devicesandservices-health` (the generated
+client, REST transport) sends the requests, pages and parses the API's types; `google-auth`
+holds the credentials and refreshes the access token; `google-auth-oauthlib` runs the
+installed-app consent flow. This package holds only what is particular to a study:
+
+- `queries`: which data types fitpipe reads, and the filter that selects one local day of each;
+- `calls`: the request budget, back-off on 429/503/504 and timeouts around each API call;
+- `consent`: scopes, the client-secrets file, the enrolment flow and the stored grant.
+"""
+
+ENV_API_URL = "FITPIPE_HEALTH_API_URL"
+DEFAULT_API_URL = "https://health.googleapis.com"
+ENV_CLIENT_SECRETS = "FITPIPE_GOOGLE_CLIENT_SECRETS"

@@ -1,0 +1,124 @@
+"""The google-health source: a participant's Fitbit or Pixel Watch data from the Google Health API v4.
+
+Per participant-day it reads each data type of fitpipe.ingest.google_health.queries for the
+participant's local day, page by page, through Google's generated client (REST transport) with
+google-auth credentials rebuilt from the grant `fitpipe enroll` stored.
+
+Duplicates: a participant's steps or heart rate can reach Google from the watch and again from
+the phone (Health Connect, Google Fit). fitpipe reads through the `reconcile` endpoint, where
+Google merges overlapping sources into one stream, restricted to the `google-wearables` data
+source family (Fitbit trackers and Pixel Watch, no manual or phone entries). Filtering `list`
+by dataSource ourselves would mean re-implementing Google's merge and guessing which source
+wins; reconcile is the documented way, and the wearable family is what a wearable study
+measures. A participant's `data_source_family` setting can widen it (e.g. all-sources).
+
+Outcomes, per the source contract:
+- no grant stored yet: RetryLater (the day waits for `fitpipe enroll`);
+- invalid_grant on refresh (revoked, or 7-day expiry of a Testing-mode app): SourceFailed with
+  needs_reconsent, which the runner records as a deferred day and a needs_reconsent credential;
+- 429/503/504/timeouts: retried with back-off (fitpipe.ingest.google_health.calls), then RetryLater.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from typing import Any
+
+from fitpipe.ingest.google_health import DEFAULT_API_URL, ENV_API_URL
+from fitpipe.ingest.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
+from fitpipe.ingest.google_health.queries import QUERIES
+from fitpipe.ingest.sources.base import Fetch, RetryLater, Source, SourceFailed
+
+# A day whose participant has not consented (or must consent again) is asked for again after
+# this long; `fitpipe enroll` makes their deferred days due at once.
+WAIT_FOR_CONSENT = dt.timedelta(hours=24)
+DEFAULT_SETTLE_DAYS = 3
+
+# Per worker process: credentials (with their access token) and clients, so one refresh serves
+# a participant's days; keyed by a digest of the grant, so a new consent starts afresh.
+_clients: dict[tuple[int, str, str], Any] = {}
+_revoked: dict[tuple[int, str], str] = {}
+
+
+def api_url(participant: Any) -> str:
+    return participant.settings.get("api_url") or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
+
+
+def _client_for(user_id: int, grant: str, endpoint: str):
+    from google.api_core.client_options import ClientOptions
+    from google.devicesandservices import health_v4
+
+    from fitpipe.ingest.google_health.consent import credentials_from_grant
+
+    key = (user_id, hashlib.sha256(grant.encode()).hexdigest(), endpoint)
+    if key not in _clients:
+        credentials = credentials_from_grant(grant)
+        _clients[key] = health_v4.DataPointsServiceClient(
+            credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint))
+    return _clients[key]
+
+
+class GoogleHealthSource(Source):
+    name = "google-health"
+    payload_format = "google-health"
+    credential_kind = "oauth"
+    settle_days = DEFAULT_SETTLE_DAYS
+    request_budget = DEFAULT_BUDGET
+
+    def __init__(self) -> None:
+        # Configurable per deployment (FITPIPE_HEALTH_REQUEST_BUDGET), e.g. after Google raised a quota.
+        self.request_budget = request_budget_from_environment()
+        self.policy = CallPolicy.from_environment()
+
+    @classmethod
+    def default_settings(cls, user_id: int) -> dict[str, Any]:
+        return {"data_source_family": "google-wearables", "settle_days": DEFAULT_SETTLE_DAYS}
+
+    def settle_days_for(self, participant: Any) -> int:
+        return int(participant.settings.get("settle_days", self.settle_days))
+
+    def fetch_day(self, participant: Any, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        from google.api_core import exceptions as api_errors
+        from google.api_core.timeout import ConstantTimeout
+        from google.auth.exceptions import RefreshError
+        from google.devicesandservices import health_v4
+
+        from fitpipe.ingest.google_health.consent import is_revoked, revocation_reason
+
+        grant = fetch.secret()
+        if not grant:
+            raise RetryLater(f"no Google consent stored; run `fitpipe enroll --user {participant.user_id}`",
+                             after=WAIT_FOR_CONSENT)
+        grant_key = (participant.user_id, hashlib.sha256(grant.encode()).hexdigest())
+        if grant_key in _revoked:
+            raise SourceFailed(_revoked[grant_key], needs_reconsent=True)
+        client = _client_for(participant.user_id, grant, api_url(participant))
+        ctx = participant.day_context(day)
+        family = f"users/me/dataSourceFamilies/{participant.settings.get('data_source_family', 'google-wearables')}"
+        retry = StudyRetry(self.policy, fetch.budget)
+        payloads: dict[str, Any] = {}
+        try:
+            for query in QUERIES:
+                request = health_v4.ReconcileDataPointsRequest(
+                    parent=query.parent, filter=query.day_filter(ctx), page_size=query.page_size,
+                    data_source_family=family)
+                pager = client.reconcile_data_points(request=request, retry=retry,
+                                                     timeout=ConstantTimeout(self.policy.timeout))
+                # The raw protobuf of each page, as Google's client parsed it from the API's JSON.
+                payloads[query.data_type] = [type(page).pb(page) for page in pager.pages]
+        except RefreshError as exc:
+            if is_revoked(exc):
+                _revoked[grant_key] = revocation_reason(exc)
+                raise SourceFailed(_revoked[grant_key], needs_reconsent=True) from None
+            raise RetryLater("Google's token endpoint did not refresh the access token; will retry",
+                             after=300) from None
+        except (api_errors.Unauthenticated, api_errors.PermissionDenied) as exc:
+            # Still refused after google-auth refreshed the token: the grant lost its scopes.
+            raise SourceFailed(f"the Google Health API refused the participant's grant (HTTP {exc.code}); "
+                               f"re-consent with `fitpipe enroll --user {participant.user_id}`",
+                               needs_reconsent=True) from None
+        except api_errors.GoogleAPICallError as exc:
+            raise SourceFailed(f"the Google Health API answered HTTP {exc.code}: {exc.message}") from None
+        return payloads

@@ -1,0 +1,130 @@
+"""A Takeout archive as a list of members, whether it is a .zip or an extracted folder.
+
+Members are opened one at a time and streamed, so an archive of several GB never sits in
+memory. Every problem with the archive itself (missing, not a zip, truncated, no known layout)
+is a BadInput raised before anything is written to the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from fitpipe.errors import BadInput
+
+# Layout generations, oldest first: the marker folders that start a tree, and the name a tree
+# of that generation gets in reports. A fitbit.com archive has one more level, the account name.
+GENERATIONS = (
+    (1, "myfitbitdata", ("MyFitbitData",)),
+    (2, "takeout-fitbit", ("Takeout", "Fitbit")),
+    (3, "google-health", ("Takeout", "Google Health")),
+)
+LAYOUT_DESCRIPTIONS = {
+    "myfitbitdata": "fitbit.com account archive (MyFitbitData/)",
+    "takeout-fitbit": "Google Takeout, Takeout/Fitbit/",
+    "google-health": "Google Takeout, Takeout/Google Health/ (2026)",
+}
+_HASH_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Member:
+    path: str  # inside the archive, with "/" separators
+    size: int
+    generation: int  # 0 when under no known tree
+    tree: str  # e.g. "Takeout/Fitbit"; "" when under no known tree
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def folder(self) -> str:
+        """The member's folder inside its tree, e.g. "Global Export Data"."""
+        parts = PurePosixPath(self.path).parts
+        depth = len(PurePosixPath(self.tree).parts) if self.tree else 0
+        return "/".join(parts[depth:-1])
+
+
+def _tree_of(parts: tuple[str, ...]) -> tuple[int, str]:
+    """The newest generation whose marker folders appear in the path, and the tree's own path."""
+    for generation, _, marker in reversed(GENERATIONS):
+        width = len(marker)
+        for start in range(len(parts) - width + 1):
+            if parts[start:start + width] == marker:
+                # MyFitbitData/<account name>/... : the account folder belongs to the tree.
+                end = start + width + (1 if generation == 1 and len(parts) >= start + width + 1 else 0)
+                return generation, "/".join(parts[:end])
+    return 0, ""
+
+
+class Archive:
+    """Read-only access to a Takeout .zip or folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        if not path.exists():
+            raise BadInput(f"{path}: no such file or folder")
+        if path.is_dir():
+            self.kind = "folder"
+            # The folder's own name counts: PATH may be the extracted Takeout/ folder itself.
+            names = sorted(p for p in path.rglob("*") if p.is_file())
+            self.members = [self._member((path.name, *p.relative_to(path).parts), p.relative_to(path).as_posix(),
+                                         p.stat().st_size) for p in names]
+        else:
+            self.kind = "zip"
+            try:
+                self._zip = zipfile.ZipFile(path)
+            except zipfile.BadZipFile as exc:
+                raise BadInput(f"{path}: not a readable .zip archive ({exc}); give a Takeout .zip or an "
+                               "extracted folder") from None
+            except OSError as exc:
+                raise BadInput(f"{path}: cannot read it ({exc.strerror or exc})") from None
+            self.members = [self._member(tuple(PurePosixPath(i.filename).parts), i.filename, i.file_size)
+                            for i in self._zip.infolist() if not i.is_dir()]
+        self.trees = sorted({(m.generation, m.tree) for m in self.members if m.generation}, reverse=True)
+        if not self.trees:
+            raise BadInput(f"{path}: unknown layout: no MyFitbitData/, Takeout/Fitbit/ or Takeout/Google Health/ "
+                           "folder in it")
+
+    @staticmethod
+    def _member(parts: tuple[str, ...], path: str, size: int) -> Member:
+        generation, tree = _tree_of(parts[:-1])
+        if tree and not path.startswith(tree):
+            # A folder archive: the tree path counted the folder's own name, which members lack.
+            tree = tree.split("/", 1)[1] if "/" in tree else ""
+        return Member(path, size, generation, tree)
+
+    @property
+    def layout(self) -> str:
+        """The newest layout generation present."""
+        newest = self.trees[0][0]
+        return next(name for generation, name, _ in GENERATIONS if generation == newest)
+
+    def open(self, member: Member) -> IO[bytes]:
+        if self._zip is not None:
+            return self._zip.open(member.path)
+        return open(self.path / member.path, "rb")
+
+    def sha256(self) -> str:
+        """SHA-256 of the .zip file; of a folder, of its sorted relative paths and contents."""
+        digest = hashlib.sha256()
+        if self._zip is not None:
+            with open(self.path, "rb") as handle:
+                for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        for member in self.members:
+            digest.update(member.path.encode() + b"\0")
+            with self.open(member) as handle:
+                for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()

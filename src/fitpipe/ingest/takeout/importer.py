@@ -1,0 +1,216 @@
+"""`fitpipe import` as a library: open and recognise an archive, index and stage it, list what
+it holds, load it day by day through the runner, and record the import.
+
+Nothing touches the database before the whole archive has been read: a broken zip, a damaged
+member or an unknown layout stops the import with nothing written. Loading then goes day by
+day, each day atomic (replace_day), so an interrupted import leaves whole days, and importing
+again finishes it.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+
+from fitpipe.days import days_between
+from fitpipe.errors import BadInput
+from fitpipe.ingest.ledger import last_complete_day
+from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task, run_plan
+from fitpipe.ingest.sources.takeout import STAGE_SETTING
+from fitpipe.ingest.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
+from fitpipe.ingest.takeout.families import FAMILIES
+from fitpipe.ingest.takeout.index import Index, Indexer, Stage
+from fitpipe.ingest.takeout.index import metric_of as metric_name
+from fitpipe.participants import User, list_users
+from fitpipe.timezones import validate_timezone
+
+SOURCE = "takeout"
+# How the listing names a kind that fills one column of a daily table.
+_SHOWN_AS = {"steps": "daily_activity.steps", "resting_heart_rate": "heart_rate_daily.resting_bpm"}
+_DISPUTED_KINDS = {f.id: f.kind for f in FAMILIES if f.clock == "us-local"}
+
+
+@dataclass
+class Previous:
+    import_id: int
+    imported_at: dt.datetime
+    run_id: int | None
+
+
+@dataclass
+class ImportPlan:
+    user: User
+    archive: Archive
+    sha256: str
+    timezone: str | None
+    previous: Previous | None = None
+    index: Index | None = None
+    stage_dir: Path | None = None
+    days: list[dt.date] = field(default_factory=list)  # what the load will do
+    not_over: list[dt.date] = field(default_factory=list)  # in the archive but not over yet: left out
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def first_day(self) -> dt.date | None:
+        return self.index.days[0] if self.index and self.index.days else None
+
+    @property
+    def last_day(self) -> dt.date | None:
+        return self.index.days[-1] if self.index and self.index.days else None
+
+    def report(self) -> dict:
+        """What the archive holds and what the import will load or skip, for the listing."""
+        index = self.index
+        per_kind = index.per_kind()
+        metrics = []
+        for kind, entry in sorted(per_kind.items()):
+            metrics.append({
+                "metric": _SHOWN_AS.get(kind, kind), "records": entry["records"], "first": entry["first"], "last": entry["last"],
+                "from": dict(entry["used"]), "copies_dropped": dict(entry["copies_dropped"]),
+                "health_connect_dropped": index.health_connect.get(kind, 0),
+            })
+        for kind, n in index.health_connect.items():
+            if kind not in per_kind:
+                metrics.append({"metric": _SHOWN_AS.get(kind, kind), "records": 0, "first": None, "last": None, "from": {},
+                                "copies_dropped": {}, "health_connect_dropped": n})
+        skipped = collections.Counter(s["reason"] for s in index.files_skipped)
+        return {
+            "path": str(self.archive.path), "kind": self.archive.kind, "sha256": self.sha256,
+            "layout": index.layout, "layout_description": LAYOUT_DESCRIPTIONS[index.layout], "trees": index.trees,
+            "files": len(self.archive.members), "files_used": len(index.files_used),
+            "files_skipped": len(index.files_skipped), "skipped_reasons": dict(skipped.most_common()),
+            "first_day": self.first_day, "last_day": self.last_day, "days": len(self.days),
+            "not_over": self.not_over, "metrics": metrics, "assumptions": self.assumptions,
+            "previous": self.previous.import_id if self.previous else None,
+        }
+
+    def dropped(self) -> dict:
+        counts: dict[str, int] = {}
+        for entry in self.report()["metrics"]:
+            copies = sum(entry["copies_dropped"].values())
+            if copies:
+                counts[f"{entry['metric']}: copy in another folder"] = copies
+            if entry["health_connect_dropped"]:
+                counts[f"{entry['metric']}: Health Connect re-export"] = entry["health_connect_dropped"]
+        return counts
+
+    def close(self) -> None:
+        self.archive.close()
+        if self.stage_dir is not None:
+            shutil.rmtree(self.stage_dir, ignore_errors=True)
+            self.stage_dir = None
+
+
+def open_import(conn: psycopg.Connection, path: Path, user_id: int, timezone: str | None) -> ImportPlan:
+    """Check the participant, open the archive, recognise its layout and hash it. Raises BadInput."""
+    user = list_users(conn, [user_id])[0]
+    if user.withdrawn_at:
+        raise BadInput(f"participant {user_id} withdrew; nothing is imported for them")
+    if timezone:
+        validate_timezone(timezone)
+    archive = Archive(Path(path))
+    try:
+        sha256 = archive.sha256()
+        row = conn.execute(
+            "SELECT import_id, imported_at, run_id FROM takeout_imports WHERE user_id = %s AND sha256 = %s "
+            "AND status = 'done' ORDER BY import_id DESC LIMIT 1", (user_id, sha256)).fetchone()
+    except BaseException:
+        archive.close()
+        raise
+    conn.commit()
+    return ImportPlan(user, archive, sha256, timezone, Previous(*row) if row else None)
+
+
+def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int, Member], None] | None = None) -> None:
+    """Read the whole archive once; with `stage`, keep each day's records on disk for the load."""
+    if stage:
+        plan.stage_dir = Path(tempfile.mkdtemp(prefix="fitpipe-takeout-"))
+    indexer = Indexer(plan.archive, plan.user, Stage(plan.stage_dir), plan.timezone)
+    plan.index = indexer.run(on_file)
+    days = plan.index.days
+    if days:
+        last = last_complete_day(plan.user)
+        span = list(days_between(days[0], days[-1]))
+        # Days inside the span without records are empty days of the archive: they load as empty.
+        plan.days = [d for d in span if d <= last]
+        plan.not_over = [d for d in span if d > last]
+    plan.assumptions = _assumptions(plan)
+
+
+def _zone_description(plan: ImportPlan) -> str:
+    if plan.timezone:
+        return f"{plan.timezone} (--timezone)"
+    zones = sorted({zone for _, zone in plan.user.zones} or {plan.user.timezone})
+    return f"the participant's timezone history ({', '.join(zones)})"
+
+
+def _assumptions(plan: ImportPlan) -> list[str]:
+    index, found = plan.index, []
+    disputed_days: dict[str, int] = collections.Counter()
+    for (kind, _), key in index.winners().items():
+        if key[2] in _DISPUTED_KINDS:
+            disputed_days[metric_name(kind)] += 1
+    if disputed_days:
+        found.append("Global Export Data JSON times (MM/DD/YY, no zone) read as local wall time in "
+                     f"{_zone_description(plan)}, where no CSV twin with UTC times exists: "
+                     + ", ".join(f"{metric} on {n} day(s)" for metric, n in sorted(disputed_days.items())))
+    if plan.timezone:
+        found.append(f"ISO local times (no zone) read in {plan.timezone} (--timezone), not in the participant's "
+                     "timezone history")
+    if index.profile_timezone and (index.profile_timezone != (plan.timezone or plan.user.timezone)):
+        found.append(f"Profile.csv names the time zone {index.profile_timezone}; local times were read in "
+                     f"{_zone_description(plan)}")
+    return found
+
+
+def load(conn: psycopg.Connection, plan: ImportPlan, *, url: str, workers: int | None = None,
+         progress: Progress | None = None, force: bool = False) -> tuple[RunSummary, int]:
+    """Load the staged days through the runner (each day atomic), then record the import."""
+    user = replace(plan.user, source=SOURCE, settings={STAGE_SETTING: str(plan.stage_dir)})
+    # Imports never skip settled days: a newer archive replaces the days it covers. A day whose
+    # content is unchanged is left untouched (same content hash), unless forced: then, like
+    # `backfill --force`, every day is rewritten, which repairs rows changed outside fitpipe.
+    tasks = [Task(user, day, skip_if_done=False, rewrite_unchanged=force) for day in plan.days]
+    arguments = {"archive": str(plan.archive.path), "sha256": plan.sha256, "users": [plan.user.user_id]}
+    summary = run_plan(conn, Plan("import", tasks, arguments), url=url, workers=workers, progress=progress)
+    return summary, _record(conn, plan, summary)
+
+
+def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> int:
+    # A day held by another run (busy) or deferred was not loaded from this archive: importing again finishes it.
+    complete = summary.status == "ok" and all(o.status in ("loaded", "unchanged") for o in summary.outcomes)
+    status = "done" if complete and len(summary.outcomes) == len(plan.days) else "partial"
+    settings = {"archive": {"path": str(plan.archive.path), "sha256": plan.sha256, "layout": plan.index.layout,
+                            "first_day": str(plan.first_day), "last_day": str(plan.last_day),
+                            "assumptions": plan.assumptions}}
+    with conn.transaction():
+        import_id = conn.execute(
+            """
+            INSERT INTO takeout_imports (user_id, sha256, path, layout, trees, first_day, last_day, files_used,
+                                         files_skipped, assumptions, rows_by_metric, dropped, run_id, status)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING import_id
+            """,
+            (plan.user.user_id, plan.sha256, str(plan.archive.path), plan.index.layout, json.dumps(plan.index.trees),
+             plan.first_day, plan.last_day, json.dumps(plan.index.files_used), json.dumps(plan.index.files_skipped),
+             json.dumps(plan.assumptions), json.dumps(summary.rows_by_metric()), json.dumps(plan.dropped()),
+             summary.run_id, status),
+        ).fetchone()[0]
+        # The archive is this source's credential: on file now. Settings keep no secrets, only where it came from.
+        conn.execute(
+            """
+            INSERT INTO participant_sources (user_id, source, settings, credential_state, credential_note)
+            VALUES (%s, %s, %s, 'ok', %s)
+            ON CONFLICT (user_id, source) DO UPDATE SET settings = participant_sources.settings || excluded.settings,
+                credential_state = 'ok', credential_note = excluded.credential_note, updated_at = now()
+            """,
+            (plan.user.user_id, SOURCE, json.dumps(settings), f"archive {plan.sha256[:12]} imported (import {import_id})"),
+        )
+    return import_id

@@ -1,0 +1,446 @@
+"""Index a Takeout archive once: read every member one at a time, turn its times into instants,
+cut its records into the participant's local days, and stage each day's records on disk.
+
+The load then reads one staged day at a time (fitpipe.ingest.sources.takeout), so memory is
+bounded by the largest file (or CSV chunk), never by the archive. The index itself keeps only
+counts per (kind, day, family), which is what the import report lists and what the
+one-copy-wins rule decides on.
+
+One copy wins: for each kind of record and each local day, the records of one family (and one
+layout tree) are used, the first by `winner_key`: time certainty first (UTC instants, then ISO
+local times, then the disputed US-format JSON), then detail, then the newest layout tree. The
+other copies for that day are dropped and counted, never added, so a metric present in two
+folders (or in two trees of one archive) is counted once, and a day that only the older family
+covers still loads from it.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from fitpipe.catalogue import DayWindow
+from fitpipe.errors import BadInput
+from fitpipe.ingest.takeout.archive import Archive, Member
+from fitpipe.ingest.takeout.families import (FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem,
+                                             family_of)
+from fitpipe.timezones import local_instant, local_to_utc
+
+Key = tuple  # (preference, -generation, family id): lower wins
+
+
+def winner_key(family: Family, member: Member) -> Key:
+    return (family.preference, -member.generation, family.id)
+
+
+def metric_of(kind: str) -> str:
+    return METRIC_OF.get(kind, kind)
+
+
+@dataclass
+class StagedBlock:
+    """Records of one kind, from one file, owned by one local day."""
+
+    kind: str
+    key: Key
+    origin: str
+    file: str
+    # "ts" (naive UTC datetime64[us]) and value columns; "data_source" (object) when the file names one.
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
+@dataclass
+class StagedProblem:
+    """A record or file that cannot load, filed under a local day for the quarantine."""
+
+    metric: str
+    raw: str
+    reason: str
+    # The family whose record it is: reported only when that family wins the day. None for a file
+    # that could not be read at all, which is always reported.
+    kind: str | None = None
+    key: Key | None = None
+
+
+class Stage:
+    """Per-day files of pickled blocks, appended as files are read. directory None: count only."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+
+    def add(self, day: dt.date, item: StagedBlock | StagedProblem) -> None:
+        if self.directory is None:
+            return
+        with open(self.directory / f"{day.isoformat()}.pkl", "ab") as handle:
+            pickle.dump(item, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def read(directory: Path, day: dt.date) -> list:
+        path = Path(directory) / f"{day.isoformat()}.pkl"
+        items = []
+        if not path.exists():
+            return items
+        with open(path, "rb") as handle:
+            while True:
+                try:
+                    items.append(pickle.load(handle))
+                except EOFError:
+                    return items
+
+
+class DayCutter:
+    """Which local day owns each instant under one window, by the participant's timezone history.
+
+    Day D owns [start(D), start(D+1)), with start() from DayContext.bounds, so the cut is exactly
+    the one replace_day deletes by.
+    """
+
+    def __init__(self, user: Any, window: DayWindow):
+        self.user, self.window = user, window
+        self.first: dt.date | None = None
+        self.starts = np.array([], dtype="datetime64[us]")
+
+    def _cover(self, lo: dt.date, hi: dt.date) -> None:
+        if self.first is not None and lo >= self.first and hi < self.first + dt.timedelta(days=len(self.starts) - 1):
+            return
+        if self.first is not None:
+            lo = min(lo, self.first)
+            hi = max(hi, self.first + dt.timedelta(days=len(self.starts)))
+        hour = 12 if self.window is DayWindow.NIGHT else 0
+        count = (hi - lo).days + 2
+        self.starts = np.array([np.datetime64(local_instant(lo + dt.timedelta(days=i), hour,
+                                                            self.user.zone_on(lo + dt.timedelta(days=i)))
+                                              .replace(tzinfo=None), "us") for i in range(count)])
+        self.first = lo
+
+    def days(self, utc: np.ndarray) -> np.ndarray:
+        """datetime64[D] local day per instant (utc without NaT)."""
+        if not len(utc):
+            return np.array([], dtype="datetime64[D]")
+        approx = utc.astype("datetime64[D]")
+        self._cover(approx.min().item() - dt.timedelta(days=2), approx.max().item() + dt.timedelta(days=2))
+        index = np.searchsorted(self.starts, utc, side="right") - 1
+        return np.datetime64(self.first, "D") + index
+
+
+@dataclass
+class Index:
+    layout: str
+    trees: list[str]
+    files_used: list[str] = field(default_factory=list)
+    files_skipped: list[dict] = field(default_factory=list)
+    counts: collections.Counter = field(default_factory=collections.Counter)  # (kind, day, key) -> records
+    origins: dict = field(default_factory=dict)  # key -> origin
+    problem_days: collections.Counter = field(default_factory=collections.Counter)
+    health_connect: collections.Counter = field(default_factory=collections.Counter)  # kind -> records dropped
+    profile_timezone: str | None = None
+    files_by_key: collections.Counter = field(default_factory=collections.Counter)
+
+    def winners(self) -> dict[tuple[str, dt.date], Key]:
+        best: dict[tuple[str, dt.date], Key] = {}
+        for kind, day, key in self.counts:
+            if (kind, day) not in best or key < best[(kind, day)]:
+                best[(kind, day)] = key
+        return best
+
+    @property
+    def days(self) -> list[dt.date]:
+        return sorted({day for _, day, _ in self.counts} | set(self.problem_days))
+
+    def per_kind(self) -> dict[str, dict]:
+        """Per kind: records used, first and last day, families used and records dropped as copies."""
+        winners = self.winners()
+        report: dict[str, dict] = {}
+        for (kind, day, key), n in sorted(self.counts.items()):
+            entry = report.setdefault(kind, {"records": 0, "first": day, "last": day, "used": collections.Counter(),
+                                             "copies_dropped": collections.Counter()})
+            if winners[(kind, day)] == key:
+                entry["records"] += n
+                entry["used"][self.origins[key]] += n
+                entry["first"], entry["last"] = min(entry["first"], day), max(entry["last"], day)
+            else:
+                entry["copies_dropped"][self.origins[key]] += n
+        return report
+
+    def used_keys(self) -> dict[str, set]:
+        keys: dict[str, set] = collections.defaultdict(set)
+        for (kind, _), key in self.winners().items():
+            keys[kind].add(key)
+        return keys
+
+
+def _file_day(member: Member) -> dt.date | None:
+    found = FILE_DATE.search(member.name)
+    if not found:
+        return None
+    try:
+        return dt.date(int(found[1]), int(found[2]), int(found[3]))
+    except ValueError:
+        return None
+
+
+class Indexer:
+    """Reads an archive into an Index and (unless counting only) a Stage."""
+
+    def __init__(self, archive: Archive, user: Any, stage: Stage, timezone: str | None = None):
+        self.archive, self.user, self.stage, self.timezone = archive, user, stage, timezone
+        self.cutters = {window: DayCutter(user, window) for window in (DayWindow.CALENDAR, DayWindow.NIGHT)}
+        self.index = Index(archive.layout, [tree for _, tree in archive.trees])
+
+    def zone_on(self, day: dt.date) -> str:
+        return self.timezone or self.user.zone_on(day)
+
+    # --- times ----------------------------------------------------------------------------------
+
+    def _localise(self, local: np.ndarray) -> np.ndarray:
+        """Naive local datetime64 -> naive UTC datetime64[us]; NaT stays NaT, a DST-gap time becomes NaT."""
+        out = np.full(len(local), np.datetime64("NaT"), dtype="datetime64[us]")
+        valid = ~np.isnat(local)
+        if not valid.any():
+            return out
+        days = local[valid].astype("datetime64[D]")
+        unique_days = np.unique(days)
+        zones = {day: self.zone_on(day.item()) for day in unique_days}
+        positions = np.flatnonzero(valid)
+        for zone in set(zones.values()):
+            in_zone = np.isin(days, [d for d, z in zones.items() if z == zone])
+            out[positions[in_zone]] = local_to_utc(local[valid][in_zone], zone)
+        return out
+
+    def instants(self, family: Family, times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(naive UTC instants, whether each time was readable at all)."""
+        text = times.astype("string").str.strip()
+        if family.clock == "utc":
+            aware = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+            utc = aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+            readable = ~np.isnat(utc)
+            if family.daily:
+                # A daily value stamped at midnight UTC names a date; read it as that date's local midnight.
+                midnight = readable & (utc == utc.astype("datetime64[D]"))
+                if midnight.any():
+                    utc[midnight] = self._localise(utc[midnight].astype("datetime64[s]"))
+            return utc, readable
+        pattern = "%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "%Y-%m-%dT%H:%M:%S"
+        local = pd.to_datetime(text.str.slice(0, 19) if family.clock != "us-local" else text, format=pattern,
+                               errors="coerce").to_numpy(dtype="datetime64[s]")
+        return self._localise(local), ~np.isnat(local)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def run(self, on_file: Callable[[int, int, Member], None] | None = None) -> Index:
+        members = self.archive.members
+        for number, member in enumerate(members, 1):
+            if on_file:
+                on_file(number, len(members), member)
+            if not member.generation:
+                self.index.files_skipped.append({"file": member.path, "reason": "outside the Fitbit folders"})
+                continue
+            if member.name.lower() == "profile.csv":
+                self._read_profile(member)
+                continue
+            family, reason = family_of(member)
+            if family is None:
+                self.index.files_skipped.append({"file": member.path, "reason": reason})
+                continue
+            self._read(member, family)
+        return self.index
+
+    def _open(self, member: Member):
+        return self.archive.open(member)
+
+    def _read_profile(self, member: Member) -> None:
+        self.index.files_used.append(member.path)
+        try:
+            with self._guard(member), self._open(member) as stream:
+                frame = pd.read_csv(stream, dtype=str, keep_default_na=False)
+        except (FileProblem, pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+            return
+        columns = {c.strip().lower(): c for c in frame.columns}
+        if "timezone" in columns and len(frame):
+            self.index.profile_timezone = frame[columns["timezone"]].iloc[0].strip() or None
+
+    def _guard(self, member: Member):
+        archive = self.archive
+
+        class Guard:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, kind, exc, tb):
+                # A damaged member means a damaged archive: stop before anything is loaded.
+                if isinstance(exc, (zipfile.BadZipFile, EOFError, zlib_error())):
+                    raise BadInput(f"{archive.path}: damaged archive: cannot read {member.path} ({exc})") from None
+                return False
+
+        return Guard()
+
+    def _read(self, member: Member, family: Family) -> None:
+        key = winner_key(family, member)
+        self.index.origins[key] = family.origin
+        used = False
+        try:
+            with self._guard(member), self._open(member) as stream:
+                for frame in family.read(stream, member):
+                    used = True
+                    if family.kind == "sleep_sessions":
+                        self._stage_sleep(member, family, key, frame)
+                    else:
+                        self._stage_frame(member, family, key, frame)
+        except FileProblem as exc:
+            reason = f"{member.name}: {exc}"
+            self.index.files_skipped.append({"file": member.path, "reason": str(exc)})
+            day = _file_day(member)
+            if day is not None:
+                self._problem(day, StagedProblem(metric_of(family.kind), member.path, reason))
+            return
+        if used:
+            self.index.files_used.append(member.path)
+            self.index.files_by_key[key] += 1
+
+    def _problem(self, day: dt.date, problem: StagedProblem) -> None:
+        self.index.problem_days[day] += 1
+        self.stage.add(day, problem)
+
+    def _stage_frame(self, member: Member, family: Family, key: Key, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        if "data_source" in frame:
+            foreign = frame["data_source"].astype(str).str.contains(HEALTH_CONNECT, na=False).to_numpy()
+            if foreign.any():
+                self.index.health_connect[family.kind] += int(foreign.sum())
+                frame = frame[~foreign]
+        utc, readable = self.instants(family, frame["time"])
+        bad = np.isnat(utc)
+        if bad.any():
+            self._time_problems(member, family, key, frame, readable, bad)
+        keep = ~bad
+        columns: dict[str, np.ndarray] = {"ts": utc[keep]}
+        for name in frame.columns:
+            if name == "time":
+                continue
+            values = frame[name].to_numpy()[keep]
+            if name == "data_source" or name == "zone":
+                columns[name] = values.astype(object)
+            else:
+                columns[name] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+        for name in [n for n in columns if n.startswith("milli_")]:
+            # respiratory_rate_sleep_summary_ gives milli-breaths per minute.
+            columns[name.removeprefix("milli_")] = columns.pop(name) / 1000.0
+        self._stage_by_day(member, family, key, family.kind, columns)
+
+    def _stage_by_day(self, member: Member, family: Family, key: Key, kind: str, columns: dict[str, np.ndarray]) -> None:
+        ts = columns["ts"]
+        if not len(ts):
+            return
+        window = DayWindow.NIGHT if KINDS[kind] == "night" else DayWindow.CALENDAR
+        days = self.cutters[window].days(ts)
+        order = np.argsort(days, kind="stable")
+        sorted_days = days[order]
+        unique, starts = np.unique(sorted_days, return_index=True)
+        bounds = list(starts) + [len(order)]
+        for i, day in enumerate(unique):
+            rows = order[bounds[i]:bounds[i + 1]]
+            block = StagedBlock(kind, key, family.origin, member.path, {n: a[rows] for n, a in columns.items()})
+            day = day.item()
+            self.index.counts[(kind, day, key)] += len(rows)
+            self.stage.add(day, block)
+
+    def _time_problems(self, member, family, key, frame, readable, bad) -> None:
+        file_day = _file_day(member)
+        local_days = pd.to_datetime(frame["time"].astype("string").str.slice(0, 19),
+                                    format="%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "ISO8601",
+                                    errors="coerce", utc=family.clock == "utc")
+        for position in np.flatnonzero(bad):
+            record = {"file": member.path, **{k: v for k, v in frame.iloc[position].items() if k != "log"}}
+            if readable[position]:
+                day = local_days.iloc[position].date()
+                reason = f"local time does not exist in {self.zone_on(day)} (DST gap)"
+            else:
+                day, reason = file_day, "malformed time"
+            if day is not None:
+                self._problem(day, StagedProblem(metric_of(family.kind), repr(record), reason, family.kind, key))
+
+    # --- sleep ----------------------------------------------------------------------------------
+
+    def _stage_sleep(self, member: Member, family: Family, key: Key, frame: pd.DataFrame) -> None:
+        """Sleep logs keep the UTC offset in force when the session started for all of its times
+        (a DST change in the night does not move them), so each session is read at that offset."""
+        sessions = collections.defaultdict(list)
+        stages = collections.defaultdict(list)
+        for log in frame["log"]:
+            try:
+                start = dt.datetime.fromisoformat(str(log["startTime"])[:19])
+                zone = _zone(self.zone_on(start.date()))
+                aware = start.replace(tzinfo=zone, fold=0)
+                if aware.astimezone(dt.timezone.utc).astimezone(zone).replace(tzinfo=None) != start:
+                    day = start.date()
+                    self._problem(day, StagedProblem("sleep_sessions", repr(_brief(log)),
+                                                     f"start time does not exist in {zone.key} (DST gap)",
+                                                     "sleep_sessions", key))
+                    continue
+                offset = aware.utcoffset()
+
+                def utc(text: Any) -> np.datetime64:
+                    return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
+
+                main = log.get("mainSleep", log.get("isMainSleep"))
+                row = {"ts": utc(log["startTime"]), "end_ts": utc(log["endTime"]),
+                       "date_of_sleep": np.datetime64(str(log["dateOfSleep"])[:10], "D"), "log_id": int(log["logId"]),
+                       "is_main_sleep": bool(main) if main is not None else None,
+                       "duration_s": (log["duration"] / 1000) if log.get("duration") is not None else None,
+                       **{column: log.get(field) for column, field in _SLEEP_FIELDS}}
+                segments = []
+                levels = log.get("levels") or {}
+                for is_short, name in ((False, "data"), (True, "shortData")):
+                    for segment in levels.get(name) or []:
+                        segments.append({"ts": utc(segment["dateTime"]), "is_short": is_short,
+                                         "stage": segment["level"], "seconds": segment["seconds"]})
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                day = _file_day(member)
+                if day is not None:
+                    self._problem(day, StagedProblem("sleep_sessions", repr(_brief(log)),
+                                                     f"malformed sleep log ({type(exc).__name__}: {exc})",
+                                                     "sleep_sessions", key))
+                continue
+            sessions["all"].append(row)
+            stages["all"].extend(segments)
+        for kind, rows in (("sleep_sessions", sessions["all"]), ("sleep_stages", stages["all"])):
+            if rows:
+                columns = {name: np.array([r[name] for r in rows], dtype=_SLEEP_DTYPES.get(name, object))
+                           for name in rows[0]}
+                self._stage_by_day(member, family, key, kind, columns)
+
+
+_SLEEP_FIELDS = (("efficiency", "efficiency"), ("minutes_asleep", "minutesAsleep"), ("minutes_awake", "minutesAwake"),
+                 ("minutes_to_fall_asleep", "minutesToFallAsleep"), ("minutes_after_wakeup", "minutesAfterWakeup"),
+                 ("time_in_bed", "timeInBed"))
+_SLEEP_DTYPES = {"ts": "datetime64[us]", "end_ts": "datetime64[us]", "date_of_sleep": "datetime64[D]"}
+
+
+def _brief(log: Any) -> Any:
+    """A sleep log without its (long) stage lists, for a quarantine row."""
+    return {k: v for k, v in log.items() if k != "levels"} if isinstance(log, dict) else log
+
+
+def _zone(name: str):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+

@@ -1,0 +1,446 @@
+"""The google-health source against the local Google Health API (fitpipe.testing.health_api): a
+real HTTP server on 127.0.0.1 whose responses are built from Google's generated types, driven
+through the real CLI and a real database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import requests
+
+from conftest import fitpipe
+from fitpipe.secrets import new_key
+from fitpipe.testing.health_api import HealthApiServer, synthetic_seed
+
+ZONE = "America/New_York"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with HealthApiServer() as running:
+        yield running
+
+
+@pytest.fixture
+def health(server, tmp_path, monkeypatch, db):
+    """The server with no accounts or faults left from other tests, and fitpipe pointed at it."""
+    api = server.api
+    with api.lock:
+        api.accounts.clear()
+        api.faults.clear()
+        api.requests.clear()
+        api._days.clear()
+        api._answers.clear()
+    secrets_file = tmp_path / "client_secret.json"
+    secrets_file.write_text(json.dumps(api.client_secrets()))
+    monkeypatch.setenv("FITPIPE_SECRET_KEY", new_key())
+    monkeypatch.setenv("FITPIPE_HEALTH_API_URL", server.url)
+    monkeypatch.setenv("FITPIPE_GOOGLE_CLIENT_SECRETS", str(secrets_file))
+    monkeypatch.setenv("FITPIPE_HEALTH_TIMEOUT", "10")
+    return server
+
+
+def consent_as(server, account: str) -> str:
+    """What `fitpipe enroll` stores, obtained through the server's OAuth endpoints (PKCE and all)
+    without a browser: for tests about ingest rather than enrolment."""
+    from google_auth_oauthlib.flow import Flow
+
+    os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
+    from fitpipe.ingest.google_health.consent import SCOPES
+
+    flow = Flow.from_client_config(server.api.client_secrets(), scopes=list(SCOPES),
+                                   redirect_uri="http://127.0.0.1:9/")
+    url, _ = flow.authorization_url(access_type="offline", login_hint=account)
+    redirect = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
+    flow.fetch_token(authorization_response=redirect.replace("http", "https", 1))
+    return flow.credentials.to_json(strip=["token", "expiry"])
+
+
+def add_google_participant(url, server, user_id: int, account: str, study_start: str = "2024-03-01") -> None:
+    fitpipe(url, "participants", "add", str(user_id), "--source", "google-health", "--timezone", ZONE,
+            "--study-start", study_start)
+    from typer.testing import CliRunner
+
+    from fitpipe.cli import app
+
+    result = CliRunner().invoke(app, ["--database-url", url, "secrets", "set", "--user", str(user_id)],
+                                input=consent_as(server, account))
+    assert result.exit_code == 0, result.output
+
+
+def assert_no_secrets(server, *texts: str) -> None:
+    issued = server.api.issued_secrets()
+    for text in texts:
+        for secret in issued:
+            assert secret not in (text or ""), "a token or client secret leaked"
+
+
+def database_text(conn: psycopg.Connection) -> str:
+    """Everything fitpipe wrote as text where a secret could end up."""
+    rows = conn.execute(
+        "SELECT concat_ws(' ', (SELECT string_agg(coalesce(error, ''), ' ') FROM ingest_runs),"
+        " (SELECT string_agg(coalesce(note, ''), ' ') FROM ingested_days),"
+        " (SELECT string_agg(coalesce(credential_note, '') || settings::text, ' ') FROM participant_sources),"
+        " (SELECT string_agg(raw_value || reason, ' ') FROM quarantine),"
+        " (SELECT string_agg(encode(ciphertext, 'escape'), ' ') FROM source_credentials))").fetchone()
+    return rows[0] or ""
+
+
+def status_of(url: str, user_id: int) -> dict:
+    report = json.loads(fitpipe(url, "status", "--json").stdout)
+    return next(u for u in report["users"] if u["user_id"] == user_id)
+
+
+def tables_of(conn, user_id: int) -> dict:
+    """Every metric row of a participant, without the user id: to compare two participants."""
+    from fitpipe.catalogue import METRICS
+
+    snapshot = {}
+    for metric in METRICS:
+        columns = ", ".join(metric.column_names[1:])
+        snapshot[metric.table] = conn.execute(
+            f"SELECT {columns} FROM {metric.table} WHERE user_id = %s ORDER BY {columns}", (user_id,)).fetchall()
+    return snapshot
+
+
+def ledger(conn, user_id: int) -> dict:
+    return {str(day): (state, digest, note) for day, state, digest, note in conn.execute(
+        "SELECT day, state, content_hash, note FROM ingested_days WHERE user_id = %s ORDER BY day", (user_id,))}
+
+
+# --- enrolment --------------------------------------------------------------------------------------------
+
+def run_enroll(url: str, server, *args: str, account: str | None = None) -> subprocess.CompletedProcess:
+    """`fitpipe enroll --no-browser` in a subprocess; the test is the participant's browser."""
+    process = subprocess.Popen([sys.executable, "-m", "fitpipe.cli", "--database-url", url, "enroll", "--no-browser", *args],
+                               env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("http://"):
+            url_shown = line.strip() + (f"&login_hint={account}" if account else "")
+            # Google consents and redirects to the loopback address fitpipe listens on.
+            answer = requests.get(url_shown, timeout=20)
+            assert answer.status_code == 200, answer.text
+            break
+    out, err = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, "".join(lines) + out, err)
+
+
+def test_enroll_runs_the_installed_app_flow_and_stores_the_grant_encrypted(health, database_url, db):
+    health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1))
+    result = run_enroll(database_url, health, "--user", "41", "--timezone", ZONE, "--study-start", "2024-03-01",
+                        account="alice")
+    assert result.returncode == 0, result.stderr
+    assert "participant 41 enrolled with google-health" in result.stdout
+    shown = next(line for line in result.stdout.splitlines() if line.startswith("http://"))
+    # Loopback redirect on 127.0.0.1, PKCE, offline access, the three read-only scopes and no more.
+    assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in shown and "code_challenge_method=S256" in shown
+    assert "access_type=offline" in shown
+    assert shown.count("googlehealth.") == 3 and shown.count(".readonly") == 3
+    assert ("authorization_code", health.api.client_id) in health.api.token_requests
+    user = status_of(database_url, 41)
+    assert user["credentials"] == "ok" and user["secret_stored_at"]
+    assert_no_secrets(health, result.stdout, result.stderr, database_text(db))
+    # Enrolling again renews the consent of the same participant.
+    again = run_enroll(database_url, health, "--user", "41", account="alice")
+    assert again.returncode == 0 and "re-consented" in again.stdout
+
+
+def test_enroll_bad_input_is_one_line_without_traceback(health, database_url, monkeypatch):
+    result = subprocess.run([sys.executable, "-m", "fitpipe.cli", "--database-url", database_url, "enroll",
+                             "--user", "5", "--no-browser"], capture_output=True, text=True, env=dict(os.environ))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--timezone" in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.delenv("FITPIPE_GOOGLE_CLIENT_SECRETS")
+    result = subprocess.run([sys.executable, "-m", "fitpipe.cli", "--database-url", database_url, "enroll",
+                             "--user", "5", "--timezone", ZONE, "--no-browser"], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "FITPIPE_GOOGLE_CLIENT_SECRETS"})
+    assert result.returncode == 2 and "--client-secrets" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- end to end: the same days as the synthetic source ------------------------------------------------------
+
+def _compare(conn, google: int, synthetic: int, sql: str) -> None:
+    got = conn.execute(sql, (google,)).fetchall()
+    want = conn.execute(sql, (synthetic,)).fetchall()
+    assert got == want, f"{sql}: {len(got)} rows via the API, {len(want)} from the synthetic source"
+    assert got, f"{sql}: no rows to compare"
+
+
+def test_end_to_end_equals_the_synthetic_source_across_both_dst_days(health, database_url, db, monkeypatch):
+    """Participant 1 through the API, participant 2 from the synthetic source with the same seed:
+    the same rows, times and local-day boundaries included, in America/New_York on both DST days."""
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-11-20")
+    health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1))
+    add_google_participant(database_url, health, 1, "alice")
+    fitpipe(database_url, "participants", "add", "2", "--source", "synthetic", "--timezone", ZONE,
+            "--study-start", "2024-03-01", "--setting", f"seed={synthetic_seed(1)}")
+    outputs = []
+    for day in ("2024-03-10", "2024-11-03"):
+        outputs.append(fitpipe(database_url, "backfill", "--start", day, "--end", day, "--workers", "2", "--quiet").output)
+        states = ledger(db, 1)
+        assert states[day][0] == "complete"
+    # Heart rate: Google's beats_per_minute is an integer, wearipedia's a float.
+    _compare(db, 1, 2, "SELECT ts FROM heart_rate WHERE user_id = %s ORDER BY ts")
+    worst = db.execute("SELECT max(abs(g.bpm - s.bpm)) FROM heart_rate g JOIN heart_rate s USING (ts) "
+                       "WHERE g.user_id = 1 AND s.user_id = 2").fetchone()[0]
+    assert worst <= 0.5
+    # A minute outside every zone has no point in the API.
+    _compare(db, 1, 2, "SELECT ts, active_zone_minutes, fat_burn_minutes, cardio_minutes, peak_minutes "
+                       "FROM active_zone_minutes WHERE user_id = %s AND active_zone_minutes > 0 ORDER BY ts")
+    _compare(db, 1, 2, "SELECT ts, spo2_pct FROM spo2 WHERE user_id = %s ORDER BY ts")
+    # The API reports no coverage.
+    _compare(db, 1, 2, "SELECT ts, rmssd, hf, lf FROM hrv_intraday WHERE user_id = %s ORDER BY ts")
+    _compare(db, 1, 2, "SELECT day, full_sleep, deep_sleep, light_sleep, rem_sleep FROM breathing_rate "
+                       "WHERE user_id = %s ORDER BY day")
+    # The API reports no efficiency.
+    _compare(db, 1, 2, "SELECT start_ts, end_ts, date_of_sleep, log_id, is_main_sleep, duration_s, minutes_asleep, "
+                       "minutes_awake, minutes_to_fall_asleep, minutes_after_wakeup, time_in_bed FROM sleep_sessions "
+                       "WHERE user_id = %s ORDER BY start_ts")
+    _compare(db, 1, 2, "SELECT start_ts, is_short, stage, seconds FROM sleep_stages WHERE user_id = %s "
+                       "ORDER BY start_ts, is_short, stage")
+    _compare(db, 1, 2, "SELECT day, resting_bpm FROM heart_rate_daily WHERE user_id = %s ORDER BY day")
+    _compare(db, 1, 2, "SELECT day, steps FROM daily_activity WHERE user_id = %s ORDER BY day")
+    _compare(db, 1, 2, "SELECT day, daily_rmssd, deep_rmssd FROM hrv_daily WHERE user_id = %s ORDER BY day")
+    # The device's offsets agreed with the participant's zone: nothing to keep.
+    assert db.execute("SELECT count(*) FROM device_utc_offsets").fetchone()[0] == 0
+    # What the synthetic source quarantines (wearipedia's odd sleep segments) arrives and is set aside
+    # alike; wall times in the spring-forward gap, which wearipedia makes and a device never
+    # measures at, are not served by the API at all.
+    _compare_quarantine = ("SELECT metric, reason, count(*) FROM quarantine WHERE user_id = %s "
+                           "AND reason NOT LIKE 'local time does not exist%%' GROUP BY 1, 2 ORDER BY 1, 2")
+    assert db.execute(_compare_quarantine, (1,)).fetchall() == db.execute(_compare_quarantine, (2,)).fetchall()
+    assert_no_secrets(health, *outputs, database_text(db))
+
+
+# --- faults ------------------------------------------------------------------------------------------------
+
+def _two_participants(health, url, *, faulty: dict | None = None, clean: dict | None = None) -> None:
+    """Participants 1 (account "faulty") and 2 ("clean"): same seed and data, one heart-rate point a minute."""
+    health.api.add_account("faulty", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60, **(faulty or {}))
+    health.api.add_account("clean", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60, **(clean or {}))
+    add_google_participant(url, health, 1, "faulty")
+    add_google_participant(url, health, 2, "clean")
+
+
+def test_429_503_504_and_a_slow_response_are_retried_and_the_day_loads_unchanged(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.inject("faulty", {"status": 429, "retry_after": 1}, {"status": 429}, {"status": 503},
+                      {"status": 504}, {"delay": 11})
+    result = fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "2")
+    faulty, clean = ledger(db, 1)["2024-03-05"], ledger(db, 2)["2024-03-05"]
+    assert faulty[0] == clean[0] == "complete"
+    assert tables_of(db, 1) == tables_of(db, 2), "the retried day must hold exactly the rows of the clean one"
+    statuses = [s for account, _, _, s in health.api.requests if account == "faulty"]
+    assert statuses.count(429) == 2 and statuses.count(503) == 1 and statuses.count(504) == 1
+    assert_no_secrets(health, result.output, database_text(db))
+
+
+def test_rate_limit_past_the_cap_defers_the_day_and_the_others_load(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_ATTEMPTS", "2")
+    _two_participants(health, database_url)
+    # Two 429s without Retry-After use up the 2 attempts: the runner waits the back-off out and
+    # tries the day again in the same run, which then meets a Retry-After of an hour: deferred.
+    health.api.inject("faulty", {"status": 429}, {"status": 429}, {"status": 429, "retry_after": 3600})
+    result = fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-06")
+    assert [s for a, _, _, s in health.api.requests if a == "faulty"].count(429) == 3
+    days = ledger(db, 1)
+    assert days["2024-03-05"][0] == "deferred" and "HTTP 429" in days["2024-03-05"][2]
+    assert days["2024-03-06"][0] == "complete"
+    assert [state for state, _, _ in ledger(db, 2).values()] == ["complete", "complete"]
+    user = status_of(database_url, 1)
+    assert user["states"]["deferred"] == 1
+    assert_no_secrets(health, result.output)
+
+
+def test_expired_access_token_is_refreshed_by_google_auth(health, database_url, db):
+    from fitpipe.ingest.sources.base import BudgetLedger, Fetch, RequestBudget
+    from fitpipe.ingest.sources.google_health import GoogleHealthSource
+    from fitpipe.participants import list_users
+
+    health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "alice")
+    grant = consent_as(health, "alice")
+    (user,) = list_users(db, [1])
+    source = GoogleHealthSource()
+    fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(RequestBudget(300, 60)), secret=lambda: grant)
+    first = source.fetch_day(user, dt.date(2024, 3, 5), fetch)
+    refreshes = [g for g, _ in health.api.token_requests].count("refresh_token")
+    health.api.expire_access_tokens("alice")
+    second = source.fetch_day(user, dt.date(2024, 3, 5), fetch)
+    assert [s for _, _, _, s in health.api.requests].count(401) == 1
+    assert [g for g, _ in health.api.token_requests].count("refresh_token") == refreshes + 1
+    assert sum(len(p.data_points) for p in second["heart-rate"]) == sum(len(p.data_points) for p in first["heart-rate"]) > 0
+
+
+def test_revoked_consent_defers_marks_reconsent_and_the_run_goes_on(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.revoke("faulty")
+    result = fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-06", "--workers", "2")
+    assert result.exit_code == 0
+    days = ledger(db, 1)
+    assert [state for state, _, _ in days.values()] == ["deferred", "deferred"]
+    assert all("invalid_grant" in note and "7 days" in note for _, _, note in days.values())
+    assert [state for state, _, _ in ledger(db, 2).values()] == ["complete", "complete"]
+    user = status_of(database_url, 1)
+    assert user["credentials"] == "needs_reconsent" and "invalid_grant" in user["credential_note"]
+    assert "user 1 credentials needs_reconsent" in fitpipe(database_url, "status").output
+    flags = json.loads(fitpipe(database_url, "adherence", "--as-of", "2024-03-06", "--json").stdout)
+    flagged = next(r for r in (flags if isinstance(flags, list) else flags["participants"]) if r["user_id"] == 1)
+    assert flagged["flag_no_credentials"] is True
+    assert_no_secrets(health, result.output, database_text(db))
+
+    # The participant consents again: credentials ok, and the deferred days load at the next ingest.
+    enrolled = run_enroll(database_url, health, "--user", "1", account="faulty")
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert status_of(database_url, 1)["credentials"] == "ok"
+    fitpipe(database_url, "ingest", "--days", "1", "--user", "1")
+    assert [state for state, _, _ in ledger(db, 1).values()][:2] == ["complete", "complete"]
+    assert_no_secrets(health, enrolled.stdout, enrolled.stderr, database_text(db))
+
+
+def test_budget_holds_across_two_workers(health, database_url, db, monkeypatch):
+    """Each participant's days run on either worker; the budget travels with them. Counted at
+    the server, as Google counts: requests per participant in any window."""
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    monkeypatch.setenv("FITPIPE_HEALTH_REQUEST_BUDGET", "6/3")
+    _two_participants(health, database_url)
+    fitpipe(database_url, "backfill", "--start", "2024-03-04", "--end", "2024-03-06", "--workers", "2")
+    for account in ("faulty", "clean"):
+        arrivals = sorted(t for a, t, _, _ in health.api.requests if a == account)
+        assert len(arrivals) == 3 * 9, "one page per data type and day"
+        assert health.api.requests_per_window(account, 3.0) <= 6
+        # The budget was binding: 27 requests at 6 per 3 s take at least (27 - 6) / 6 * 3 s.
+        assert arrivals[-1] - arrivals[0] >= 10.5
+    assert [s for _, _, _, s in health.api.requests if s == 429] == []
+    assert [state for state, _, _ in ledger(db, 1).values()] == ["complete"] * 3
+
+
+def test_late_data_replaces_the_provisional_day_until_it_settles(health, database_url, db, monkeypatch):
+    from zoneinfo import ZoneInfo
+
+    _two_participants(health, database_url, faulty={
+        "synced_until": dt.datetime(2024, 3, 5, 15, tzinfo=ZoneInfo(ZONE))})
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-06")
+    fitpipe(database_url, "ingest", "--days", "10")
+    early = ledger(db, 1)["2024-03-05"]
+    assert early[0] == "provisional"
+    partial = db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1").fetchone()[0]
+    # The phone syncs the rest; later runs fetch the day again until it settles (3 days).
+    health.api.update_account("faulty", synced_until=None)
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-07")
+    fitpipe(database_url, "ingest", "--days", "10")
+    grown = ledger(db, 1)["2024-03-05"]
+    assert grown[0] == "provisional" and grown[1] != early[1]
+    assert db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts < '2024-03-06 05:00+00'"
+                      ).fetchone()[0] > partial
+    written = db.execute("SELECT ingested_at FROM ingested_days WHERE user_id = 1 AND day = '2024-03-05'").fetchone()[0]
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-09")
+    fitpipe(database_url, "ingest", "--days", "10")
+    settled = ledger(db, 1)["2024-03-05"]
+    assert settled[0] == "complete"
+    # Unchanged content: the rows were not rewritten.
+    assert db.execute("SELECT ingested_at FROM ingested_days WHERE user_id = 1 AND day = '2024-03-05'"
+                      ).fetchone()[0] == written
+    # The final tables equal a participant fetched once after everything synced.
+    assert tables_of(db, 1) == tables_of(db, 2)
+
+
+def test_pages_out_of_order_and_a_phone_as_second_source_change_nothing(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("faulty", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=5,
+                           shuffle_pages=True, phone_duplicates=True)
+    health.api.add_account("clean", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=5)
+    add_google_participant(database_url, health, 1, "faulty")
+    add_google_participant(database_url, health, 2, "clean")
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
+    assert tables_of(db, 1) == tables_of(db, 2)
+    steps = db.execute("SELECT user_id, steps FROM daily_activity ORDER BY user_id").fetchall()
+    assert steps[0][1] == steps[1][1] > 0
+    # The phone's copies are really there: the list endpoint (no reconcile) returns both sources.
+    token = health.api._access_token("faulty", "")["access_token"]
+    listed = requests.get(f"{health.url}/v4/users/me/dataTypes/steps/dataPoints", headers={
+        "Authorization": f"Bearer {token}"}, params={
+        "filter": 'steps.interval.start_time >= "2024-03-05T05:00:00Z" AND steps.interval.start_time < "2024-03-06T05:00:00Z"',
+        "pageSize": "1000"}, timeout=30).json()
+    assert sum(int(p["steps"]["count"]) for p in listed["dataPoints"]) == 2 * steps[0][1]
+    assert {p["dataSource"]["device"]["formFactor"] for p in listed["dataPoints"]} == {"WATCH", "PHONE"}
+
+
+def test_a_participant_without_data_gets_empty_days(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("nobody", timezone=ZONE, seed=1, no_data=True)
+    add_google_participant(database_url, health, 1, "nobody")
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
+    assert ledger(db, 1)["2024-03-05"][0] == "empty"
+
+
+def test_a_device_on_another_clock_is_recorded_in_device_utc_offsets(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("traveller", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60,
+                           device_offset_s=9 * 3600)
+    add_google_participant(database_url, health, 1, "traveller")
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
+    rows = db.execute("SELECT day, utc_offset_s, points FROM device_utc_offsets WHERE user_id = 1").fetchall()
+    assert [(str(d), o) for d, o, _ in rows] == [("2024-03-05", 32400)] and rows[0][2] > 1000
+
+
+
+def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
+    from google.api_core import exceptions
+
+    from fitpipe.ingest.google_health.calls import CallPolicy, StudyRetry, retry_after_seconds
+    from fitpipe.ingest.sources.base import BudgetLedger, RequestBudget, RetryLater
+
+    class Answer:
+        def __init__(self, headers):
+            self.headers = headers
+
+    def throttled(retry_after=None):
+        return exceptions.TooManyRequests("quota", response=Answer({"Retry-After": retry_after} if retry_after else {}))
+
+    assert retry_after_seconds(throttled("7")) == 7
+    assert retry_after_seconds(throttled("Wed, 21 Oct 2026 07:28:10 GMT"), now=lambda: 1792567690.0 - 5) == 5
+    assert retry_after_seconds(throttled()) is None
+
+    pauses = []
+    retry = StudyRetry(CallPolicy(max_attempts=4), BudgetLedger(RequestBudget(300, 60)), sleep=pauses.append,
+                       jitter=lambda: 1.0)
+    calls = []
+
+    def always_throttled():
+        calls.append(1)
+        raise throttled()
+
+    with pytest.raises(RetryLater) as deferred:
+        retry(always_throttled)()
+    assert len(calls) == 4 and pauses == [1.0, 2.0, 4.0]  # exponential; jitter at its top
+    assert "HTTP 429" in deferred.value.reason and deferred.value.after >= 8
+    assert StudyRetry(CallPolicy(), BudgetLedger(None), jitter=lambda: 0.0).backoff(3) == 2.0  # half at the bottom
+
+    asked = []
+    answers = iter([throttled("3"), "page"])
+
+    def then_answers():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert StudyRetry(CallPolicy(), BudgetLedger(None), sleep=asked.append)(then_answers)() == "page"
+    assert asked == [3.0]
+    # A Retry-After beyond what a fetch may wait defers the day at once, with that wait.
+    with pytest.raises(RetryLater) as later:
+        StudyRetry(CallPolicy(), BudgetLedger(None), sleep=asked.append)(lambda: (_ for _ in ()).throw(throttled("3600")))()
+    assert later.value.after == 3600 and asked == [3.0]
