@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import psycopg
 import pytest
 
 from conftest import fitpipe
@@ -115,6 +116,9 @@ def test_maintain_compresses_settled_chunks_and_status_shows_the_bytes(community
     assert heart["compressed_bytes"] > 0 and heart["before_compression_bytes"] > 10 * heart["compressed_bytes"]
     assert heart["ratio"] > 10 and heart["bytes"] >= heart["compressed_bytes"]
     assert "storage per table" in fitpipe(database_url, "status").stdout
+    # Writes into compressed chunks are not capped at TimescaleDB's default 100,000 rows.
+    with psycopg.connect(database_url) as fresh:
+        assert fresh.execute("SHOW timescaledb.max_tuples_decompressed_per_dml_transaction").fetchone()[0] == "0"
 
 
 def test_maintain_leaves_chunks_with_unsettled_days_alone(community, database_url, monkeypatch):

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
+import psycopg.sql
 
 from fitpipe.catalogue import METRICS, DayWindow
 from fitpipe.ingest.ledger import cursors
@@ -78,8 +79,23 @@ def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
     return min(starts)
 
 
+def lift_decompression_limit(conn: psycopg.Connection) -> None:
+    """No cap on rows decompressed by one write transaction, for new sessions of this database.
+
+    TimescaleDB stops a transaction that decompresses more than 100,000 rows (a guard against an
+    accidental mass UPDATE). fitpipe's writes into compressed chunks are bounded by day windows,
+    but a refresh of 100 participants or a re-ingest of a busy day passes that count, and failing
+    them would leave a compressed store impossible to correct.
+    """
+    name = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+                 .format(psycopg.sql.Identifier(name)))
+    conn.execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+
+
 def configure_compression(conn: psycopg.Connection) -> list[str]:
     """Enable compression with fitpipe's settings on each table that lacks it (idempotent)."""
+    lift_decompression_limit(conn)
     enabled = {row[0] for row in conn.execute(
         "SELECT hypertable_name FROM timescaledb_information.hypertables "
         "WHERE hypertable_schema = 'public' AND compression_enabled").fetchall()}
