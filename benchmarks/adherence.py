@@ -35,6 +35,8 @@ import _common as c  # noqa: E402
 
 import psycopg  # noqa: E402
 
+from fitpipe.derive.rollups import update_running_totals  # noqa: E402
+
 START = dt.date(2024, 1, 1)
 DEFAULTS = {"wear_threshold": "0.7", "max_silence_hours": "48", "min_nights": "5", "min_sleep_minutes": "180"}
 # The wear share the panels computed before wear_days: every measured minute since the study start.
@@ -103,6 +105,8 @@ def build_daily_only(url: str, users: int, days: int) -> None:
             SELECT u, d::date, 'synthetic', 1, 0, 'complete'
             FROM generate_series(1, %(users)s) u, generate_series(%(start)s::date, %(last)s::date, interval '1 day') d
             """, params)
+        with conn.cursor() as cur:
+            update_running_totals(cur, list(range(1, users + 1)), [START] * users)
         conn.execute("ANALYZE")
 
 

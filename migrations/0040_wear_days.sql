@@ -9,6 +9,8 @@ CREATE TABLE wear_days (
     first_measured     timestamptz,
     last_measured      timestamptz,
     main_sleep_seconds integer,
+    worn_minutes_to_date integer NOT NULL DEFAULT 0,
+    last_measured_to_date timestamptz,
     PRIMARY KEY (user_id, day)
 );
 COMMENT ON TABLE wear_days IS 'Per participant and local day: minutes with a measured heart rate, first and last measured minute, and the main sleep ending that day. Rebuilt with the rollups for every local day a refresh touches; read by fitpipe_adherence().';
@@ -18,6 +20,8 @@ COMMENT ON COLUMN wear_days.worn_minutes IS '1-minute buckets of the day with a 
 COMMENT ON COLUMN wear_days.first_measured IS 'Start of the first measured minute of the day; NULL when none.';
 COMMENT ON COLUMN wear_days.last_measured IS 'End of the last measured minute of the day (its start + 1 minute); NULL when none.';
 COMMENT ON COLUMN wear_days.main_sleep_seconds IS 'Longest main sleep with date_of_sleep = day, in seconds; NULL when none.';
+COMMENT ON COLUMN wear_days.worn_minutes_to_date IS 'Running total of worn_minutes from the participant''s study start to this day, so adherence reads one row per participant however long the study.';
+COMMENT ON COLUMN wear_days.last_measured_to_date IS 'Latest last_measured from the study start to this day.';
 
 -- Stores upgraded from earlier versions: today's rollups, read in each participant's current zone
 -- (`fitpipe aggregate refresh --full` rebuilds it by the zone history).
@@ -29,6 +33,15 @@ GROUP BY 1, 2;
 INSERT INTO wear_days (user_id, day, worn_minutes, main_sleep_seconds)
 SELECT user_id, date_of_sleep, 0, max(duration_s) FROM sleep_sessions WHERE is_main_sleep GROUP BY 1, 2
 ON CONFLICT (user_id, day) DO UPDATE SET main_sleep_seconds = excluded.main_sleep_seconds;
+
+UPDATE wear_days w SET worn_minutes_to_date = s.worn, last_measured_to_date = s.last
+FROM (SELECT d.user_id, d.day,
+             coalesce(sum(CASE WHEN d.day >= u.study_start THEN d.worn_minutes END)
+                      OVER (PARTITION BY d.user_id ORDER BY d.day), 0) AS worn,
+             max(CASE WHEN d.day >= u.study_start THEN d.last_measured END)
+                 OVER (PARTITION BY d.user_id ORDER BY d.day) AS last
+      FROM wear_days d JOIN users u USING (user_id)) s
+WHERE w.user_id = s.user_id AND w.day = s.day;
 
 -- The dashboards' "as of" day (max(day) of the ledger) becomes an index lookup.
 CREATE INDEX ingested_days_day ON ingested_days (day);
@@ -55,16 +68,18 @@ LANGUAGE sql STABLE AS $$
         WHERE u.study_start <= as_of AND u.withdrawn_at IS NULL
     ),
     days AS (
-        -- Daily rows only: the cost grows with participants x days, never with minutes.
-        SELECT p.user_id,
-               coalesce(sum(w.worn_minutes) FILTER (WHERE w.day >= p.study_start), 0)::bigint AS worn_minutes,
-               max(w.last_measured) FILTER (WHERE w.day >= p.study_start) AS last_data,
-               count(w.day) FILTER (WHERE w.day > as_of - 7 AND w.main_sleep_seconds >= min_sleep_minutes * 60)::integer
-                   AS nights
+        -- Per participant one running-total row and at most 7 nightly rows: the cost grows with
+        -- participants, not with the length of the study.
+        SELECT p.user_id, coalesce(total.worn, 0)::bigint AS worn_minutes, total.last AS last_data,
+               coalesce(nights.n, 0)::integer AS nights
         FROM periods p
-        LEFT JOIN wear_days w ON w.user_id = p.user_id AND w.day <= as_of
-             AND (w.day >= p.study_start OR w.day > as_of - 7)
-        GROUP BY p.user_id
+        LEFT JOIN LATERAL (
+            SELECT w.worn_minutes_to_date AS worn, w.last_measured_to_date AS last FROM wear_days w
+            WHERE w.user_id = p.user_id AND w.day <= as_of ORDER BY w.day DESC LIMIT 1) total ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*) AS n FROM wear_days w
+            WHERE w.user_id = p.user_id AND w.day > as_of - 7 AND w.day <= as_of
+              AND w.main_sleep_seconds >= min_sleep_minutes * 60) nights ON true
     ),
     measures AS (
         SELECT p.*, (extract(epoch FROM p.period_end - p.period_start) / 60)::bigint AS study_minutes,

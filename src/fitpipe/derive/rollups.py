@@ -169,6 +169,8 @@ def _rebuild_wear_days(cur: psycopg.Cursor, days_of: dict[int, tuple[User, set[d
     A minute belongs to the local day whose window holds it (the same rule as rollup_1d), and the
     main sleep to the day it ends on (date_of_sleep), as adherence has always counted them.
     """
+    if not days_of:
+        return
     runs = [(user, first, last) for user, days in days_of.values() for first, last in _runs(days, user)]
     # Statements of bounded size, like the rollups' own.
     batch: list[tuple[User, dt.date, dt.date]] = []
@@ -179,6 +181,25 @@ def _rebuild_wear_days(cur: psycopg.Cursor, days_of: dict[int, tuple[User, set[d
             batch = []
     if batch:
         _rebuild_wear_batch(cur, batch)
+    update_running_totals(cur, list(days_of), [min(days) for _, days in days_of.values()])
+
+
+def update_running_totals(cur: psycopg.Cursor, user_ids: list[int], since: list[dt.date]) -> None:
+    """wear_days' running totals from each participant's `since` day on (a night's refresh: a few rows)."""
+    cur.execute(
+        """
+        UPDATE wear_days w SET worn_minutes_to_date = s.worn, last_measured_to_date = s.last
+        FROM (SELECT d.user_id, d.day,
+                     coalesce(sum(CASE WHEN d.day >= u.study_start THEN d.worn_minutes END)
+                              OVER (PARTITION BY d.user_id ORDER BY d.day), 0) AS worn,
+                     max(CASE WHEN d.day >= u.study_start THEN d.last_measured END)
+                         OVER (PARTITION BY d.user_id ORDER BY d.day) AS last
+              FROM wear_days d JOIN users u USING (user_id) WHERE d.user_id = ANY(%(users)s)) s,
+             unnest(%(users)s::int[], %(since)s::date[]) AS touched(user_id, since)
+        WHERE w.user_id = s.user_id AND w.day = s.day AND touched.user_id = w.user_id AND w.day >= touched.since
+        """,
+        {"users": user_ids, "since": since},
+    )
 
 
 def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.date]]) -> None:
