@@ -19,7 +19,7 @@ from fitpipe import __version__
 from fitpipe.config import ENV_DATABASE_URL, database_url, mask_secrets
 from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MaxWait, MetricsFile, Quiet, Refresh, RequiredEnd,
                                  RequiredStart, Resolution, SourceName, Start, TimeMode, Users, Workers, Yes)
-from fitpipe.errors import BadInput, FitpipeError, PartialFailure, first_line
+from fitpipe.errors import BadInput, FitpipeError, HeldByAnotherRun, PartialFailure, first_line
 
 app = typer.Typer(
     name="fitpipe",
@@ -184,37 +184,44 @@ def seed_users(
     out.print(f"{created} created, {len(users) - created} already there")
 
 
-def _run(plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait: float) -> None:
-    """Plan, run, refresh the rollups, write metrics, render; failed days give exit code 5."""
+def _run(command: str, plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait: float) -> None:
+    """Plan, run, refresh the rollups, write metrics, render; failed days give exit code 5.
+
+    The metrics file is checked before anything runs and written on every way out.
+    """
     from fitpipe.db import connection, require_schema
     from fitpipe.ingest.runner import run_plan
+    from fitpipe.output.metrics_file import progress_and_record, recorded_run
     from fitpipe.output.progress import Reporter
 
-    with connection(state.url) as conn:
-        require_schema(conn)
-        plan = plan_of(conn)
-        reporter = Reporter(plan.command, quiet=quiet)
-        summary = run_plan(conn, plan, url=state.url, workers=workers, progress=reporter, max_wait=max_wait)
-        if refresh and summary.count("loaded"):
-            from fitpipe.derive.rollups import refresh as refresh_rollups
+    with recorded_run(metrics_file, command) as record:
+        with connection(state.url) as conn:
+            require_schema(conn)
+            plan = plan_of(conn)
+            reporter = Reporter(plan.command, quiet=quiet)
+            summary = run_plan(conn, plan, url=state.url, workers=workers, max_wait=max_wait,
+                               progress=progress_and_record(reporter, record))
+            record.summary = summary
+            if refresh and summary.count("loaded"):
+                from fitpipe.derive.rollups import refresh as refresh_rollups
 
-            refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
-        if metrics_file:
-            from fitpipe.output.status import attention_counts
+                refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
+            if metrics_file:
+                from fitpipe.output.status import attention_counts
 
-            deferred_days, needing_reconsent = attention_counts(conn)
-    reporter.summary(summary)
-    if metrics_file:
-        from fitpipe.output.metrics_file import write_run_metrics
-
-        write_run_metrics(metrics_file, plan.command, summary, summary.status, deferred_days=deferred_days,
-                          needing_reconsent=needing_reconsent)
-    failed = summary.failed
-    if failed:
-        names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
-        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
-                             f"(run {summary.run_id}; see ingest_runs.error)")
+                record.deferred_days, record.needing_reconsent = attention_counts(conn)
+        reporter.summary(summary)
+        failed = summary.failed
+        if failed:
+            names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
+            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+            raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
+                                 f"(run {summary.run_id}; see ingest_runs.error)")
+        busy = summary.count("busy")
+        if busy and busy == len(summary.outcomes):
+            # Overlapping runs are normal once; a run that only ever skips means a lock is stuck.
+            raise HeldByAnotherRun(f"all {busy} planned user-day(s) were skipped: another run holds them "
+                                   f"(run {summary.run_id}); if no other fitpipe run is going, a session holds a stuck lock")
 
 
 @app.command()
@@ -240,7 +247,7 @@ def ingest(
     """
     from fitpipe.ingest.runner import plan_ingest
 
-    _run(lambda conn: plan_ingest(conn, user or [], days), workers=workers, refresh=refresh, quiet=quiet,
+    _run("ingest", lambda conn: plan_ingest(conn, user or [], days), workers=workers, refresh=refresh, quiet=quiet,
          metrics_file=metrics_file, max_wait=max_wait)
 
 
@@ -269,7 +276,7 @@ def backfill(
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     if last < first:
         raise BadInput(f"--end {last} is before --start {first}")
-    _run(lambda conn: plan_backfill(conn, user or [], first, last, force), workers=workers, refresh=refresh,
+    _run("backfill", lambda conn: plan_backfill(conn, user or [], first, last, force), workers=workers, refresh=refresh,
          quiet=quiet, metrics_file=metrics_file, max_wait=max_wait)
 
 
@@ -304,45 +311,47 @@ def import_archive(
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.ingest.takeout.importer import index_archive, load, open_import
+    from fitpipe.output.metrics_file import progress_and_record, recorded_run
     from fitpipe.output.progress import Reporter
     from fitpipe.output.render import import_listing
 
     out = console()
-    with connection(state.url) as conn:
-        require_schema(conn)
-        plan = open_import(conn, path, user, timezone)
-        try:
-            known = plan.previous
-            if known and not force and not dry_run:
-                out.print(f"archive {plan.sha256[:12]} was already imported for participant {user} "
-                          f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
-                          "(--force loads it again)")
-                return
-            index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
-            for line in [] if quiet else import_listing(plan.report()):
-                out.print(line, soft_wrap=isinstance(line, str))
-            if dry_run:
-                out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
-                return
-            reporter = Reporter("import", quiet=quiet)
-            summary, import_id = load(conn, plan, url=state.url, workers=workers, progress=reporter, force=force)
-            if refresh and summary.count("loaded"):
-                from fitpipe.derive.rollups import refresh as refresh_rollups
+    with recorded_run(metrics_file, "import") as record:
+        with connection(state.url) as conn:
+            require_schema(conn)
+            plan = open_import(conn, path, user, timezone)
+            try:
+                known = plan.previous
+                if known and not force and not dry_run:
+                    out.print(f"archive {plan.sha256[:12]} was already imported for participant {user} "
+                              f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
+                              "(--force loads it again)")
+                    record.nothing_ran = True
+                    return
+                index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
+                for line in [] if quiet else import_listing(plan.report()):
+                    out.print(line, soft_wrap=isinstance(line, str))
+                if dry_run:
+                    out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
+                    record.nothing_ran = True
+                    return
+                reporter = Reporter("import", quiet=quiet)
+                summary, import_id = load(conn, plan, url=state.url, workers=workers,
+                                          progress=progress_and_record(reporter, record), force=force)
+                record.summary = summary
+                if refresh and summary.count("loaded"):
+                    from fitpipe.derive.rollups import refresh as refresh_rollups
 
-                refresh_rollups(conn, [user])
-        finally:
-            plan.close()
-    reporter.summary(summary)
-    if metrics_file:
-        from fitpipe.output.metrics_file import write_run_metrics
-
-        write_run_metrics(metrics_file, "import", summary, summary.status)
-    if not quiet:
-        out.print(f"recorded as import {import_id} (run {summary.run_id})")
-    if summary.failed:
-        names = ", ".join(str(o.day) for o in summary.failed[:10])
-        raise PartialFailure(f"{len(summary.failed)} day(s) failed and were left as they were: {names} "
-                             f"(run {summary.run_id}); import the archive again to finish")
+                    refresh_rollups(conn, [user])
+            finally:
+                plan.close()
+        reporter.summary(summary)
+        if not quiet:
+            out.print(f"recorded as import {import_id} (run {summary.run_id})")
+        if summary.failed:
+            names = ", ".join(str(o.day) for o in summary.failed[:10])
+            raise PartialFailure(f"{len(summary.failed)} day(s) failed and were left as they were: {names} "
+                                 f"(run {summary.run_id}); import the archive again to finish")
 
 
 def _file_progress(out):
@@ -413,14 +422,14 @@ def aggregate_refresh(
     from fitpipe.db import connection, require_schema
     from fitpipe.derive.rollups import refresh
 
-    with connection(state.url) as conn:
-        require_schema(conn)
-        report = refresh(conn, user or [], full=full)
-    if metrics_file:
-        from fitpipe.output.metrics_file import write_metrics
+    from fitpipe.output.metrics_file import recorded_run
 
-        write_metrics(metrics_file, "aggregate_refresh", duration=report.seconds, user_days=report.days,
-                      rows=sum(report.buckets.values()), quarantined=0, failures=0, success=True)
+    with recorded_run(metrics_file, "aggregate_refresh") as record:
+        with connection(state.url) as conn:
+            require_schema(conn)
+            report = refresh(conn, user or [], full=full)
+        record.figures = {"duration": report.seconds, "user_days": report.days,
+                          "rows": sum(report.buckets.values()), "quarantined": 0, "failures": 0}
     if report.users == 0:
         console().print(f"rollups are up to date; nothing to do ({report.seconds:.2f} s)")
     else:
@@ -482,15 +491,15 @@ def impute(
 
     max_gap_minutes = parse_duration_minutes(max_gap)
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
-    with connection(state.url) as conn:
-        require_schema(conn)
-        report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method.value,
-                            max_gap_minutes=max_gap_minutes)
-    if metrics_file:
-        from fitpipe.output.metrics_file import write_metrics
+    from fitpipe.output.metrics_file import recorded_run
 
-        write_metrics(metrics_file, "impute", duration=report.seconds, user_days=report.days, rows=report.total,
-                      quarantined=0, failures=0, success=True)
+    with recorded_run(metrics_file, "impute") as record:
+        with connection(state.url) as conn:
+            require_schema(conn)
+            report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method.value,
+                                max_gap_minutes=max_gap_minutes)
+        record.figures = {"duration": report.seconds, "user_days": report.days, "rows": report.total,
+                          "quarantined": 0, "failures": 0}
     if not report.users:
         console().print("nothing to impute: no ingested days in the range")
         return

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.errors import DatabaseUnavailable, SchemaError, first_line
+from fitpipe.errors import BadInput, DatabaseUnavailable, SchemaError, first_line
 
 FIX_NO_TIMESCALEDB = (
     "start the local server with `scripts/dev-db.sh start`, "
@@ -16,9 +17,50 @@ FIX_NO_TIMESCALEDB = (
 )
 
 
-def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
+# fitpipe's sessions never wait for ever: a lock another session holds too long (a stuck run,
+# or anyone who can call pg_advisory_lock) fails that statement, and so that day, with a reason.
+ENV_LOCK_TIMEOUT = "FITPIPE_LOCK_TIMEOUT"
+ENV_STATEMENT_TIMEOUT = "FITPIPE_STATEMENT_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 60.0
+DEFAULT_STATEMENT_TIMEOUT = 3600.0
+
+
+def _seconds_setting(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
     try:
-        return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10)
+        seconds = float(value)
+    except ValueError:
+        raise BadInput(f"{name} must be a number of seconds (0: no limit), got {value[:40]!r}") from None
+    if not 0 <= seconds <= 7 * 86400:
+        raise BadInput(f"{name} must be between 0 (no limit) and 604800 seconds, got {value[:40]!r}")
+    return seconds
+
+
+def session_timeouts() -> dict[str, float]:
+    """Seconds for lock_timeout and statement_timeout (0: no limit), from the environment."""
+    return {"lock_timeout": _seconds_setting(ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT),
+            "statement_timeout": _seconds_setting(ENV_STATEMENT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT)}
+
+
+def _options(url: str) -> str:
+    """The URL's own `options`, plus fitpipe's timeouts."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        given = conninfo_to_dict(url).get("options") or ""
+    except psycopg.Error:
+        given = ""  # psycopg.connect reports the bad URL itself
+    ours = " ".join(f"-c {name}={int(seconds * 1000)}" for name, seconds in session_timeouts().items())
+    return f"{given} {ours}".strip()
+
+
+def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
+    options = _options(url)
+    try:
+        return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10,
+                               options=options)
     except psycopg.Error as exc:
         raise DatabaseUnavailable(mask_secrets(f"cannot connect to {mask_secrets(url)}: {first_line(exc)}", url)) from None
 

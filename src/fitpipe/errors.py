@@ -35,3 +35,9 @@ class PartialFailure(FitpipeError):
     """Some units of work failed; the rest were committed."""
 
     exit_code = 5
+
+
+class HeldByAnotherRun(FitpipeError):
+    """Every user-day a run planned was skipped because another session held its lock."""
+
+    exit_code = 7

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -28,7 +29,7 @@ from typing import Iterator, Protocol, Sequence
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.db import connect
+from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect
 from fitpipe.errors import BadInput, first_line
 from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
@@ -183,8 +184,26 @@ def plan_backfill(conn: psycopg.Connection, user_ids: Sequence[int], start: dt.d
 _worker: dict = {}
 
 
-def _init_worker(url: str) -> None:
+def _init_worker(url: str, parent_pid: int) -> None:
     _worker["url"] = url
+    _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive the run: after a `kill -9` of the parent it would go on
+    committing queued days, then block for ever on the pool's pipe, holding a connection and
+    the run's stdout. The kernel kills it when the parent dies (Linux's PR_SET_PDEATHSIG); its
+    open transaction, if any, rolls back with its connection."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the pool's own checks are all there is
+        return
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _worker_connection() -> psycopg.Connection:
@@ -245,6 +264,14 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
                               rewrite_unchanged=task.rewrite_unchanged)
     except SourceFailed as exc:
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"source failed: {exc.reason}"))
+    except psycopg.errors.LockNotAvailable:
+        outcome = DayOutcome(ctx.user_id, ctx.day, "failed",
+                             error=f"another session held participant {ctx.user_id}'s lock longer than the lock "
+                                   f"timeout ({ENV_LOCK_TIMEOUT}); the day was left as it was")
+    except psycopg.errors.QueryCanceled:
+        outcome = DayOutcome(ctx.user_id, ctx.day, "failed",
+                             error=f"a statement ran longer than the statement timeout ({ENV_STATEMENT_TIMEOUT}); "
+                                   "the day was left as it was")
     except Exception as exc:  # one bad day must not stop the others
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))
     outcome.seconds.update(seconds)
@@ -272,7 +299,7 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
         parsers_for(source_class(name).payload_format)
     participants = len({t.user.user_id for t in tasks})
     executor = ProcessPoolExecutor(min(workers, participants), mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_init_worker, initargs=(url,))
+                                   initializer=_init_worker, initargs=(url, os.getpid()))
     executor.submit(int).result()  # with fork, the first submit starts every worker
     return executor
 
@@ -285,30 +312,46 @@ def _outcome_of(future, task: Task) -> DayOutcome:
         return DayOutcome(task.user.user_id, task.day, "failed", error="a worker process died; the day was left as it was")
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """systemd and `docker stop` send SIGTERM: stop like Ctrl-C, so the run is recorded as interrupted."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+# How often the scheduler looks for a stop request while it waits for days to finish.
+_STOP_POLL_SECONDS = 0.2
 
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[threading.Event]:
+    """SIGTERM (systemd, `docker stop`) and Ctrl-C set a flag that the scheduler checks between
+    waits and turns into KeyboardInterrupt there, so the run is recorded as interrupted.
+
+    An exception raised by the signal handler itself could land anywhere, inside the process
+    pool's own bookkeeping too, and leave its shutdown waiting for ever.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, request_stop)
+    except ValueError:  # not the main thread: signals stay as they are
+        pass
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int, summary: RunSummary,
-              progress: Progress, max_wait: float) -> None:
-    """Run each participant's days in order, one at a time; short RetryLater waits are waited out."""
+              progress: Progress, max_wait: float, running: dict, stop: threading.Event) -> None:
+    """Run each participant's days in order, one at a time; short RetryLater waits are waited out.
+
+    `running` (future -> task) is the caller's, so that after an interrupt it can collect the
+    days that were still running and finished while the pool shut down.
+    """
     queues: dict[int, collections.deque[Task]] = collections.defaultdict(collections.deque)
     for task in sorted(tasks, key=lambda t: (t.user.user_id, t.day)):
         queues[task.user.user_id].append(task)
-    running: dict = {}
     waiting: list[tuple[float, int, Task]] = []
     order = itertools.count()
 
@@ -328,10 +371,12 @@ def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int,
     for queue in list(queues.values()):
         submit(queue.popleft())
     while running or waiting:
+        if stop.is_set():
+            raise KeyboardInterrupt
         while waiting and waiting[0][0] <= time.monotonic():
             submit(heapq.heappop(waiting)[2])
-        timeout = max(waiting[0][0] - time.monotonic(), 0) if waiting else None
-        done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+        timeout = max(waiting[0][0] - time.monotonic(), 0) if waiting else _STOP_POLL_SECONDS
+        done, _ = wait(list(running), timeout=min(timeout, _STOP_POLL_SECONDS), return_when=FIRST_COMPLETED)
         for future in done:
             task = running.pop(future)
             outcome = _outcome_of(future, task)
@@ -397,14 +442,17 @@ def run_plan(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | N
     started = time.perf_counter()
     executor = _start_workers(url, workers, plan.tasks)
     summary = None
+    running: dict = {}
     try:
         run_id = _start_run(conn, plan.command, arguments)
         summary = RunSummary(run_id, plan.command, len(plan.tasks))
         progress.start(run_id, len(plan.tasks))
         try:
-            with _sigterm_as_interrupt():
+            with _stop_requests() as stop:
                 if executor:
-                    _schedule(executor, plan.tasks, run_id, summary, progress, max_wait)
+                    _schedule(executor, plan.tasks, run_id, summary, progress, max_wait, running, stop)
+                if stop.is_set():
+                    raise KeyboardInterrupt
         except BaseException as exc:
             summary.status = "interrupted"
             error = ("interrupted" if isinstance(exc, KeyboardInterrupt)
@@ -416,11 +464,17 @@ def run_plan(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | N
                 summary.status = "failed"
                 error = "\n".join(f"user {o.user_id} day {o.day}: {o.error}" for o in summary.failed)
         finally:
-            progress.stop()
             if executor:
                 # Days already running finish (each is atomic); queued ones are dropped when stopping early.
                 executor.shutdown(wait=True, cancel_futures=summary.status != "ok")
                 executor = None
+                # Those that finished meanwhile committed: the run log counts them as the ledger does.
+                for future, task in running.items():
+                    if future.done() and not future.cancelled():
+                        outcome = _outcome_of(future, task)
+                        summary.outcomes.append(outcome)
+                        progress.day_done(outcome)
+            progress.stop()
             summary.seconds = time.perf_counter() - started
             _finish_run(conn, summary, summary.status, error)
     finally:

@@ -1,8 +1,9 @@
 """`fitpipe export`: a metric as CSV, streamed from the server with COPY TO STDOUT, or as
 Parquet written one row group at a time from a server-side cursor (fitpipe.output.parquet).
 
-Nothing is held in memory beyond one COPY block. A file is written under a temporary name and
-renamed into place only when complete, so an error never leaves a partial file behind.
+Nothing is held in memory beyond one COPY block. A regular file is written under a temporary name
+and renamed into place only when complete, so an error never leaves a partial file behind; a
+device or FIFO is written straight through (fitpipe.output.target).
 
 Columns, always in this order: user_id, time (ISO-8601 with offset), the metric's value
 columns in catalogue order, then for rollups `n` (samples), and `imputed` where imputation
@@ -13,12 +14,9 @@ plus `imputed_share`, the share of samples that were imputed).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import select
 import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, Sequence
 
 import psycopg
@@ -26,6 +24,7 @@ from psycopg import sql
 
 from fitpipe.catalogue import DayWindow, Metric, metric as metric_named
 from fitpipe.errors import BadInput
+from fitpipe.output.target import check_target, open_target
 from fitpipe.participants import User, list_users
 
 RESOLUTIONS = ("raw", "1min", "1h", "1d")
@@ -229,34 +228,27 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
         raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
     if fmt == "parquet" and output == "-":
         raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
+    # The path is checked before any query runs, so a bad one costs nothing.
+    target = None if output == "-" else check_target(output, "--output")
     typed = fmt == "parquet"
     prepared = prepare(conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, resolution=resolution,
                        with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=typed)
     metric, resolution, query, note = prepared.metric, prepared.resolution, prepared.query, prepared.note
     conn.commit()
-    if output == "-":
+    if target is None:
+        if sys.stdout is None:  # started with stdout closed (`>&-`)
+            raise BadInput("standard output is closed; give --output FILE")
         rows = _stream(conn, prepared.parts, query, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return ExportResult(resolution, rows, note)
-    target = Path(output)
-    if target.is_dir():
-        raise BadInput(f"--output {output} is a folder; give a file name")
-    if target.parent and not target.parent.exists():
-        raise BadInput(f"folder {target.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent or ".")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            if typed:
-                from fitpipe.output.parquet import write_parquet
+    with open_target(target) as out:
+        if typed:
+            from fitpipe.output.parquet import write_parquet
 
-                rows = write_parquet(conn, [(query, params) for _, params in prepared.parts], out)
-            else:
-                rows = _stream(conn, prepared.parts, query, out)
-        if rows == 0:
+            rows = write_parquet(conn, [(query, params) for _, params in prepared.parts], out)
+        else:
+            rows = _stream(conn, prepared.parts, query, out)
+        if rows == 0 and not target.write_through:
             raise BadInput(f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
                            + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else ""))
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return ExportResult(resolution, rows, note)

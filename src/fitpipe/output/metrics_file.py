@@ -2,7 +2,8 @@
 
 One file can serve several commands: samples of other commands already in the file are kept,
 and so is this command's last-success time when this run failed. The file is replaced
-atomically (prometheus_client writes a temporary file and renames it).
+atomically (fitpipe.output.target); a symlink is followed, and anything but a regular file is
+refused, since the file is read back to merge it.
 
 Gauges describe each command's last run. `fitpipe_runs_total{command, result}` counts runs
 across the file's life, so Prometheus can count runs between two scrapes even when several
@@ -11,13 +12,19 @@ runs happen in between (a deleted file restarts it at zero, which `increase()` t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import time
 from pathlib import Path
+from typing import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+
+from fitpipe.output.target import Target, check_target, open_target
+
+FLAG = "--metrics-file"
 
 GAUGES = {
     "fitpipe_run_duration_seconds": "Wall time of the last run.",
@@ -79,7 +86,8 @@ def write_metrics(path: Path, command: str, *, duration: float, user_days: int, 
     deferred_days and needing_reconsent are for commands whose sources can defer days or lose
     consent; None leaves the command's earlier value (or its absence) as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    target = check_metrics_file(path)
+    target.path.parent.mkdir(parents=True, exist_ok=True)
     current: dict[str, float] = {
         "fitpipe_run_duration_seconds": duration, "fitpipe_run_user_days": user_days, "fitpipe_run_rows": rows,
         "fitpipe_run_quarantined_rows": quarantined, "fitpipe_run_failures": failures,
@@ -90,15 +98,20 @@ def write_metrics(path: Path, command: str, *, duration: float, user_days: int, 
     if needing_reconsent is not None:
         current["fitpipe_participants_needing_reconsent"] = needing_reconsent
     # Two commands finishing together must not write back each other's stale samples.
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
+    with open(target.path.with_name(target.path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if success:
             current["fitpipe_last_success_timestamp_seconds"] = time.time()
-        _update(path, command, current, "ok" if success else "failed")
+        _update(target, command, current, "ok" if success else "failed")
 
 
-def _update(path: Path, command: str, current: dict[str, float], result: str) -> None:
-    existing = _Existing(path)
+def check_metrics_file(path: Path | str) -> Target:
+    """Check before a run that its metrics file can be written; BadInput names the path."""
+    return check_target(path, FLAG, regular_only=True, create_folders=True)
+
+
+def _update(target: Target, command: str, current: dict[str, float], result: str) -> None:
+    existing = _Existing(target.path)
     for name, value in current.items():
         existing.gauges.setdefault(name, {})[command] = value
     existing.runs[(command, result)] = existing.runs.get((command, result), 0.0) + 1
@@ -110,12 +123,98 @@ def _update(path: Path, command: str, current: dict[str, float], result: str) ->
         for label, value in sorted(existing.gauges[name].items()):
             gauge.labels(command=label).set(value)
     registry.register(_RunsCounter(existing.runs))
-    write_to_textfile(str(path), registry)
+    with open_target(target) as out:
+        out.write(generate_latest(registry))
 
 
-def write_run_metrics(path: Path, command: str, summary, status: str, *,
-                      deferred_days: int | None = None, needing_reconsent: int | None = None) -> None:
-    """ingest/backfill: from the runner's RunSummary."""
-    write_metrics(path, command, duration=summary.seconds, user_days=summary.count("loaded"), rows=summary.rows,
-                  quarantined=summary.quarantined, failures=summary.count("failed"), success=status == "ok",
-                  deferred_days=deferred_days, needing_reconsent=needing_reconsent)
+class RunRecord:
+    """What a command's metrics say about its run, filled in as the run goes.
+
+    It is also a runner Progress (start/day_done/stop), so the days finished before an
+    interrupt still count. `summary` (a RunSummary) or `figures` (refresh, impute) set at the
+    end take precedence.
+    """
+
+    def __init__(self, command: str):
+        self.command = command
+        self.started = time.monotonic()
+        self.planned = 0
+        self.outcomes: list = []
+        self.summary = None
+        self.figures: dict[str, float] | None = None
+        self.deferred_days: int | None = None
+        self.needing_reconsent: int | None = None
+        # Set by a command that ended without running anything (a dry run): nothing is written.
+        self.nothing_ran = False
+
+    def start(self, run_id: int, total: int) -> None:
+        self.planned = total
+
+    def day_done(self, outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def stop(self) -> None:
+        pass
+
+    def write(self, path: Path, success: bool) -> None:
+        if self.figures is not None:
+            figures = dict(self.figures)
+        else:
+            outcomes = self.summary.outcomes if self.summary else self.outcomes
+            loaded = sum(1 for o in outcomes if o.status == "loaded")
+            failed = sum(1 for o in outcomes if o.status == "failed")
+            if not success and not self.summary:
+                failed += max(self.planned - len(outcomes), 0)  # days an interrupt left undone
+            figures = {"duration": self.summary.seconds if self.summary else time.monotonic() - self.started,
+                       "user_days": loaded, "rows": sum(o.rows for o in outcomes),
+                       "quarantined": sum(o.quarantined for o in outcomes), "failures": failed}
+        if not success:
+            figures["failures"] = max(figures.get("failures", 0), 1)
+        write_metrics(path, self.command, success=success, deferred_days=self.deferred_days,
+                      needing_reconsent=self.needing_reconsent, **figures)
+
+
+class _Both:
+    """Two runner Progress objects as one."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def start(self, run_id: int, total: int) -> None:
+        self.first.start(run_id, total)
+        self.second.start(run_id, total)
+
+    def day_done(self, outcome) -> None:
+        self.first.day_done(outcome)
+        self.second.day_done(outcome)
+
+    def stop(self) -> None:
+        self.first.stop()
+        self.second.stop()
+
+
+def progress_and_record(progress, record: RunRecord):
+    return _Both(progress, record)
+
+
+@contextlib.contextmanager
+def recorded_run(path: Path | None, command: str) -> Iterator[RunRecord]:
+    """Check the metrics file before the work, and write it on every way out of the block.
+
+    A block that raises (a lost database, SIGTERM, Ctrl-C, failed days) is written as a failed
+    run: success 0, at least one failure, and the last-success time left as it was. The
+    block's own exception is never hidden by a failure to write the file.
+    """
+    if path is not None:
+        check_metrics_file(path)
+    record = RunRecord(command)
+    try:
+        yield record
+    except BaseException:
+        if path is not None:
+            with contextlib.suppress(Exception):
+                record.write(path, success=False)
+        raise
+    if path is not None and not record.nothing_ran:
+        ok = record.summary.status == "ok" if record.summary else True
+        record.write(path, success=ok)

@@ -1,0 +1,189 @@
+"""Issue 13, findings 1, 5, 11 (closed stdout), 13 and 14: where export and --metrics-file write.
+
+Regular files are replaced atomically; devices, FIFOs and descriptor paths are written straight
+through and stay what they were; symlinks are followed; bad paths are refused before any work,
+in one line naming the path; the metrics file is written on every way out of a run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import empty_database, fitpipe, popen, run_fitpipe
+
+EXPORT = ("export", "--metric", "heart_rate", "--resolution", "1d")
+
+
+@pytest.fixture(scope="module")
+def loaded(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        empty_database(conn)
+    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
+    fitpipe(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "1")
+    return database_url
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_export_to_a_device_writes_through_it_and_leaves_the_device(loaded, tmp_path):
+    device = tmp_path / "null"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    result = run_fitpipe(loaded, *EXPORT, "-o", str(device))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISCHR(device.stat().st_mode), "the device node was replaced by a regular file"
+    assert device.read_bytes() == b""
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]
+
+
+def test_export_to_a_fifo_feeds_its_reader(loaded, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = run_fitpipe(loaded, *EXPORT, "-o", str(fifo), timeout=60)
+    reader.join(10)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received and received[0].startswith(b"user_id,bucket,bpm")
+
+
+def test_export_through_a_link_to_stdout_reaches_stdout(loaded, tmp_path):
+    link = tmp_path / "out"
+    link.symlink_to("/dev/stdout")
+    result = run_fitpipe(loaded, *EXPORT, "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("user_id,bucket,bpm") and result.stdout.count("\n") == 3
+    assert link.is_symlink() and os.readlink(link) == "/dev/stdout"
+
+
+def test_a_symlink_to_a_file_is_followed_and_stays_a_link(loaded, tmp_path):
+    real = tmp_path / "data" / "hr.csv"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "hr.csv"
+    link.symlink_to(real)
+    result = run_fitpipe(loaded, *EXPORT, "-o", str(link))
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_text().startswith("user_id,bucket,bpm")
+
+
+def test_a_long_valid_file_name_works(loaded, tmp_path):
+    target = tmp_path / ("h" * 245 + ".csv")  # 249 characters, the longest the issue tried
+    result = run_fitpipe(loaded, *EXPORT, "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    assert target.read_text().startswith("user_id")
+
+
+def test_an_existing_file_keeps_its_mode_and_a_new_one_is_private(loaded, tmp_path):
+    shared = tmp_path / "shared.csv"
+    shared.write_text("old\n")
+    shared.chmod(0o644)
+    fresh = tmp_path / "fresh.csv"
+    assert run_fitpipe(loaded, *EXPORT, "-o", str(shared)).returncode == 0
+    assert run_fitpipe(loaded, *EXPORT, "-o", str(fresh)).returncode == 0
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o644
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+
+
+def test_an_empty_output_name_is_one_line(loaded):
+    line = one_error_line(run_fitpipe(loaded, *EXPORT, "-o", ""))
+    assert "--output is empty" in line
+
+
+def test_export_with_stdout_closed_is_one_line(loaded):
+    command = " ".join([sys.executable, "-m", "fitpipe.cli", *EXPORT]) + " >&-"
+    result = subprocess.run(["bash", "-c", command], env={**os.environ, "FITPIPE_DATABASE_URL": loaded},
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "standard output is closed" in one_error_line(result)
+
+
+def test_an_unusable_metrics_file_is_refused_before_the_run(loaded, tmp_path):
+    not_a_folder = tmp_path / "plain-file"
+    not_a_folder.write_text("")
+    fifo = tmp_path / "metrics-fifo"
+    os.mkfifo(fifo)
+    with psycopg.connect(loaded) as conn:
+        runs_before = conn.execute("SELECT count(*) FROM ingest_runs").fetchone()[0]
+    for path in (not_a_folder / "fitpipe.prom", fifo):
+        result = run_fitpipe(loaded, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--force",
+                             "--metrics-file", str(path), timeout=60)
+        assert result.returncode == 2
+        line = one_error_line(result)
+        assert str(path) in line and ".partial" not in line and ".tmp" not in line
+    with psycopg.connect(loaded) as conn:
+        assert conn.execute("SELECT count(*) FROM ingest_runs").fetchone()[0] == runs_before, "the work ran first"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def metric_values(path) -> dict[tuple[str, str], float]:
+    return {(s.name, s.labels.get("command", "")): s.value
+            for family in text_string_to_metric_families(path.read_text()) for s in family.samples}
+
+
+def test_a_run_that_cannot_reach_the_database_marks_the_metrics_failed(loaded, tmp_path):
+    path = tmp_path / "fitpipe.prom"
+    fitpipe(loaded, "ingest", "--days", "1", "--metrics-file", str(path))
+    before = metric_values(path)
+    assert before[("fitpipe_run_success", "ingest")] == 1
+    result = run_fitpipe("postgresql://fitpipe:secret-pw@127.0.0.1:1/nowhere", "ingest", "--days", "1",
+                         "--metrics-file", str(path))
+    assert result.returncode == 3
+    after = metric_values(path)
+    assert after[("fitpipe_run_success", "ingest")] == 0
+    assert after[("fitpipe_run_failures", "ingest")] >= 1
+    assert (after[("fitpipe_last_success_timestamp_seconds", "ingest")]
+            == before[("fitpipe_last_success_timestamp_seconds", "ingest")])
+    assert "secret-pw" not in path.read_text()
+
+
+def wait_for_loaded_days(process: subprocess.Popen, count: int, timeout: float = 120) -> list[str]:
+    """Read the run's plain log lines until `count` days are loaded."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if sum("status=loaded" in l for l in lines) >= count:
+            return lines
+    raise AssertionError("the run did not load days in time:\n" + "".join(lines))
+
+
+def test_sigterm_marks_the_metrics_failed_and_keeps_the_last_success(loaded, tmp_path):
+    path = tmp_path / "fitpipe.prom"
+    fitpipe(loaded, "ingest", "--days", "1", "--metrics-file", str(path), "--no-refresh")
+    before = metric_values(path)
+    run = popen(loaded, "backfill", "--start", "2024-01-01", "--end", "2024-01-08", "--force", "--workers", "1",
+                "--metrics-file", str(path))
+    try:
+        wait_for_loaded_days(run, 1)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr
+    after = metric_values(path)
+    assert after[("fitpipe_run_success", "backfill")] == 0
+    assert after[("fitpipe_run_failures", "backfill")] >= 1
+    assert ("fitpipe_last_success_timestamp_seconds", "backfill") not in after
+    assert (after[("fitpipe_last_success_timestamp_seconds", "ingest")]
+            == before[("fitpipe_last_success_timestamp_seconds", "ingest")])
