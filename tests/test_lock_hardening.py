@@ -1,6 +1,6 @@
 """Issue 13, finding 3: advisory locks cannot stall ingestion.
 
-- A read-only login cannot call the advisory-lock functions (migration 0040).
+- A read-only login cannot call the advisory-lock functions (migration 0041).
 - A lock held too long by another session fails the day with a reason after FITPIPE_LOCK_TIMEOUT
   instead of hanging.
 - A run that only skips days held by another session says so in its exit status (7).

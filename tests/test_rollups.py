@@ -108,7 +108,8 @@ def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
     problems: dict[str, list] = {}
     key = "user_id, metric, field, bucket"
     for level in LEVELS:
-        rollup = (f"SELECT {key}, n_measured::bigint AS n, sum_measured AS s, min_measured AS lo, max_measured AS hi "
+        # metric and field are enums in the rollups (lean rows), text in the oracle.
+        rollup = (f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, sum_measured AS s, min_measured AS lo, max_measured AS hi "
                   f"FROM rollup_{level} WHERE user_id = ANY(%(users)s) AND n_measured > 0")
         checks = {
             "missing from rollup": f"SELECT {key}, n, lo, hi FROM oracle_{level} "
@@ -441,7 +442,7 @@ def test_measured_and_imputed_are_kept_apart(world, database_url):
                 SELECT 1 FROM {m.table} t WHERE t.user_id = i.user_id
                 AND t.{m.time_column} >= i.ts AND t.{m.time_column} < i.ts + interval '1 minute')
         """
-        rollup = (f"SELECT user_id, field, bucket, n_imputed::bigint, "
+        rollup = (f"SELECT user_id, field::text, bucket, n_imputed::bigint, "
                   f"sum_imputed / {m.samples_per_minute} FROM rollup_1min WHERE metric = '{m.name}' AND n_imputed > 0")
         for a, b in ((imputed, rollup), (rollup, imputed)):
             diff = _imputed_diff(conn, a, b)

@@ -448,6 +448,32 @@ def aggregate_refresh(
 
 @app.command()
 @handles_errors
+def maintain() -> None:
+    """Storage upkeep, from cron after ingest: refresh pending rollups, then compress the chunks of
+    the raw metric tables and rollup_1min that hold settled days only (community edition). On the
+    Apache edition it says in one line that compression is unavailable.
+
+    Example: fitpipe maintain
+    """
+    from fitpipe.db import connection, require_schema
+    from fitpipe.derive.maintain import APACHE_NOTE, maintain as run_maintain
+
+    with connection(state.url) as conn:
+        require_schema(conn)
+        report = run_maintain(conn)
+    if report.edition != "community":
+        console().print(APACHE_NOTE)
+        return
+    ratio = f" ({report.bytes_before / report.bytes_after:.0f}x)" if report.bytes_after else ""
+    console().print(
+        f"compressed {report.chunks_compressed} chunk(s) holding settled days before {report.horizon}: "
+        f"{report.bytes_before:,} -> {report.bytes_after:,} bytes{ratio}; "
+        f"{report.rollup_days_refreshed} rollup day(s) refreshed first; {report.seconds:.2f} s"
+    )
+
+
+@app.command()
+@handles_errors
 def impute(
     user: Users = None,
     start: Start = None,
@@ -617,7 +643,8 @@ def reset(
         if not (what.tables or what.functions or what.views):
             console().print("nothing to drop: this database has no fitpipe objects")
             return
-        listing = ", ".join(what.tables + what.views + [f + "()" for f in what.functions])
+        listing = ", ".join(what.tables + what.views + [f + "()" for f in what.functions]
+                            + [f"type {t}" for t in what.types])
         if not yes:
             fail(f"refusing to drop without --yes; it would drop {listing}", 2)
         drop(conn, what)

@@ -9,7 +9,7 @@ other databases may use them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -17,7 +17,7 @@ from psycopg import sql
 from fitpipe.errors import FitpipeError
 from fitpipe.migrate import discover
 
-_CREATED = re.compile(r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M)
+_CREATED = re.compile(r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M)
 
 
 @dataclass
@@ -25,19 +25,21 @@ class ResetPlan:
     tables: list[str]
     functions: list[str]
     views: list[str]
+    types: list[str] = field(default_factory=list)
 
 
 def plan(conn: psycopg.Connection) -> ResetPlan:
-    tables, functions, views = ["schema_migrations"], [], []
+    tables, functions, views, types = ["schema_migrations"], [], [], []
     for migration in discover():
         for kind, name in _CREATED.findall(migration.sql):
-            {"table": tables, "function": functions, "view": views}[kind.lower()].append(name.lower())
+            {"table": tables, "function": functions, "view": views, "type": types}[kind.lower()].append(name.lower())
     present = {r[0] for r in conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
     present_functions = {r[0] for r in conn.execute(
         "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")}
+    present_types = {r[0] for r in conn.execute("SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace")}
     return ResetPlan([t for t in tables if t in present], [f for f in functions if f in present_functions],
-                     [v for v in views if v in present])
+                     [v for v in views if v in present], [t for t in types if t in present_types])
 
 
 def reset(conn: psycopg.Connection, what: ResetPlan) -> None:
@@ -57,3 +59,5 @@ def _drop(conn: psycopg.Connection, what: ResetPlan) -> None:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
         for function in what.functions:
             conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {} CASCADE").format(sql.Identifier(function)))
+        for type_name in what.types:
+            conn.execute(sql.SQL("DROP TYPE IF EXISTS {} CASCADE").format(sql.Identifier(type_name)))

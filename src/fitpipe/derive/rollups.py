@@ -24,6 +24,9 @@ from fitpipe.participants import User, list_users
 LEVELS = ("1min", "1h", "1d")
 # Longest stretch rebuilt in one statement, to keep each statement's sort and WAL modest.
 MAX_DAYS_PER_STATEMENT = 31
+# Participants refreshed in one transaction: a night's refresh of 1,000 is ten transactions, each
+# holding 100 advisory locks (well under max_locks_per_transaction x max_connections).
+USERS_PER_TRANSACTION = 100
 
 
 @dataclass
@@ -43,61 +46,204 @@ _LOCAL_HOUR = ("bucket - make_interval(secs => mod((extract(epoch FROM bucket) +
                "(bucket AT TIME ZONE %(tz)s) - (bucket AT TIME ZONE 'UTC')))::numeric, 3600)::float8)")
 
 
+# A refresh works on *windows*: (participant, metric, [lo, hi) of whole local days in one zone).
+# Each statement handles a whole batch of windows (unnest of parallel arrays), so a night's
+# refresh of 1,000 participants is a handful of statements instead of six per participant and metric.
+_WINDOW_ROWS = """
+    SELECT * FROM unnest(%(w_user)s::int[], %(w_metric)s::rollup_metric[], %(w_lo)s::timestamptz[],
+                         %(w_hi)s::timestamptz[], %(w_tz)s::text[], %(w_last_start)s::timestamptz[])
+                  AS w(user_id, metric, lo, hi, tz, last_start)"""
+_WINDOWS = f"windows AS ({_WINDOW_ROWS})"
+# Bounds of the whole batch as plain values, so the planner excludes chunks outside them.
+_BATCH_BOUNDS = "{col} >= %(batch_lo)s AND {col} < %(batch_hi)s"
+
+
+_COLUMNS = ("user_id, metric, field, bucket, n_measured, sum_measured, min_measured, max_measured, "
+            "n_imputed, sum_imputed, min_imputed, max_imputed")
+
+
 def _measured_minutes_sql(metric: Metric) -> str:
     unpivot = ", ".join(f"('{c.name}', t.{c.name})" for c in metric.values)
+    # Sums accumulate in double precision: sum(real) would round every partial sum to float4, so
+    # the result would depend on the order rows arrive in (plan, re-ingest). float4 values carry
+    # 24 significant bits, so these sums are exact, and thus the same in any order.
     return f"""
-        SELECT f.field, time_bucket('1 minute', t.{metric.time_column}) AS bucket,
-               count(*) AS n, sum(f.v) AS s, min(f.v) AS lo, max(f.v) AS hi
-        FROM {metric.table} t CROSS JOIN LATERAL (VALUES {unpivot}) AS f(field, v)
-        WHERE t.user_id = %(user_id)s AND t.{metric.time_column} >= %(lo)s AND t.{metric.time_column} < %(hi)s
-        GROUP BY 1, 2
+        SELECT w.user_id, f.field, time_bucket('1 minute', t.{metric.time_column}) AS bucket,
+               count(*) AS n, sum(f.v::float8) AS s, min(f.v) AS lo, max(f.v) AS hi
+        FROM windows w
+        JOIN {metric.table} t ON t.user_id = w.user_id AND t.{metric.time_column} >= w.lo
+                             AND t.{metric.time_column} < w.hi
+        CROSS JOIN LATERAL (VALUES {unpivot}) AS f(field, v)
+        WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col='t.' + metric.time_column)}
+        GROUP BY 1, 2, 3
     """
 
 
-def _rebuild(cur: psycopg.Cursor, user: User, metric: Metric, first: dt.date, last: dt.date,
-             report: RefreshReport) -> None:
-    """Rebuild local days first..last, which share one zone (runs are cut where the zone changes)."""
-    lo, hi = user.day_start(first), user.day_start(last + dt.timedelta(days=1))
+@dataclass(frozen=True)
+class _Window:
+    user_id: int
+    metric: str
+    lo: dt.datetime
+    hi: dt.datetime
+    tz: str
     # The last day of a run may end in the next zone (the day of a move): its buckets are
     # labelled with its own start instead of a midnight of the old zone.
-    params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi, "tz": user.zone_on(first),
-              "last_start": user.day_start(last), "per_minute": metric.samples_per_minute}
+    last_start: dt.datetime
+    days: int
+
+
+def _window(user: User, metric: Metric, first: dt.date, last: dt.date) -> _Window:
+    """Local days first..last of one participant, which share one zone (runs are cut where it changes)."""
+    return _Window(user.user_id, metric.name, user.day_start(first), user.day_start(last + dt.timedelta(days=1)),
+                   user.zone_on(first), user.day_start(last), (last - first).days + 1)
+
+
+def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport) -> None:
+    """Delete the rollup buckets of the windows and rebuild them level by level, set-based."""
+    params = {
+        "w_user": [w.user_id for w in windows], "w_metric": [w.metric for w in windows],
+        "w_lo": [w.lo for w in windows], "w_hi": [w.hi for w in windows], "w_tz": [w.tz for w in windows],
+        "w_last_start": [w.last_start for w in windows],
+        "batch_lo": min(w.lo for w in windows), "batch_hi": max(w.hi for w in windows),
+    }
     for level in LEVELS:
-        cur.execute(f"DELETE FROM rollup_{level} WHERE user_id = %(user_id)s AND metric = %(metric)s "
-                    "AND bucket >= %(lo)s AND bucket < %(hi)s", params)
+        cur.execute(f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
+                    "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
+                    f"AND {_BATCH_BOUNDS.format(col='r.bucket')}", params)
     # Imputed minutes count only where nothing was measured, weighted as the samples they replace.
-    cur.execute(
-        f"""
-        INSERT INTO rollup_1min
-        SELECT %(user_id)s, %(metric)s, coalesce(m.field, i.field), coalesce(m.bucket, i.ts),
-               coalesce(m.n, 0), coalesce(m.s, 0), m.lo, m.hi,
-               CASE WHEN m.n IS NULL THEN %(per_minute)s ELSE 0 END,
-               CASE WHEN m.n IS NULL THEN i.value::float8 * %(per_minute)s ELSE 0 END,
-               CASE WHEN m.n IS NULL THEN i.value END,
-               CASE WHEN m.n IS NULL THEN i.value END
-        FROM ({_measured_minutes_sql(metric)}) m
-        FULL JOIN (SELECT field, ts, value FROM imputed_values
-                   WHERE user_id = %(user_id)s AND metric = %(metric)s AND ts >= %(lo)s AND ts < %(hi)s) i
-          ON i.field = m.field AND i.ts = m.bucket
-        """,
-        params,
-    )
-    report.buckets["1min"] += cur.rowcount
-    for level, source, bucket in (("1h", "1min", _LOCAL_HOUR), ("1d", "1h", "CASE WHEN bucket < %(last_start)s THEN time_bucket('1 day', bucket, %(tz)s) "
-                                                     "ELSE %(last_start)s END")):
+    for metric in INTRADAY:
+        if metric.name not in params["w_metric"]:
+            continue
+        per_minute = metric.samples_per_minute
         cur.execute(
             f"""
-            INSERT INTO rollup_{level}
-            SELECT user_id, metric, field, {bucket},
-                   sum(n_measured), sum(sum_measured), min(min_measured), max(max_measured),
-                   sum(n_imputed), sum(sum_imputed), min(min_imputed), max(max_imputed)
-            FROM rollup_{source}
-            WHERE user_id = %(user_id)s AND metric = %(metric)s AND bucket >= %(lo)s AND bucket < %(hi)s
-            GROUP BY user_id, metric, field, 4
+            WITH {_WINDOWS}
+            INSERT INTO rollup_1min ({_COLUMNS})
+            SELECT coalesce(m.user_id, i.user_id), '{metric.name}', coalesce(m.field, i.field)::rollup_field,
+                   coalesce(m.bucket, i.ts),
+                   coalesce(m.n, 0), coalesce(m.s, 0), m.lo, m.hi,
+                   CASE WHEN m.n IS NULL THEN {per_minute} ELSE 0 END,
+                   CASE WHEN m.n IS NULL THEN i.value::float8 * {per_minute} ELSE 0 END,
+                   CASE WHEN m.n IS NULL THEN i.value END,
+                   CASE WHEN m.n IS NULL THEN i.value END
+            FROM ({_measured_minutes_sql(metric)}) m
+            FULL JOIN (SELECT i.user_id, i.field, i.ts, i.value
+                       FROM windows w JOIN imputed_values i ON i.user_id = w.user_id AND i.metric = w.metric::text
+                                                           AND i.ts >= w.lo AND i.ts < w.hi
+                       WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col='i.ts')}) i
+              ON i.user_id = m.user_id AND i.field = m.field AND i.ts = m.bucket
+            """,
+            params,
+        )
+        report.buckets["1min"] += cur.rowcount
+    local_hour = _LOCAL_HOUR.replace("%(tz)s", "w.tz").replace("bucket", "r.bucket")
+    local_day = "CASE WHEN r.bucket < w.last_start THEN time_bucket('1 day', r.bucket, w.tz) ELSE w.last_start END"
+    for level, source, bucket in (("1h", "1min", local_hour), ("1d", "1h", local_day)):
+        cur.execute(
+            f"""
+            WITH {_WINDOWS}
+            INSERT INTO rollup_{level} ({_COLUMNS})
+            SELECT r.user_id, r.metric, r.field, {bucket},
+                   sum(r.n_measured), sum(r.sum_measured), min(r.min_measured), max(r.max_measured),
+                   sum(r.n_imputed), sum(r.sum_imputed), min(r.min_imputed), max(r.max_imputed)
+            FROM windows w
+            JOIN rollup_{source} r ON r.user_id = w.user_id AND r.metric = w.metric
+                                   AND r.bucket >= w.lo AND r.bucket < w.hi
+            WHERE {_BATCH_BOUNDS.format(col='r.bucket')}
+            GROUP BY r.user_id, r.metric, r.field, 4
             """,
             params,
         )
         report.buckets[level] += cur.rowcount
+
+
+_WEAR_WINDOWS = """
+    w AS (SELECT * FROM unnest(%(w_user)s::int[], %(w_lo)s::timestamptz[], %(w_hi)s::timestamptz[], %(w_tz)s::text[],
+                               %(w_last_start)s::timestamptz[], %(w_first)s::date[], %(w_last)s::date[])
+                        AS w(user_id, lo, hi, tz, last_start, first_day, last_day))"""
+
+
+def _rebuild_wear_days(cur: psycopg.Cursor, days_of: dict[int, tuple[User, set[dt.date]]]) -> None:
+    """Rebuild wear_days for the local days a refresh touched, from the fresh 1-minute rollup.
+
+    A minute belongs to the local day whose window holds it (the same rule as rollup_1d), and the
+    main sleep to the day it ends on (date_of_sleep), as adherence has always counted them.
+    """
+    if not days_of:
+        return
+    runs = [(user, first, last) for user, days in days_of.values() for first, last in _runs(days, user)]
+    # Statements of bounded size, like the rollups' own.
+    batch: list[tuple[User, dt.date, dt.date]] = []
+    for run in runs:
+        batch.append(run)
+        if sum((last - first).days + 1 for _, first, last in batch) >= MAX_DAYS_PER_STATEMENT * 4:
+            _rebuild_wear_batch(cur, batch)
+            batch = []
+    if batch:
+        _rebuild_wear_batch(cur, batch)
+    update_running_totals(cur, list(days_of), [min(days) for _, days in days_of.values()])
+
+
+def update_running_totals(cur: psycopg.Cursor, user_ids: list[int], since: list[dt.date]) -> None:
+    """wear_days' running totals from each participant's `since` day on (a night's refresh: a few rows)."""
+    cur.execute(
+        """
+        UPDATE wear_days w SET worn_minutes_to_date = s.worn, last_measured_to_date = s.last
+        FROM (SELECT d.user_id, d.day,
+                     coalesce(sum(CASE WHEN d.day >= u.study_start THEN d.worn_minutes END)
+                              OVER (PARTITION BY d.user_id ORDER BY d.day), 0) AS worn,
+                     max(CASE WHEN d.day >= u.study_start THEN d.last_measured END)
+                         OVER (PARTITION BY d.user_id ORDER BY d.day) AS last
+              FROM wear_days d JOIN users u USING (user_id) WHERE d.user_id = ANY(%(users)s)) s,
+             unnest(%(users)s::int[], %(since)s::date[]) AS touched(user_id, since)
+        WHERE w.user_id = s.user_id AND w.day = s.day AND touched.user_id = w.user_id AND w.day >= touched.since
+        """,
+        {"users": user_ids, "since": since},
+    )
+
+
+def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.date]]) -> None:
+    params = {
+        "w_user": [u.user_id for u, _, _ in runs],
+        "w_lo": [u.day_start(first) for u, first, _ in runs],
+        "w_hi": [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs],
+        "w_tz": [u.zone_on(first) for u, first, _ in runs],
+        "w_last_start": [u.day_start(last) for u, _, last in runs],
+        "w_first": [first for _, first, _ in runs], "w_last": [last for _, _, last in runs],
+    }
+    params["batch_lo"], params["batch_hi"] = min(params["w_lo"]), max(params["w_hi"])
+    cur.execute(f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
+                "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day", params)
+    cur.execute(
+        f"""
+        WITH {_WEAR_WINDOWS},
+        minutes AS (
+            SELECT w.user_id, r.bucket,
+                   CASE WHEN r.bucket < w.last_start THEN (time_bucket('1 day', r.bucket, w.tz) AT TIME ZONE w.tz)::date
+                        ELSE w.last_day END AS day
+            FROM w JOIN rollup_1min r ON r.user_id = w.user_id AND r.metric = 'heart_rate' AND r.field = 'bpm'
+                                      AND r.bucket >= w.lo AND r.bucket < w.hi AND r.n_measured > 0
+            WHERE {_BATCH_BOUNDS.format(col='r.bucket')}
+        ),
+        worn AS (
+            SELECT user_id, day, count(*) AS minutes, min(bucket) AS first_measured,
+                   max(bucket) + interval '1 minute' AS last_measured
+            FROM minutes GROUP BY 1, 2
+        ),
+        sleep AS (
+            SELECT s.user_id, s.date_of_sleep AS day, max(s.duration_s) AS seconds
+            FROM w JOIN sleep_sessions s ON s.user_id = w.user_id AND s.is_main_sleep
+                                         AND s.date_of_sleep BETWEEN w.first_day AND w.last_day
+            GROUP BY 1, 2
+        )
+        INSERT INTO wear_days (user_id, day, worn_minutes, first_measured, last_measured, main_sleep_seconds)
+        SELECT w.user_id, g.day::date, coalesce(worn.minutes, 0), worn.first_measured, worn.last_measured, sleep.seconds
+        FROM w CROSS JOIN LATERAL generate_series(w.first_day, w.last_day, interval '1 day') AS g(day)
+        LEFT JOIN worn ON worn.user_id = w.user_id AND worn.day = g.day::date
+        LEFT JOIN sleep ON sleep.user_id = w.user_id AND sleep.day = g.day::date
+        """,
+        params,
+    )
 
 
 def _local_days(lo: dt.datetime, hi: dt.datetime, user: User) -> set[dt.date]:
@@ -118,34 +264,63 @@ def _runs(days: set[dt.date], user: User) -> list[tuple[dt.date, dt.date]]:
     return [(a, b) for a, b in runs]
 
 
-def _refresh_user(conn: psycopg.Connection, user: User, full: bool, report: RefreshReport) -> None:
+def _days_to_rebuild(conn: psycopg.Connection, user: User, full: bool,
+                     pending: list[tuple]) -> dict[str, set[dt.date]]:
+    days_by_metric: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
+    if full:
+        span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s",
+                            (user.user_id,)).fetchone()
+        if span[0]:
+            for metric in INTRADAY:
+                # Night metrics of the last day reach into the next morning.
+                days_by_metric[metric.name] = {span[0] + dt.timedelta(days=i)
+                                               for i in range((span[1] - span[0]).days + 2)}
+    else:
+        for _, user_id, metric_name, lo, hi in pending:
+            if user_id == user.user_id and metric_name in days_by_metric:
+                days_by_metric[metric_name] |= _local_days(lo, hi, user)
+    return days_by_metric
+
+
+def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, report: RefreshReport) -> None:
+    """One transaction for a batch of participants: lock them, read their invalidations, rebuild, consume."""
+    ids = [u.user_id for u in users]
     with conn.transaction():
-        lock_refresh(conn, user.user_id)
+        # Sorted, so two refreshes locking overlapping batches cannot deadlock.
+        for user_id in sorted(ids):
+            lock_refresh(conn, user_id)
+        # Big batches aggregate tens of millions of rows; sort in memory rather than on disk.
+        conn.execute("SET LOCAL work_mem = '256MB'")
         pending = conn.execute(
-            "SELECT invalidation_id, metric, lo, hi FROM rollup_invalidations WHERE user_id = %s",
-            (user.user_id,),
+            "SELECT invalidation_id, user_id, metric, lo, hi FROM rollup_invalidations WHERE user_id = ANY(%s)",
+            (ids,),
         ).fetchall()
-        days_by_metric: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
         if full:
-            span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s",
-                                (user.user_id,)).fetchone()
             for level in LEVELS:
-                conn.execute(f"DELETE FROM rollup_{level} WHERE user_id = %s", (user.user_id,))
+                conn.execute(f"DELETE FROM rollup_{level} WHERE user_id = ANY(%s)", (ids,))
+            conn.execute("DELETE FROM wear_days WHERE user_id = ANY(%s)", (ids,))
+        windows: list[_Window] = []
+        touched: dict[int, tuple[User, set[dt.date]]] = {}
+        for user in users:
+            days_by_metric = _days_to_rebuild(conn, user, full, pending)
+            days = set().union(*days_by_metric.values())
+            report.days += len(days)
+            if days:
+                touched[user.user_id] = (user, days)
             for metric in INTRADAY:
-                if span[0]:
-                    # Night metrics of the last day reach into the next morning.
-                    days_by_metric[metric.name] = {span[0] + dt.timedelta(days=i)
-                                                   for i in range((span[1] - span[0]).days + 2)}
-        else:
-            for _, metric_name, lo, hi in pending:
-                if metric_name in days_by_metric:
-                    days_by_metric[metric_name] |= _local_days(lo, hi, user)
-        report.days += len(set().union(*days_by_metric.values()))
+                windows += [_window(user, metric, first, last) for first, last in _runs(days_by_metric[metric.name], user)]
+        report.day_ranges += len(windows)
         with conn.cursor() as cur:
-            for metric in INTRADAY:
-                for first, last in _runs(days_by_metric[metric.name], user):
-                    _rebuild(cur, user, metric, first, last, report)
-                    report.day_ranges += 1
+            # Statements of bounded size: their sorts and WAL stay modest on a full rebuild.
+            batch: list[_Window] = []
+            for window in windows:
+                batch.append(window)
+                if sum(w.days for w in batch) >= MAX_DAYS_PER_STATEMENT * 4:
+                    _rebuild(cur, batch, report)
+                    batch = []
+            if batch:
+                _rebuild(cur, batch, report)
+            _rebuild_wear_days(cur, touched)
             if pending:
                 cur.execute("DELETE FROM rollup_invalidations WHERE invalidation_id = ANY(%s)",
                             ([row[0] for row in pending],))
@@ -167,9 +342,10 @@ def refresh(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, full: boo
         if user_ids:
             list_users(conn, user_ids)  # unknown ids are still an error
     conn.commit()
-    for user in users:
-        _refresh_user(conn, user, full, report)
-        report.users += 1
+    for i in range(0, len(users), USERS_PER_TRANSACTION):
+        batch = users[i:i + USERS_PER_TRANSACTION]
+        _refresh_users(conn, batch, full, report)
+        report.users += len(batch)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -97,7 +97,8 @@ def _rollup_query(metric: Metric, level: str, with_imputed: bool, typed: bool = 
         columns.append("bool_or(n_imputed > 0) AS imputed" if with_imputed else "false AS imputed")
         columns.append("round((max(n_imputed)::numeric / nullif(max(n_measured + n_imputed), 0)), 4)::float8 "
                        "AS imputed_share" if with_imputed else "0::float8 AS imputed_share")
-    where = "user_id = %(user_id)s AND metric = %(metric)s AND bucket >= %(lo)s AND bucket < %(hi)s"
+    # metric is an enum in the rollups; the cast keeps the index usable when a client binds varchar.
+    where = "user_id = %(user_id)s AND metric = CAST(%(metric)s AS rollup_metric) AND bucket >= %(lo)s AND bucket < %(hi)s"
     if not with_imputed:
         where += " AND n_measured > 0"
     bucket = f"rollup_{level}.bucket" if typed else f"to_char(bucket, '{_TIME_FORMAT}')"

@@ -55,7 +55,7 @@ def status_tables(report: dict) -> list:
     for name in report["metrics"]:
         counts = [u["rows"].get(name, 0) for u in report["users"]]
         rows.add_row(name, *(f"{c:,}" for c in (counts if per_user else [])), f"{sum(counts):,}")
-    tables = [users, rows]
+    tables = [users, rows, storage_table(report.get("storage", []))]
     missing = [(u["user_id"], u["missing_days"]) for u in report["users"] if u["missing_days"]]
     for user_id, days in missing[:20]:
         shown = ", ".join(str(d) for d in days[:8]) + (f" ... ({len(days)} days)" if len(days) > 8 else "")
@@ -72,6 +72,18 @@ def status_tables(report: dict) -> list:
         )
     tables.extend(import_lines(report.get("imports", [])))
     return tables
+
+
+def storage_table(storage: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="storage per table (compressed: community edition, `fitpipe maintain`)")
+    for column in ("table", "bytes", "uncompressed", "compressed", "before compression", "ratio"):
+        table.add_column(column, justify="left" if column == "table" else "right", no_wrap=True)
+    for row in storage:
+        table.add_row(row["table"], f"{row['bytes']:,}", f"{row['uncompressed_bytes']:,}", f"{row['compressed_bytes']:,}",
+                      f"{row['before_compression_bytes']:,}", f"{row['ratio']}x" if row["ratio"] else "-")
+    return table
 
 
 def adherence_table(as_of, rows: list[dict], flags: tuple[str, ...]):

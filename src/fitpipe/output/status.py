@@ -100,8 +100,10 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
             "deferred": deferred.get(user.user_id, []),
             "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
         })
+    from fitpipe.derive.maintain import storage_report
+
     return {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run,
-            "imports": takeout_imports(conn, ids)}
+            "imports": takeout_imports(conn, ids), "storage": storage_report(conn)}
 
 
 def takeout_imports(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:

@@ -1,7 +1,7 @@
 """A local Google Health API v4 and Google OAuth server, for tests and for trying fitpipe without
 a Google project:
 
-    python -m fitpipe.testing.health_api --port 8765 --participants 3 --client-secrets client.json
+    python -m fitpipe.testing.health_api --port 8765 --participants 3 --client-secrets client.json [--latency 0.1]
 
 It serves, on 127.0.0.1, what fitpipe uses:
 - `GET /v4/users/me/dataTypes/{type}/dataPoints` and `...dataPoints:reconcile`, paged newest
@@ -20,6 +20,8 @@ types: the test for an account with the seed of synthetic participant N can comp
 through the API with what the synthetic source loads for N. Faults on demand: 429 (with or
 without Retry-After), 503, 504, slow responses, expired access tokens, revoked grants, pages in
 random order, late sync, the same points from a phone as well as the watch, an account without data.
+`--latency SECONDS` (HealthApi(latency=...)) delays every data request's answer by that long, as
+the network and Google's servers would (benchmarks/google_health.py uses 0.1).
 """
 
 from __future__ import annotations
@@ -429,10 +431,13 @@ def _days_for(clauses, timezone: str) -> list[dt.date]:
 class HealthApi:
     """The server's state; thread-safe. Tests drive it directly, the CLI through /_control."""
 
-    def __init__(self, *, client_secret: str | None = None, quota: tuple[int, float] = (300, 60.0)):
+    def __init__(self, *, client_secret: str | None = None, quota: tuple[int, float] = (300, 60.0),
+                 latency: float = 0.0):
         self.client_id = CLIENT_ID
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.quota = quota
+        # Seconds every data request waits before it is answered (a simulated round trip).
+        self.latency = latency
         self.accounts: dict[str, Account] = {}
         self.lock = threading.RLock()
         self.codes: dict[str, dict] = {}
@@ -754,6 +759,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _data(self, path: str, query: dict[str, str]) -> None:
         arrived = time.monotonic()  # quotas count requests as they arrive
+        if self.api.latency > 0:
+            time.sleep(self.api.latency)  # the round trip, on every data request (401s included)
         name = self.api.account_for(self.headers.get("Authorization"))
         if name is None:
             with self.api.lock:
@@ -826,13 +833,18 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--participants", type=int, default=3, help="accounts participant-1..N (synthetic seeds 1..N)")
     parser.add_argument("--timezone", default="America/New_York")
     parser.add_argument("--client-secrets", required=True, help="write the OAuth client's JSON here")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="delay every data request's answer by this long (a simulated round trip)")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    server = HealthApiServer(port=args.port)
+    if args.latency < 0:
+        parser.error("--latency must be 0 or more seconds")
+    server = HealthApiServer(HealthApi(latency=args.latency), port=args.port)
     for number in range(1, args.participants + 1):
         server.api.add_account(f"participant-{number}", timezone=args.timezone, seed=synthetic_seed(number))
     with open(args.client_secrets, "w") as file:
         json.dump(server.api.client_secrets(), file, indent=2)
-    print(f"Google Health API stand-in on {server.url} with {args.participants} account(s); "
+    delayed = f", {args.latency * 1000:g} ms per data request" if args.latency else ""
+    print(f"Google Health API stand-in on {server.url} with {args.participants} account(s){delayed}; "
           f"OAuth client in {args.client_secrets}. Ctrl-C stops it.", flush=True)
     try:
         server.httpd.serve_forever()

@@ -1,0 +1,205 @@
+"""Storage upkeep: compression of settled chunks (community edition) and the bytes each table takes.
+
+Why a command (`fitpipe maintain`, from cron after ingest) rather than TimescaleDB's compression
+policies: a policy only knows a chunk's age, while fitpipe knows which days are settled (the
+ledger) and rolled up (no pending invalidations). Compressing a chunk that a provisional day
+will rewrite tomorrow would cost a decompression each night. The command also behaves the same
+on both editions: on the Apache edition it says in one line that compression is unavailable.
+
+A chunk is compressed once its whole time range lies before the *settled horizon*: the start of
+the first unsettled local day of the enrolled participant furthest behind (their cursor + 1).
+Rows before that instant belong to settled days only (night metrics of a settled day D end at
+D+1 12:00, before D+1's own night starts). Rows written into a compressed chunk later (a
+backfill --force, an imputation, a refresh) still work: TimescaleDB 2.19 decompresses the segments
+touched, and the next maintain recompresses the chunk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+import psycopg.sql
+
+from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.ingest.ledger import cursors
+from fitpipe.participants import list_users
+
+APACHE_NOTE = ("compression is unavailable: this server runs TimescaleDB's Apache edition "
+               "(timescaledb.license = apache); it needs the community edition")
+
+
+@dataclass(frozen=True)
+class CompressedTable:
+    table: str
+    time_column: str
+    # Segments hold one participant's series (and one metric/field for rollups), ordered by time,
+    # so a day of one participant decompresses alone and delta encodings see a smooth series.
+    segment_by: tuple[str, ...]
+    order_by: tuple[str, ...]
+    date_partitioned: bool = False
+
+
+def compressed_tables() -> list[CompressedTable]:
+    tables = [CompressedTable(m.table, m.time_column, ("user_id",), (m.time_column, *(c.name for c in m.extra_key)),
+                              m.window is DayWindow.DATE)
+              for m in METRICS]
+    tables.append(CompressedTable("rollup_1min", "bucket", ("user_id", "metric", "field"), ("bucket",)))
+    return tables
+
+
+def edition(conn: psycopg.Connection) -> str:
+    """'community' when the Timescale-License code is active, 'apache' otherwise."""
+    license_name = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()[0]
+    return "community" if license_name == "timescale" else "apache"
+
+
+@dataclass
+class MaintainReport:
+    edition: str = "apache"
+    horizon: dt.datetime | None = None
+    chunks_compressed: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    tables_configured: list[str] = field(default_factory=list)
+    rollup_days_refreshed: int = 0
+    seconds: float = 0.0
+
+
+def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
+    """The earliest start of a not-yet-settled local day among enrolled participants."""
+    users = list_users(conn, enrolled_only=True)
+    if not users:
+        return None
+    cursor_of = cursors(conn, [u.user_id for u in users])
+    starts = [u.day_start(cursor_of[u.user_id] + dt.timedelta(days=1)) if cursor_of[u.user_id]
+              else u.day_start(u.study_start) for u in users]
+    return min(starts)
+
+
+def lift_decompression_limit(conn: psycopg.Connection) -> None:
+    """No cap on rows decompressed by one write transaction, for new sessions of this database.
+
+    TimescaleDB stops a transaction that decompresses more than 100,000 rows (a guard against an
+    accidental mass UPDATE). fitpipe's writes into compressed chunks are bounded by day windows,
+    but a refresh of 100 participants or a re-ingest of a busy day passes that count, and failing
+    them would leave a compressed store impossible to correct.
+    """
+    name = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+                 .format(psycopg.sql.Identifier(name)))
+    conn.execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
+
+
+def configure_compression(conn: psycopg.Connection) -> list[str]:
+    """Enable compression with fitpipe's settings on each table that lacks it (idempotent)."""
+    lift_decompression_limit(conn)
+    enabled = {row[0] for row in conn.execute(
+        "SELECT hypertable_name FROM timescaledb_information.hypertables "
+        "WHERE hypertable_schema = 'public' AND compression_enabled").fetchall()}
+    configured = []
+    for target in compressed_tables():
+        if target.table in enabled:
+            continue
+        conn.execute(f"ALTER TABLE {target.table} SET (timescaledb.compress, "
+                     f"timescaledb.compress_segmentby = '{', '.join(target.segment_by)}', "
+                     f"timescaledb.compress_orderby = '{', '.join(target.order_by)}')")
+        configured.append(target.table)
+    return configured
+
+
+def _chunks_to_compress(conn: psycopg.Connection, target: CompressedTable, horizon: dt.datetime) -> list[str]:
+    # Bit 1 of a chunk's status: compressed; bit 8: partial (rows written after compression).
+    older_than = horizon.date() if target.date_partitioned else horizon
+    # A date partition holds local dates; a date is settled everywhere once the horizon has passed it.
+    return [row[0] for row in conn.execute(
+        """
+        SELECT s.chunk::text
+        FROM show_chunks(%s::regclass, older_than => %s) AS s(chunk)
+        JOIN _timescaledb_catalog.chunk c ON format('%%I.%%I', c.schema_name, c.table_name)::regclass = s.chunk
+        WHERE c.status & 1 = 0 OR c.status & 8 <> 0
+        ORDER BY 1
+        """,
+        (target.table, older_than),
+    ).fetchall()]
+
+
+def _relation_bytes(conn: psycopg.Connection, chunk: str) -> int:
+    return conn.execute("SELECT pg_total_relation_size(%s::regclass)", (chunk,)).fetchone()[0]
+
+
+def maintain(conn: psycopg.Connection) -> MaintainReport:
+    """Refresh pending rollups, then compress every chunk that holds settled days only."""
+    from fitpipe.derive.rollups import refresh
+
+    started = time.perf_counter()
+    report = MaintainReport(edition=edition(conn))
+    conn.commit()
+    # Compress only what is rolled up: a pending invalidation would rewrite rollup_1min rows.
+    report.rollup_days_refreshed = refresh(conn).days
+    if report.edition != "community":
+        report.seconds = time.perf_counter() - started
+        return report
+    with conn.transaction():
+        report.tables_configured = configure_compression(conn)
+    report.horizon = settled_horizon(conn)
+    conn.commit()
+    if report.horizon is None:
+        report.seconds = time.perf_counter() - started
+        return report
+    for target in compressed_tables():
+        for chunk in _chunks_to_compress(conn, target, report.horizon):
+            before = _relation_bytes(conn, chunk)
+            # One transaction per chunk: a stop leaves every chunk either as it was or compressed.
+            with conn.transaction():
+                compressed = conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)::text",
+                                          (chunk,)).fetchone()[0]
+            report.chunks_compressed += 1
+            report.bytes_before += before
+            report.bytes_after += _compressed_bytes(conn, compressed or chunk)
+    conn.commit()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _compressed_bytes(conn: psycopg.Connection, chunk: str) -> int:
+    row = conn.execute(
+        "SELECT after_compression_total_bytes FROM chunk_compression_stats(%s::regclass) AS s "
+        "JOIN (SELECT %s::regclass AS chunk) c ON format('%%I.%%I', s.chunk_schema, s.chunk_name)::regclass = c.chunk",
+        (_hypertable_of(conn, chunk), chunk),
+    ).fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _hypertable_of(conn: psycopg.Connection, chunk: str) -> str:
+    return conn.execute(
+        "SELECT format('%%I.%%I', hypertable_schema, hypertable_name) FROM timescaledb_information.chunks "
+        "WHERE format('%%I.%%I', chunk_schema, chunk_name)::regclass = %s::regclass", (chunk,)).fetchone()[0]
+
+
+def storage_report(conn: psycopg.Connection) -> list[dict]:
+    """Bytes per hypertable: in total, in uncompressed chunks, in compressed chunks (and what those
+    held before compression), and the compression ratio. Catalog functions only: fast at any size."""
+    community = edition(conn) == "community"
+    tables = [row[0] for row in conn.execute(
+        "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' "
+        "ORDER BY hypertable_name").fetchall()]
+    report = []
+    for table in tables:
+        total = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
+        before = after = 0
+        if community:
+            row = conn.execute("SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
+                               "FROM hypertable_compression_stats(%s::regclass)", (table,)).fetchone()
+            before, after = int(row[0] or 0), int(row[1] or 0)
+        report.append({
+            "table": table,
+            "bytes": int(total),
+            "uncompressed_bytes": int(total) - after,
+            "compressed_bytes": after,
+            "before_compression_bytes": before,
+            "ratio": round(before / after, 1) if after else None,
+        })
+    return report
