@@ -9,8 +9,10 @@ ENV_DATABASE_URL = "FITPIPE_DATABASE_URL"
 # Matches scripts/dev-db.sh and docker-compose.timescale.yml, so either works unchanged.
 DEFAULT_DATABASE_URL = "postgresql://fitpipe:fitpipe@127.0.0.1:5432/fitpipe"
 
-# A password may hold a raw "@" (or "/"), so it runs to the *last* "@" of the URL's token.
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<password>\S*)@", re.I)
+# A password may hold a raw "@" (or a space): it runs to the *last* "@" of the authority, i.e.
+# an "@" belongs to it when another "@" follows before any whitespace.
+_RAW_PASSWORD = r"(?:[^@]|@(?=[^@\s]*@))*"
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<password>" + _RAW_PASSWORD + ")@", re.I)
 _PASSWORD_IN_DSN = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 
@@ -35,7 +37,7 @@ def password_of(url: str) -> str | None:
 
     # A raw "@" in the password: libpq splits at the first one (and then quotes the rest of the
     # password as part of the host name), so the password is what runs to the last one.
-    raw = re.search(r"://[^:/@\s]*:(\S*)@", url)
+    raw = re.search(r"://[^:/@\s]*:(" + _RAW_PASSWORD + ")@", url)
     if raw and "@" in raw.group(1):
         return unquote(raw.group(1))
     try:
@@ -46,7 +48,7 @@ def password_of(url: str) -> str | None:
             return str(password)
     except Exception:
         pass
-    match = re.search(r"://[^:/@\s]*:(\S*)@", url) or re.search(r"\bpassword\s*=\s*'?([^'\s]*)", url)
+    match = re.search(r"://[^:/@\s]*:(" + _RAW_PASSWORD + ")@", url) or re.search(r"\bpassword\s*=\s*'?([^'\s]*)", url)
     return unquote(match.group(1)) if match and match.group(1) else None
 
 
