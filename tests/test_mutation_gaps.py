@@ -81,6 +81,7 @@ def test_reingesting_a_day_whose_counts_change_updates_the_ledger(conn):
 def test_a_metric_that_vanishes_on_reingest_is_invalidated_for_the_rollups(store, conn):
     user, payloads = payloads_of(conn, DAY)
     load(conn, user, DAY, payloads)
+    conn.commit()  # as the runner does; the load's locks go with its transaction
     fitpipe(store, "aggregate", "refresh", "--user", "1")
     lo, hi = user.day_context(DAY).bounds(DayWindow.CALENDAR)
     buckets = ("SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' "

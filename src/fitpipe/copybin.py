@@ -70,6 +70,34 @@ def encode_blocks(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> Ite
     yield TRAILER
 
 
+def encode_row_groups(groups: Sequence[tuple[Sequence[str], Sequence[np.ndarray | None]]]) -> Iterator[bytes]:
+    """One binary COPY stream from groups of rows that each have a fixed layout.
+
+    A group's column may be None (NULL in every row of the group) or an array of fixed-width
+    bytes (`S<n>`, e.g. an enum label, which travels as its text). Rows of different layouts
+    can share a stream because each row carries its own field lengths.
+    """
+    yield SIGNATURE
+    for pg_types, columns in groups:
+        total = next((len(c) for c in columns if c is not None), 0)
+        fields = [("count", ">i2")]
+        for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+            fields.append((f"len{i}", ">i4"))
+            if values is not None:
+                fields.append((f"val{i}", values.dtype.str if values.dtype.kind == "S" else _FIXED[pg_type][0]))
+        rows = np.empty(total, dtype=np.dtype(fields))
+        rows["count"] = len(pg_types)
+        for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+            if values is None:
+                rows[f"len{i}"] = -1
+            elif values.dtype.kind == "S":
+                rows[f"len{i}"], rows[f"val{i}"] = values.dtype.itemsize, values
+            else:
+                rows[f"len{i}"], rows[f"val{i}"] = _FIXED[pg_type][1], _wire_values(pg_type, values)
+        yield rows.tobytes()
+    yield TRAILER
+
+
 def encode(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> bytes:
     """The whole stream as one bytes object."""
     return b"".join(encode_blocks(pg_types, columns))

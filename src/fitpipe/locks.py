@@ -5,7 +5,9 @@
 - user (bigint key space): ingest holds it shared while it writes a day; impute holds it
   exclusively, so it never reads a user's data halfway through a replace. Rollup refreshes do
   not need it: the change log keeps them correct.
-- refresh (bigint key space): two rollup refreshes of one user take turns.
+- refresh (bigint key space): two rollup refreshes of one user take turns. A loader tries it
+  before it rewrites the 1-minute rollup rows of the day it replaces, and leaves them to the
+  refresh when it is taken, so a load never waits for a refresh.
 """
 
 from __future__ import annotations
@@ -36,5 +38,9 @@ def lock_user_exclusive(conn: psycopg.Connection, user_id: int) -> None:
 
 
 def lock_refresh(conn: psycopg.Connection, user_id: int) -> None:
-    """Two rollup refreshes of one user take turns; loads are not blocked by it."""
+    """Two rollup refreshes of one user take turns."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REFRESH_BASE + user_id,))
+
+
+def try_lock_refresh(conn: psycopg.Connection, user_id: int) -> bool:
+    return conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_REFRESH_BASE + user_id,)).fetchone()[0]

@@ -1,9 +1,12 @@
 """Incremental rollups (1 min -> 1 h -> 1 day) for TimescaleDB's Apache edition.
 
-The portable form of continuous aggregates: each load logs the time range it replaced in
+The portable form of continuous aggregates: each write logs the time range it changed in
 rollup_invalidations (same transaction as the data). A refresh reads those rows, widens them to
 whole local days of the participant, deletes the rollup buckets of those days and rebuilds them
-level by level from the raw data, then deletes exactly the invalidation rows it read. A load
+level by level, then deletes exactly the invalidation rows it read. The loader writes a day's
+1-minute rows itself (fitpipe.derive.minutes) and says so in its change record
+(minutes_current), so for a night's loads the refresh starts at the hourly level; other changes
+(imputation, a full refresh) rebuild the minutes from the raw data too. A load
 that commits meanwhile leaves its own invalidation row behind for the next refresh, so nothing
 is lost; two refreshes of one participant take turns through an advisory lock.
 """
@@ -14,6 +17,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -51,8 +55,9 @@ _LOCAL_HOUR = ("bucket - make_interval(secs => mod((extract(epoch FROM bucket) +
 # refresh of 1,000 participants is a handful of statements instead of six per participant and metric.
 _WINDOW_ROWS = """
     SELECT * FROM unnest(%(w_user)s::int[], %(w_metric)s::rollup_metric[], %(w_lo)s::timestamptz[],
-                         %(w_hi)s::timestamptz[], %(w_tz)s::text[], %(w_last_start)s::timestamptz[])
-                  AS w(user_id, metric, lo, hi, tz, last_start)"""
+                         %(w_hi)s::timestamptz[], %(w_tz)s::text[], %(w_last_start)s::timestamptz[],
+                         %(w_whole_hours)s::boolean[])
+                  AS w(user_id, metric, lo, hi, tz, last_start, whole_hours)"""
 _WINDOWS = f"windows AS ({_WINDOW_ROWS})"
 # Bounds of the whole batch as plain values, so the planner excludes chunks outside them.
 _BATCH_BOUNDS = "{col} >= %(batch_lo)s AND {col} < %(batch_hi)s"
@@ -90,26 +95,55 @@ class _Window:
     # labelled with its own start instead of a midnight of the old zone.
     last_start: dt.datetime
     days: int
+    # Rebuild the 1-minute level from the raw rows too (not only the levels above it).
+    minutes: bool
+    # Every UTC offset in the window is a whole number of hours, so local hours are UTC hours.
+    whole_hours: bool
 
 
-def _window(user: User, metric: Metric, first: dt.date, last: dt.date) -> _Window:
+def _whole_hours(user: User, first: dt.date, last: dt.date) -> bool:
+    # Checked at each local midnight of the run (one zone) and at its end: zones change offset at
+    # most twice a year, never twice within a day.
+    zone = ZoneInfo(user.zone_on(first))
+    instants = [user.day_start(first + dt.timedelta(days=i)) for i in range((last - first).days + 2)]
+    return all(instant.astimezone(zone).utcoffset().total_seconds() % 3600 == 0 for instant in instants)
+
+
+def _window(user: User, metric: Metric, first: dt.date, last: dt.date, minutes: bool) -> _Window:
     """Local days first..last of one participant, which share one zone (runs are cut where it changes)."""
     return _Window(user.user_id, metric.name, user.day_start(first), user.day_start(last + dt.timedelta(days=1)),
-                   user.zone_on(first), user.day_start(last), (last - first).days + 1)
+                   user.zone_on(first), user.day_start(last), (last - first).days + 1, minutes,
+                   _whole_hours(user, first, last))
+
+
+def _window_params(windows: list[_Window]) -> dict:
+    return {
+        "w_user": [w.user_id for w in windows], "w_metric": [w.metric for w in windows],
+        "w_lo": [w.lo for w in windows], "w_hi": [w.hi for w in windows], "w_tz": [w.tz for w in windows],
+        "w_last_start": [w.last_start for w in windows], "w_whole_hours": [w.whole_hours for w in windows],
+        "batch_lo": min(w.lo for w in windows), "batch_hi": max(w.hi for w in windows),
+    }
 
 
 def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport) -> None:
     """Delete the rollup buckets of the windows and rebuild them level by level, set-based."""
-    params = {
-        "w_user": [w.user_id for w in windows], "w_metric": [w.metric for w in windows],
-        "w_lo": [w.lo for w in windows], "w_hi": [w.hi for w in windows], "w_tz": [w.tz for w in windows],
-        "w_last_start": [w.last_start for w in windows],
-        "batch_lo": min(w.lo for w in windows), "batch_hi": max(w.hi for w in windows),
-    }
+    params = _window_params(windows)
+    from_raw = [w for w in windows if w.minutes]
     for level in LEVELS:
-        cur.execute(f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
-                    "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
-                    f"AND {_BATCH_BOUNDS.format(col='r.bucket')}", params)
+        level_windows = from_raw if level == "1min" else windows
+        if level_windows:
+            cur.execute(f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
+                        "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
+                        f"AND {_BATCH_BOUNDS.format(col='r.bucket')}", _window_params(level_windows))
+    _rebuild_minutes(cur, from_raw, report)
+    _rebuild_upper_levels(cur, params, report)
+
+
+def _rebuild_minutes(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport) -> None:
+    """rollup_1min of the windows from the raw tables and imputed_values."""
+    if not windows:
+        return
+    params = _window_params(windows)
     # Imputed minutes count only where nothing was measured, weighted as the samples they replace.
     for metric in INTRADAY:
         if metric.name not in params["w_metric"]:
@@ -136,7 +170,13 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
             params,
         )
         report.buckets["1min"] += cur.rowcount
-    local_hour = _LOCAL_HOUR.replace("%(tz)s", "w.tz").replace("bucket", "r.bucket")
+
+
+def _rebuild_upper_levels(cur: psycopg.Cursor, params: dict, report: RefreshReport) -> None:
+    # A zone whose offsets are whole hours starts its local hours on UTC hours: a plain
+    # time_bucket, far cheaper than converting every minute to local time.
+    exact_hour = _LOCAL_HOUR.replace("%(tz)s", "w.tz").replace("bucket", "r.bucket")
+    local_hour = f"CASE WHEN w.whole_hours THEN time_bucket('1 hour', r.bucket) ELSE {exact_hour} END"
     local_day = "CASE WHEN r.bucket < w.last_start THEN time_bucket('1 day', r.bucket, w.tz) ELSE w.last_start END"
     for level, source, bucket in (("1h", "1min", local_hour), ("1d", "1h", local_day)):
         cur.execute(
@@ -265,8 +305,10 @@ def _runs(days: set[dt.date], user: User) -> list[tuple[dt.date, dt.date]]:
 
 
 def _days_to_rebuild(conn: psycopg.Connection, user: User, full: bool,
-                     pending: list[tuple]) -> dict[str, set[dt.date]]:
+                     pending: list[tuple]) -> tuple[dict[str, set[dt.date]], dict[str, set[dt.date]]]:
+    """Per metric: the local days to rebuild from the raw rows, and those whose minutes are current."""
     days_by_metric: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
+    minutes_current: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     if full:
         span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s",
                             (user.user_id,)).fetchone()
@@ -276,10 +318,12 @@ def _days_to_rebuild(conn: psycopg.Connection, user: User, full: bool,
                 days_by_metric[metric.name] = {span[0] + dt.timedelta(days=i)
                                                for i in range((span[1] - span[0]).days + 2)}
     else:
-        for _, user_id, metric_name, lo, hi in pending:
+        for _, user_id, metric_name, lo, hi, current in pending:
             if user_id == user.user_id and metric_name in days_by_metric:
-                days_by_metric[metric_name] |= _local_days(lo, hi, user)
-    return days_by_metric
+                (minutes_current if current else days_by_metric)[metric_name] |= _local_days(lo, hi, user)
+    for name, days in days_by_metric.items():
+        minutes_current[name] -= days
+    return days_by_metric, minutes_current
 
 
 def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, report: RefreshReport) -> None:
@@ -292,7 +336,8 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
         # Big batches aggregate tens of millions of rows; sort in memory rather than on disk.
         conn.execute("SET LOCAL work_mem = '256MB'")
         pending = conn.execute(
-            "SELECT invalidation_id, user_id, metric, lo, hi FROM rollup_invalidations WHERE user_id = ANY(%s)",
+            "SELECT invalidation_id, user_id, metric, lo, hi, minutes_current FROM rollup_invalidations "
+            "WHERE user_id = ANY(%s)",
             (ids,),
         ).fetchall()
         if full:
@@ -302,13 +347,15 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
         windows: list[_Window] = []
         touched: dict[int, tuple[User, set[dt.date]]] = {}
         for user in users:
-            days_by_metric = _days_to_rebuild(conn, user, full, pending)
-            days = set().union(*days_by_metric.values())
+            from_raw, upper_only = _days_to_rebuild(conn, user, full, pending)
+            days = set().union(*from_raw.values(), *upper_only.values())
             report.days += len(days)
             if days:
                 touched[user.user_id] = (user, days)
             for metric in INTRADAY:
-                windows += [_window(user, metric, first, last) for first, last in _runs(days_by_metric[metric.name], user)]
+                for minutes, days_of_metric in ((True, from_raw), (False, upper_only)):
+                    windows += [_window(user, metric, first, last, minutes)
+                                for first, last in _runs(days_of_metric[metric.name], user)]
         report.day_ranges += len(windows)
         with conn.cursor() as cur:
             # Statements of bounded size: their sorts and WAL stay modest on a full rebuild.

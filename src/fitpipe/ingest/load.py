@@ -2,8 +2,9 @@
 
 In one transaction: take the user-day lock, check the ledger, produce the rows (the caller's
 fetch + parse), and unless their content hash equals the one on file, delete the day's old rows
-from every metric table and quarantine, binary-COPY the new rows, record the day and its state
-in the ledger and log what the rollups must recompute. A crash at any point rolls all of it
+from every metric table and quarantine, binary-COPY the new rows and their 1-minute rollup rows
+(fitpipe.derive.minutes), record the day and its state in the ledger and log what the rollup
+levels above must recompute. A crash at any point rolls all of it
 back, so a day is either entirely as before or entirely new.
 
 A source that says RetryLater leaves the day's rows as they were; the ledger records the
@@ -25,6 +26,7 @@ from fitpipe import locks
 from fitpipe.catalogue import METRICS, DayWindow
 from fitpipe.copybin import copy_rows
 from fitpipe.days import DayContext
+from fitpipe.derive.minutes import replace_minutes
 from fitpipe.ingest.ledger import SETTLED
 from fitpipe.ingest.sources.base import RetryLater
 from fitpipe.ingest.validate import ParsedDay
@@ -134,6 +136,10 @@ def replace_day(
                 (state, run_id, ctx.user_id, ctx.day))
             outcome.status = "unchanged"
             return outcome
+        # The loader rewrites the day's 1-minute rollup rows itself unless a refresh of this
+        # participant is running (it could be rebuilding the same minutes); then it leaves them to
+        # the next refresh, as the change record says. Tried only now, so a slow fetch never holds it.
+        writes_minutes = locks.try_lock_refresh(conn, ctx.user_id)
         with conn.cursor() as cur:
             # One pass over the catalogue: each metric's owned window is computed once and used to
             # delete its old rows, drop the imputations made against them (impute again to refill)
@@ -152,7 +158,7 @@ def replace_day(
                     cur.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
                                 (ctx.user_id, metric.name, lo, hi))
                 if metric.intraday:
-                    invalidations.append((ctx.user_id, metric.name, lo, hi))
+                    invalidations.append((ctx.user_id, metric.name, lo, hi, writes_minutes))
             cur.execute("DELETE FROM quarantine WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day))
             for table, rows in parsed.rows.items():
                 metric = rows.metric
@@ -160,6 +166,9 @@ def replace_day(
                     cur, table, metric.column_names, [c.pg_type for c in metric.columns],
                     [rows.columns[name] for name in metric.column_names],
                 )
+            if writes_minutes:
+                replace_minutes(cur, ctx.user_id, [(name, lo, hi) for _, name, lo, hi, _ in invalidations],
+                                [rows for rows in parsed.rows.values() if rows.metric.intraday])
             if parsed.quarantined:
                 with cur.copy("COPY quarantine (user_id, day, metric, raw_value, reason, run_id) FROM STDIN") as copy:
                     for q in parsed.quarantined:
@@ -179,7 +188,8 @@ def replace_day(
                 (ctx.user_id, ctx.day, source, run_id, outcome.rows, json.dumps(outcome.rows_by_metric),
                  outcome.quarantined, state, digest),
             )
-            cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
+            cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi, minutes_current) "
+                            "VALUES (%s, %s, %s, %s, %s)",
                             invalidations)
     # Measured after the commit, so the WAL flush counts as loading.
     outcome.seconds["load"] = time.perf_counter() - started
