@@ -18,6 +18,7 @@ from typing import Sequence
 import psycopg
 
 from fitpipe.catalogue import INTRADAY, Metric
+from fitpipe.derive.retention import KEEP_ROLLUP_ONLY, rollup_only_days, rollup_only_ranges, without_rollup_only
 from fitpipe.locks import lock_refresh
 from fitpipe.participants import User, list_users
 
@@ -295,14 +296,19 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
             "SELECT invalidation_id, user_id, metric, lo, hi FROM rollup_invalidations WHERE user_id = ANY(%s)",
             (ids,),
         ).fetchall()
+        # Raw retention: days whose raw rows were dropped keep the rollups they have.
+        rollup_only = rollup_only_days(conn, ids)
         if full:
+            keep = rollup_only_ranges(users, rollup_only)
             for level in LEVELS:
-                conn.execute(f"DELETE FROM rollup_{level} WHERE user_id = ANY(%s)", (ids,))
+                conn.execute(f"DELETE FROM rollup_{level} r WHERE r.user_id = ANY(%(ids)s) AND NOT {KEEP_ROLLUP_ONLY}",
+                             {"ids": ids, **keep})
             conn.execute("DELETE FROM wear_days WHERE user_id = ANY(%s)", (ids,))
         windows: list[_Window] = []
         touched: dict[int, tuple[User, set[dt.date]]] = {}
         for user in users:
-            days_by_metric = _days_to_rebuild(conn, user, full, pending)
+            days_by_metric = {name: without_rollup_only(name, days, rollup_only.get(user.user_id, set()))
+                              for name, days in _days_to_rebuild(conn, user, full, pending).items()}
             days = set().union(*days_by_metric.values())
             report.days += len(days)
             if days:
