@@ -165,7 +165,7 @@ class _KeepChunk(Exception):
 
 
 def _drop_chunk(conn: psycopg.Connection, table: str, metric_name: str, lo: dt.datetime, hi: dt.datetime,
-                users: dict[int, User], report: RetentionReport) -> None:
+                report: RetentionReport) -> None:
     candidates = conn.execute("SELECT DISTINCT user_id FROM ingested_days WHERE day BETWEEN %s AND %s ORDER BY 1",
                               ((lo - _SLACK).date(), (hi + _SLACK).date())).fetchall()
     ids = sorted(row[0] for row in candidates)
@@ -174,6 +174,7 @@ def _drop_chunk(conn: psycopg.Connection, table: str, metric_name: str, lo: dt.d
         lock_refresh(conn, user_id)
     for user_id in ids:
         lock_user_exclusive(conn, user_id)
+    users = {u.user_id: u for u in list_users(conn, ids)}
     size_before = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
     # Dropped first, checked after: the chunk's lock waits out anyone still writing or reading it,
     # so the checks see everything committed before the drop.
@@ -189,8 +190,8 @@ def _drop_chunk(conn: psycopg.Connection, table: str, metric_name: str, lo: dt.d
         raise _KeepChunk(f"{table} [{lo}, {hi}): {pending} rollup change(s) pending; run `fitpipe aggregate refresh`")
     ledger = conn.execute(
         "SELECT user_id, day, state, coalesce((rows_by_metric ->> %s)::bigint, 0) FROM ingested_days "
-        "WHERE day BETWEEN %s AND %s",
-        (metric_name, (lo - _SLACK).date(), (hi + _SLACK).date())).fetchall()
+        "WHERE user_id = ANY(%s) AND day BETWEEN %s AND %s",
+        (metric_name, ids, (lo - _SLACK).date(), (hi + _SLACK).date())).fetchall()
     marks = []
     for user_id, day, state, rows in ledger:
         user = users[user_id]
@@ -222,14 +223,12 @@ def drop_raw(conn: psycopg.Connection, days: int) -> RetentionReport:
     if horizon is None:
         return report
     report.cutoff = min(_now() - dt.timedelta(days=days), horizon)
-    users = {u.user_id: u for u in list_users(conn)}
-    conn.commit()
     for metric in RETAINED:
         for chunk, lo, hi in _old_chunks(conn, metric.table, report.cutoff):
             try:
                 # One transaction per chunk: a stop leaves each chunk either there and unmarked, or gone and marked.
                 with conn.transaction():
-                    _drop_chunk(conn, metric.table, metric.name, lo, hi, users, report)
+                    _drop_chunk(conn, metric.table, metric.name, lo, hi, report)
             except _KeepChunk as reason:
                 report.kept.append(f"kept {chunk}: {reason}")
     conn.commit()
