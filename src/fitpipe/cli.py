@@ -448,19 +448,31 @@ def aggregate_refresh(
 
 @app.command()
 @handles_errors
-def maintain() -> None:
-    """Storage upkeep, from cron after ingest: refresh pending rollups, then compress the chunks of
-    the raw metric tables and rollup_1min that hold settled days only (community edition). On the
-    Apache edition it says in one line that compression is unavailable.
+def maintain(
+    raw_retention_days: Optional[str] = typer.Option(
+        None, "--raw-retention-days", envvar="FITPIPE_RAW_RETENTION_DAYS", show_envvar=True, show_default=False,
+        help="Keep raw 1 Hz rows (heart_rate, heart_rate_confidence) this many days; drop older chunks whose "
+             "days are settled and rolled up, keeping their rollups. Default: keep everything.",
+    ),
+) -> None:
+    """Storage upkeep, from cron after ingest: refresh pending rollups, drop raw 1 Hz chunks past
+    --raw-retention-days (both editions, when set), then compress the chunks of the raw metric
+    tables and rollup_1min that hold settled days only (community edition). On the Apache edition
+    it says in one line that compression is unavailable.
 
-    Example: fitpipe maintain
+    Example: fitpipe maintain --raw-retention-days 180
     """
     from fitpipe.db import connection, require_schema
     from fitpipe.derive.maintain import APACHE_NOTE, maintain as run_maintain
+    from fitpipe.derive.retention import parse_retention_days
+    from fitpipe.output.render import retention_lines
 
+    days = parse_retention_days(raw_retention_days)
     with connection(state.url) as conn:
         require_schema(conn)
-        report = run_maintain(conn)
+        report = run_maintain(conn, days)
+    for line in retention_lines(report.retention):
+        console().print(line)
     if report.edition != "community":
         console().print(APACHE_NOTE)
         return

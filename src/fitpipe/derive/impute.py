@@ -21,6 +21,7 @@ from fitpipe.catalogue import METRICS, Metric, metric as metric_named
 from fitpipe.copybin import copy_rows
 from fitpipe.errors import BadInput
 from fitpipe.derive.imputation import METHODS, fill
+from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
 from fitpipe.locks import lock_user_exclusive
 from fitpipe.timezones import aware_utc
 from fitpipe.participants import User, list_users
@@ -138,8 +139,13 @@ def impute(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, start: dt.
             last = min(end or span[1], span[1])
             if last < first:
                 continue
+            rollup_only = rollup_only_days(conn, [user.user_id]).get(user.user_id, set())
             for metric in metrics:
-                _impute_metric(conn, user, metric, first, last, method, max_gap_minutes, report)
+                # Raw retention dropped the raw rows of rollup-only days: their gaps cannot be found
+                # again, so their imputations (already in their rollups) stay as they are.
+                runs = raw_runs(first, last, rollup_only) if metric in RETAINED else [(first, last)]
+                for run_first, run_last in runs:
+                    _impute_metric(conn, user, metric, run_first, run_last, method, max_gap_minutes, report)
         report.users += 1
         report.days += (last - first).days + 1
     if refresh_rollups and report.users:

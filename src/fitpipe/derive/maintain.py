@@ -12,6 +12,9 @@ Rows before that instant belong to settled days only (night metrics of a settled
 D+1 12:00, before D+1's own night starts). Rows written into a compressed chunk later (a
 backfill --force, an imputation, a refresh) still work: TimescaleDB 2.19 decompresses the segments
 touched, and the next maintain recompresses the chunk.
+
+With --raw-retention-days N (or FITPIPE_RAW_RETENTION_DAYS), maintain first drops the chunks of
+the 1 Hz raw tables past N days whose days are settled and rolled up: see retention.py.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import psycopg
 import psycopg.sql
 
 from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.derive.retention import RetentionReport
 from fitpipe.ingest.ledger import cursors
 from fitpipe.participants import list_users
 
@@ -66,6 +70,8 @@ class MaintainReport:
     tables_configured: list[str] = field(default_factory=list)
     rollup_days_refreshed: int = 0
     seconds: float = 0.0
+    # Set when raw retention ran (fitpipe.derive.retention).
+    retention: RetentionReport | None = None
 
 
 def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
@@ -130,8 +136,10 @@ def _relation_bytes(conn: psycopg.Connection, chunk: str) -> int:
     return conn.execute("SELECT pg_total_relation_size(%s::regclass)", (chunk,)).fetchone()[0]
 
 
-def maintain(conn: psycopg.Connection) -> MaintainReport:
-    """Refresh pending rollups, then compress every chunk that holds settled days only."""
+def maintain(conn: psycopg.Connection, raw_retention_days: int | None = None) -> MaintainReport:
+    """Refresh pending rollups, drop raw 1 Hz chunks past the retention (when set, both editions),
+    then compress every chunk that holds settled days only."""
+    from fitpipe.derive.retention import drop_raw
     from fitpipe.derive.rollups import refresh
 
     started = time.perf_counter()
@@ -139,6 +147,9 @@ def maintain(conn: psycopg.Connection) -> MaintainReport:
     conn.commit()
     # Compress only what is rolled up: a pending invalidation would rewrite rollup_1min rows.
     report.rollup_days_refreshed = refresh(conn).days
+    if raw_retention_days is not None:
+        # Before compression, so chunks about to go are not compressed first.
+        report.retention = drop_raw(conn, raw_retention_days)
     if report.edition != "community":
         report.seconds = time.perf_counter() - started
         return report

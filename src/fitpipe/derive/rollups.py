@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fitpipe.catalogue import INTRADAY, Metric
+from fitpipe.derive.retention import KEEP_ROLLUP_ONLY, rollup_only_days, rollup_only_ranges, without_rollup_only
 from fitpipe.locks import lock_refresh
 from fitpipe.participants import User, list_users
 
@@ -340,14 +341,20 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
             "WHERE user_id = ANY(%s)",
             (ids,),
         ).fetchall()
+        # Raw retention: days whose raw rows were dropped keep the rollups they have.
+        rollup_only = rollup_only_days(conn, ids)
         if full:
+            keep = rollup_only_ranges(users, rollup_only)
             for level in LEVELS:
-                conn.execute(f"DELETE FROM rollup_{level} WHERE user_id = ANY(%s)", (ids,))
+                conn.execute(f"DELETE FROM rollup_{level} r WHERE r.user_id = ANY(%(ids)s) AND NOT {KEEP_ROLLUP_ONLY}",
+                             {"ids": ids, **keep})
             conn.execute("DELETE FROM wear_days WHERE user_id = ANY(%s)", (ids,))
         windows: list[_Window] = []
         touched: dict[int, tuple[User, set[dt.date]]] = {}
         for user in users:
             from_raw, upper_only = _days_to_rebuild(conn, user, full, pending)
+            from_raw = {name: without_rollup_only(name, days, rollup_only.get(user.user_id, set()))
+                        for name, days in from_raw.items()}
             days = set().union(*from_raw.values(), *upper_only.values())
             report.days += len(days)
             if days:

@@ -174,6 +174,8 @@ def replace_day(
                     for q in parsed.quarantined:
                         copy.write_row((ctx.user_id, ctx.day, q.metric, q.raw_value, q.reason, run_id))
             outcome.quarantined = len(parsed.quarantined)
+            # raw_dropped_at: the day's raw rows are all there again (raw retention), so the refresh
+            # rebuilds its rollups from them.
             cur.execute(
                 """
                 INSERT INTO ingested_days (user_id, day, source, run_id, rows_loaded, rows_by_metric, quarantined,
@@ -183,7 +185,7 @@ def replace_day(
                     source = excluded.source, run_id = excluded.run_id, rows_loaded = excluded.rows_loaded,
                     rows_by_metric = excluded.rows_by_metric, quarantined = excluded.quarantined,
                     state = excluded.state, content_hash = excluded.content_hash, checked_at = now(),
-                    retry_after = NULL, attempts = 0, note = NULL, ingested_at = now()
+                    retry_after = NULL, attempts = 0, note = NULL, ingested_at = now(), raw_dropped_at = NULL
                 """,
                 (ctx.user_id, ctx.day, source, run_id, outcome.rows, json.dumps(outcome.rows_by_metric),
                  outcome.quarantined, state, digest),

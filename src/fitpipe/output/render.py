@@ -35,14 +35,14 @@ def status_tables(report: dict) -> list:
 
     users = Table(title="ingestion per participant")
     for column in ("id", "timezone", "start", "cursor", "last day", "complete", "empty", "provisional", "deferred",
-                   "missing", "after gap", "quarantined", "credentials"):
+                   "missing", "after gap", "quarantined", "rollup only", "credentials"):
         users.add_column(column, no_wrap=True)
     for u in report["users"]:
         users.add_row(
             str(u["user_id"]), u["timezone"], str(u["study_start"]), str(u["cursor"] or "-"),
             str(u["last_ingested"] or "-"), str(u["states"]["complete"]), str(u["states"]["empty"]),
             str(u["states"]["provisional"]), str(u["states"]["deferred"]), str(len(u["missing_days"])),
-            str(u["days_after_gap"]), str(u["quarantined"]),
+            str(u["days_after_gap"]), str(u["quarantined"]), str(u["rollup_only"]["days"]),
             u["credentials"] + (" (withdrawn)" if u["withdrawn"] else "") if u["credentials"] else "-",
         )
     rows = Table(title="rows per metric")
@@ -61,6 +61,11 @@ def status_tables(report: dict) -> list:
         shown = ", ".join(str(d) for d in days[:8]) + (f" ... ({len(days)} days)" if len(days) > 8 else "")
         tables.append(f"user {user_id} is missing {shown}")
     for u in report["users"]:
+        only = u["rollup_only"]
+        if only["days"]:
+            tables.append(f"user {u['user_id']} has rollups only (raw 1 Hz rows dropped by retention) for "
+                          f"{only['days']} day(s) from {only['first']} to {only['last']}")
+    for u in report["users"]:
         if u["credentials"] in ("missing", "needs_reconsent") and not u["withdrawn"]:
             tables.append(f"user {u['user_id']} credentials {u['credentials']}: {u.get('credential_note') or '-'}")
     last = report.get("last_run")
@@ -72,6 +77,19 @@ def status_tables(report: dict) -> list:
         )
     tables.extend(import_lines(report.get("imports", [])))
     return tables
+
+
+def retention_lines(report) -> list[str]:
+    """What `maintain --raw-retention-days` dropped and kept; nothing when the setting is off."""
+    if report is None:
+        return []
+    if report.cutoff is None:
+        return [f"raw retention ({report.days} days): no enrolled participant has settled days yet; nothing dropped"]
+    tables = ", ".join(report.tables) or "the 1 Hz raw tables"
+    lines = [f"raw retention ({report.days} days): dropped {report.chunks_dropped} chunk(s) of {tables} before "
+             f"{report.cutoff:%Y-%m-%d %H:%M %Z}, {report.bytes_freed:,} bytes freed; "
+             f"{report.days_marked} participant-day(s) now have rollups only"]
+    return lines + report.kept
 
 
 def storage_table(storage: list[dict]):

@@ -28,6 +28,9 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
                    count(*) FILTER (WHERE d.state = 'empty') AS empty,
                    coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'provisional'), '{}') AS provisional_days,
                    coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'deferred'), '{}') AS deferred_days,
+                   count(*) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only,
+                   min(d.day) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only_first,
+                   max(d.day) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only_last,
                    (SELECT coalesce(array_agg(g.day::date ORDER BY g.day), '{}')
                       FROM generate_series(u.study_start, max(d.day), interval '1 day') AS g(day)
                      WHERE NOT EXISTS (SELECT 1 FROM ingested_days x
@@ -99,6 +102,9 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
             "provisional_days": list(info.get("provisional_days") or []),
             "deferred": deferred.get(user.user_id, []),
             "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
+            # Days whose raw 1 Hz rows raw retention dropped (fitpipe maintain --raw-retention-days).
+            "rollup_only": {"days": int(info.get("rollup_only") or 0), "first": info.get("rollup_only_first"),
+                            "last": info.get("rollup_only_last")},
         })
     from fitpipe.derive.maintain import storage_report
 
