@@ -718,6 +718,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, code: int, body: dict | bytes | None = None, headers: dict | None = None,
               content_type: str = JSON) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
+        wait = getattr(self, "_answer_at", 0.0) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -795,8 +798,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _data(self, path: str, query: dict[str, str]) -> None:
         arrived = time.monotonic()  # quotas count requests as they arrive
-        if self.api.latency > 0:
-            time.sleep(self.api.latency)  # the round trip, on every data request (401s included)
+        # The round trip, on every data request (401s included): the answer leaves `latency`
+        # after the request arrived, or later if building it took longer, as from Google, whose
+        # serving time is part of the latency a client sees.
+        self._answer_at = arrived + self.api.latency
         name = self.api.account_for(self.headers.get("Authorization"))
         if name is None:
             with self.api.lock:
