@@ -9,7 +9,8 @@ Goal (issue 10): the nightly run reaches at least 0.9 of the throughput that the
 
 How, in one run and one database:
 1. the local Google Health API (fitpipe.testing.health_api) in this process on a free loopback
-   port, every data request answered after --latency seconds, its quota at Google's 300
+   port, every data request answered --latency seconds after it arrived (the stand-in's serving
+   time inside them, as Google's is), in protobuf as fitpipe asks (`$alt=proto`), its quota at Google's 300
    requests per minute per user (over it, it answers 429); fitpipe's budget is its default,
    the same 300 per minute. One account per participant, synthetic seeds 1..N, America/New_York,
    heart rate at the device's 1-second rate (--heart-rate-every thins it);

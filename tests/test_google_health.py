@@ -37,6 +37,7 @@ def health(server, tmp_path, monkeypatch, db):
         api.requests.clear()
         api._days.clear()
         api._answers.clear()
+        api.served.clear()
     secrets_file = tmp_path / "client_secret.json"
     secrets_file.write_text(json.dumps(api.client_secrets()))
     monkeypatch.setenv("FITPIPE_SECRET_KEY", new_key())
@@ -219,6 +220,29 @@ def test_end_to_end_equals_the_synthetic_source_across_both_dst_days(health, dat
                            "AND reason NOT LIKE 'local time does not exist%%' GROUP BY 1, 2 ORDER BY 1, 2")
     assert db.execute(_compare_quarantine, (1,)).fetchall() == db.execute(_compare_quarantine, (2,)).fetchall()
     assert_no_secrets(health, *outputs, database_text(db))
+    # Every page (several of heart rate a day) went over the binary wire.
+    assert set(health.api.served) == {"proto"} and health.api.served["proto"] > 2 * 9
+
+
+def test_the_proto_wire_loads_what_the_json_wire_loads(health, database_url, db, monkeypatch):
+    """fitpipe asks for `$alt=proto`; FITPIPE_HEALTH_API_WIRE=json asks for the JSON the generated
+    client reads. Same account data, same tables; an error described in protobuf (google.rpc.Status)
+    is retried like one described in JSON."""
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.inject("faulty", {"status": 503})
+    health.api.inject("clean", {"status": 503})
+    fitpipe(database_url, "backfill", "--start", "2024-03-08", "--end", "2024-03-08", "--user", "1")
+    assert dict(health.api.served) == {"proto": 9}
+    monkeypatch.setenv("FITPIPE_HEALTH_API_WIRE", "json")
+    fitpipe(database_url, "backfill", "--start", "2024-03-08", "--end", "2024-03-08", "--user", "2")
+    assert dict(health.api.served) == {"proto": 9, "json": 9}
+    assert [s for _, _, _, s in health.api.requests].count(503) == 2
+    assert ledger(db, 1)["2024-03-08"][0] == ledger(db, 2)["2024-03-08"][0] == "provisional"
+    assert tables_of(db, 1) == tables_of(db, 2) and tables_of(db, 1)["heart_rate"]
+    monkeypatch.setenv("FITPIPE_HEALTH_API_WIRE", "xml")
+    assert "FITPIPE_HEALTH_API_WIRE" in fitpipe(database_url, "backfill", "--start", "2024-03-07", "--end",
+                                                "2024-03-07", ok=False).output
 
 
 # --- faults ------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ It serves, on 127.0.0.1, what fitpipe uses:
 Every response body is built from the generated client's own protobuf types
 (google.devicesandservices.health_v4) and serialised with protobuf's JSON mapping, so the JSON
 has the API's shape by construction: int64 as strings, Duration as "NNNs", camelCase names.
+Asked for `$alt=proto` (as fitpipe asks), it answers the same message in protobuf's binary
+format (application/x-protobuf), errors of the injected faults as google.rpc.Status.
 
 Accounts' data comes from fitpipe's synthetic source (wearipedia, seeded), turned into Google's
 types: the test for an account with the seed of synthetic participant N can compare what arrives
@@ -45,6 +47,8 @@ from zoneinfo import ZoneInfo
 CLIENT_ID = "fitpipe-local.apps.googleusercontent.com"
 ACCESS_TOKEN_SECONDS = 3600
 FORM_FACTORS = {"watch": "WATCH", "phone": "PHONE"}
+JSON = "application/json; charset=UTF-8"
+PROTOBUF = "application/x-protobuf"
 
 
 @dataclass
@@ -448,8 +452,12 @@ class HealthApi:
         self.requests: list[tuple[str, float, str, int]] = []
         self.token_requests: list[tuple[str, str]] = []
         self._days: dict[tuple[str, dt.date], dict[str, list[Point]]] = {}
-        # A query's matching points in page order, so each page request only slices.
-        self._answers: dict[tuple[str, str], list[Point]] = {}
+        # A query's matching points in page order, and the pages already serialised from them
+        # ((offset, size, wire) -> (body, content type)): Google's CPU, which is not fitpipe's
+        # and which a benchmark should not count against it more than once.
+        self._answers: dict[tuple[str, str], tuple[list[Point], dict]] = {}
+        # Data pages served per wire (the `$alt` asked for: "proto" or "json").
+        self.served: collections.Counter[str] = collections.Counter()
         self._builders: _Builders | None = None
         self.base_url = ""
 
@@ -629,17 +637,18 @@ class HealthApi:
                 random.Random(len(found)).shuffle(found)
         return found
 
-    def list_page(self, name: str, data_type: str, query: dict[str, str], reconcile: bool) -> dict:
-        from google.protobuf.json_format import MessageToDict
-
+    def list_page(self, name: str, data_type: str, query: dict[str, str], reconcile: bool) -> tuple[bytes, str]:
+        """One page of the answer, serialised for the wire `$alt` asks for: protobuf for
+        `proto`, else JSON (enums as numbers when `enum-encoding=int`, as the generated client asks)."""
         family = query.get("dataSourceFamily", "").rsplit("/", 1)[-1] or "all-sources"
         fingerprint = hashlib.sha256(f"{data_type}|{query.get('filter')}|{family}|{reconcile}".encode()).hexdigest()[:16]
         with self.lock:
-            found = self._answers.get((name, fingerprint))
-        if found is None:
-            found = self._answer(name, data_type, parse_filter(query.get("filter", "")), family, reconcile)
+            answer = self._answers.get((name, fingerprint))
+        if answer is None:
+            answer = (self._answer(name, data_type, parse_filter(query.get("filter", "")), family, reconcile), {})
             with self.lock:
-                self._answers[(name, fingerprint)] = found
+                answer = self._answers.setdefault((name, fingerprint), answer)
+        found, built = answer
         limit = 25 if data_type in ("sleep", "exercise") else 10_000
         size = min(int(query.get("pageSize") or (25 if limit == 25 else 1440)), limit)
         offset = 0
@@ -651,6 +660,25 @@ class HealthApi:
                 raise BadRequest("invalid page token") from None
             if token.get("query") != fingerprint:
                 raise BadRequest("the page token belongs to another query")
+        alt = query.get("$alt", "json")
+        wire = "proto" if alt == "proto" else "json"
+        with self.lock:
+            self.served[wire] += 1
+            page = built.get((offset, size, alt))
+        if page is None:
+            response = self._page(found, offset, size, fingerprint, reconcile)
+            if wire == "proto":
+                page = (response.SerializeToString(), PROTOBUF)
+            else:
+                from google.protobuf.json_format import MessageToDict
+
+                page = (json.dumps(MessageToDict(response, use_integers_for_enums="enum-encoding=int" in alt)).encode(),
+                        JSON)
+            with self.lock:
+                built[(offset, size, alt)] = page
+        return page
+
+    def _page(self, found: list[Point], offset: int, size: int, fingerprint: str, reconcile: bool):
         page = found[offset:offset + size]
         b = self._builders
         if reconcile:
@@ -663,14 +691,21 @@ class HealthApi:
         if offset + size < len(found):
             response.next_page_token = base64.urlsafe_b64encode(
                 json.dumps({"offset": offset + size, "query": fingerprint}).encode()).decode()
-        integers = "enum-encoding=int" in query.get("$alt", "")
-        return MessageToDict(response, use_integers_for_enums=integers)
+        return response
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------
 
 def _status_body(code: int, status: str, message: str) -> dict:
     return {"error": {"code": code, "message": message, "status": status}}
+
+
+def _status_proto(code: int, message: str) -> bytes:
+    """An error as google.rpc.Status in protobuf, as Google describes errors when asked for `$alt=proto`."""
+    from google.rpc import code_pb2, status_pb2
+
+    grpc_codes = {429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE, 504: code_pb2.DEADLINE_EXCEEDED}
+    return status_pb2.Status(code=grpc_codes.get(code, code_pb2.UNKNOWN), message=message).SerializeToString()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -680,10 +715,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo read stdout
         pass
 
-    def _send(self, code: int, body: dict | None = None, headers: dict | None = None) -> None:
-        data = json.dumps(body if body is not None else {}).encode()
+    def _send(self, code: int, body: dict | bytes | None = None, headers: dict | None = None,
+              content_type: str = JSON) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
+        wait = getattr(self, "_answer_at", 0.0) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         self.send_response(code)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -759,8 +798,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _data(self, path: str, query: dict[str, str]) -> None:
         arrived = time.monotonic()  # quotas count requests as they arrive
-        if self.api.latency > 0:
-            time.sleep(self.api.latency)  # the round trip, on every data request (401s included)
+        # The round trip, on every data request (401s included): the answer leaves `latency`
+        # after the request arrived, or later if building it took longer, as from Google, whose
+        # serving time is part of the latency a client sees.
+        self._answer_at = arrived + self.api.latency
         name = self.api.account_for(self.headers.get("Authorization"))
         if name is None:
             with self.api.lock:
@@ -783,13 +824,17 @@ class _Handler(BaseHTTPRequestHandler):
                 status = int(fault["status"])
                 names = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
                 headers = {"Retry-After": str(fault["retry_after"])} if fault.get("retry_after") is not None else {}
-                self._send(status, _status_body(status, names.get(status, "UNKNOWN"), "injected fault"), headers)
+                if query.get("$alt") == "proto":
+                    self._send(status, _status_proto(status, "injected fault"), headers, PROTOBUF)
+                else:
+                    self._send(status, _status_body(status, names.get(status, "UNKNOWN"), "injected fault"), headers)
                 return
             if method not in ("dataPoints", "dataPoints:reconcile"):
                 status = 404
                 self._send(404, _status_body(404, "NOT_FOUND", f"no such method: {method}"))
                 return
-            self._send(200, self.api.list_page(name, data_type, query, reconcile))
+            body, content_type = self.api.list_page(name, data_type, query, reconcile)
+            self._send(200, body, content_type=content_type)
         except BadRequest as exc:
             status = 400
             self._send(400, _status_body(400, "INVALID_ARGUMENT", str(exc)))

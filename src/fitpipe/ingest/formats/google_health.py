@@ -44,7 +44,10 @@ class UtcRowBuilder(RowBuilder):
     def _times(self, reject):
         if self.metric.window is DayWindow.DATE:
             return super()._times(reject)
-        parsed = np.array([instant(t) for t in self.times], dtype="datetime64[us]")
+        if all(isinstance(t, np.datetime64) for t in self.times):  # 86,400 a day: one numpy call, not one each
+            parsed = np.array(self.times, dtype="datetime64[us]")
+        else:
+            parsed = np.array([instant(t) for t in self.times], dtype="datetime64[us]")
         reject(np.isnat(parsed), "malformed time")
         return parsed
 
@@ -70,6 +73,13 @@ def instant(value: Any) -> np.datetime64:
     return np.datetime64("NaT")
 
 
+def micros(timestamps: list[Any]) -> np.ndarray:
+    """Protobuf Timestamps as datetime64[us]: instant() for a whole page at once, without a
+    function call per point (a day of heart rate is 86,400 of them)."""
+    return np.fromiter((t.seconds * 1_000_000 + t.nanos // 1000 for t in timestamps), dtype=np.int64,
+                       count=len(timestamps)).astype("datetime64[us]")
+
+
 def _enum(message: Any, field: str) -> str:
     return message.DESCRIPTOR.fields_by_name[field].enum_type.values_by_number[getattr(message, field)].name
 
@@ -89,15 +99,18 @@ def points(payloads: Mapping[str, Any], data_type: str, field: str) -> Iterable[
                 yield point, getattr(point, field)
 
 
-def _sample_times(payloads, data_type: str, field: str) -> list[tuple[np.datetime64, Any]]:
-    found = [(instant(d.sample_time.physical_time), d) for _, d in points(payloads, data_type, field)]
-    return sorted(found, key=lambda item: item[0])
+def _sample_times(payloads, data_type: str, field: str) -> tuple[list[np.datetime64], list[Any]]:
+    """A sample type's times, in order, and its points' data in the same order."""
+    data = [d for _, d in points(payloads, data_type, field)]
+    times = micros([d.sample_time.physical_time for d in data])
+    order = np.argsort(times, kind="stable")
+    return list(times[order]), [data[i] for i in order]
 
 
 def parse_heart_rate(payloads, ctx: DayContext, parsed: ParsedDay) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["heart_rate"], parsed)
-    samples = _sample_times(payloads, "heart-rate", "heart_rate")
-    builder.extend([t for t, _ in samples], {"bpm": [d.beats_per_minute for _, d in samples]}, [d for _, d in samples])
+    times, data = _sample_times(payloads, "heart-rate", "heart_rate")
+    builder.extend(times, {"bpm": [d.beats_per_minute for d in data]}, data)
     builder.finish()
 
 
@@ -121,14 +134,14 @@ def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
 
 def parse_spo2(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["spo2"], parsed)
-    for time, data in _sample_times(payloads, "oxygen-saturation", "oxygen_saturation"):
+    for time, data in zip(*_sample_times(payloads, "oxygen-saturation", "oxygen_saturation")):
         builder.add(time, {"spo2_pct": data.percentage}, data)
     builder.finish()
 
 
 def parse_hrv_intraday(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["hrv_intraday"], parsed)
-    for time, data in _sample_times(payloads, "heart-rate-variability", "heart_rate_variability"):
+    for time, data in zip(*_sample_times(payloads, "heart-rate-variability", "heart_rate_variability")):
         metadata = data.metadata if data.HasField("metadata") else None
         builder.add(time, {"rmssd": data.root_mean_square_of_successive_differences_milliseconds, "coverage": None,
                            "hf": metadata.high_frequency_power if metadata else None,
@@ -234,14 +247,13 @@ def parse_device_offsets(payloads, ctx, parsed) -> None:
 
     times, offsets = [], []
     for data_type, field, holder, time_field, offset_field in _OFFSET_FIELDS:
-        for _, data in points(payloads, data_type, field):
-            where = getattr(data, holder)
-            if where.HasField(offset_field):
-                times.append(instant(getattr(where, time_field)))
-                offsets.append(getattr(where, offset_field).seconds)
+        held = [getattr(data, holder) for _, data in points(payloads, data_type, field)]
+        held = [where for where in held if where.HasField(offset_field)]
+        times.append(micros([getattr(where, time_field) for where in held]))
+        offsets += [getattr(where, offset_field).seconds for where in held]
     builder = UtcRowBuilder(ctx, BY_NAME["device_utc_offsets"], parsed)
-    if times:
-        utc = pd.DatetimeIndex(np.array(times, dtype="datetime64[us]"))
+    if offsets:
+        utc = pd.DatetimeIndex(np.concatenate(times))
         reported = np.array(offsets, dtype=np.int64)
         expected = np.empty(len(utc), dtype=np.int64)
         next_day_starts = pd.Timestamp(ctx.bounds(DayWindow.CALENDAR)[1].replace(tzinfo=None))

@@ -1,10 +1,10 @@
 """Around each Google Health API call: the participant's request budget, back-off on 429, 503 and
 504, and a timeout for slow or hung responses.
 
-The generated client accepts a `retry` decorator per call and hands it to its pager, so every
-page request goes through `StudyRetry` below. google-api-core's own Retry is not used because
-it cannot honour `Retry-After`, cannot count requests against a per-participant budget, and
-gives up by raising; a study wants the day deferred (RetryLater) instead.
+Every page request (fitpipe.ingest.google_health.wire) goes through `StudyRetry` below.
+google-api-core's own Retry is not used because it cannot honour `Retry-After`, cannot count
+requests against a per-participant budget, and gives up by raising; a study wants the day
+deferred (RetryLater) instead.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def describe(exc: BaseException) -> str:
 
 
 class StudyRetry:
-    """A `retry=` decorator for the generated client: spends the budget for each attempt, retries
+    """A decorator for one page request: spends the budget for each attempt, retries
     429/503/504 and timeouts with exponential back-off and jitter (or the server's Retry-After),
     and past `max_attempts` raises RetryLater so the runner waits or defers the day."""
 

@@ -1,8 +1,9 @@
 """The google-health source: a participant's Fitbit or Pixel Watch data from the Google Health API v4.
 
 Per participant-day it reads each data type of fitpipe.ingest.google_health.queries for the
-participant's local day, page by page, through Google's generated client (REST transport) with
-google-auth credentials rebuilt from the grant `fitpipe enroll` stored.
+participant's local day, page by page, with Google's request and response types over the API's
+binary wire (fitpipe.ingest.google_health.wire says why not the generated client's JSON pager)
+and google-auth credentials rebuilt from the grant `fitpipe enroll` stored.
 
 Duplicates: a participant's steps or heart rate can reach Google from the watch and again from
 the phone (Health Connect, Google Fit). fitpipe reads through the `reconcile` endpoint, where
@@ -29,6 +30,7 @@ from typing import Any
 from fitpipe.ingest.google_health import DEFAULT_API_URL, ENV_API_URL
 from fitpipe.ingest.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
 from fitpipe.ingest.google_health.queries import QUERIES
+from fitpipe.ingest.google_health.wire import wire_from_environment
 from fitpipe.ingest.sources.base import Fetch, RetryLater, Source, SourceFailed
 
 # A day whose participant has not consented (or must consent again) is asked for again after
@@ -36,9 +38,9 @@ from fitpipe.ingest.sources.base import Fetch, RetryLater, Source, SourceFailed
 WAIT_FOR_CONSENT = dt.timedelta(hours=24)
 DEFAULT_SETTLE_DAYS = 3
 
-# Per worker process: credentials (with their access token) and clients, so one refresh serves
+# Per worker process: credentials (with their access token) in a session, so one refresh serves
 # a participant's days; keyed by a digest of the grant, so a new consent starts afresh.
-_clients: dict[tuple[int, str, str], Any] = {}
+_sessions: dict[tuple[int, str, str, str], Any] = {}
 _revoked: dict[tuple[int, str], str] = {}
 
 
@@ -46,18 +48,16 @@ def api_url(participant: Any) -> str:
     return participant.settings.get("api_url") or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
 
 
-def _client_for(user_id: int, grant: str, endpoint: str):
-    from google.api_core.client_options import ClientOptions
-    from google.devicesandservices import health_v4
+def _pages_for(user_id: int, grant: str, endpoint: str, wire: str):
+    from google.auth.transport.requests import AuthorizedSession
 
     from fitpipe.ingest.google_health.consent import credentials_from_grant
+    from fitpipe.ingest.google_health.wire import ReconcilePages
 
-    key = (user_id, hashlib.sha256(grant.encode()).hexdigest(), endpoint)
-    if key not in _clients:
-        credentials = credentials_from_grant(grant)
-        _clients[key] = health_v4.DataPointsServiceClient(
-            credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint))
-    return _clients[key]
+    key = (user_id, hashlib.sha256(grant.encode()).hexdigest(), endpoint, wire)
+    if key not in _sessions:
+        _sessions[key] = ReconcilePages(AuthorizedSession(credentials_from_grant(grant)), endpoint, wire)
+    return _sessions[key]
 
 
 class GoogleHealthSource(Source):
@@ -71,6 +71,7 @@ class GoogleHealthSource(Source):
         # Configurable per deployment (FITPIPE_HEALTH_REQUEST_BUDGET), e.g. after Google raised a quota.
         self.request_budget = request_budget_from_environment()
         self.policy = CallPolicy.from_environment()
+        self.wire = wire_from_environment()
 
     @classmethod
     def default_settings(cls, user_id: int) -> dict[str, Any]:
@@ -81,7 +82,6 @@ class GoogleHealthSource(Source):
 
     def fetch_day(self, participant: Any, day: dt.date, fetch: Fetch) -> dict[str, Any]:
         from google.api_core import exceptions as api_errors
-        from google.api_core.timeout import ConstantTimeout
         from google.auth.exceptions import RefreshError
         from google.devicesandservices import health_v4
 
@@ -94,20 +94,22 @@ class GoogleHealthSource(Source):
         grant_key = (participant.user_id, hashlib.sha256(grant.encode()).hexdigest())
         if grant_key in _revoked:
             raise SourceFailed(_revoked[grant_key], needs_reconsent=True)
-        client = _client_for(participant.user_id, grant, api_url(participant))
+        pages = _pages_for(participant.user_id, grant, api_url(participant), self.wire)
         ctx = participant.day_context(day)
         family = f"users/me/dataSourceFamilies/{participant.settings.get('data_source_family', 'google-wearables')}"
         retry = StudyRetry(self.policy, fetch.budget)
         payloads: dict[str, Any] = {}
         try:
             for query in QUERIES:
-                request = health_v4.ReconcileDataPointsRequest(
+                request = health_v4.ReconcileDataPointsRequest.pb()(
                     parent=query.parent, filter=query.day_filter(ctx), page_size=query.page_size,
                     data_source_family=family)
-                pager = client.reconcile_data_points(request=request, retry=retry,
-                                                     timeout=ConstantTimeout(self.policy.timeout))
-                # The raw protobuf of each page, as Google's client parsed it from the API's JSON.
-                payloads[query.data_type] = [type(page).pb(page) for page in pager.pages]
+                payloads[query.data_type] = found = []
+                while True:
+                    found.append(retry(pages.page)(request, self.policy.timeout))
+                    if not found[-1].next_page_token:
+                        break
+                    request.page_token = found[-1].next_page_token
         except RefreshError as exc:
             if is_revoked(exc):
                 _revoked[grant_key] = revocation_reason(exc)
