@@ -2,7 +2,7 @@
 what the rate limits and the network latency allow.
 
     .venv/bin/python benchmarks/google_health.py [--participants 6] [--days 2] [--workers N]
-        [--latency 0.1] [--heart-rate-every 1] [--keep]
+        [--latency 0.1] [--heart-rate-every 1] [--in-flight K] [--keep]
 
 Goal (issue 10): the nightly run reaches at least 0.9 of the throughput that the per-user cap
 (300 requests per minute) and a 100 ms latency per request allow.
@@ -23,8 +23,9 @@ How, in one run and one database:
    refreshes). The server counts every data request, per participant.
 5. the bound, from the requests counted in 4: each participant's requests are sequential (its
    days run one at a time), so r of them take at least r x latency, and the per-user cap adds a
-   wait of a minute for each further 300 (floor((r-1)/300) x 60 s); the W workers make at most
-   W requests at once, so all R take at least R x latency / W. The bound is the larger; the
+   wait of a minute for each further 300 (floor((r-1)/300) x 60 s); at most K requests are in
+   flight at once (K = W workers, or --in-flight, FITPIPE_HEALTH_MAX_IN_FLIGHT, when it is fewer),
+   so all R take at least R x latency / K. The bound is the larger; the
    ratio is bound / measured wall time (= measured throughput / allowed throughput).
 CPU seconds of the fitpipe processes (the CLI and its workers) and of the stand-in server are
 printed beside it, since with 1-second heart rate they, not the network, are what a run waits for.
@@ -107,8 +108,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, help="default: one per participant")
     p.add_argument("--latency", type=float, default=0.1, help="seconds per data request (default 0.1)")
     p.add_argument("--heart-rate-every", type=int, default=1, help="serve every Nth heart-rate second (default 1)")
+    p.add_argument("--in-flight", type=int, help="FITPIPE_HEALTH_MAX_IN_FLIGHT: requests in flight across the "
+                                                   "workers (default: one per worker)")
     args = p.parse_args()
     workers = min(args.workers or args.participants, args.participants)
+    # The bound's concurrency: what the run may have in flight at once.
+    slots = min(args.in_flight or workers, workers)
+    if args.in_flight:
+        os.environ["FITPIPE_HEALTH_MAX_IN_FLIGHT"] = str(args.in_flight)
 
     from fitpipe.secrets import new_key
     from fitpipe.testing.health_api import HealthApi, HealthApiServer, synthetic_seed
@@ -155,17 +162,17 @@ def main() -> None:
     total = len(requests)
     per_day = total / participant_days
     chains = max(chain_seconds(r, args.latency) for r in per_account.values())
-    spread = total * args.latency / workers
+    spread = total * args.latency / slots
     bound = max(chains, spread)
     ratio = bound / run.seconds
     print(c.table(
         ["run", "participant-days", "requests", "req/participant-day", "rows", "wall s", "req/s", "x allowed"],
         [["allowed by latency + per-user cap (baseline)", participant_days, total, per_day, "-", bound,
           total / bound, 1.0],
-         [f"fitpipe ingest --workers {workers}", participant_days, total, per_day, rows, run.seconds,
+         [f"fitpipe ingest --workers {workers}" + (f", {slots} in flight" if args.in_flight else ""), participant_days, total, per_day, rows, run.seconds,
           total / run.seconds, ratio]]))
     print(f"bound = max(longest participant {max(per_account.values())} req x {args.latency:g} s (+ 60 s per 300) "
-          f"= {chains:.1f} s, {total} req x {args.latency:g} s / {workers} workers = {spread:.1f} s) = {bound:.1f} s")
+          f"= {chains:.1f} s, {total} req x {args.latency:g} s / {slots} in flight = {spread:.1f} s) = {bound:.1f} s")
     print(f"throughput / allowed: {ratio:.2f} (goal >= 0.9)")
     print(f"per-user cap: at most {peak_window} requests of one participant in any {WINDOW:.0f} s (cap {CAP}); "
           f"{refused} answered 429")

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import fitpipe
+from conftest import fitpipe, run_fitpipe
 from fitpipe.secrets import new_key
 from fitpipe.testing.health_api import HealthApiServer, synthetic_seed
 
@@ -349,6 +349,24 @@ def test_budget_holds_across_two_workers(health, database_url, db, monkeypatch):
         assert arrivals[-1] - arrivals[0] >= 10.5
     assert [s for _, _, _, s in health.api.requests if s == 429] == []
     assert [state for state, _, _ in ledger(db, 1).values()] == ["complete"] * 3
+
+
+def test_requests_in_flight_are_capped_across_workers(health, database_url, db, monkeypatch):
+    """FITPIPE_HEALTH_MAX_IN_FLIGHT is shared by the run's worker processes: counted at the server."""
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    monkeypatch.setattr(health.api, "latency", 0.05)  # long enough for two workers' requests to overlap
+    _two_participants(health, database_url)
+    fitpipe(database_url, "backfill", "--start", "2024-03-04", "--end", "2024-03-05", "--workers", "2")
+    assert health.api.peak_in_flight == 2, "two workers without a cap should overlap"
+    health.api.peak_in_flight = 0
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_IN_FLIGHT", "1")
+    fitpipe(database_url, "backfill", "--start", "2024-03-04", "--end", "2024-03-05", "--workers", "2", "--force")
+    assert health.api.peak_in_flight == 1
+    assert [state for state, _, _ in ledger(db, 1).values()][:2] == ["complete", "complete"]
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_IN_FLIGHT", "none")
+    bad = run_fitpipe(database_url, "backfill", "--start", "2024-03-04", "--end", "2024-03-04", "--force")
+    assert bad.returncode != 0 and "FITPIPE_HEALTH_MAX_IN_FLIGHT must be a whole number" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_late_data_replaces_the_provisional_day_until_it_settles(health, database_url, db, monkeypatch):

@@ -297,6 +297,7 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
 
     for name in {t.user.source for t in tasks}:
         parsers_for(source_class(name).payload_format)
+        source_class(name).prepare_workers()
     participants = len({t.user.user_id for t in tasks})
     executor = ProcessPoolExecutor(min(workers, participants), mp_context=multiprocessing.get_context("fork"),
                                    initializer=_init_worker, initargs=(url, os.getpid()))

@@ -458,6 +458,9 @@ class HealthApi:
         self._answers: dict[tuple[str, str], tuple[list[Point], dict]] = {}
         # Data pages served per wire (the `$alt` asked for: "proto" or "json").
         self.served: collections.Counter[str] = collections.Counter()
+        # Data requests being answered now, and the most at once (a client's concurrency cap).
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._builders: _Builders | None = None
         self.base_url = ""
 
@@ -798,6 +801,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _data(self, path: str, query: dict[str, str]) -> None:
         arrived = time.monotonic()  # quotas count requests as they arrive
+        with self.api.lock:
+            self.api.in_flight += 1
+            self.api.peak_in_flight = max(self.api.peak_in_flight, self.api.in_flight)
+        try:
+            self._answer_data(path, query, arrived)
+        finally:
+            with self.api.lock:
+                self.api.in_flight -= 1
+
+    def _answer_data(self, path: str, query: dict[str, str], arrived: float) -> None:
         # The round trip, on every data request (401s included): the answer leaves `latency`
         # after the request arrived, or later if building it took longer, as from Google, whose
         # serving time is part of the latency a client sees.

@@ -17,16 +17,24 @@ from the generated client.
 
 FITPIPE_HEALTH_API_WIRE=json asks for the JSON wire instead: the same messages, parsed the way
 the generated client does; for comparison, or a server that cannot answer protobuf.
+
+FITPIPE_HEALTH_MAX_IN_FLIGHT=K caps the requests in flight across all of a run's workers. A worker
+spends part of each participant-day parsing and loading with no request out; with more workers
+than K, another worker's request fills that gap, so K request slots stay busy while the CPU work
+happens beside them (e.g. `--workers 4` with K=2 on a 2-core machine).
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 from typing import Any
 
 from fitpipe.errors import BadInput
 
 ENV_WIRE = "FITPIPE_HEALTH_API_WIRE"
+ENV_MAX_IN_FLIGHT = "FITPIPE_HEALTH_MAX_IN_FLIGHT"
 # The `$alt` system parameter per wire; the JSON one is what the generated client sends.
 ALT = {"proto": "proto", "json": "json;enum-encoding=int"}
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf", "application/octet-stream")
@@ -37,6 +45,32 @@ def wire_from_environment() -> str:
     if wire not in ALT:
         raise BadInput(f"{ENV_WIRE} must be proto or json, got {wire!r}")
     return wire
+
+
+def _in_flight_slots() -> Any:
+    text = (os.environ.get(ENV_MAX_IN_FLIGHT) or "").strip()
+    if not text:
+        return None
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise BadInput(f"{ENV_MAX_IN_FLIGHT} must be a whole number of requests, at least 1; got {text!r}")
+    return multiprocessing.get_context("fork").BoundedSemaphore(limit)
+
+
+_SLOTS: Any = None
+
+
+def share_request_slots() -> None:
+    """Made anew by each run before it forks its workers (Source.prepare_workers), so they share it."""
+    global _SLOTS
+    _SLOTS = _in_flight_slots()
+
+
+def request_slot() -> contextlib.AbstractContextManager:
+    return _SLOTS if _SLOTS is not None else contextlib.nullcontext()
 
 
 def _http_rule() -> list[dict[str, str]]:
@@ -93,9 +127,10 @@ class ReconcilePages:
 
         transcoded, _, query = rest_helpers.transcode_request(self.rule, request, rest_numeric_enums=True)
         query["$alt"] = ALT[self.wire]
-        response = self.session.request(transcoded["method"].upper(), self.endpoint + transcoded["uri"],
-                                        params=rest_helpers.flatten_query_params(query, strict=True),
-                                        timeout=timeout)
+        with request_slot():
+            response = self.session.request(transcoded["method"].upper(), self.endpoint + transcoded["uri"],
+                                            params=rest_helpers.flatten_query_params(query, strict=True),
+                                            timeout=timeout)
         if response.status_code >= 400:
             raise api_error(response)
         # By what arrived, not what was asked: a server that ignores `$alt` still answers JSON.

@@ -104,5 +104,9 @@ class Source:
     def settle_days_for(self, participant: Any) -> int:
         return self.settle_days
 
+    @classmethod
+    def prepare_workers(cls) -> None:
+        """Called by a run before it forks its workers: state they must share (a semaphore) is made here."""
+
     def fetch_day(self, participant: Any, day: dt.date, fetch: Fetch) -> Mapping[str, Any]:
         raise NotImplementedError

@@ -77,6 +77,12 @@ class GoogleHealthSource(Source):
     def default_settings(cls, user_id: int) -> dict[str, Any]:
         return {"data_source_family": "google-wearables", "settle_days": DEFAULT_SETTLE_DAYS}
 
+    @classmethod
+    def prepare_workers(cls) -> None:
+        from fitpipe.ingest.google_health.wire import share_request_slots
+
+        share_request_slots()
+
     def settle_days_for(self, participant: Any) -> int:
         return int(participant.settings.get("settle_days", self.settle_days))
 
