@@ -154,6 +154,7 @@ def main() -> None:
         per_account = {a: sum(1 for r in requests if r[0] == a) for a in accounts.values()}
         peak_window = max(api.requests_per_window(a, WINDOW) for a in accounts.values())
         refused = sum(1 for r in requests if r[3] == 429)
+        answered = sorted(api.answer_seconds)
 
     participant_days = args.participants * args.days
     loaded = states.get("provisional", 0) + states.get("complete", 0)
@@ -176,6 +177,9 @@ def main() -> None:
     print(f"throughput / allowed: {ratio:.2f} (goal >= 0.9)")
     print(f"per-user cap: at most {peak_window} requests of one participant in any {WINDOW:.0f} s (cap {CAP}); "
           f"{refused} answered 429")
+    print(f"stand-in answer time per request (arrival to last byte sent): median "
+          f"{answered[len(answered) // 2] * 1000:.0f} ms, p95 {answered[int(0.95 * (len(answered) - 1))] * 1000:.0f} ms; "
+          f"wall per request per slot: {run.seconds * slots / total * 1000:.0f} ms")
     print(f"CPU: fitpipe (CLI + workers) {cpu_fitpipe:.1f} s = {cpu_fitpipe / participant_days:.1f} s per "
           f"participant-day; stand-in server {cpu_server:.1f} s; {os.cpu_count()} cores, so CPU alone needs "
           f">= {(cpu_fitpipe + cpu_server) / (os.cpu_count() or 1):.1f} s of the {run.seconds:.1f} s")

@@ -460,6 +460,8 @@ class HealthApi:
         self.served: collections.Counter[str] = collections.Counter()
         # Data requests being answered now, and the most at once (a client's concurrency cap).
         self.in_flight = 0
+        # Arrival to answer sent, per data request: the latency the stand-in actually gave.
+        self.answer_seconds: list[float] = []
         self.peak_in_flight = 0
         self._builders: _Builders | None = None
         self.base_url = ""
@@ -809,6 +811,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with self.api.lock:
                 self.api.in_flight -= 1
+                self.api.answer_seconds.append(time.monotonic() - arrived)
 
     def _answer_data(self, path: str, query: dict[str, str], arrived: float) -> None:
         # The round trip, on every data request (401s included): the answer leaves `latency`
