@@ -51,50 +51,44 @@ def vectorisable(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> bool
 BLOCK_ROWS = 32_768
 
 
+def _encode_rows(pg_types: Sequence[str], columns: Sequence[np.ndarray | None]) -> bytes:
+    """Rows of one fixed layout: a field count, then (length, value) per column, big-endian.
+
+    A column may be None (NULL in every row: length -1, no value) or an array of fixed-width bytes
+    (`S<n>`, e.g. an enum label, which travels as its text).
+    """
+    fields = [("count", ">i2")]
+    for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+        fields.append((f"len{i}", ">i4"))
+        if values is not None:
+            fields.append((f"val{i}", values.dtype.str if values.dtype.kind == "S" else _FIXED[pg_type][0]))
+    rows = np.empty(next((len(c) for c in columns if c is not None), 0), dtype=np.dtype(fields))
+    rows["count"] = len(pg_types)
+    for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+        if values is None:
+            rows[f"len{i}"] = -1
+        elif values.dtype.kind == "S":
+            rows[f"len{i}"], rows[f"val{i}"] = values.dtype.itemsize, values
+        else:
+            rows[f"len{i}"], rows[f"val{i}"] = _FIXED[pg_type][1], _wire_values(pg_type, values)
+    return rows.tobytes()
+
+
 def encode_blocks(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> Iterator[bytes]:
     """The binary COPY stream (signature, rows, trailer) for fixed-width, non-null columns, in blocks."""
-    fields = [("count", ">i2")]
-    for i, pg_type in enumerate(pg_types):
-        fields += [(f"len{i}", ">i4"), (f"val{i}", _FIXED[pg_type][0])]
-    layout = np.dtype(fields)
     yield SIGNATURE
     total = len(columns[0])
     for start in range(0, total, BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, total)
-        rows = np.empty(stop - start, dtype=layout)
-        rows["count"] = len(pg_types)
-        for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
-            rows[f"len{i}"] = _FIXED[pg_type][1]
-            rows[f"val{i}"] = _wire_values(pg_type, values[start:stop])
-        yield rows.tobytes()
+        yield _encode_rows(pg_types, [values[start:start + BLOCK_ROWS] for values in columns])
     yield TRAILER
 
 
 def encode_row_groups(groups: Sequence[tuple[Sequence[str], Sequence[np.ndarray | None]]]) -> Iterator[bytes]:
-    """One binary COPY stream from groups of rows that each have a fixed layout.
-
-    A group's column may be None (NULL in every row of the group) or an array of fixed-width
-    bytes (`S<n>`, e.g. an enum label, which travels as its text). Rows of different layouts
-    can share a stream because each row carries its own field lengths.
-    """
+    """One binary COPY stream from groups of rows that each have a fixed layout (see _encode_rows).
+    Rows of different layouts can share a stream because each row carries its own field lengths."""
     yield SIGNATURE
     for pg_types, columns in groups:
-        total = next((len(c) for c in columns if c is not None), 0)
-        fields = [("count", ">i2")]
-        for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
-            fields.append((f"len{i}", ">i4"))
-            if values is not None:
-                fields.append((f"val{i}", values.dtype.str if values.dtype.kind == "S" else _FIXED[pg_type][0]))
-        rows = np.empty(total, dtype=np.dtype(fields))
-        rows["count"] = len(pg_types)
-        for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
-            if values is None:
-                rows[f"len{i}"] = -1
-            elif values.dtype.kind == "S":
-                rows[f"len{i}"], rows[f"val{i}"] = values.dtype.itemsize, values
-            else:
-                rows[f"len{i}"], rows[f"val{i}"] = _FIXED[pg_type][1], _wire_values(pg_type, values)
-        yield rows.tobytes()
+        yield _encode_rows(pg_types, columns)
     yield TRAILER
 
 

@@ -130,21 +130,21 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
     """Delete the rollup buckets of the windows and rebuild them level by level, set-based."""
     params = _window_params(windows)
     from_raw = [w for w in windows if w.minutes]
+    # The 1-minute level only for windows rebuilt from raw rows: the loader wrote the others.
+    raw_params = (params if len(from_raw) == len(windows) else _window_params(from_raw)) if from_raw else None
     for level in LEVELS:
-        level_windows = from_raw if level == "1min" else windows
-        if level_windows:
+        level_params = raw_params if level == "1min" else params
+        if level_params:
             cur.execute(f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
                         "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
-                        f"AND {_BATCH_BOUNDS.format(col='r.bucket')}", _window_params(level_windows))
-    _rebuild_minutes(cur, from_raw, report)
+                        f"AND {_BATCH_BOUNDS.format(col='r.bucket')}", level_params)
+    if raw_params:
+        _rebuild_minutes(cur, raw_params, report)
     _rebuild_upper_levels(cur, params, report)
 
 
-def _rebuild_minutes(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport) -> None:
-    """rollup_1min of the windows from the raw tables and imputed_values."""
-    if not windows:
-        return
-    params = _window_params(windows)
+def _rebuild_minutes(cur: psycopg.Cursor, params: dict, report: RefreshReport) -> None:
+    """rollup_1min of the windows in `params` from the raw tables and imputed_values."""
     # Imputed minutes count only where nothing was measured, weighted as the samples they replace.
     for metric in INTRADAY:
         if metric.name not in params["w_metric"]:
