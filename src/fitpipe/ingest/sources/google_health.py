@@ -79,9 +79,15 @@ class GoogleHealthSource(Source):
 
     @classmethod
     def prepare_workers(cls) -> None:
-        from fitpipe.ingest.google_health.wire import share_request_slots
+        # Imported once here, before the fork, rather than in every worker on its first day:
+        # Google's generated types take ~0.6 s of CPU to import, and a run's first request
+        # would wait for that in each worker at once.
+        import google.auth.transport.requests  # noqa: F401
+        from google.devicesandservices import health_v4  # noqa: F401
 
-        share_request_slots()
+        from fitpipe.ingest.google_health import consent, wire  # noqa: F401
+
+        wire.share_request_slots()
 
     def settle_days_for(self, participant: Any) -> int:
         return int(participant.settings.get("settle_days", self.settle_days))
