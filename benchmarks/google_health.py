@@ -2,7 +2,7 @@
 what the rate limits and the network latency allow.
 
     .venv/bin/python benchmarks/google_health.py [--participants 6] [--days 2] [--workers N]
-        [--latency 0.1] [--heart-rate-every 1] [--in-flight K] [--keep]
+        [--latency 0.1] [--heart-rate-every 1] [--in-flight K] [--cold-pages] [--keep]
 
 Goal (issue 10): the nightly run reaches at least 0.9 of the throughput that the per-user cap
 (300 requests per minute) and a 100 ms latency per request allow.
@@ -17,7 +17,9 @@ How, in one run and one database:
 2. N google-health participants, each given a grant obtained through the server's OAuth
    endpoints (PKCE, offline access), stored with `fitpipe secrets set`;
 3. warm-up: the server generates the accounts' days (wearipedia) before the clock starts, as
-   Google has the data before fitpipe asks for it;
+   Google has the data before fitpipe asks for it, and builds every page the timed run will ask
+   for in an untimed run of the same ingest without latency (the tables are emptied after it;
+   build_pages says why, --cold-pages skips it);
 4. timed: `FITPIPE_TODAY=... fitpipe ingest --days D --workers W --no-refresh --quiet` in a
    subprocess: D new days per participant (wall time includes interpreter start and the token
    refreshes). The server counts every data request, per participant.
