@@ -65,6 +65,18 @@ def _minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.date
     return rows
 
 
+def _local_minute_of_day(user: User, grid) -> np.ndarray:
+    """Each minute's minute-of-day on the participant's own clock at that minute (their zone
+    history), so the days before a move line up with the days after it in the daily profile."""
+    minute_of_day = np.empty(len(grid), dtype=np.int64)
+    end = grid[-1].to_pydatetime() + dt.timedelta(minutes=1)
+    for zone, lo, hi in user.zone_spans(grid[0].to_pydatetime(), end):
+        inside = np.asarray((grid >= lo) & (grid < hi))
+        local = grid[inside].tz_convert(zone)
+        minute_of_day[inside] = local.hour * 60 + local.minute
+    return minute_of_day
+
+
 def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: dt.date, last: dt.date,
                    method: str, max_gap: int, report: ImputeReport) -> None:
     import pandas as pd
@@ -83,8 +95,7 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
     grid = pd.date_range(rows[0][0], rows[-1][0], freq="1min")
     measured = pd.DataFrame([r[1:] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]),
                             columns=[c.name for c in metric.values]).reindex(grid)
-    local = grid.tz_convert(user.timezone)
-    minute_of_day = np.asarray(local.hour * 60 + local.minute)
+    minute_of_day = _local_minute_of_day(user, grid)
     inside = np.asarray((grid >= pd.Timestamp(lo)) & (grid < pd.Timestamp(hi)))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
     for column in metric.values:
