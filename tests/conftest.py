@@ -81,6 +81,25 @@ def fitpipe(url: str, *args: str, ok: bool = True):
     return result
 
 
+def one_participant_store(url: str, backfill_through: str | None = None) -> str:
+    """The test database emptied, with synthetic participant 1 from 2024-01-01, and with its days
+    up to `backfill_through` (YYYY-MM-DD) loaded when given."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        empty_database(conn)
+    fitpipe(url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
+    if backfill_through:
+        fitpipe(url, "backfill", "--start", "2024-01-01", "--end", backfill_through, "--workers", "1")
+    return url
+
+
+def one_error_line(result) -> str:
+    """The single `error: ...` line a refused command writes to stderr, with no traceback anywhere."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
 def popen(url: str, *args: str) -> subprocess.Popen:
     """fitpipe started in the background, as a second cron run would be."""
     return subprocess.Popen([sys.executable, "-m", "fitpipe.cli", *args],

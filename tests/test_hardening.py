@@ -16,24 +16,14 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import ADMIN_URL, ROOT, empty_database, fitpipe, popen, run_fitpipe, url_for
+from conftest import ADMIN_URL, ROOT, fitpipe, one_error_line, one_participant_store, popen, run_fitpipe, url_for
 
 MIGRATIONS = ROOT / "migrations"
 
 
 @pytest.fixture(scope="module")
 def seeded(database_url):
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        empty_database(conn)
-    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
-    return database_url
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
+    return one_participant_store(database_url)
 
 
 # --- finding 4: create-reader must not take over a role fitpipe did not create ----------------

@@ -15,7 +15,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe, run_fitpipe
+from conftest import fitpipe, one_participant_store, run_fitpipe
 from fitpipe import locks
 
 DAY = dt.date(2024, 1, 2)
@@ -23,10 +23,7 @@ DAY = dt.date(2024, 1, 2)
 
 @pytest.fixture(scope="module")
 def one_participant(database_url):
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        empty_database(conn)
-    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
-    return database_url
+    return one_participant_store(database_url)
 
 
 def test_a_reader_login_cannot_take_advisory_locks(one_participant, monkeypatch):

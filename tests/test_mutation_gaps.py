@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from conftest import empty_database, fetch_now, fitpipe, run_fitpipe
+from conftest import fetch_now, fitpipe, one_participant_store, run_fitpipe
 from fitpipe import locks
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
@@ -33,11 +33,7 @@ DAY = dt.date(2024, 1, 3)
 
 @pytest.fixture(scope="module")
 def store(database_url):
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        empty_database(conn)
-    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
-    fitpipe(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "1")
-    return database_url
+    return one_participant_store(database_url, "2024-01-02")
 
 
 @pytest.fixture

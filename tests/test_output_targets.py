@@ -19,25 +19,14 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import empty_database, fitpipe, popen, run_fitpipe
+from conftest import fitpipe, one_error_line, one_participant_store, popen, run_fitpipe
 
 EXPORT = ("export", "--metric", "heart_rate", "--resolution", "1d")
 
 
 @pytest.fixture(scope="module")
 def loaded(database_url):
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        empty_database(conn)
-    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
-    fitpipe(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "1")
-    return database_url
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
+    return one_participant_store(database_url, "2024-01-02")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
