@@ -201,3 +201,18 @@ def test_retention_works_on_the_apache_edition(apache_admin_url, monkeypatch):  
         assert rollup_checksums(conn) == rollups and rollup_only(conn) == [(1, d) for d in days(1, 4)]
         fitpipe(url, "backfill", "--start", "2024-01-02", "--end", "2024-01-02", "--force")
         assert rollup_checksums(conn) == rollups and (1, dt.date(2024, 1, 2)) not in rollup_only(conn)
+
+
+def test_confidence_rows_go_with_their_heart_rate_chunks(db, database_url, monkeypatch):
+    # The synthetic source writes no confidence; give every heart-rate second one, as Takeout does.
+    load(database_url, db, monkeypatch)
+    db.execute("INSERT INTO heart_rate_confidence (user_id, ts, confidence) SELECT user_id, ts, 2 FROM heart_rate")
+    kept = db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts >= %s", (CUTOFF,)).fetchone()[0]
+    assert kept > 0 and db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts < %s",
+                                   (CUTOFF,)).fetchone()[0] > 0
+
+    result = fitpipe(database_url, "maintain", "--raw-retention-days", "3")
+    assert "chunk(s) of heart_rate, heart_rate_confidence before 2024-01-05 00:00 UTC" in result.stdout
+    assert db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts < %s", (CUTOFF,)).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts >= %s", (CUTOFF,)).fetchone()[0] == kept
+    assert rollup_only(db) == [(1, d) for d in days(1, 4)]
