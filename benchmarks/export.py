@@ -14,6 +14,10 @@ which goes first; medians. The client process's own CPU time (user + sys, from w
 printed too: it does not include the server's work and drifts less with machine load. Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are
 compared byte for byte.
 
+Store.frame: the same raw range read into a DataFrame in this process, with binary COPY (as
+shipped, fitpipe.output.frames) against pandas.read_sql (the path it falls back to, the
+baseline), --repeats rounds alternating, medians; the two frames are compared value for value.
+
 Memory: peak RSS (VmHWM polled from /proc) of the export for 1 day against 30 days, both
 with --start/--end, and of the timed whole-range export (no --start/--end); goal: flat. `fitpipe --version` (interpreter + CLI start-up) is printed as the
 floor. Prints figures only.
@@ -183,6 +187,7 @@ def main() -> None:
                 f"fitpipe export, no range ({args.days} days; timed runs)": rss["fitpipe export (CLI)"],
                 f"psql \\copy, {args.days} days (timed runs)": rss["psql \\copy (baseline)"],
             }
+            frames = time_frames(url, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -211,6 +216,42 @@ def main() -> None:
     print(f"peak RSS {args.days} days / 1 day (both --start/--end): {full / day:.2f}  (goal: flat, ~1.0); "
           f"above the --version floor: 1 day +{(day - floor) / 1024:.1f} MB, {args.days} days +{(full - floor) / 1024:.1f} MB, "
           f"no range +{(whole - floor) / 1024:.1f} MB")
+    print()
+    base = c.median(frames["read_sql (baseline)"])
+    print(c.table(("Store.frame, raw, whole range, tz=utc", "rows", "median s", "rows/s", "x read_sql", "x psql"),
+                  [(name, frames["rows"], c.median(v), frames["rows"] / c.median(v), f"{base / c.median(v):.2f}",
+                    f"{frames['rows'] / c.median(v) / base_rate:.2f}")
+                   for name, v in frames.items() if name != "rows" and name != "same"]))
+    print("the two frames are " + ("equal, value for value" if frames["same"] else "DIFFERENT"))
+
+
+def time_frames(url: str, repeats: int) -> dict:
+    """Store.frame of the raw range in this process: binary COPY (as shipped) against the
+    read_sql path it falls back to (the baseline), alternating; the frames are compared."""
+    import pandas as pd
+
+    import fitpipe
+    import fitpipe.output.frames as frames
+
+    shipped = frames.read_columns
+    ways = {"binary COPY (as shipped)": shipped, "read_sql (baseline)": lambda *args: None}
+    seconds: dict = {name: [] for name in ways}
+    got = {}
+    for round_ in range(repeats):
+        for name in (list(ways) if round_ % 2 == 0 else list(ways)[::-1]):
+            frames.read_columns = ways[name]
+            started = time.perf_counter()
+            got[name] = fitpipe.connect(url).frame("heart_rate", users=[1], resolution="raw", tz="utc",
+                                                   max_rows=10 ** 9)
+            seconds[name].append(time.perf_counter() - started)
+    frames.read_columns = shipped
+    fast, ordinary = got["binary COPY (as shipped)"], got["read_sql (baseline)"]
+    try:
+        pd.testing.assert_frame_equal(fast, ordinary.astype(fast.dtypes), check_exact=True)
+        same = True
+    except AssertionError:
+        same = False
+    return {**seconds, "rows": len(fast), "same": same}
 
 if __name__ == "__main__":
     main()

@@ -62,21 +62,29 @@ class Store:
         import pandas as pd
 
         from fitpipe.output.export import prepare
+        from fitpipe.output.frames import read_columns
 
+        catalogue = metric_named(metric)
+        pieces = []
         with self._connection() as conn:
             prepared = prepare(conn, metric_name=metric, user_ids=users or [], start=_day(start), end=_day(end),
                                resolution=resolution, with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=True)
-        catalogue = metric_named(metric)
-        time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
-        pieces = []
-        with self.engine.connect() as conn:
             for zone, params in prepared.parts:
-                piece = pd.read_sql_query(_bind(prepared.query, params), conn)
-                if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":
-                    piece[time_column] = pd.to_datetime(piece[time_column], utc=True).dt.tz_convert(zone)
-                else:
-                    piece[time_column] = pd.to_datetime(piece[time_column]).dt.date
-                pieces.append(piece)
+                columns = read_columns(conn, prepared.query, params)
+                pieces.append((zone, None if columns is None else pd.DataFrame(columns)))
+        unread = [index for index, (_, piece) in enumerate(pieces) if piece is None]
+        if unread:  # not one fixed layout (text, numeric or NULLs): read the ordinary way
+            with self.engine.connect() as engine_conn:
+                for index in unread:
+                    zone, params = prepared.parts[index]
+                    pieces[index] = (zone, pd.read_sql_query(_bind(prepared.query, params), engine_conn))
+        time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
+        for zone, piece in pieces:
+            if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":
+                piece[time_column] = pd.to_datetime(piece[time_column], utc=True).dt.tz_convert(zone)
+            else:
+                piece[time_column] = pd.to_datetime(piece[time_column]).dt.date
+        pieces = [piece for _, piece in pieces]
         frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         return _typed(frame, catalogue, prepared.resolution)
 
@@ -113,6 +121,12 @@ def _typed(frame, metric, resolution: str):
         for column in metric.columns[2:]:
             if column.name in frame and column.pg_type in _DTYPES and column.pg_type not in ("timestamptz", "date"):
                 frame[column.name] = frame[column.name].astype(_DTYPES[column.pg_type])
+    else:
+        # The rollups keep each bucket's smallest and largest value as stored: real.
+        for column in metric.values:
+            for name in (f"{column.name}_min", f"{column.name}_max"):
+                if name in frame:
+                    frame[name] = frame[name].astype("float32")
     if "user_id" in frame:
         frame["user_id"] = frame["user_id"].astype("Int32")
     if "imputed" in frame:

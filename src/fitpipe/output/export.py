@@ -124,7 +124,7 @@ def choose_resolution(estimates: dict[str, int], max_rows: int) -> str:
     return "1d"
 
 
-def _copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
+def copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
     """Run a COPY ... TO STDOUT and write every block to `out`; returns the rows COPY reports.
 
     A CSV COPY arrives as one message per row. psycopg's iterator costs about a microsecond of
@@ -185,7 +185,7 @@ def _stream(conn: psycopg.Connection, parts: Sequence[tuple[str, dict]], query: 
             conn.execute(sql.SQL("SET LOCAL TimeZone = {}").format(sql.Literal(zone)))
             bound = psycopg.ClientCursor(conn).mogrify(query, params)
             copy_sql = f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER {'true' if header else 'false'})"
-            rows += _copy_out(conn, copy_sql, out)
+            rows += copy_out(conn, copy_sql, out)
         header = False
     return rows
 
