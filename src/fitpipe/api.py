@@ -65,26 +65,21 @@ class Store:
         from fitpipe.output.frames import read_columns
 
         catalogue = metric_named(metric)
-        pieces = []
         with self._connection() as conn:
             prepared = prepare(conn, metric_name=metric, user_ids=users or [], start=_day(start), end=_day(end),
                                resolution=resolution, with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=True)
-            for zone, params in prepared.parts:
-                columns = read_columns(conn, prepared.query, params)
-                pieces.append((zone, None if columns is None else pd.DataFrame(columns)))
-        unread = [index for index, (_, piece) in enumerate(pieces) if piece is None]
-        if unread:  # not one fixed layout (text, numeric or NULLs): read the ordinary way
+            columns = [read_columns(conn, prepared.query, params) for _, params in prepared.parts]
+        pieces = [None if read is None else pd.DataFrame(read) for read in columns]
+        if any(piece is None for piece in pieces):  # not one fixed layout (text, numeric or NULLs): read the ordinary way
             with self.engine.connect() as engine_conn:
-                for index in unread:
-                    zone, params = prepared.parts[index]
-                    pieces[index] = (zone, pd.read_sql_query(_bind(prepared.query, params), engine_conn))
+                pieces = [pd.read_sql_query(_bind(prepared.query, params), engine_conn) if piece is None else piece
+                          for piece, (_, params) in zip(pieces, prepared.parts)]
         time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
-        for zone, piece in pieces:
+        for piece, (zone, _) in zip(pieces, prepared.parts):
             if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":
                 piece[time_column] = pd.to_datetime(piece[time_column], utc=True).dt.tz_convert(zone)
             else:
                 piece[time_column] = pd.to_datetime(piece[time_column]).dt.date
-        pieces = [piece for _, piece in pieces]
         frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         return _typed(frame, catalogue, prepared.resolution)
 

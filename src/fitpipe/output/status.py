@@ -47,13 +47,13 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         # ledger row's jsonb into key-value rows and grouping them (a year of 1,000 participants).
         names = [m.name for m in METRICS]  # rows_by_metric is keyed by metric name
         sums = sql.SQL(", ").join(
-            sql.SQL("sum((rows_by_metric ->> {})::bigint) AS {}").format(sql.Literal(t), sql.Identifier(t))
-            for t in names)
+            sql.SQL("sum((rows_by_metric ->> {})::bigint) AS {}").format(sql.Literal(name), sql.Identifier(name))
+            for name in names)
         cur.execute(sql.SQL("SELECT user_id, {} FROM ingested_days WHERE user_id = ANY(%s) GROUP BY user_id")
                     .format(sums), (ids,))
         rows: dict[int, dict[str, int]] = {}
         for row in cur.fetchall():
-            rows[row["user_id"]] = {t: int(row[t]) for t in names if row[t] is not None}
+            rows[row["user_id"]] = {name: int(row[name]) for name in names if row[name] is not None}
         cur.execute(
             """
             SELECT run_id, command, status, started_at, finished_at, user_days, rows_loaded, quarantined,
