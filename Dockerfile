@@ -19,20 +19,21 @@ RUN apt-get update \
 
 WORKDIR /app
 
+# Which extras the image carries. A study's image needs google-health (and parquet for exports);
+# the compose file's demo adds synthetic (wearipedia, with its notebook stack) for made-up participants.
+ARG FITPIPE_EXTRAS="google-health,parquet"
+
 # Dependencies first, in a layer of their own that only pyproject.toml and constraints.txt (the
 # versions the tests ran with) invalidate: they come with a stand-in package (and readme), removed
 # again. Then the real package, without dependencies.
 COPY pyproject.toml constraints.txt ./
-RUN mkdir -p src/fitpipe && touch src/fitpipe/__init__.py README.md \
-    && pip install -c constraints.txt . && pip uninstall -y fitpipe && rm -rf src build README.md
+RUN mkdir -p src/fitpipe && echo '__version__ = "0"' > src/fitpipe/__init__.py && touch README.md \
+    && pip install -c constraints.txt ".[${FITPIPE_EXTRAS}]" && pip uninstall -y fitpipe && rm -rf src build README.md
 # pyproject.toml names README.md as the package's readme, so the build needs it.
 COPY README.md ./
 COPY src/ ./src/
+# The migrations are files inside the package, so the install carries them.
 RUN pip install --no-deps . && rm -rf build && fitpipe --version
-
-# Migrations are read at run time from here (the installed package has no repository around it).
-COPY migrations/ ./migrations/
-ENV FITPIPE_MIGRATIONS_DIR=/app/migrations
 
 COPY docker/entrypoint.sh docker/ingest-job.sh ./docker/
 # fitpipe itself runs as the unprivileged user fitpipe (docker/entrypoint.sh drops to it with

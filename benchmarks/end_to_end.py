@@ -43,8 +43,8 @@ START = dt.date(2024, 1, 1)
 
 
 def _generate(item) -> tuple[int, float]:
-    from fitpipe.ingest.sources.base import BudgetLedger, Fetch
-    from fitpipe.ingest.sources.synthetic import SyntheticSource
+    from fitpipe.sources.contract import BudgetLedger, Fetch
+    from fitpipe.sources.synthetic.source import SyntheticSource
 
     user, day = item
     started = time.perf_counter()

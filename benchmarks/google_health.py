@@ -8,7 +8,7 @@ Goal (issue 10): the nightly run reaches at least 0.9 of the throughput that the
 (300 requests per minute) and a 100 ms latency per request allow.
 
 How, in one run and one database:
-1. the local Google Health API (fitpipe.testing.health_api) in this process on a free loopback
+1. the local Google Health API (fitpipe.sources.google_health.standin) in this process on a free loopback
    port, every data request answered --latency seconds after it arrived (the stand-in's serving
    time inside them, as Google's is), in protobuf as fitpipe asks (`$alt=proto`), its quota at Google's 300
    requests per minute per user (over it, it answers 429); fitpipe's budget is its default,
@@ -69,7 +69,7 @@ def grant_for(api, account: str) -> str:
     import requests
     from google_auth_oauthlib.flow import Flow
 
-    from fitpipe.ingest.google_health.consent import SCOPES
+    from fitpipe.sources.google_health.consent import SCOPES
 
     flow = Flow.from_client_config(api.client_secrets(), scopes=list(SCOPES), redirect_uri="http://127.0.0.1:9/")
     url, _ = flow.authorization_url(access_type="offline", login_hint=account)
@@ -91,7 +91,7 @@ def enrol(url: str, api, user_id: int, account: str) -> None:
 def warm_up(api, account: str, days: int) -> None:
     """Have the server generate every day the queries of days START..START+days-1 touch (the
     night's sleep ends the next morning, daily HRV is dated the next day)."""
-    from fitpipe.testing.health_api import parse_filter
+    from fitpipe.sources.google_health.standin import parse_filter
 
     last = START + dt.timedelta(days=days + 1)
     api.points(account, "steps", parse_filter(f'steps.interval.start_time >= "{START}T12:00:00Z" AND '
@@ -141,7 +141,7 @@ def main() -> None:
         os.environ["FITPIPE_HEALTH_MAX_IN_FLIGHT"] = str(args.in_flight)
 
     from fitpipe.secrets import new_key
-    from fitpipe.testing.health_api import HealthApi, HealthApiServer, synthetic_seed
+    from fitpipe.sources.google_health.standin import HealthApi, HealthApiServer, synthetic_seed
 
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # http, but only to 127.0.0.1
     os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")

@@ -67,8 +67,8 @@ def rhythm_series(days: int, seed: int) -> np.ndarray:
 
 
 def wearipedia_series(days: int) -> tuple[np.ndarray, float]:
-    from fitpipe.ingest.sources.base import BudgetLedger, Fetch
-    from fitpipe.ingest.sources.synthetic import SyntheticSource
+    from fitpipe.sources.contract import BudgetLedger, Fetch
+    from fitpipe.sources.synthetic.source import SyntheticSource
 
     source = SyntheticSource()
     user = User(1, "participant-0001", "UTC", "synthetic", dt.date(2024, 1, 1),

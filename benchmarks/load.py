@@ -37,8 +37,8 @@ from fitpipe.copybin import copy_rows, encode  # noqa: E402
 from fitpipe.ingest.load import replace_day  # noqa: E402
 from fitpipe.days import DayContext
 from fitpipe.ingest.validate import ParsedDay, parse_day  # noqa: E402
-from fitpipe.ingest.sources.base import BudgetLedger, Fetch  # noqa: E402
-from fitpipe.ingest.sources.synthetic import SyntheticSource  # noqa: E402
+from fitpipe.sources.contract import BudgetLedger, Fetch  # noqa: E402
+from fitpipe.sources.synthetic.source import SyntheticSource  # noqa: E402
 from fitpipe.participants import seed_users  # noqa: E402
 
 START = dt.date(2024, 1, 1)
@@ -51,7 +51,7 @@ def generate(user, days: int) -> list[tuple[DayContext, ParsedDay]]:
     for i in range(days):
         day = START + dt.timedelta(days=i)
         ctx = user.day_context(day)
-        out.append((ctx, parse_day(source.fetch_day(user, day, fetch), ctx, source.payload_format)))
+        out.append((ctx, parse_day(source.fetch_day(user, day, fetch), ctx, source.parsers())))
     return out
 
 

@@ -38,7 +38,7 @@ for today in 2024-03-05 2024-03-05 2024-03-06; do
 done
 step status --user 4
 
-# The Google Health API path, against the local stand-in (python -m fitpipe.testing.health_api) on a
+# The Google Health API path, against the local stand-in (python -m fitpipe.sources.google_health.standin) on a
 # free loopback port: its accounts' data comes from the synthetic generator, its OAuth endpoints
 # consent at once. Each run starts a fresh stand-in (new OAuth client, new tokens) and a fresh
 # secret key, and `fitpipe enroll` renews participant 5's consent, so a re-run works the same.
@@ -53,8 +53,8 @@ stop_health() {
     rm -rf "$health"
 }
 trap stop_health EXIT
-printf '\n\033[1m$ python -m fitpipe.testing.health_api --port 0 --participants 1 --client-secrets %s/client_secret.json &\033[0m\n' "$health"
-.venv/bin/python -m fitpipe.testing.health_api --port 0 --participants 1 \
+printf '\n\033[1m$ python -m fitpipe.sources.google_health.standin --port 0 --participants 1 --client-secrets %s/client_secret.json &\033[0m\n' "$health"
+.venv/bin/python -m fitpipe.sources.google_health.standin --port 0 --participants 1 \
     --client-secrets "$health/client_secret.json" >"$health/server.log" 2>&1 &
 health_pid=$!
 api_url=""

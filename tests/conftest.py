@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from fitpipe.catalogue import METRICS
 from fitpipe.cli import app
 from fitpipe.config import DEFAULT_DATABASE_URL
-from fitpipe.ingest.sources.base import BudgetLedger, Fetch
+from fitpipe.sources.contract import BudgetLedger, Fetch
 from fitpipe.participants import User
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def synthetic_user(user_id: int, timezone: str = "UTC", study_start: dt.date = d
                    wear_gaps: bool = True, display_name: str | None = None, **settings) -> User:
     """A synthetic participant as list_users would return it, without a database: the source's
     default settings for the id (its seed), with wear_gaps and any other setting overridden."""
-    from fitpipe.ingest.sources.synthetic import SyntheticSource
+    from fitpipe.sources.synthetic.source import SyntheticSource
 
     return User(user_id, display_name or f"participant-{user_id:04d}", timezone, "synthetic", study_start,
                 settings=SyntheticSource.default_settings(user_id) | {"wear_gaps": wear_gaps} | settings,

@@ -219,10 +219,12 @@ def test_dockerignore_keeps_local_state_out():
         assert not dockerignore_excludes(path), path
 
 
-def test_dockerfile_points_fitpipe_at_the_copied_migrations_and_entrypoint():
+def test_dockerfile_installs_the_package_with_its_migrations_and_entrypoint():
     instructions = dockerfile_instructions()
     env = " ".join(" ".join(args) for keyword, args in instructions if keyword == "ENV")
-    assert "FITPIPE_MIGRATIONS_DIR=/app/migrations" in env
+    # The SQL ships inside the package: no second copy for the image to point at.
+    assert "FITPIPE_MIGRATIONS_DIR" not in env
+    assert (ROOT / "src/fitpipe/migrations/0001_core.sql").is_file()
     entrypoint = [args for keyword, args in instructions if keyword == "ENTRYPOINT"][-1]
     assert entrypoint == ["/app/docker/entrypoint.sh"]
     copied = [args for keyword, args in instructions if keyword == "COPY"]

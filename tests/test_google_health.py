@@ -1,4 +1,4 @@
-"""The google-health source against the local Google Health API (fitpipe.testing.health_api): a
+"""The google-health source against the local Google Health API (fitpipe.sources.google_health.standin): a
 real HTTP server on 127.0.0.1 whose responses are built from Google's generated types, driven
 through the real CLI and a real database."""
 
@@ -16,7 +16,7 @@ import requests
 
 from conftest import fitpipe, run_fitpipe
 from fitpipe.secrets import new_key
-from fitpipe.testing.health_api import HealthApiServer, synthetic_seed
+from fitpipe.sources.google_health.standin import HealthApiServer, synthetic_seed
 
 ZONE = "America/New_York"
 
@@ -54,7 +54,7 @@ def consent_as(server, account: str) -> str:
 
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
     os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
-    from fitpipe.ingest.google_health.consent import SCOPES
+    from fitpipe.sources.google_health.consent import SCOPES
 
     flow = Flow.from_client_config(server.api.client_secrets(), scopes=list(SCOPES),
                                    redirect_uri="http://127.0.0.1:9/")
@@ -288,8 +288,8 @@ def test_rate_limit_past_the_cap_defers_the_day_and_the_others_load(health, data
 
 
 def test_expired_access_token_is_refreshed_by_google_auth(health, database_url, db):
-    from fitpipe.ingest.sources.base import BudgetLedger, Fetch, RequestBudget
-    from fitpipe.ingest.sources.google_health import GoogleHealthSource
+    from fitpipe.sources.contract import BudgetLedger, Fetch, RequestBudget
+    from fitpipe.sources.google_health.source import GoogleHealthSource
     from fitpipe.participants import list_users
 
     health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
@@ -442,8 +442,8 @@ def test_a_device_on_another_clock_is_recorded_in_device_utc_offsets(health, dat
 def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
     from google.api_core import exceptions
 
-    from fitpipe.ingest.google_health.calls import CallPolicy, StudyRetry, retry_after_seconds
-    from fitpipe.ingest.sources.base import BudgetLedger, RequestBudget, RetryLater
+    from fitpipe.sources.google_health.calls import CallPolicy, StudyRetry, retry_after_seconds
+    from fitpipe.sources.contract import BudgetLedger, RequestBudget, RetryLater
 
     class Answer:
         def __init__(self, headers):

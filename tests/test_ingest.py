@@ -2,7 +2,7 @@
 ownership, interruption, overlapping runs, quarantine, the cursor, CLI errors and status.
 
 Expected results are derived from the source itself (SyntheticSource.fetch_day parsed with
-parse_day, or fitpipe.ingest.sources.wear_gaps), never hard-coded. Rollups are another suite's job:
+parse_day, or fitpipe.sources.synthetic.wear_gaps), never hard-coded. Rollups are another suite's job:
 every run here passes --no-refresh.
 """
 
@@ -32,9 +32,10 @@ from fitpipe.catalogue import BY_NAME, METRICS, DayWindow
 from fitpipe.errors import PartialFailure
 from fitpipe.ingest.load import replace_day
 from fitpipe.days import DayContext
-from fitpipe.ingest.validate import ParsedDay, parse_day
-from fitpipe.ingest.sources.synthetic import SyntheticSource
-from fitpipe.ingest.sources.wear_gaps import gaps_for
+from fitpipe.ingest.validate import ParsedDay
+from fitpipe.sources.synthetic.parse import parse_payloads
+from fitpipe.sources.synthetic.source import SyntheticSource
+from fitpipe.sources.synthetic.wear_gaps import gaps_for
 from fitpipe.participants import User, list_users
 
 NY = "America/New_York"
@@ -120,7 +121,7 @@ def generator_imported():
 def expected(user: User, day: dt.date) -> ParsedDay:
     """What a correct load of (user, day) holds: the source's payloads through the parsers."""
     payloads = SyntheticSource().fetch_day(user, day, fetch_now())
-    return parse_day(payloads, DayContext(user.user_id, day, user.timezone))
+    return parse_payloads(payloads, DayContext(user.user_id, day, user.timezone))
 
 
 def expected_rows(user: User, day: dt.date) -> dict[str, int]:
@@ -302,8 +303,8 @@ def test_same_user_day_gives_identical_payloads_in_any_process():
 
     code = PAYLOAD_DIGEST + (
         "import datetime as dt\n"
-        "from fitpipe.ingest.sources.base import BudgetLedger, Fetch\n"
-        "from fitpipe.ingest.sources.synthetic import SyntheticSource\n"
+        "from fitpipe.sources.contract import BudgetLedger, Fetch\n"
+        "from fitpipe.sources.synthetic.source import SyntheticSource\n"
         "from fitpipe.participants import User\n"
         f"user = User(1, 'p1', 'UTC', 'synthetic', dt.date(2024, 1, 1), settings={u1.settings!r})\n"
         "fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))\n"
@@ -612,7 +613,7 @@ def test_malformed_and_out_of_range_records_are_quarantined_and_the_rest_loads(c
     ctx = DayContext(1, day, user.timezone)
     with psycopg.connect(database_url) as conn:
         assert not conn.autocommit
-        outcome = replace_day(conn, ctx, lambda: parse_day(payloads, ctx), source="synthetic", run_id=None,
+        outcome = replace_day(conn, ctx, lambda: parse_payloads(payloads, ctx), source="synthetic", run_id=None,
                               skip_if_done=False)
     assert outcome.status == "loaded"
     assert outcome.quarantined == len(clean.quarantined) + 3

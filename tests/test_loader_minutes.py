@@ -18,8 +18,8 @@ import pytest
 from conftest import empty_database, fetch_now, fitpipe
 from fitpipe import locks
 from fitpipe.ingest.load import replace_day
-from fitpipe.ingest.sources import source_for
-from fitpipe.ingest.validate import parse_day
+from fitpipe.sources import source_for
+from fitpipe.sources.synthetic.parse import parse_payloads
 from fitpipe.participants import list_users
 
 FIRST_NEW = dt.date(2024, 1, 3)
@@ -43,7 +43,7 @@ def day_and_payloads(store):
         for offset in range(10):
             day = FIRST_NEW + dt.timedelta(days=offset)
             payloads = source_for("synthetic").fetch_day(user, day, fetch_now())
-            if "hrv_intraday" in parse_day(payloads, user.day_context(day)).rows:
+            if "hrv_intraday" in parse_payloads(payloads, user.day_context(day)).rows:
                 return day, payloads
     pytest.fail("no worn night in ten synthetic days")
 
@@ -59,7 +59,7 @@ def load_day(conn, day, payloads, *, blank_coverage: bool):
     ctx = user.day_context(day)
 
     def produce():
-        parsed = parse_day(payloads, ctx)
+        parsed = parse_payloads(payloads, ctx)
         if blank_coverage:
             coverage = parsed.rows["hrv_intraday"].columns["coverage"].astype(np.float64)
             coverage[: len(coverage) // 2] = np.nan

@@ -24,8 +24,8 @@ from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
 from fitpipe.ingest.load import replace_day
 from fitpipe.ingest.runner import plan_ingest
-from fitpipe.ingest.sources import source_for
-from fitpipe.ingest.validate import parse_day
+from fitpipe.sources import source_for
+from fitpipe.sources.synthetic.parse import parse_payloads
 from fitpipe.participants import add_participant, list_users
 
 DAY = dt.date(2024, 1, 3)
@@ -49,7 +49,7 @@ def payloads_of(conn, day: dt.date) -> tuple:
 
 def load(conn, user, day, payloads, *, rewrite: bool = True):
     ctx = user.day_context(day)
-    return replace_day(conn, ctx, lambda: parse_day(payloads, ctx), source="synthetic", run_id=None,
+    return replace_day(conn, ctx, lambda: parse_payloads(payloads, ctx), source="synthetic", run_id=None,
                        skip_if_done=not rewrite)
 
 
@@ -114,7 +114,7 @@ def test_an_invalid_first_copy_of_a_key_does_not_drop_the_valid_copy():
               {"time": "08:00:01", "value": 71}, {"time": "08:00:01", "value": 72}]
     payloads = {"intraday_heart_rate": [{"heart_rate_day": [{
         "activities-heart": [], "activities-heart-intraday": {"dataset": points, "datasetType": "second"}}]}]}
-    parsed = parse_day(payloads, DayContext(1, DAY, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, DAY, "UTC"))
     assert parsed.rows["heart_rate"].columns["bpm"].tolist() == [70, 71]
     reasons = sorted(q.reason for q in parsed.quarantined)
     assert len(reasons) == 2 and "duplicate key in the payload" in reasons

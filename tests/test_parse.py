@@ -18,14 +18,14 @@ import pytest
 
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
-from fitpipe.ingest.validate import parse_day
+from fitpipe.sources.synthetic.parse import parse_payloads
 from conftest import fetch_now, synthetic_user
-from fitpipe.ingest.sources.synthetic import (
+from fitpipe.sources.synthetic.source import (
     NIGHT_KINDS,
     SyntheticSource,
     move_night_to_its_evening,
 )
-from fitpipe.ingest.sources.wear_gaps import gaps_for
+from fitpipe.sources.synthetic.wear_gaps import gaps_for
 
 
 def synthetic_seed_for(user_id: int) -> int:
@@ -112,7 +112,7 @@ def test_hrv_after_midnight_times_are_unwrapped_onto_the_next_day():
     payloads = night_payloads(D, evening + wrapped)
 
     # Unfixed, the wrapped points would land on the morning of D itself, before the window opens.
-    raw = parse_day(payloads, DayContext(1, D, "UTC"))
+    raw = parse_payloads(payloads, DayContext(1, D, "UTC"))
     assert len(raw.rows["hrv_intraday"]) == len(evening)
     assert len(reasons(raw, "hrv_intraday")) == len(wrapped)
     assert all("outside local day" in r for r in reasons(raw, "hrv_intraday"))
@@ -122,7 +122,7 @@ def test_hrv_after_midnight_times_are_unwrapped_onto_the_next_day():
     assert stamps[:3] == [s + ".000" for s in evening]
     assert stamps[3:] == [f"{NEXT}{s[10:]}.000" for s in wrapped]
 
-    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
     assert parsed.quarantined == []
     ts = column(parsed, "hrv_intraday", "ts")
     expected = [utc(s) for s in evening] + [utc(f"{NEXT}{s[10:]}") for s in wrapped]
@@ -139,7 +139,7 @@ def test_spo2_of_a_night_starting_after_midnight_goes_to_the_next_day():
     assert [p["minute"] for p in payloads["intraday_spo2"][0]["minutes"]] == [f"{NEXT}{s[10:]}" for s in stamps]
 
     for timezone in ("UTC", NY):
-        parsed = parse_day(payloads, DayContext(3, D, timezone))
+        parsed = parse_payloads(payloads, DayContext(3, D, timezone))
         assert parsed.quarantined == []
         assert list(column(parsed, "spo2", "ts")) == [utc(f"{NEXT}{s[10:]}", timezone) for s in stamps]
         assert set(column(parsed, "spo2", "user_id")) == {3}
@@ -157,7 +157,7 @@ def test_points_already_on_the_next_morning_and_afternoon_points_are_left_alone(
 def test_night_points_outside_the_night_window_are_quarantined():
     # Noon of D+1 belongs to the next night; 11:00 on D to the previous one.
     payloads = night_payloads(D, [f"{D}T11:00:00", f"{D}T12:00:00", f"{NEXT}T11:59:00", f"{NEXT}T12:00:00"])
-    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
     assert list(column(parsed, "spo2", "ts")) == [utc(f"{D}T12:00:00"), utc(f"{NEXT}T11:59:00")]
     assert reasons(parsed, "spo2") == [f"outside local day {D} of this metric"] * 2
 
@@ -166,7 +166,7 @@ def test_generated_nights_lie_in_their_window_and_in_time_order():
     user = synthetic_user(7, NY, D, wear_gaps=False, display_name="p7")
     payloads = SyntheticSource().fetch_day(user, D, fetch_now())
     ctx = DayContext(7, D, NY)
-    parsed = parse_day(payloads, ctx)
+    parsed = parse_payloads(payloads, ctx)
     for table in ("spo2", "hrv_intraday"):
         ts = column(parsed, table, "ts")
         lo, hi = ctx.window(BY_NAME[table])
@@ -187,7 +187,7 @@ def test_azm_missing_zone_keys_become_zero():
         {"minute": "00:02:00", "value": {"activeZoneMinutes": 2, "cardioActiveZoneMinutes": 1}},
         {"minute": "00:03:00", "value": {"activeZoneMinutes": 2, "peakActiveZoneMinutes": 1}},
     ]
-    parsed = parse_day(azm_payload(D, minutes), DayContext(1, D, "UTC"))
+    parsed = parse_payloads(azm_payload(D, minutes), DayContext(1, D, "UTC"))
     assert parsed.quarantined == []
     expect = {
         "active_zone_minutes": [m["value"]["activeZoneMinutes"] for m in minutes],
@@ -214,7 +214,7 @@ def test_malformed_and_out_of_range_heart_rate_records_are_quarantined_with_reas
         ("not a record", "malformed", "not a record"),
     ]
     payloads = hr_payload(good[:5] + [b[0] for b in bad] + good[5:])
-    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
 
     assert list(column(parsed, "heart_rate", "ts")) == [utc(f"{D}T{p['time']}") for p in good]
     np.testing.assert_allclose(column(parsed, "heart_rate", "bpm"), [p["value"] for p in good])
@@ -244,7 +244,7 @@ def test_other_metrics_validate_against_the_catalogue_ranges():
                           {"minute": "09:01:00", "value": {"fatBurnActiveZoneMinutes": 1}},
                           {"minute": "09:02:00", "value": {"activeZoneMinutes": 1, "fatBurnActiveZoneMinutes": 1}}]),
     }
-    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
 
     assert column(parsed, "spo2", "spo2_pct").tolist() == [spo2.high, spo2.low]
     assert sorted(reasons(parsed, "spo2")) == [f"spo2_pct outside its valid range {spo2.low:g}..{spo2.high:g}"] * 2
@@ -270,7 +270,7 @@ def test_malformed_sleep_logs_and_segments_are_quarantined_and_the_rest_loads():
     good = sleep_log(D, f"{D}T23:00:00.000", f"{NEXT}T06:00:00.000", segments)
     broken = {k: v for k, v in sleep_log(D, f"{D}T22:00:00.000", f"{NEXT}T05:00:00.000", []).items()
               if k != "efficiency"}
-    parsed = parse_day(sleep_payload(good, broken), DayContext(1, D, "UTC"))
+    parsed = parse_payloads(sleep_payload(good, broken), DayContext(1, D, "UTC"))
 
     assert list(column(parsed, "sleep_sessions", "start_ts")) == [utc(f"{D}T23:00:00")]
     assert list(column(parsed, "sleep_sessions", "end_ts")) == [utc(f"{NEXT}T06:00:00")]
@@ -287,7 +287,7 @@ def test_malformed_sleep_logs_and_segments_are_quarantined_and_the_rest_loads():
 def test_duplicate_keys_are_quarantined_keeping_the_first():
     points = [{"time": "08:00:00", "value": 70.0}, {"time": "08:00:01", "value": 71.0},
               {"time": "08:00:00", "value": 99.0}, {"time": "08:00:01", "value": 98.0}]
-    parsed = parse_day(hr_payload(points), DayContext(1, D, "UTC"))
+    parsed = parse_payloads(hr_payload(points), DayContext(1, D, "UTC"))
     assert column(parsed, "heart_rate", "bpm").tolist() == [70.0, 71.0]
     assert reasons(parsed, "heart_rate") == ["duplicate key in the payload"] * 2
     assert {q.raw_value for q in parsed.quarantined} == {repr(points[2]), repr(points[3])}
@@ -300,7 +300,7 @@ def test_duplicate_keys_are_quarantined_keeping_the_first():
                 {"dateTime": start, "level": "light", "seconds": 90}]
     log = sleep_log(D, start, f"{NEXT}T06:00:00.000", segments)
     log["levels"]["shortData"] = [{"dateTime": start, "level": "light", "seconds": 30}]
-    parsed = parse_day(sleep_payload(log), DayContext(1, D, "UTC"))
+    parsed = parse_payloads(sleep_payload(log), DayContext(1, D, "UTC"))
     rows = list(zip(column(parsed, "sleep_stages", "stage").tolist(),
                     column(parsed, "sleep_stages", "is_short").tolist(),
                     column(parsed, "sleep_stages", "seconds").tolist()))
@@ -323,7 +323,7 @@ def test_daily_payloads_dated_another_day_are_quarantined():
         "intraday_breath_rate": [{"br": [{"dateTime": D.isoformat(),
                                           "value": {"fullSleepSummary": {"breathingRate": 15.0}}}]}],
     }
-    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
     day = np.datetime64(D, "D")
 
     assert list(column(parsed, "daily_activity", "day")) == [day]
@@ -349,7 +349,7 @@ def test_non_numeric_values_of_nullable_columns_are_quarantined():
         "steps": [{"activities-steps": [{"dateTime": D.isoformat(), "value": "abc"}]}],
         "heart_rate_day": [{"activities-heart": [{"dateTime": D.isoformat(), "value": {"restingHeartRate": "sixty"}}]}],
     }
-    parsed = parse_day(payloads, DayContext(1, D, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
     for metric, column_name, bad in (("daily_activity", "steps", "abc"), ("heart_rate_daily", "resting_bpm", "sixty")):
         found = [q for q in parsed.quarantined if q.metric == metric]
         assert len(found) == 1, (metric, parsed.quarantined)
@@ -364,7 +364,7 @@ def test_nonexistent_local_times_are_quarantined_and_repeated_ones_kept_apart():
     spring, autumn = dt.date(2024, 3, 10), dt.date(2024, 11, 3)
     points = [{"time": "01:59:59", "value": 60.0}, {"time": "02:00:00", "value": 61.0},
               {"time": "02:30:00", "value": 62.0}, {"time": "03:00:00", "value": 63.0}]
-    parsed = parse_day(hr_payload(points), DayContext(1, spring, NY))
+    parsed = parse_payloads(hr_payload(points), DayContext(1, spring, NY))
     assert list(column(parsed, "heart_rate", "ts")) == [utc(f"{spring}T01:59:59", NY), utc(f"{spring}T03:00:00", NY)]
     assert column(parsed, "heart_rate", "ts")[1] - column(parsed, "heart_rate", "ts")[0] == np.timedelta64(1, "s")
     assert reasons(parsed, "heart_rate") == [f"local time does not exist in {NY} (DST gap)"] * 2
@@ -372,7 +372,7 @@ def test_nonexistent_local_times_are_quarantined_and_repeated_ones_kept_apart():
     # The repeated hour: a wall time seen twice is its first (EDT), then its second (EST) instant.
     points = [{"time": "01:30:00", "value": 60.0}, {"time": "01:30:00", "value": 61.0},
               {"time": "01:30:00", "value": 62.0}]
-    parsed = parse_day(hr_payload(points), DayContext(1, autumn, NY))
+    parsed = parse_payloads(hr_payload(points), DayContext(1, autumn, NY))
     first, second = utc(f"{autumn}T01:30:00", NY, fold=0), utc(f"{autumn}T01:30:00", NY, fold=1)
     assert second - first == np.timedelta64(3600, "s")
     assert list(column(parsed, "heart_rate", "ts")) == [first, second]
@@ -415,7 +415,7 @@ def test_wear_gaps_are_deterministic_across_calls_and_processes():
         if previous.night_off:
             assert (22 * 3600, 86400) in previous.intervals
 
-    code = ("import datetime as dt; from fitpipe.ingest.sources.wear_gaps import gaps_for; "
+    code = ("import datetime as dt; from fitpipe.sources.synthetic.wear_gaps import gaps_for; "
             f"print([(g.intervals, g.night_off) for g in (gaps_for({seed}, dt.date(2024, 1, 1) + dt.timedelta(days=i)) "
             "for i in range(60))])")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -463,7 +463,7 @@ def test_removed_heart_rate_seconds_are_exactly_the_union_of_the_gaps(night_off)
         else:
             assert gapped[kind] == full[kind], kind
 
-    parsed = parse_day(gapped, DayContext(uid, day, "UTC"))
+    parsed = parse_payloads(gapped, DayContext(uid, day, "UTC"))
     assert len(parsed.rows["heart_rate"]) == 86400 - int(off.sum())
     assert ("spo2" in parsed.rows) != night_off
 
@@ -474,7 +474,7 @@ def test_unknown_sleep_stage_is_quarantined_not_a_failed_day():
     segments = [{"dateTime": "2024-01-05T23:00:00", "level": "light", "seconds": 600},
                 {"dateTime": "2024-01-05T23:10:00", "level": "dreaming", "seconds": 300}]
     payloads = sleep_payload(sleep_log(day, "2024-01-05T23:00:00.000", "2024-01-06T06:00:00.000", segments))
-    parsed = parse_day(payloads, DayContext(1, day, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, day, "UTC"))
     assert list(column(parsed, "sleep_stages", "stage")) == ["light"]
     assert any("stage is not one of" in r for r in reasons(parsed, "sleep_stages"))
     assert any("dreaming" in q.raw_value for q in parsed.quarantined)

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import fitpipe
 from fitpipe.catalogue import METRICS, DayWindow
-from fitpipe.ingest.sources import RetryLater, register
-from fitpipe.ingest.sources.synthetic import SyntheticSource
+from fitpipe.sources import RetryLater, register
+from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.participants import add_participant, list_users
 from fitpipe.timezones import local_instant
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fitpipe.ingest.takeout.archive import Archive
+from fitpipe.sources.takeout.archive import Archive
 
 UTC = dt.timezone.utc
 ROOTS = {1: "MyFitbitData/Alice", 2: "Takeout/Fitbit", 3: "Takeout/Google Health"}

@@ -1,18 +1,22 @@
-"""The Python API for analysts: the same data as `fitpipe export`, as typed pandas DataFrames.
+"""The Python API: run the pipeline as cron does, and read the same data as `fitpipe export`.
 
     import fitpipe
     store = fitpipe.connect()                      # FITPIPE_DATABASE_URL or the local default
+    night = store.ingest(days=1)                   # a RunResult; night.exit_code is the CLI's
     hr = store.frame("heart_rate", users=[1, 2], start="2024-01-01", end="2024-01-07", resolution="1h")
 
-`frame` builds its query with the exporter's own code (fitpipe.output.export.prepare), so it
-returns the rows and values a CSV export of the same request holds. pandas.read_sql reads it
-through a SQLAlchemy engine, which pandas supports directly (with a bare DB-API connection it
-warns and may change its typing).
+The run methods (`ingest`, `backfill`, `import_archive`, `refresh`, `maintain`) call the library
+functions the CLI calls and return their result objects, so an orchestrator (Airflow, Dagster, a
+notebook) runs a night the way cron does. `frame` builds its query with the exporter's own code
+(fitpipe.output.export.prepare), so it returns the rows and values a CSV export of the same
+request holds. Queries with one fixed-width layout are read with binary COPY straight into numpy
+(fitpipe.output.frames); the others through pandas.read_sql on a SQLAlchemy engine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any, Sequence
 
 from fitpipe.catalogue import DayWindow, metric as metric_named
@@ -49,6 +53,58 @@ class Store:
         from fitpipe.db import connect
 
         return connect(self.url)
+
+    def ingest(self, days: int = 1, users: Sequence[int] | None = None, *, workers: int | None = None,
+               refresh: bool = True, max_wait: float = 60.0):
+        """`fitpipe ingest --days N`: a pipeline.RunResult (`.problem()` is the error the CLI exits with)."""
+        from fitpipe import pipeline
+
+        with self._connection() as conn:
+            self._require_schema(conn)
+            return pipeline.ingest(conn, days, users or [], url=self.url, workers=workers, refresh=refresh,
+                                   max_wait=max_wait)
+
+    def backfill(self, start: str | dt.date, end: str | dt.date, users: Sequence[int] | None = None, *,
+                 force: bool = False, workers: int | None = None, refresh: bool = True, max_wait: float = 60.0):
+        """`fitpipe backfill`: a pipeline.RunResult."""
+        from fitpipe import pipeline
+
+        with self._connection() as conn:
+            self._require_schema(conn)
+            return pipeline.backfill(conn, _day(start), _day(end), users or [], url=self.url, force=force,
+                                     workers=workers, refresh=refresh, max_wait=max_wait)
+
+    def import_archive(self, path: str | Path, user: int, *, timezone: str | None = None, dry_run: bool = False,
+                       force: bool = False, workers: int | None = None, refresh: bool = True):
+        """`fitpipe import`: an ImportOutcome (its `.report` lists what the archive holds)."""
+        from fitpipe.sources.takeout.importer import import_archive
+
+        with self._connection() as conn:
+            self._require_schema(conn)
+            return import_archive(conn, Path(path), user, url=self.url, timezone=timezone, dry_run=dry_run,
+                                  force=force, workers=workers, refresh=refresh)
+
+    def refresh(self, users: Sequence[int] | None = None, *, full: bool = False):
+        """`fitpipe aggregate refresh`: a RefreshReport."""
+        from fitpipe.derive.rollups import refresh
+
+        with self._connection() as conn:
+            self._require_schema(conn)
+            return refresh(conn, users or [], full=full)
+
+    def maintain(self, raw_retention_days: int | None = None):
+        """`fitpipe maintain`: a MaintainReport."""
+        from fitpipe.derive.maintain import maintain
+
+        with self._connection() as conn:
+            self._require_schema(conn)
+            return maintain(conn, raw_retention_days)
+
+    @staticmethod
+    def _require_schema(conn) -> None:
+        from fitpipe.db import require_schema
+
+        require_schema(conn)
 
     def frame(self, metric: str, users: Sequence[int] | None = None, start: str | dt.date | None = None,
               end: str | dt.date | None = None, resolution: str = "auto", with_imputed: bool = False,

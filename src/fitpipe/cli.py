@@ -6,20 +6,19 @@ so `fitpipe --help` stays fast.
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import os
 import sys
-from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import typer
 
 from fitpipe import __version__
-from fitpipe.config import ENV_DATABASE_URL, database_url, mask_secrets
+from fitpipe.cli_support import console, database, database_url, fail, handles_errors, parse_day, reflow_help
+from fitpipe.config import ENV_DATABASE_URL
+from fitpipe.config import database_url as resolve_database_url
 from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MaxWait, MetricsFile, Quiet, Refresh, RequiredEnd,
                                  RequiredStart, Resolution, SourceName, Start, TimeMode, Users, Workers, Yes)
-from fitpipe.errors import BadInput, FitpipeError, HeldByAnotherRun, PartialFailure, first_line
+from fitpipe.errors import BadInput, FitpipeError
 
 app = typer.Typer(
     name="fitpipe",
@@ -48,13 +47,6 @@ secrets_app = typer.Typer(
 app.add_typer(secrets_app, name="secrets")
 
 
-class State:
-    url: str = ""
-
-
-state = State()
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"fitpipe {__version__}")
@@ -63,6 +55,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     database_url_opt: Optional[str] = typer.Option(
         None, "--database-url", envvar=ENV_DATABASE_URL, show_envvar=True, show_default=False,
         help="PostgreSQL URL. Default: the local dev server and the Docker compose file's URL.",
@@ -70,67 +63,19 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
 ) -> None:
     try:
-        state.url = database_url(database_url_opt)
+        ctx.obj = {"url": resolve_database_url(database_url_opt)}
     except FitpipeError as exc:
         fail(str(exc), exc.exit_code)
 
 
-def fail(message: str, code: int) -> None:
-    # Plain write: rich would wrap the line at the terminal width.
-    sys.stderr.write(f"error: {mask_secrets(message)}\n")
-    raise typer.Exit(code)
 
 
-def _database_errors() -> tuple:
-    import psycopg
-
-    return (psycopg.Error,)
 
 
-def handles_errors(command: Callable) -> Callable:
-    """Known errors become one line on stderr and their exit code; secrets are masked."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except FitpipeError as exc:
-            fail(str(exc), exc.exit_code)
-        except _database_errors() as exc:
-            fail(f"database error ({type(exc).__name__}): {first_line(exc)}", 6)
-        except BrokenPipeError:
-            # The reader went away (e.g. `fitpipe export | head`): not an error worth a message.
-            sys.stdout = open(os.devnull, "w")
-            raise typer.Exit(0)
-        except OSError as exc:
-            where = f": {exc.filename}" if exc.filename else ""
-            fail(f"{exc.strerror or first_line(exc)}{where}", 1)
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
-
-    return wrapper
 
 
-def parse_day(value: Optional[str], flag: str) -> Optional[dt.date]:
-    if value is None:
-        return None
-    try:
-        day = dt.date.fromisoformat(value)
-    except ValueError:
-        raise BadInput(f"{flag} must be a date like 2024-01-31, got {value!r}") from None
-    if not dt.date(1900, 1, 1) <= day <= dt.date(9000, 12, 31):
-        raise BadInput(f"{flag} {value} is outside the years 1900..9000")
-    return day
 
 
-def console(stderr: bool = False):
-    from rich.console import Console
-
-    out = Console(stderr=stderr, highlight=False)
-    if not out.is_terminal:
-        # Logs and pipes get full rows rather than rich's 80-column default.
-        out = Console(stderr=stderr, highlight=False, width=160)
-    return out
 
 
 @app.command("init-db")
@@ -142,10 +87,9 @@ def init_db() -> None:
 
     Example: fitpipe init-db
     """
-    from fitpipe.db import connection
     from fitpipe.migrate import apply_migrations
 
-    with connection(state.url) as conn:
+    with database(schema=False) as conn:
         report = apply_migrations(conn)
     out = console()
     if report.applied:
@@ -176,13 +120,11 @@ def seed_users(
 
     Example: fitpipe seed-users --count 3 --timezone America/New_York --start-date 2024-03-01
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.output.render import users_table
     from fitpipe.participants import seed_users as seed
 
     start = parse_day(start_date, "--start-date")
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         users, created = seed(conn, count, timezone=timezone, start_date=start, wear_gaps=wear_gaps,
                               sync_lag_hours=sync_lag_hours)
     out = console()
@@ -190,44 +132,29 @@ def seed_users(
     out.print(f"{created} created, {len(users) - created} already there")
 
 
-def _run(command: str, plan_of, *, workers, refresh: bool, quiet: bool, metrics_file, max_wait: float) -> None:
-    """Plan, run, refresh the rollups, write metrics, render; failed days give exit code 5.
+def _run(command: str, run, *, quiet: bool, metrics_file) -> None:
+    """Run a pipeline function with progress and the metrics file, render, and exit with its code.
 
     The metrics file is checked before anything runs and written on every way out.
     """
-    from fitpipe.db import connection, require_schema
-    from fitpipe.ingest.runner import run_plan
     from fitpipe.output.metrics_file import progress_and_record, recorded_run
     from fitpipe.output.progress import Reporter
 
     with recorded_run(metrics_file, command) as record:
-        with connection(state.url) as conn:
-            require_schema(conn)
-            plan = plan_of(conn)
-            reporter = Reporter(plan.command, quiet=quiet)
-            summary = run_plan(conn, plan, url=state.url, workers=workers, max_wait=max_wait,
-                               progress=progress_and_record(reporter, record))
-            record.summary = summary
-            if refresh and summary.count("loaded"):
-                from fitpipe.derive.rollups import refresh as refresh_rollups
+        reporters = []
 
-                refresh_rollups(conn, sorted({o.user_id for o in summary.outcomes if o.status == "loaded"}))
-            if metrics_file:
-                from fitpipe.output.status import attention_counts
+        def on_plan(plan):
+            reporters.append(Reporter(plan.command, quiet=quiet))
+            return progress_and_record(reporters[0], record)
 
-                record.deferred_days, record.needing_reconsent = attention_counts(conn)
-        reporter.summary(summary)
-        failed = summary.failed
-        if failed:
-            names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:10])
-            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-            raise PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
-                                 f"(run {summary.run_id}; see ingest_runs.error)")
-        busy = summary.count("busy")
-        if busy and busy == len(summary.outcomes):
-            # Overlapping runs are normal once; a run that only ever skips means a lock is stuck.
-            raise HeldByAnotherRun(f"all {busy} planned user-day(s) were skipped: another run holds them "
-                                   f"(run {summary.run_id}); if no other fitpipe run is going, a session holds a stuck lock")
+        with database() as conn:
+            result = run(conn, on_plan=on_plan, count_attention=metrics_file is not None)
+        record.summary = result.summary
+        record.deferred_days, record.needing_reconsent = result.deferred_days, result.needing_reconsent
+        reporters[0].summary(result.summary)
+        problem = result.problem()
+        if problem:
+            raise problem
 
 
 @app.command()
@@ -251,10 +178,13 @@ def ingest(
 
     Example: fitpipe ingest --days 1 --quiet
     """
-    from fitpipe.ingest.runner import plan_ingest
+    from fitpipe import pipeline
 
-    _run("ingest", lambda conn: plan_ingest(conn, user or [], days), workers=workers, refresh=refresh, quiet=quiet,
-         metrics_file=metrics_file, max_wait=max_wait)
+    def run(conn, **hooks):
+        return pipeline.ingest(conn, days, user or [], url=database_url(), workers=workers, refresh=refresh,
+                               max_wait=max_wait, **hooks)
+
+    _run("ingest", run, quiet=quiet, metrics_file=metrics_file)
 
 
 @app.command()
@@ -277,110 +207,15 @@ def backfill(
 
     Example: fitpipe backfill --start 2024-01-01 --end 2024-01-14 --user 1 --user 2
     """
-    from fitpipe.ingest.runner import plan_backfill
+    from fitpipe import pipeline
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
-    if last < first:
-        raise BadInput(f"--end {last} is before --start {first}")
-    _run("backfill", lambda conn: plan_backfill(conn, user or [], first, last, force), workers=workers, refresh=refresh,
-         quiet=quiet, metrics_file=metrics_file, max_wait=max_wait)
 
+    def run(conn, **hooks):
+        return pipeline.backfill(conn, first, last, user or [], url=database_url(), force=force, workers=workers,
+                                 refresh=refresh, max_wait=max_wait, **hooks)
 
-@app.command("import")
-@handles_errors
-def import_archive(
-    path: Path = typer.Argument(..., help="The Takeout .zip, or the folder it was extracted to."),
-    user: int = typer.Option(..., "--user", help="The participant the archive belongs to."),
-    timezone: Optional[str] = typer.Option(
-        None, "--timezone", help="Read the archive's zone-less times in this IANA zone instead of the participant's "
-        "timezone history (e.g. for history from before enrolment, lived elsewhere)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
-    force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
-    workers: Workers = None,
-    refresh: Refresh = True,
-    quiet: Quiet = False,
-    metrics_file: MetricsFile = None,
-) -> None:
-    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com
-    MyFitbitData archive), exactly once.
-
-    Recognises the layout generation, lists the metrics, files, date span and records it will
-    load and what it skips and why, then loads day by day through the same per-day transaction
-    as ingest. UTC times (ending in Z) are instants; zone-less times are the participant's local
-    wall time on that date; the disputed Global Export Data JSON times give way to a CSV twin
-    with UTC times, and where there is none they are read as local time and the assumption is
-    recorded. Re-importing an archive on record does nothing unless --force (which rewrites every
-    day); a newer archive replaces the days whose content it changes. Exit codes: 0 done, 2 bad input (missing file, broken zip,
-    unknown layout or user), 5 some days failed (import again to finish).
-
-    Example: fitpipe import takeout-20260601.zip --user 7 --dry-run
-    """
-    from fitpipe.db import connection, require_schema
-    from fitpipe.ingest.takeout.importer import index_archive, load, open_import
-    from fitpipe.output.metrics_file import progress_and_record, recorded_run
-    from fitpipe.output.progress import Reporter
-    from fitpipe.output.render import import_listing
-
-    out = console()
-    with recorded_run(metrics_file, "import") as record:
-        with connection(state.url) as conn:
-            require_schema(conn)
-            plan = open_import(conn, path, user, timezone)
-            try:
-                known = plan.previous
-                if known and not force and not dry_run:
-                    out.print(f"archive {plan.sha256[:12]} was already imported for participant {user} "
-                              f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
-                              "(--force loads it again)")
-                    record.nothing_ran = True
-                    return
-                index_archive(plan, stage=not dry_run, on_file=None if quiet else _file_progress(out))
-                for line in [] if quiet else import_listing(plan.report()):
-                    out.print(line, soft_wrap=isinstance(line, str))
-                if dry_run:
-                    out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
-                    record.nothing_ran = True
-                    return
-                reporter = Reporter("import", quiet=quiet)
-                summary, import_id = load(conn, plan, url=state.url, workers=workers,
-                                          progress=progress_and_record(reporter, record), force=force)
-                record.summary = summary
-                if refresh and summary.count("loaded"):
-                    from fitpipe.derive.rollups import refresh as refresh_rollups
-
-                    refresh_rollups(conn, [user])
-            finally:
-                plan.close()
-        reporter.summary(summary)
-        if not quiet:
-            out.print(f"recorded as import {import_id} (run {summary.run_id})")
-        if summary.failed:
-            names = ", ".join(str(o.day) for o in summary.failed[:10])
-            raise PartialFailure(f"{len(summary.failed)} day(s) failed and were left as they were: {names} "
-                                 f"(run {summary.run_id}); import the archive again to finish")
-
-
-def _file_progress(out):
-    """Indexing progress: a bar on a terminal, a plain line every 1,000 files otherwise."""
-    state_of = {}
-
-    def on_file(number: int, total: int, member) -> None:
-        if out.is_terminal:
-            if "bar" not in state_of:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-                bar = Progress(TextColumn("reading archive"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                               console=out, transient=True)
-                state_of["bar"], state_of["task"] = bar, bar.add_task("read", total=total)
-                bar.start()
-            state_of["bar"].update(state_of["task"], completed=number)
-            if number == total:
-                state_of["bar"].stop()
-        elif number == 1 or number % 1000 == 0 or number == total:
-            sys.stdout.write(f"reading archive: file {number} of {total}\n")
-            sys.stdout.flush()
-
-    return on_file
+    _run("backfill", run, quiet=quiet, metrics_file=metrics_file)
 
 
 @app.command()
@@ -396,12 +231,10 @@ def status(
     """
     import json
 
-    from fitpipe.db import connection, require_schema
     from fitpipe.output.render import status_tables
     from fitpipe.output.status import collect_status
 
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         report = collect_status(conn, user or [])
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
@@ -425,14 +258,12 @@ def aggregate_refresh(
 
     Example: fitpipe aggregate refresh --full
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.derive.rollups import refresh
 
     from fitpipe.output.metrics_file import recorded_run
 
     with recorded_run(metrics_file, "aggregate_refresh") as record:
-        with connection(state.url) as conn:
-            require_schema(conn)
+        with database() as conn:
             report = refresh(conn, user or [], full=full)
         record.figures = {"duration": report.seconds, "user_days": report.days,
                           "rows": sum(report.buckets.values()), "quarantined": 0, "failures": 0}
@@ -462,14 +293,12 @@ def maintain(
 
     Example: fitpipe maintain --raw-retention-days 180
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.derive.maintain import APACHE_NOTE, maintain as run_maintain
     from fitpipe.derive.retention import parse_retention_days
     from fitpipe.output.render import retention_lines
 
     days = parse_retention_days(raw_retention_days)
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         report = run_maintain(conn, days)
     for line in retention_lines(report.retention):
         console().print(line)
@@ -504,7 +333,6 @@ def impute(
 
     Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.derive.impute import impute as run_impute, parse_duration_minutes
 
     max_gap_minutes = parse_duration_minutes(max_gap)
@@ -512,8 +340,7 @@ def impute(
     from fitpipe.output.metrics_file import recorded_run
 
     with recorded_run(metrics_file, "impute") as record:
-        with connection(state.url) as conn:
-            require_schema(conn)
+        with database() as conn:
             report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method.value,
                                 max_gap_minutes=max_gap_minutes)
         record.figures = {"duration": report.seconds, "user_days": report.days, "rows": report.total,
@@ -548,12 +375,10 @@ def export(
 
     Example: fitpipe export --metric heart_rate --resolution 1h --tz local --output hr.csv
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.output.export import export as run_export
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         result = run_export(conn, metric_name=metric, user_ids=user or [], start=first, end=last,
                             resolution=resolution.value, with_imputed=with_imputed, tz=tz.value, output=output,
                             max_rows=max_rows, fmt=fmt.value)
@@ -583,14 +408,12 @@ def adherence(
     Example: fitpipe adherence --min-wear 0.8 --as-of 2024-01-31
     """
     from fitpipe.derive.adherence import FLAGS, Thresholds, adherence as compute
-    from fitpipe.db import connection, require_schema
 
     if as_json and as_csv:
         raise BadInput("--json and --csv exclude each other; choose one")
     thresholds = Thresholds(min_wear, max_silence_hours, min_nights, min_sleep_minutes)
     thresholds.validate()  # before connecting: a bad threshold is bad input, whatever the database
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         day, rows = compute(conn, user or [], parse_day(as_of, "--as-of"), thresholds)
     if as_json:
         import json
@@ -623,14 +446,12 @@ def create_reader(
 
     Example: fitpipe create-reader grafana
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.readers import create_reader as create
 
     password = os.environ.get(password_env)
     if not password:
         raise BadInput(f"set the password in the environment variable {password_env}")
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         created = create(conn, name, password)
     console().print(f"{'created' if created else 'updated'} read-only login {name}")
 
@@ -647,10 +468,9 @@ def reset(
 
     Example: fitpipe reset --yes && fitpipe init-db
     """
-    from fitpipe.db import connection
     from fitpipe.reset import plan, reset as drop
 
-    with connection(state.url) as conn:
+    with database(schema=False) as conn:
         what = plan(conn)
         if not (what.tables or what.functions or what.views):
             console().print("nothing to drop: this database has no fitpipe objects")
@@ -666,8 +486,8 @@ def reset(
 @participants_app.command("add")
 @handles_errors
 def participants_add(
+    source: SourceName,
     user_id: int = typer.Argument(..., min=1, help="Participant id."),
-    source: SourceName = typer.Option(..., "--source", help="Where the participant's data comes from."),
     timezone: str = typer.Option(..., "--timezone", help="IANA zone the participant lives in."),
     study_start: str = typer.Option(..., "--study-start", help="First local day of the study, YYYY-MM-DD."),
     name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
@@ -678,12 +498,10 @@ def participants_add(
 
     Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01 --setting sync_lag_hours=30
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.participants import add_participant
 
-    with connection(state.url) as conn:
-        require_schema(conn)
-        created = add_participant(conn, user_id, source=source.value, timezone=timezone,
+    with database() as conn:
+        created = add_participant(conn, user_id, source=source, timezone=timezone,
                                   study_start=parse_day(study_start, "--study-start"), display_name=name,
                                   settings=_settings(setting or []))
     console().print(f"participant {user_id} {'enrolled' if created else 'already exists; left as it was'}")
@@ -713,11 +531,9 @@ def participants_list(as_json: Json = False) -> None:
     """
     import json
 
-    from fitpipe.db import connection, require_schema
     from fitpipe.output.status import participant_rows
 
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         rows = participant_rows(conn)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
@@ -741,11 +557,9 @@ def participants_set_timezone(
 
     Example: fitpipe participants set-timezone 3 Asia/Tokyo --from 2024-05-01
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.participants import set_timezone
 
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         stale = set_timezone(conn, user_id, timezone, parse_day(effective_from, "--from"))
     console().print(f"participant {user_id} is in {timezone} from {effective_from}"
                     + (f"; {len(stale)} loaded day(s) will be fetched again by the next ingest" if stale else ""))
@@ -764,59 +578,17 @@ def participants_withdraw(
 
     Example: fitpipe participants withdraw 3 --delete-data --yes
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.participants import withdraw
 
     if delete_data and not yes:
         typer.confirm(f"Delete every row of participant {user_id}? This cannot be undone", abort=True)
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         deleted = withdraw(conn, user_id, delete_data=delete_data)
     if delete_data:
         console().print(f"participant {user_id} withdrawn; deleted {sum(deleted.values()):,} rows in "
                         f"{sum(1 for n in deleted.values() if n)} tables")
     else:
         console().print(f"participant {user_id} withdrawn; their data stays (use --delete-data to remove it)")
-
-
-@app.command()
-@handles_errors
-def enroll(
-    user_id: int = typer.Option(..., "--user", min=1, help="Participant id (new, or enrolled with google-health)."),
-    no_browser: bool = typer.Option(False, "--no-browser", help="Print the consent URL and wait, for a headless server."),
-    client_secrets: Optional[str] = typer.Option(
-        None, "--client-secrets", envvar="FITPIPE_GOOGLE_CLIENT_SECRETS", show_envvar=True,
-        help="The OAuth client's JSON (Desktop app) from the Google Cloud console."),
-    timezone: Optional[str] = typer.Option(None, "--timezone", help="IANA zone; required for a new participant."),
-    study_start: Optional[str] = typer.Option(None, "--study-start", help="First local day, YYYY-MM-DD. Default: today."),
-    name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
-) -> None:
-    """Enrol a participant with the Google Health API (source google-health), or renew their consent.
-
-    Runs Google's installed-app consent flow (PKCE, a loopback redirect on 127.0.0.1, offline
-    access, read-only scopes for what fitpipe stores) and stores the refresh token encrypted
-    (FITPIPE_SECRET_KEY). A participant marked needs_reconsent is back to ok, and their deferred
-    days are fetched by the next ingest. FITPIPE_HEALTH_API_URL points ingest at another endpoint.
-
-    Example: fitpipe enroll --user 7 --timezone Europe/Berlin --study-start 2024-03-01 --no-browser
-    """
-    from fitpipe.db import connection, require_schema
-    from fitpipe.ingest.google_health.consent import enroll_participant
-    from fitpipe.secrets import Keyring
-
-    keyring = Keyring.from_environment()
-    start = parse_day(study_start, "--study-start")
-
-    def announce(message: str) -> None:
-        typer.echo(message)
-        sys.stdout.flush()
-
-    with connection(state.url) as conn:
-        require_schema(conn)
-        created = enroll_participant(conn, keyring, user_id, client_secrets=client_secrets, open_browser=not no_browser,
-                                     announce=announce, timezone=timezone, study_start=start, display_name=name)
-    console().print(f"participant {user_id} {'enrolled' if created else 're-consented'} with google-health; "
-                    f"consent stored encrypted (key {keyring.primary_id})")
 
 
 @secrets_app.command("new-key")
@@ -843,7 +615,6 @@ def secrets_set(
 
     Example: fitpipe secrets set --user 3
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.participants import list_users
     from fitpipe.secrets import Keyring, store_secret
 
@@ -851,8 +622,7 @@ def secrets_set(
     secret = sys.stdin.read().strip()
     if not secret:
         raise BadInput("no secret on standard input")
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         name = source or list_users(conn, [user_id])[0].source
         store_secret(conn, keyring, user_id, name, secret)
     console().print(f"stored the secret of participant {user_id} for {name} (key {keyring.primary_id})")
@@ -868,14 +638,24 @@ def secrets_rotate() -> None:
 
     Example: fitpipe secrets rotate
     """
-    from fitpipe.db import connection, require_schema
     from fitpipe.secrets import Keyring, rotate_secrets
 
     keyring = Keyring.from_environment()
-    with connection(state.url) as conn:
-        require_schema(conn)
+    with database() as conn:
         rotated, current = rotate_secrets(conn, keyring)
     console().print(f"re-encrypted {rotated} secret(s) with key {keyring.primary_id}; {current} already used it")
+
+
+def _add_source_commands() -> None:
+    """Each source's own sub-commands (`import`, `enroll`), asked through the contract."""
+    from fitpipe.sources import registered_classes
+
+    for source in registered_classes():
+        source.register_commands(app)
+
+
+_add_source_commands()
+reflow_help(app)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from fitpipe.ingest.sources import SOURCES
+from fitpipe.sources import registered
 
 
 class Resolution(str, Enum):
@@ -34,16 +34,9 @@ class ExportFormat(str, Enum):
     parquet = "parquet"
 
 
-class DayState(str, Enum):
-    provisional = "provisional"
-    complete = "complete"
-    empty = "empty"
-    deferred = "deferred"
-    missing = "missing"
-
-
-# Built from the registry, so a new source appears here without a second list.
-SourceName = Enum("SourceName", {name.replace("-", "_"): name for name in SOURCES}, type=str)
+# Checked by the registry, so a source registered at run time is accepted too.
+SourceName = Annotated[str, typer.Option(..., "--source", help=f"Where the participant's data comes from: "
+                                         f"{', '.join(registered())}.")]
 
 Users = Annotated[Optional[List[int]], typer.Option("--user", help="Only this participant id (repeatable). Default: all.")]
 Start = Annotated[Optional[str], typer.Option("--start", help="First local day, YYYY-MM-DD.")]

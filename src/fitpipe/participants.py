@@ -105,13 +105,14 @@ def list_users(conn: psycopg.Connection, user_ids: Sequence[int] | range | None 
 def add_participant(conn: psycopg.Connection, user_id: int, *, source: str, timezone: str, study_start: dt.date,
                     display_name: str | None = None, settings: dict | None = None) -> bool:
     """Enrol a participant with a source. Returns False when the id already existed (left as it was)."""
-    from fitpipe.ingest.sources import source_class
+    from fitpipe.sources import source_class
 
     if user_id < 1:
         raise BadInput("participant ids start at 1")
     validate_timezone(timezone)
     check_study_day(study_start, "study start")
     declared = source_class(source)
+    settings = declared.check_settings(settings or {})
     state = "not_needed" if declared.credential_kind == "none" else "missing"
     with conn.transaction():
         created = conn.execute(
@@ -122,7 +123,7 @@ def add_participant(conn: psycopg.Connection, user_id: int, *, source: str, time
         if not created:
             return False
         conn.execute("INSERT INTO participant_sources (user_id, source, settings, credential_state) VALUES (%s, %s, %s, %s)",
-                     (user_id, source, json.dumps(declared.default_settings(user_id) | (settings or {})), state))
+                     (user_id, source, json.dumps(declared.default_settings(user_id) | settings), state))
         conn.execute("INSERT INTO timezone_history (user_id, effective_from, timezone) VALUES (%s, %s, %s)",
                      (user_id, study_start, timezone))
     return True

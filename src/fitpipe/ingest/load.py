@@ -28,7 +28,7 @@ from fitpipe.copybin import copy_rows
 from fitpipe.days import DayContext
 from fitpipe.derive.minutes import replace_minutes
 from fitpipe.ingest.ledger import SETTLED
-from fitpipe.ingest.sources.base import RetryLater
+from fitpipe.sources.contract import RetryLater
 from fitpipe.ingest.validate import ParsedDay
 
 

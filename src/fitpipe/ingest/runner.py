@@ -226,8 +226,8 @@ def _secret_reader(conn: psycopg.Connection, user: User):
 def run_task(item: tuple[Task, int]) -> DayOutcome:
     task, run_id = item
     from fitpipe.ingest.load import replace_day
-    from fitpipe.ingest.sources import RetryLater, SourceFailed, source_for
-    from fitpipe.ingest.sources.base import BudgetLedger, Fetch
+    from fitpipe.sources import RetryLater, SourceFailed, source_for
+    from fitpipe.sources.contract import BudgetLedger, Fetch
     from fitpipe.ingest.validate import parse_day
 
     user = task.user
@@ -236,7 +236,7 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
     budget = None
     try:
         source = source_for(user.source)
-        budget = BudgetLedger(source.request_budget, list(task.budget_spent))
+        budget = BudgetLedger(source.budget(), list(task.budget_spent))
         # Day D can change until settle_days after it; yesterday is the last day that is over.
         settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)
         conn = _worker_connection()
@@ -255,7 +255,7 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
                 raise RetryLater(exc.reason, after=WAIT_FOR_RECONSENT) from None
             seconds["fetch"] = time.perf_counter() - started
             started = time.perf_counter()
-            parsed = parse_day(payloads, ctx, source.payload_format)
+            parsed = parse_day(payloads, ctx, source.parsers())
             seconds["parse"] = time.perf_counter() - started
             return parsed
 
@@ -292,11 +292,10 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
     inherits a live one; the sources' heavy modules are imported first so the children share them."""
     if not tasks:
         return None
-    from fitpipe.ingest.formats import parsers_for
-    from fitpipe.ingest.sources import source_class
+    from fitpipe.sources import source_class
 
     for name in {t.user.source for t in tasks}:
-        parsers_for(source_class(name).payload_format)
+        source_class(name).parsers()
         source_class(name).prepare_workers()
     participants = len({t.user.user_id for t in tasks})
     executor = ProcessPoolExecutor(min(workers, participants), mp_context=multiprocessing.get_context("fork"),

@@ -1,6 +1,6 @@
 """The validation engine: records of one table in, typed column arrays out, checked against the catalogue.
 
-A payload format's parsers (fitpipe.ingest.formats) walk their payloads and feed records to a
+A source's parsers (each source package's parse.py, named by Source.parsers) walk their payloads and feed records to a
 RowBuilder per table. `finish()` validates them all at once. Records that cannot be loaded
 (malformed, out of their metric's valid range, at a local time that does not exist, or outside
 the day that owns them by fitpipe.days) go to quarantine with the reason; the rest of the day loads.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -239,11 +239,13 @@ def records_at(container: Any, *path: str) -> Iterable[Any]:
 
 
 
-def parse_day(payloads: Mapping[str, Any], ctx: DayContext, payload_format: str = "fitbit-webapi") -> ParsedDay:
-    """Every table's rows of one day, by the parsers of the payload format."""
-    from fitpipe.ingest.formats import parsers_for
+# A parser reads one day's payloads and adds rows (or quarantined records) to the day.
+Parser = Callable[[Mapping[str, Any], DayContext, "ParsedDay"], None]
 
+
+def parse_day(payloads: Mapping[str, Any], ctx: DayContext, parsers: Sequence[Parser]) -> ParsedDay:
+    """Every table's rows of one day, by a source's parsers."""
     parsed = ParsedDay()
-    for parser in parsers_for(payload_format):
+    for parser in parsers:
         parser(payloads, ctx, parsed)
     return parsed

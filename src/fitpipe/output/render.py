@@ -75,7 +75,10 @@ def status_tables(report: dict) -> list:
             f"{last['started_at']:%Y-%m-%d %H:%M:%S %Z}, {last['user_days']} user-days, {last['rows_loaded']:,} rows, "
             f"{last['quarantined']} quarantined, {last['failed']} failed"
         )
-    tables.extend(import_lines(report.get("imports", [])))
+    from fitpipe.sources import registered_classes
+
+    for source in registered_classes():
+        tables.extend(source.status_lines(report))
     return tables
 
 
@@ -158,19 +161,4 @@ def import_listing(report: dict) -> list:
                      f"{report['not_over'][-1]}")
     for assumption in report["assumptions"]:
         lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")
-    return lines
-
-
-def import_lines(imports: list[dict]) -> list[str]:
-    """status: each participant's Takeout imports, newest first, with their time-zone assumptions."""
-    from rich.markup import escape
-
-    lines = []
-    for i in imports:
-        lines.append(
-            f"user {i['user_id']} Takeout import {i['import_id']} ({i['status']}): {i['layout']}, sha256 "
-            f"{i['sha256'][:12]}, {i['first_day']} .. {i['last_day']}, {i['rows']:,} rows, run {i['run_id']}, "
-            f"{i['imported_at']:%Y-%m-%d %H:%M %Z}")
-        for assumption in i["assumptions"]:
-            lines.append(f"  assumption: {escape(assumption)}")
     return lines

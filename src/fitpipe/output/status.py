@@ -109,23 +109,13 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         })
     from fitpipe.derive.maintain import storage_report
 
-    return {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run,
-            "imports": takeout_imports(conn, ids), "storage": storage_report(conn)}
+    from fitpipe.sources import registered_classes
 
-
-def takeout_imports(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:
-    """The Takeout archives imported for these participants (fitpipe import), newest first, with
-    the time-zone assumptions each import made."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            """
-            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, run_id,
-                   imported_at, (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(rows_by_metric)) AS rows
-            FROM takeout_imports WHERE user_id = ANY(%s) ORDER BY user_id, import_id DESC
-            """,
-            (list(user_ids),),
-        )
-        return [{**row, "rows": int(row["rows"])} for row in cur.fetchall()]
+    report = {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run,
+              "storage": storage_report(conn)}
+    for source in registered_classes():
+        report.update(source.status_sections(conn, ids))
+    return report
 
 
 def participant_rows(conn: psycopg.Connection) -> list[dict]:

@@ -16,19 +16,21 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import psycopg
+from psycopg.rows import dict_row
 
 from fitpipe.days import days_between
 from fitpipe.errors import BadInput
 from fitpipe.ingest.ledger import last_complete_day
-from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task, run_plan
-from fitpipe.ingest.sources.takeout import STAGE_SETTING
-from fitpipe.ingest.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
-from fitpipe.ingest.takeout.families import FAMILIES
-from fitpipe.ingest.takeout.index import Index, Indexer, Stage
-from fitpipe.ingest.takeout.index import metric_of as metric_name
+from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task
+from fitpipe.pipeline import RunResult, run
+from fitpipe.sources.takeout.source import STAGE_SETTING
+from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
+from fitpipe.sources.takeout.families import FAMILIES
+from fitpipe.sources.takeout.index import Index, Indexer, Stage
+from fitpipe.sources.takeout.index import metric_of as metric_name
 from fitpipe.participants import User, list_users
 from fitpipe.timezones import validate_timezone
 
@@ -171,17 +173,71 @@ def _assumptions(plan: ImportPlan) -> list[str]:
     return found
 
 
-def load(conn: psycopg.Connection, plan: ImportPlan, *, url: str, workers: int | None = None,
-         progress: Progress | None = None, force: bool = False) -> tuple[RunSummary, int]:
-    """Load the staged days through the runner (each day atomic), then record the import."""
+def _days_plan(plan: ImportPlan, force: bool) -> Plan:
     user = replace(plan.user, source=SOURCE, settings={STAGE_SETTING: str(plan.stage_dir)})
     # Imports never skip settled days: a newer archive replaces the days it covers. A day whose
     # content is unchanged is left untouched (same content hash), unless forced: then, like
     # `backfill --force`, every day is rewritten, which repairs rows changed outside fitpipe.
     tasks = [Task(user, day, skip_if_done=False, rewrite_unchanged=force) for day in plan.days]
     arguments = {"archive": str(plan.archive.path), "sha256": plan.sha256, "users": [plan.user.user_id]}
-    summary = run_plan(conn, Plan("import", tasks, arguments), url=url, workers=workers, progress=progress)
-    return summary, _record(conn, plan, summary)
+    return Plan("import", tasks, arguments)
+
+
+@dataclass
+class ImportResult:
+    """An import's run (with its refresh and outcome) and the takeout_imports row that records it."""
+
+    run: RunResult
+    import_id: int
+
+
+def load(conn: psycopg.Connection, plan: ImportPlan, *, url: str, workers: int | None = None,
+         progress: Progress | None = None, force: bool = False, refresh: bool = True,
+         count_attention: bool = False, days_plan: Plan | None = None) -> ImportResult:
+    """Load the staged days through the pipeline (each day atomic), then record the import."""
+    result = run(conn, days_plan or _days_plan(plan, force), url=url, workers=workers, progress=progress, refresh=refresh,
+                 count_attention=count_attention, retry_hint="import the archive again to finish")
+    return ImportResult(result, _record(conn, plan, result.summary))
+
+
+@dataclass
+class ImportOutcome:
+    """What `fitpipe import` did: nothing (already on record, or a dry run), or a load."""
+
+    sha256: str
+    previous: Previous | None
+    report: dict | None = None  # what the archive holds; None when it was not read
+    loaded: ImportResult | None = None
+
+    def problem(self):
+        return self.loaded.run.problem() if self.loaded else None
+
+
+def import_archive(conn: psycopg.Connection, path: Path, user_id: int, *, url: str, timezone: str | None = None,
+                   dry_run: bool = False, force: bool = False, workers: int | None = None, refresh: bool = True,
+                   count_attention: bool = False, on_file: Callable[[int, int, Member], None] | None = None,
+                   on_report: Callable[[dict], None] | None = None,
+                   on_plan: Callable[[Plan], Progress | None] | None = None) -> ImportOutcome:
+    """Import an archive exactly once: an archive on record does nothing unless `force`; a dry run
+    reads it and reports. Hooks: on_file while reading, on_report once read, on_plan before loading."""
+    plan = open_import(conn, path, user_id, timezone)
+    try:
+        outcome = ImportOutcome(plan.sha256, plan.previous)
+        if plan.previous and not force and not dry_run:
+            return outcome
+        index_archive(plan, stage=not dry_run, on_file=on_file)
+        outcome.report = plan.report()
+        if on_report:
+            on_report(outcome.report)
+        if dry_run:
+            return outcome
+        days_plan = _days_plan(plan, force)
+        progress = on_plan(days_plan) if on_plan else None
+        outcome.loaded = load(conn, plan, url=url, workers=workers, progress=progress, force=force, refresh=refresh,
+                              count_attention=count_attention, days_plan=days_plan)
+        return outcome
+    finally:
+        plan.close()
 
 
 def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> int:
@@ -214,3 +270,18 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
             (plan.user.user_id, SOURCE, json.dumps(settings), f"archive {plan.sha256[:12]} imported (import {import_id})"),
         )
     return import_id
+
+
+def imports_of(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:
+    """The Takeout archives imported for these participants (fitpipe import), newest first, with
+    the time-zone assumptions each import made."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, run_id,
+                   imported_at, (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(rows_by_metric)) AS rows
+            FROM takeout_imports WHERE user_id = ANY(%s) ORDER BY user_id, import_id DESC
+            """,
+            (list(user_ids),),
+        )
+        return [{**row, "rows": int(row["rows"])} for row in cur.fetchall()]

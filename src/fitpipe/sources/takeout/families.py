@@ -25,7 +25,7 @@ from typing import IO, Callable, Iterator
 
 import pandas as pd
 
-from fitpipe.ingest.takeout.archive import Member
+from fitpipe.sources.takeout.archive import Member
 
 # Rows read per chunk from the large per-sample CSVs, so one big file never sits in memory whole.
 CSV_CHUNK_ROWS = 500_000

@@ -1,5 +1,5 @@
-"""The "fitbit-webapi" payload format: payloads shaped like the Fitbit Web API's JSON, as
-wearipedia's synthetic generator returns them. One parser per table.
+"""The synthetic source's payloads: shaped like the Fitbit Web API's JSON, as wearipedia's
+generator returns them. One parser per table.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from fitpipe.catalogue import BY_NAME
 from fitpipe.days import DayContext
-from fitpipe.ingest.validate import ParsedDay, RowBuilder, records_at
+from fitpipe.ingest.validate import ParsedDay, RowBuilder, parse_day, records_at
 
 
 def _intraday_clock_series(ctx: DayContext, builder: RowBuilder, records: list[Any], clock_key: str,
@@ -172,8 +172,12 @@ def parse_hrv_daily(payloads, ctx, parsed) -> None:
     builder.finish()
 
 
-NAME = "fitbit-webapi"
 PARSERS = (
     parse_heart_rate, parse_active_zone_minutes, parse_spo2, parse_hrv_intraday, parse_breathing_rate,
     parse_sleep, parse_heart_rate_daily, parse_daily_activity, parse_hrv_daily,
 )
+
+
+def parse_payloads(payloads: Mapping[str, Any], ctx: DayContext) -> ParsedDay:
+    """One day of Fitbit Web API payloads as rows, as the synthetic source's runs parse them."""
+    return parse_day(payloads, ctx, PARSERS)

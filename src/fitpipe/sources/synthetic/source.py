@@ -13,13 +13,17 @@ import random
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
-# Imported here, not in fetch_day: the runner imports this module before forking its workers,
-# so the ~1.5 s import happens once and every worker shares it.
-from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
-from fitpipe.ingest.sources.base import Fetch, Source
-from fitpipe.ingest.sources.wear_gaps import DayGaps, gaps_for, stable_seed
+import numpy as np
+
+from fitpipe.sources.contract import Fetch, MissingExtra, Source
+from fitpipe.sources.synthetic.wear_gaps import DayGaps, gaps_for, stable_seed
+
+if TYPE_CHECKING:
+    from fitpipe.ingest.validate import Parser
+    from fitpipe.participants import User as Participant
 
 # wearipedia's payload kinds that fitpipe reads (see ../shared/reference/wearipedia-fitbit.md).
 PAYLOAD_KINDS = (
@@ -110,29 +114,57 @@ def keep_synced(payloads: dict[str, Any], day: dt.date, synced_until: dt.datetim
             payloads[kind] = []
 
 
-class SyntheticSource(Source):
-    """wearipedia's generator, with optional wear gaps and a simulated phone sync lag.
+def _generator():
+    try:
+        from wearipedia.devices.fitbit.fitbit_sense_gen import create_syn_data
+    except ImportError:
+        raise MissingExtra("synthetic", "synthetic", "wearipedia") from None
+    return create_syn_data
 
-    Settings (participant_sources.settings): seed, wear_gaps, and sync_lag_hours. With a lag of
-    L hours, a fetch at instant T sees what was measured before T - L (local); the day settles
-    once its night is fully synced, ceil((12 + L) / 24) days after it.
-    """
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """seed: the participant's generator seed. wear_gaps: cut synthetic non-wear stretches.
+    sync_lag_hours: with a lag of L hours, a fetch at instant T sees what was measured before
+    T - L (local); the day settles once its night is fully synced, ceil((12 + L) / 24) days after it."""
+
+    seed: int = 0
+    wear_gaps: bool = True
+    sync_lag_hours: int = 0
+
+
+class SyntheticSource(Source):
+    """wearipedia's generator, with optional wear gaps and a simulated phone sync lag."""
 
     name = "synthetic"
-    payload_format = "fitbit-webapi"
     credential_kind = "none"
+    settings = SyntheticSettings
+    produces = ("heart_rate", "active_zone_minutes", "spo2", "hrv_intraday", "breathing_rate", "sleep_sessions",
+                "sleep_stages", "heart_rate_daily", "daily_activity", "hrv_daily")
+
+    @classmethod
+    def parsers(cls) -> Sequence[Parser]:
+        from fitpipe.sources.synthetic.parse import PARSERS
+
+        return PARSERS
 
     @classmethod
     def default_settings(cls, user_id: int) -> dict[str, Any]:
         # Multiplying by an odd constant is a bijection modulo 2**31, so seeds never collide,
         # yet neighbouring users get unrelated seeds.
-        return {"seed": (user_id * 2654435761) % (2**31), "wear_gaps": True, "sync_lag_hours": 0}
+        return super().default_settings(user_id) | {"seed": (user_id * 2654435761) % (2**31)}
 
-    def settle_days_for(self, participant: Any) -> int:
+    @classmethod
+    def prepare_workers(cls) -> None:
+        # wearipedia takes ~1.5 s to import: once, before the fork, so every worker shares it.
+        _generator()
+
+    def settle_days_for(self, participant: Participant) -> int:
         lag = int(participant.settings.get("sync_lag_hours") or 0)
         return math.ceil((12 + lag) / 24) if lag else 0
 
-    def fetch_day(self, participant: Any, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+    def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        create_syn_data = _generator()
         settings = participant.settings
         user_seed = int(settings["seed"])
         seed = stable_seed("day", user_seed, day.isoformat())

@@ -1,10 +1,10 @@
 """The "takeout" payload format: one local day of records staged from a Google Takeout archive
-(fitpipe.ingest.takeout.index), turned into rows through the validation engine.
+(fitpipe.sources.takeout.index), turned into rows through the validation engine.
 
 The staged times are already instants (the index applied the Takeout time rules), so the rows
 are built by UtcRowBuilder, which takes them as they are; ranges, day ownership, duplicates and
 quarantine are the engine's. For each kind of record, only the day's winning copy is used
-(see fitpipe.ingest.takeout.index: one copy wins).
+(see fitpipe.sources.takeout.index: one copy wins).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandas as pd
 
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
-from fitpipe.ingest.takeout.index import StagedBlock, metric_of
+from fitpipe.sources.takeout.index import StagedBlock, metric_of
 from fitpipe.ingest.validate import ParsedDay, Quarantined, RowBuilder
 
 # Fitbit's minute SpO2 files write 50.0 where the reading was invalid (about 15 % of rows).
@@ -273,7 +273,6 @@ def parse_data_sources(payloads, ctx, parsed) -> None:
            LazyRaw(columns, np.array(["(summary)"] * len(keys), dtype=object)))
 
 
-NAME = "takeout"
 PARSERS = (
     parse_problems, parse_heart_rate, parse_active_zone_minutes, parse_spo2, parse_hrv_intraday, parse_breathing_rate,
     parse_sleep, parse_resting_heart_rate, parse_daily_activity, parse_hrv_daily, parse_data_sources,

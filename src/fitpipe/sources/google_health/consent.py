@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fitpipe.errors import BadInput, FitpipeError
-from fitpipe.ingest.google_health import ENV_CLIENT_SECRETS
+from fitpipe.sources.google_health import ENV_CLIENT_SECRETS
 
 _SCOPE = "https://www.googleapis.com/auth/googlehealth."
 # The read-only scopes for what fitpipe stores, and nothing else (all Google Health scopes are
@@ -55,7 +55,7 @@ def _is_loopback(uri: str) -> bool:
 
 
 def _allow_plain_http_to_loopback(*uris: str) -> None:
-    """oauthlib refuses http:// token endpoints. The local test server (fitpipe.testing.health_api)
+    """oauthlib refuses http:// token endpoints. The local test server (fitpipe.sources.google_health.standin)
     is http on 127.0.0.1; allow exactly that, never a remote http endpoint."""
     if any(_is_loopback(u) for u in uris if u):
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")

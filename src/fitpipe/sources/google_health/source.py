@@ -1,8 +1,8 @@
 """The google-health source: a participant's Fitbit or Pixel Watch data from the Google Health API v4.
 
-Per participant-day it reads each data type of fitpipe.ingest.google_health.queries for the
+Per participant-day it reads each data type of fitpipe.sources.google_health.queries for the
 participant's local day, page by page, with Google's request and response types over the API's
-binary wire (fitpipe.ingest.google_health.wire says why not the generated client's JSON pager)
+binary wire (fitpipe.sources.google_health.wire says why not the generated client's JSON pager)
 and google-auth credentials rebuilt from the grant `fitpipe enroll` stored.
 
 Duplicates: a participant's steps or heart rate can reach Google from the watch and again from
@@ -17,7 +17,7 @@ Outcomes, per the source contract:
 - no grant stored yet: RetryLater (the day waits for `fitpipe enroll`);
 - invalid_grant on refresh (revoked, or 7-day expiry of a Testing-mode app): SourceFailed with
   needs_reconsent, which the runner records as a deferred day and a needs_reconsent credential;
-- 429/503/504/timeouts: retried with back-off (fitpipe.ingest.google_health.calls), then RetryLater.
+- 429/503/504/timeouts: retried with back-off (fitpipe.sources.google_health.calls), then RetryLater.
 """
 
 from __future__ import annotations
@@ -25,13 +25,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
-from fitpipe.ingest.google_health import DEFAULT_API_URL, ENV_API_URL
-from fitpipe.ingest.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
-from fitpipe.ingest.google_health.queries import QUERIES
-from fitpipe.ingest.google_health.wire import wire_from_environment
-from fitpipe.ingest.sources.base import Fetch, RetryLater, Source, SourceFailed
+from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL
+from fitpipe.sources.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
+from fitpipe.sources.google_health.queries import QUERIES
+from fitpipe.sources.google_health.wire import wire_from_environment
+from fitpipe.sources.contract import Fetch, MissingExtra, RequestBudget, RetryLater, Source, SourceFailed
+
+if TYPE_CHECKING:
+    import typer
+
+    from fitpipe.ingest.validate import Parser
+    from fitpipe.participants import User as Participant
 
 # A day whose participant has not consented (or must consent again) is asked for again after
 # this long; `fitpipe enroll` makes their deferred days due at once.
@@ -44,15 +51,35 @@ _sessions: dict[tuple[int, str, str, str], Any] = {}
 _revoked: dict[tuple[int, str], str] = {}
 
 
-def api_url(participant: Any) -> str:
+@dataclass(frozen=True)
+class GoogleHealthSettings:
+    """data_source_family: which of Google's merged source families to read (google-wearables:
+    Fitbit trackers and Pixel Watch; all-sources adds phones and manual entries).
+    settle_days: days after D during which Google may still change D. api_url: another endpoint
+    for this participant (a stand-in), instead of FITPIPE_HEALTH_API_URL."""
+
+    data_source_family: str = "google-wearables"
+    settle_days: int = DEFAULT_SETTLE_DAYS
+    api_url: str | None = None
+
+
+def require_google_libraries() -> None:
+    try:
+        import google.auth.transport.requests  # noqa: F401
+        from google.devicesandservices import health_v4  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtra("google-health", "google-health", exc.name or "Google's client libraries") from None
+
+
+def api_url(participant: Participant) -> str:
     return participant.settings.get("api_url") or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
 
 
 def _pages_for(user_id: int, grant: str, endpoint: str, wire: str):
     from google.auth.transport.requests import AuthorizedSession
 
-    from fitpipe.ingest.google_health.consent import credentials_from_grant
-    from fitpipe.ingest.google_health.wire import ReconcilePages
+    from fitpipe.sources.google_health.consent import credentials_from_grant
+    from fitpipe.sources.google_health.wire import ReconcilePages
 
     key = (user_id, hashlib.sha256(grant.encode()).hexdigest(), endpoint, wire)
     if key not in _sessions:
@@ -62,42 +89,57 @@ def _pages_for(user_id: int, grant: str, endpoint: str, wire: str):
 
 class GoogleHealthSource(Source):
     name = "google-health"
-    payload_format = "google-health"
     credential_kind = "oauth"
     settle_days = DEFAULT_SETTLE_DAYS
     request_budget = DEFAULT_BUDGET
+    settings = GoogleHealthSettings
+    produces = ("heart_rate", "active_zone_minutes", "spo2", "hrv_intraday", "breathing_rate", "sleep_sessions",
+                "sleep_stages", "heart_rate_daily", "hrv_daily", "daily_activity", "device_utc_offsets")
 
     def __init__(self) -> None:
-        # Configurable per deployment (FITPIPE_HEALTH_REQUEST_BUDGET), e.g. after Google raised a quota.
-        self.request_budget = request_budget_from_environment()
         self.policy = CallPolicy.from_environment()
         self.wire = wire_from_environment()
 
     @classmethod
+    def parsers(cls) -> Sequence[Parser]:
+        from fitpipe.sources.google_health.parse import PARSERS
+
+        return PARSERS
+
+    def budget(self) -> RequestBudget | None:
+        # Configurable per deployment (FITPIPE_HEALTH_REQUEST_BUDGET), e.g. after Google raised a quota.
+        return request_budget_from_environment()
+
+    @classmethod
     def default_settings(cls, user_id: int) -> dict[str, Any]:
-        return {"data_source_family": "google-wearables", "settle_days": DEFAULT_SETTLE_DAYS}
+        return {k: v for k, v in super().default_settings(user_id).items() if v is not None}
 
     @classmethod
     def prepare_workers(cls) -> None:
         # Imported once here, before the fork, rather than in every worker on its first day:
         # Google's generated types take ~0.6 s of CPU to import, and a run's first request
         # would wait for that in each worker at once.
-        import google.auth.transport.requests  # noqa: F401
-        from google.devicesandservices import health_v4  # noqa: F401
-
-        from fitpipe.ingest.google_health import consent, wire  # noqa: F401
+        require_google_libraries()
+        from fitpipe.sources.google_health import consent, wire  # noqa: F401
 
         wire.share_request_slots()
 
-    def settle_days_for(self, participant: Any) -> int:
+    @classmethod
+    def register_commands(cls, app: typer.Typer) -> None:
+        from fitpipe.sources.google_health.cli import enroll
+
+        app.command("enroll")(enroll)
+
+    def settle_days_for(self, participant: Participant) -> int:
         return int(participant.settings.get("settle_days", self.settle_days))
 
-    def fetch_day(self, participant: Any, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+    def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        require_google_libraries()
         from google.api_core import exceptions as api_errors
         from google.auth.exceptions import RefreshError
         from google.devicesandservices import health_v4
 
-        from fitpipe.ingest.google_health.consent import is_revoked, revocation_reason
+        from fitpipe.sources.google_health.consent import is_revoked, revocation_reason
 
         grant = fetch.secret()
         if not grant:

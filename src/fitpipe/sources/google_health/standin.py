@@ -1,7 +1,7 @@
 """A local Google Health API v4 and Google OAuth server, for tests and for trying fitpipe without
 a Google project:
 
-    python -m fitpipe.testing.health_api --port 8765 --participants 3 --client-secrets client.json [--latency 0.1]
+    python -m fitpipe.sources.google_health.standin --port 8765 --participants 3 --client-secrets client.json [--latency 0.1]
 
 It serves, on 127.0.0.1, what fitpipe uses:
 - `GET /v4/users/me/dataTypes/{type}/dataPoints` and `...dataPoints:reconcile`, paged newest
@@ -167,8 +167,8 @@ class DayMaker:
     def make(self, account: Account, day: dt.date) -> list[Point]:
         if account.no_data:
             return []
-        from fitpipe.ingest.sources.base import BudgetLedger, Fetch
-        from fitpipe.ingest.sources.synthetic import SyntheticSource
+        from fitpipe.sources.contract import BudgetLedger, Fetch
+        from fitpipe.sources.synthetic.source import SyntheticSource
         from fitpipe.ingest.validate import records_at
         from fitpipe.participants import User
 
@@ -340,7 +340,7 @@ class DayMaker:
         return out
 
     def _daily(self, account, day, payloads):
-        from fitpipe.ingest.formats.fitbit_webapi import _find_daily_hrv
+        from fitpipe.sources.synthetic.parse import _find_daily_hrv
         from fitpipe.ingest.validate import records_at
         from fitpipe.timezones import local_instant
 
@@ -887,13 +887,13 @@ class HealthApiServer:
 def synthetic_seed(user_id: int) -> int:
     """The seed fitpipe's synthetic source gives participant `user_id`, so an account made with it
     serves the same days the synthetic source loads for that participant."""
-    from fitpipe.ingest.sources.synthetic import SyntheticSource
+    from fitpipe.sources.synthetic.source import SyntheticSource
 
     return int(SyntheticSource.default_settings(user_id)["seed"])
 
 
 def main(argv: Iterable[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fitpipe.testing.health_api", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fitpipe.sources.google_health.standin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--participants", type=int, default=3, help="accounts participant-1..N (synthetic seeds 1..N)")
     parser.add_argument("--timezone", default="America/New_York")

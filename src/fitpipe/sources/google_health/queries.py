@@ -71,4 +71,3 @@ QUERIES: tuple[DataTypeQuery, ...] = (
     DataTypeQuery("daily-heart-rate-variability", "dailyHeartRateVariability", "daily_heart_rate_variability.date",
                   DayWindow.DATE, date_shift=1),
 )
-BY_DATA_TYPE = {q.data_type: q for q in QUERIES}

@@ -110,7 +110,7 @@ def api_error(response: Any) -> Exception:
 
 class ReconcilePages:
     """Sends ReconcileDataPointsRequests through an authorised session and returns each answer
-    as the raw ReconcileDataPointsResponse protobuf (what fitpipe.ingest.formats.google_health reads)."""
+    as the raw ReconcileDataPointsResponse protobuf (what fitpipe.sources.google_health.parse reads)."""
 
     def __init__(self, session: Any, endpoint: str, wire: str = "proto"):
         from google.devicesandservices import health_v4

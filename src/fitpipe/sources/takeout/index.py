@@ -1,7 +1,7 @@
 """Index a Takeout archive once: read every member one at a time, turn its times into instants,
 cut its records into the participant's local days, and stage each day's records on disk.
 
-The load then reads one staged day at a time (fitpipe.ingest.sources.takeout), so memory is
+The load then reads one staged day at a time (fitpipe.sources.takeout.source), so memory is
 bounded by the largest file (or CSV chunk), never by the archive. The index itself keeps only
 counts per (kind, day, family), which is what the import report lists and what the
 one-copy-wins rule decides on.
@@ -29,8 +29,8 @@ import pandas as pd
 
 from fitpipe.catalogue import DayWindow
 from fitpipe.errors import BadInput
-from fitpipe.ingest.takeout.archive import Archive, Member
-from fitpipe.ingest.takeout.families import (FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem,
+from fitpipe.sources.takeout.archive import Archive, Member
+from fitpipe.sources.takeout.families import (FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem,
                                              family_of)
 from fitpipe.timezones import local_instant, local_to_utc
 

@@ -1,7 +1,7 @@
 """Around each Google Health API call: the participant's request budget, back-off on 429, 503 and
 504, and a timeout for slow or hung responses.
 
-Every page request (fitpipe.ingest.google_health.wire) goes through `StudyRetry` below.
+Every page request (fitpipe.sources.google_health.wire) goes through `StudyRetry` below.
 google-api-core's own Retry is not used because it cannot honour `Retry-After`, cannot count
 requests against a per-participant budget, and gives up by raising; a study wants the day
 deferred (RetryLater) instead.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from fitpipe.errors import BadInput
-from fitpipe.ingest.sources.base import BudgetLedger, RequestBudget, RetryLater
+from fitpipe.sources.contract import BudgetLedger, RequestBudget, RetryLater
 
 ENV_REQUEST_BUDGET = "FITPIPE_HEALTH_REQUEST_BUDGET"
 ENV_TIMEOUT = "FITPIPE_HEALTH_TIMEOUT"

@@ -271,7 +271,6 @@ def parse_device_offsets(payloads, ctx, parsed) -> None:
     builder.finish()
 
 
-NAME = "google-health"
 PARSERS = (
     parse_heart_rate, parse_active_zone_minutes, parse_spo2, parse_hrv_intraday, parse_breathing_rate,
     parse_sleep, parse_heart_rate_daily, parse_daily_activity, parse_hrv_daily, parse_device_offsets,

@@ -1,0 +1,92 @@
+"""The Takeout source: a participant's own Google Takeout archive, brought in with `fitpipe import`.
+
+Its credential is a file. `fitpipe import` indexes the archive once and stages its records per
+local day (fitpipe.sources.takeout); this source hands one staged day to the loader, so each day
+goes through the same per-day transaction as `ingest`. The participant's settings record the
+last archive imported (path, sha256, layout, time-zone assumptions); the full record of every
+archive is in takeout_imports.
+
+Nightly `ingest` for a participant enrolled with this source has nothing to fetch until a newer
+archive is imported: such a day is deferred, and `status` says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from fitpipe.sources.contract import Fetch, RetryLater, Source
+
+if TYPE_CHECKING:
+    import psycopg
+    import typer
+
+    from fitpipe.ingest.validate import Parser
+    from fitpipe.participants import User as Participant
+
+# Set on the participant's settings for the length of one import run (never stored).
+STAGE_SETTING = "stage"
+NOT_IMPORTED = "not in any imported Takeout archive yet; import a newer archive with `fitpipe import`"
+
+
+@dataclass(frozen=True)
+class TakeoutSettings:
+    """Nothing to set by hand: `fitpipe import` records the last archive here (path, sha256,
+    layout, days, time-zone assumptions)."""
+
+    archive: dict | None = None
+
+
+class TakeoutSource(Source):
+    name = "takeout"
+    credential_kind = "file"
+    # An archive is what it is: a day in it is settled once it is over. A newer archive still
+    # replaces it (imports never skip settled days).
+    settle_days = 0
+    settings = TakeoutSettings
+    produces = ("heart_rate", "heart_rate_confidence", "spo2", "hrv_intraday", "hrv_daily", "breathing_rate",
+                "heart_rate_daily", "sleep_sessions", "sleep_stages", "active_zone_minutes", "daily_activity",
+                "data_sources")
+
+    @classmethod
+    def parsers(cls) -> Sequence[Parser]:
+        from fitpipe.sources.takeout.parse import PARSERS
+
+        return PARSERS
+
+    @classmethod
+    def register_commands(cls, app: typer.Typer) -> None:
+        from fitpipe.sources.takeout.cli import import_archive
+
+        app.command("import")(import_archive)
+
+    @classmethod
+    def status_sections(cls, conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[str, list[dict]]:
+        from fitpipe.sources.takeout.importer import imports_of
+
+        return {"imports": imports_of(conn, user_ids)}
+
+    @classmethod
+    def status_lines(cls, report: Mapping[str, Any]) -> list[str]:
+        """Each participant's Takeout imports, newest first, with their time-zone assumptions."""
+        from rich.markup import escape
+
+        lines = []
+        for i in report.get("imports", []):
+            lines.append(
+                f"user {i['user_id']} Takeout import {i['import_id']} ({i['status']}): {i['layout']}, sha256 "
+                f"{i['sha256'][:12]}, {i['first_day']} .. {i['last_day']}, {i['rows']:,} rows, run {i['run_id']}, "
+                f"{i['imported_at']:%Y-%m-%d %H:%M %Z}")
+            for assumption in i["assumptions"]:
+                lines.append(f"  assumption: {escape(assumption)}")
+        return lines
+
+    def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        from fitpipe.sources.takeout.index import Stage
+
+        stage = participant.settings.get(STAGE_SETTING)
+        if not stage:
+            raise RetryLater(NOT_IMPORTED, after=dt.timedelta(days=1))
+        return {"items": Stage.read(Path(stage), day)}

@@ -1,1 +1,0 @@
-"""Stand-ins for outside services, for tests, the demo and newcomers without a Google project."""
