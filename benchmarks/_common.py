@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # so the scripts also run from a python without the package installed
@@ -98,9 +98,13 @@ def bench_database(what: str, keep: bool = False) -> Iterator[str]:
 
 def derived_tables(conn: psycopg.Connection) -> list[str]:
     """Rollup and imputation tables, when the schema has them."""
-    return [r[0] for r in conn.execute(
-        "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
-        "AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%']) AND tablename <> 'rollup_invalidations'")]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename LIKE ANY (ARRAY['rollup\\_%', 'imputed%']) AND tablename <> 'rollup_invalidations'"
+        )
+    ]
 
 
 def truncate_data(conn: psycopg.Connection, tables: Sequence[str] | None = None) -> None:
@@ -116,7 +120,7 @@ def truncate_data(conn: psycopg.Connection, tables: Sequence[str] | None = None)
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.started = time.perf_counter()
         return self
 

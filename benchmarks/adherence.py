@@ -31,11 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import psycopg
 
-import psycopg  # noqa: E402
-
-from fitpipe.derive.rollups import update_running_totals  # noqa: E402
+import _common as c
+from fitpipe.derive.rollups import update_running_totals
 
 START = dt.date(2024, 1, 1)
 DEFAULTS = {"wear_threshold": "0.7", "max_silence_hours": "48", "min_nights": "5", "min_sleep_minutes": "180"}
@@ -62,7 +61,9 @@ def build(url: str, users: int, days: int) -> float:
             FROM generate_series(1, %(users)s) u,
                  generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 minute', interval '1 minute') m
             WHERE random() > 0.25
-            """, {"users": users, "start": START, "end": last + dt.timedelta(days=1)})
+            """,
+            {"users": users, "start": START, "end": last + dt.timedelta(days=1)},
+        )
         conn.execute(
             """
             INSERT INTO sleep_sessions (user_id, start_ts, end_ts, date_of_sleep, log_id, is_main_sleep, duration_s,
@@ -73,13 +74,17 @@ def build(url: str, users: int, days: int) -> float:
             FROM generate_series(1, %(users)s) u,
                  generate_series(0, %(days)s - 1) i,
                  LATERAL (SELECT (%(start)s::date + i)::timestamp AS d, (4 * 3600 + random() * 5 * 3600)::int AS s) x
-            """, {"users": users, "days": days, "start": START})
+            """,
+            {"users": users, "days": days, "start": START},
+        )
         conn.execute(
             """
             INSERT INTO ingested_days (user_id, day, source, rows_loaded, quarantined, state)
             SELECT u, d::date, 'synthetic', 1, 0, 'complete'
             FROM generate_series(1, %(users)s) u, generate_series(%(start)s::date, %(last)s::date, interval '1 day') d
-            """, {"users": users, "start": START, "last": last})
+            """,
+            {"users": users, "start": START, "last": last},
+        )
         conn.execute("ANALYZE")
     started = time.perf_counter()
     c.fitpipe(url, "aggregate", "refresh", "--full")
@@ -98,13 +103,17 @@ def build_daily_only(url: str, users: int, days: int) -> None:
                    (4 * 3600 + random() * 5 * 3600)::int
             FROM generate_series(1, %(users)s) u, generate_series(%(start)s::date, %(last)s::date, interval '1 day') d,
                  LATERAL (SELECT (900 + random() * 500)::int AS w) x
-            """, params)
+            """,
+            params,
+        )
         conn.execute(
             """
             INSERT INTO ingested_days (user_id, day, source, rows_loaded, quarantined, state)
             SELECT u, d::date, 'synthetic', 1, 0, 'complete'
             FROM generate_series(1, %(users)s) u, generate_series(%(start)s::date, %(last)s::date, interval '1 day') d
-            """, params)
+            """,
+            params,
+        )
         with conn.cursor() as cur:
             update_running_totals(cur, list(range(1, users + 1)), [START] * users)
         conn.execute("ANALYZE")
@@ -142,14 +151,23 @@ def measure(label: str, url: str, users: int, days: int, repeats: int) -> list[l
         baseline = timed(lambda: conn.execute(PER_MINUTE).fetchall(), max(3, repeats // 4))
         for title, sql in panels():
             median, p95 = timed(lambda: conn.execute(sql).fetchall(), repeats)
-            rows.append([label, f"panel: {title}", f"{median * 1000:.1f}", f"{p95 * 1000:.1f}",
-                         f"{median / baseline[0]:.3f}"])
-    rows.append([label, "per-minute wear (baseline)", f"{baseline[0] * 1000:.1f}", f"{baseline[1] * 1000:.1f}", "1.000"])
-    for name, args in (("fitpipe adherence --json", ["adherence", "--json"]), ("fitpipe status --json", ["status", "--json"])):
+            rows.append(
+                [label, f"panel: {title}", f"{median * 1000:.1f}", f"{p95 * 1000:.1f}", f"{median / baseline[0]:.3f}"]
+            )
+    rows.append(
+        [label, "per-minute wear (baseline)", f"{baseline[0] * 1000:.1f}", f"{baseline[1] * 1000:.1f}", "1.000"]
+    )
+    for name, args in (
+        ("fitpipe adherence --json", ["adherence", "--json"]),
+        ("fitpipe status --json", ["status", "--json"]),
+    ):
         median, p95 = timed(lambda: c.fitpipe(url, *args), 5)
         rows.append([label, name, f"{median * 1000:.0f}", f"{p95 * 1000:.0f}", ""])
-    print(f"{label}: {users} participants x {days} days; rollup_1min {minute_rows:,} rows, wear_days {daily_rows:,} "
-          f"rows; full refresh {refresh:.1f} s", flush=True)
+    print(
+        f"{label}: {users} participants x {days} days; rollup_1min {minute_rows:,} rows, wear_days {daily_rows:,} "
+        f"rows; full refresh {refresh:.1f} s",
+        flush=True,
+    )
     return rows
 
 

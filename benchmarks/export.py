@@ -38,14 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import psycopg
 
-import psycopg  # noqa: E402
-
-from fitpipe.catalogue import metric as metric_named  # noqa: E402
-from fitpipe.db import connect  # noqa: E402
-from fitpipe.output.export import _bounds, _raw_query  # noqa: E402
-from fitpipe.participants import list_users  # noqa: E402
+import _common as c
+from fitpipe.catalogue import metric as metric_named
+from fitpipe.db import connect
+from fitpipe.output.export import _bounds, _raw_query
+from fitpipe.participants import list_users
 
 START = dt.date(2024, 1, 1)
 
@@ -125,34 +124,75 @@ def main() -> None:
         with c.bench_database("export", keep=args.keep) as url:
             c.fitpipe(url, "seed-users", "--count", "1")
             started = time.perf_counter()
-            c.fitpipe(url, "backfill", "--start", START.isoformat(), "--end", last.isoformat(), "--workers", "2",
-                      "--no-refresh", "--quiet")
+            c.fitpipe(
+                url,
+                "backfill",
+                "--start",
+                START.isoformat(),
+                "--end",
+                last.isoformat(),
+                "--workers",
+                "2",
+                "--no-refresh",
+                "--quiet",
+            )
             backfill_seconds = time.perf_counter() - started
 
             with connect(url) as conn:
                 rows = conn.execute("SELECT count(*) FROM heart_rate").fetchone()[0]
-                rows_one_day = conn.execute("SELECT count(*) FROM heart_rate WHERE ts >= %s AND ts < %s",
-                                            (dt.datetime.combine(one_day, dt.time(), dt.timezone.utc),
-                                             dt.datetime.combine(one_day + dt.timedelta(days=1), dt.time(),
-                                                                 dt.timezone.utc))).fetchone()[0]
+                rows_one_day = conn.execute(
+                    "SELECT count(*) FROM heart_rate WHERE ts >= %s AND ts < %s",
+                    (
+                        dt.datetime.combine(one_day, dt.time(), dt.UTC),
+                        dt.datetime.combine(one_day + dt.timedelta(days=1), dt.time(), dt.UTC),
+                    ),
+                ).fetchone()[0]
                 conn.commit()
                 # The SQL fitpipe runs, bound the way fitpipe.output.export._stream binds it.
                 metric = metric_named("heart_rate")
                 user = list_users(conn, [1])[0]
                 lo, hi = _bounds(user, None, None)
-                params = {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
-                          "lo_day": dt.date(1970, 1, 1), "hi_day": dt.date(9999, 1, 1)}
+                params = {
+                    "user_id": user.user_id,
+                    "metric": metric.name,
+                    "lo": lo,
+                    "hi": hi,
+                    "lo_day": dt.date(1970, 1, 1),
+                    "hi_day": dt.date(9999, 1, 1),
+                }
                 bound = psycopg.ClientCursor(conn).mogrify(_raw_query(metric, False), params)
-                server = conn.execute("SELECT split_part(version(), ' ', 2), "
-                                      "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+                server = conn.execute(
+                    "SELECT split_part(version(), ' ', 2), "
+                    "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
+                ).fetchone()
             with connect(url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE heart_rate")
 
             fitpipe_file, psql_file = work / "fitpipe.csv", work / "psql.csv"
-            export_cmd = [*fitpipe, "--database-url", url, "export", "--metric", "heart_rate", "--resolution", "raw",
-                          "--output", str(fitpipe_file)]
-            psql_cmd = ["psql", url, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", "SET TimeZone = 'UTC'",
-                        "-c", f"\\copy ({bound}) to '{psql_file}' with csv header"]
+            export_cmd = [
+                *fitpipe,
+                "--database-url",
+                url,
+                "export",
+                "--metric",
+                "heart_rate",
+                "--resolution",
+                "raw",
+                "--output",
+                str(fitpipe_file),
+            ]
+            psql_cmd = [
+                "psql",
+                url,
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "SET TimeZone = 'UTC'",
+                "-c",
+                f"\\copy ({bound}) to '{psql_file}' with csv header",
+            ]
             methods = {"fitpipe export (CLI)": export_cmd, "psql \\copy (baseline)": psql_cmd}
             seconds: dict[str, list[float]] = {name: [] for name in methods}
             rss: dict[str, list[int]] = {name: [] for name in methods}
@@ -161,7 +201,7 @@ def main() -> None:
                 run(command)
             order = list(methods)
             for round_ in range(args.repeats):
-                for name in (order if round_ % 2 == 0 else order[::-1]):
+                for name in order if round_ % 2 == 0 else order[::-1]:
                     s, r, u = run(methods[name])
                     seconds[name].append(s)
                     rss[name].append(r)
@@ -175,14 +215,42 @@ def main() -> None:
 
             # Memory: 1 day against the whole range, and the start-up floor.
             day_file = work / "one_day.csv"
-            day_cmd = [*fitpipe, "--database-url", url, "export", "--metric", "heart_rate", "--resolution", "raw",
-                       "--start", one_day.isoformat(), "--end", one_day.isoformat(), "--output", str(day_file)]
+            day_cmd = [
+                *fitpipe,
+                "--database-url",
+                url,
+                "export",
+                "--metric",
+                "heart_rate",
+                "--resolution",
+                "raw",
+                "--start",
+                one_day.isoformat(),
+                "--end",
+                one_day.isoformat(),
+                "--output",
+                str(day_file),
+            ]
             range_file = work / "range.csv"
-            range_cmd = [*fitpipe, "--database-url", url, "export", "--metric", "heart_rate", "--resolution", "raw",
-                         "--start", START.isoformat(), "--end", last.isoformat(), "--output", str(range_file)]
+            range_cmd = [
+                *fitpipe,
+                "--database-url",
+                url,
+                "export",
+                "--metric",
+                "heart_rate",
+                "--resolution",
+                "raw",
+                "--start",
+                START.isoformat(),
+                "--end",
+                last.isoformat(),
+                "--output",
+                str(range_file),
+            ]
             mem = {
                 "fitpipe --version (start-up floor)": [run([*fitpipe, "--version"])[1] for _ in range(args.repeats)],
-                f"fitpipe export --start/--end, 1 day": [run(day_cmd)[1] for _ in range(args.repeats)],
+                "fitpipe export --start/--end, 1 day": [run(day_cmd)[1] for _ in range(args.repeats)],
                 f"fitpipe export --start/--end, {args.days} days": [run(range_cmd)[1] for _ in range(args.repeats)],
                 f"fitpipe export, no range ({args.days} days; timed runs)": rss["fitpipe export (CLI)"],
                 f"psql \\copy, {args.days} days (timed runs)": rss["psql \\copy (baseline)"],
@@ -191,37 +259,81 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"raw heart-rate export, 1 participant, {args.days} days ({START} .. {last}), PostgreSQL {server[0]}, "
-          f"TimescaleDB {server[1]}; {args.repeats} rounds, medians; backfill took {backfill_seconds:.1f} s")
-    print(f"{rows:,} heart-rate rows ({rows_one_day:,} on {one_day}); wall time of the whole process, start-up included")
+    print(
+        f"raw heart-rate export, 1 participant, {args.days} days ({START} .. {last}), PostgreSQL {server[0]}, "
+        f"TimescaleDB {server[1]}; {args.repeats} rounds, medians; backfill took {backfill_seconds:.1f} s"
+    )
+    print(
+        f"{rows:,} heart-rate rows ({rows_one_day:,} on {one_day}); wall time of the whole process, start-up included"
+    )
     base_rate = rows / c.median(seconds["psql \\copy (baseline)"])
     out = []
     for name in methods:
         med = c.median(seconds[name])
-        out.append((name, rows, *[f"{s:.2f}" for s in seconds[name]], med, rows / med, f"{rows / med / base_rate:.2f}",
-                    f"{c.median(cpu[name]):.2f}"))
-    print(c.table(("method", "rows", *[f"round {i + 1} s" for i in range(args.repeats)], "median s", "rows/s",
-                   "x psql", "client CPU s"), out))
+        out.append(
+            (
+                name,
+                rows,
+                *[f"{s:.2f}" for s in seconds[name]],
+                med,
+                rows / med,
+                f"{rows / med / base_rate:.2f}",
+                f"{c.median(cpu[name]):.2f}",
+            )
+        )
+    print(
+        c.table(
+            (
+                "method",
+                "rows",
+                *[f"round {i + 1} s" for i in range(args.repeats)],
+                "median s",
+                "rows/s",
+                "x psql",
+                "client CPU s",
+            ),
+            out,
+        )
+    )
     fit_rate = rows / c.median(seconds["fitpipe export (CLI)"])
     print(f"ratio fitpipe / psql rows/s: {fit_rate / base_rate:.2f}  (goal >= 0.8)")
-    print(f"files: fitpipe {sizes[0]:,} bytes, psql {sizes[1]:,} bytes, {lines:,} lines (header + {lines - 1:,} rows); "
-          + ("identical content (same size and SHA-256)" if same else f"CONTENT DIFFERS: {difference}"))
+    print(
+        f"files: fitpipe {sizes[0]:,} bytes, psql {sizes[1]:,} bytes, {lines:,} lines (header + {lines - 1:,} rows); "
+        + ("identical content (same size and SHA-256)" if same else f"CONTENT DIFFERS: {difference}")
+    )
     print()
     floor = c.median(mem["fitpipe --version (start-up floor)"])
     day = c.median(mem["fitpipe export --start/--end, 1 day"])
     full = c.median(mem[f"fitpipe export --start/--end, {args.days} days"])
     whole = c.median(mem[f"fitpipe export, no range ({args.days} days; timed runs)"])
-    out = [(name, f"{c.median(v) / 1024:.1f}", f"{max(v) / 1024:.1f}", f"{c.median(v) / day:.2f}") for name, v in mem.items()]
+    out = [
+        (name, f"{c.median(v) / 1024:.1f}", f"{max(v) / 1024:.1f}", f"{c.median(v) / day:.2f}")
+        for name, v in mem.items()
+    ]
     print(c.table(("process (peak RSS = VmHWM)", "median MB", "max MB", "x 1-day export"), out))
-    print(f"peak RSS {args.days} days / 1 day (both --start/--end): {full / day:.2f}  (goal: flat, ~1.0); "
-          f"above the --version floor: 1 day +{(day - floor) / 1024:.1f} MB, {args.days} days +{(full - floor) / 1024:.1f} MB, "
-          f"no range +{(whole - floor) / 1024:.1f} MB")
+    print(
+        f"peak RSS {args.days} days / 1 day (both --start/--end): {full / day:.2f}  (goal: flat, ~1.0); "
+        f"above the --version floor: 1 day +{(day - floor) / 1024:.1f} MB, {args.days} days +{(full - floor) / 1024:.1f} MB, "
+        f"no range +{(whole - floor) / 1024:.1f} MB"
+    )
     print()
     base = c.median(frames["seconds"]["read_sql (baseline)"])
-    print(c.table(("Store.frame, raw, whole range, tz=utc", "rows", "median s", "rows/s", "x read_sql", "x psql"),
-                  [(name, frames["rows"], c.median(v), frames["rows"] / c.median(v), f"{base / c.median(v):.2f}",
-                    f"{frames['rows'] / c.median(v) / base_rate:.2f}")
-                   for name, v in frames["seconds"].items()]))
+    print(
+        c.table(
+            ("Store.frame, raw, whole range, tz=utc", "rows", "median s", "rows/s", "x read_sql", "x psql"),
+            [
+                (
+                    name,
+                    frames["rows"],
+                    c.median(v),
+                    frames["rows"] / c.median(v),
+                    f"{base / c.median(v):.2f}",
+                    f"{frames['rows'] / c.median(v) / base_rate:.2f}",
+                )
+                for name, v in frames["seconds"].items()
+            ],
+        )
+    )
     print("the two frames are " + ("equal, value for value" if frames["same"] else "DIFFERENT"))
 
 
@@ -238,11 +350,10 @@ def time_frames(url: str, repeats: int) -> dict:
     seconds: dict = {name: [] for name in ways}
     got = {}
     for round_ in range(repeats):
-        for name in (list(ways) if round_ % 2 == 0 else list(ways)[::-1]):
+        for name in list(ways) if round_ % 2 == 0 else list(ways)[::-1]:
             frames.read_columns = ways[name]
             started = time.perf_counter()
-            got[name] = fitpipe.connect(url).frame("heart_rate", users=[1], resolution="raw", tz="utc",
-                                                   max_rows=10 ** 9)
+            got[name] = fitpipe.connect(url).frame("heart_rate", users=[1], resolution="raw", tz="utc", max_rows=10**9)
             seconds[name].append(time.perf_counter() - started)
     frames.read_columns = shipped
     fast, ordinary = got["binary COPY (as shipped)"], got["read_sql (baseline)"]
@@ -252,6 +363,7 @@ def time_frames(url: str, repeats: int) -> dict:
     except AssertionError:
         same = False
     return {"seconds": seconds, "rows": len(fast), "same": same}
+
 
 if __name__ == "__main__":
     main()

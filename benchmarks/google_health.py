@@ -48,7 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import _common as c
 
 START = dt.date(2024, 3, 1)
 ZONE = "America/New_York"
@@ -79,11 +79,26 @@ def grant_for(api, account: str) -> str:
 
 
 def enrol(url: str, api, user_id: int, account: str) -> None:
-    c.fitpipe(url, "participants", "add", str(user_id), "--source", "google-health", "--timezone", ZONE,
-              "--study-start", str(START))
-    proc = subprocess.run([c.interpreter(), "-m", "fitpipe.cli", "--database-url", url, "secrets", "set",
-                           "--user", str(user_id)], input=grant_for(api, account), capture_output=True, text=True,
-                          env=c.cli_env(), cwd=c.ROOT)
+    c.fitpipe(
+        url,
+        "participants",
+        "add",
+        str(user_id),
+        "--source",
+        "google-health",
+        "--timezone",
+        ZONE,
+        "--study-start",
+        str(START),
+    )
+    proc = subprocess.run(
+        [c.interpreter(), "-m", "fitpipe.cli", "--database-url", url, "secrets", "set", "--user", str(user_id)],
+        input=grant_for(api, account),
+        capture_output=True,
+        text=True,
+        env=c.cli_env(),
+        cwd=c.ROOT,
+    )
     if proc.returncode != 0:
         sys.exit(f"`fitpipe secrets set` failed:\n{proc.stdout}{proc.stderr}")
 
@@ -94,8 +109,13 @@ def warm_up(api, account: str, days: int) -> None:
     from fitpipe.sources.google_health.standin import parse_filter
 
     last = START + dt.timedelta(days=days + 1)
-    api.points(account, "steps", parse_filter(f'steps.interval.start_time >= "{START}T12:00:00Z" AND '
-                                              f'steps.interval.start_time < "{last}T12:00:00Z"'))
+    api.points(
+        account,
+        "steps",
+        parse_filter(
+            f'steps.interval.start_time >= "{START}T12:00:00Z" AND steps.interval.start_time < "{last}T12:00:00Z"'
+        ),
+    )
 
 
 def build_pages(api, url: str, days: int, workers: int) -> None:
@@ -109,8 +129,7 @@ def build_pages(api, url: str, days: int, workers: int) -> None:
     """
     latency, api.latency = api.latency, 0.0
     try:
-        c.fitpipe(url, "ingest", "--days", str(days), "--workers", str(workers),
-                  "--no-refresh", "--quiet")
+        c.fitpipe(url, "ingest", "--days", str(days), "--workers", str(workers), "--no-refresh", "--quiet")
     finally:
         api.latency = latency
     with c.psycopg.connect(url) as conn:
@@ -129,10 +148,16 @@ def main() -> None:
     p.add_argument("--workers", type=int, help="default: one per participant")
     p.add_argument("--latency", type=float, default=0.1, help="seconds per data request (default 0.1)")
     p.add_argument("--heart-rate-every", type=int, default=1, help="serve every Nth heart-rate second (default 1)")
-    p.add_argument("--cold-pages", action="store_true",
-                   help="let the stand-in build each page when first asked, inside the timed run")
-    p.add_argument("--in-flight", type=int, help="FITPIPE_HEALTH_MAX_IN_FLIGHT: requests in flight across the "
-                                                   "workers (default: one per worker)")
+    p.add_argument(
+        "--cold-pages",
+        action="store_true",
+        help="let the stand-in build each page when first asked, inside the timed run",
+    )
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        help="FITPIPE_HEALTH_MAX_IN_FLIGHT: requests in flight across the workers (default: one per worker)",
+    )
     args = p.parse_args()
     workers = min(args.workers or args.participants, args.participants)
     # The bound's concurrency: what the run may have in flight at once.
@@ -147,27 +172,39 @@ def main() -> None:
     os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
     api = HealthApi(quota=(CAP, WINDOW), latency=args.latency)
     accounts = {n: f"participant-{n}" for n in range(1, args.participants + 1)}
-    with tempfile.TemporaryDirectory() as folder, HealthApiServer(api) as server, \
-            c.bench_database("google_health", args.keep) as url:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        HealthApiServer(api) as server,
+        c.bench_database("google_health", args.keep) as url,
+    ):
         secrets_file = Path(folder) / "client_secret.json"
         secrets_file.write_text(json.dumps(api.client_secrets()))
-        os.environ.update(FITPIPE_SECRET_KEY=new_key(), FITPIPE_HEALTH_API_URL=server.url,
-                          FITPIPE_GOOGLE_CLIENT_SECRETS=str(secrets_file))
+        os.environ.update(
+            FITPIPE_SECRET_KEY=new_key(),
+            FITPIPE_HEALTH_API_URL=server.url,
+            FITPIPE_GOOGLE_CLIENT_SECRETS=str(secrets_file),
+        )
         for user_id, account in accounts.items():
-            api.add_account(account, timezone=ZONE, seed=synthetic_seed(user_id),
-                            heart_rate_every=args.heart_rate_every)
+            api.add_account(
+                account, timezone=ZONE, seed=synthetic_seed(user_id), heart_rate_every=args.heart_rate_every
+            )
             enrol(url, api, user_id, account)
         with c.Timer() as warm:
             for account in accounts.values():
                 warm_up(api, account, args.days)
-        print(f"stand-in generated {args.participants} x {args.days + 3} days in {warm.seconds:.0f} s (not timed)",
-              flush=True)
+        print(
+            f"stand-in generated {args.participants} x {args.days + 3} days in {warm.seconds:.0f} s (not timed)",
+            flush=True,
+        )
         os.environ["FITPIPE_TODAY"] = str(START + dt.timedelta(days=args.days))
         if not args.cold_pages:
             with c.Timer() as pages:
                 build_pages(api, url, args.days, workers)
-            print(f"stand-in built every page in an untimed run ({pages.seconds:.0f} s, no latency), then the tables "
-                  f"were emptied", flush=True)
+            print(
+                f"stand-in built every page in an untimed run ({pages.seconds:.0f} s, no latency), then the tables "
+                f"were emptied",
+                flush=True,
+            )
         with api.lock:
             api.requests.clear()
             api.answer_seconds.clear()
@@ -195,41 +232,81 @@ def main() -> None:
     spread = total * args.latency / slots
     bound = max(chains, spread)
     ratio = bound / run.seconds
-    print(c.table(
-        ["run", "participant-days", "requests", "req/participant-day", "rows", "wall s", "req/s", "x allowed"],
-        [["allowed by latency + per-user cap (baseline)", participant_days, total, per_day, "-", bound,
-          total / bound, 1.0],
-         [f"fitpipe ingest --workers {workers}" + (f", {slots} in flight" if args.in_flight else ""), participant_days, total, per_day, rows, run.seconds,
-          total / run.seconds, ratio]]))
-    print(f"bound = max(longest participant {max(per_account.values())} req x {args.latency:g} s (+ 60 s per 300) "
-          f"= {chains:.1f} s, {total} req x {args.latency:g} s / {slots} in flight = {spread:.1f} s) = {bound:.1f} s")
+    print(
+        c.table(
+            ["run", "participant-days", "requests", "req/participant-day", "rows", "wall s", "req/s", "x allowed"],
+            [
+                [
+                    "allowed by latency + per-user cap (baseline)",
+                    participant_days,
+                    total,
+                    per_day,
+                    "-",
+                    bound,
+                    total / bound,
+                    1.0,
+                ],
+                [
+                    f"fitpipe ingest --workers {workers}" + (f", {slots} in flight" if args.in_flight else ""),
+                    participant_days,
+                    total,
+                    per_day,
+                    rows,
+                    run.seconds,
+                    total / run.seconds,
+                    ratio,
+                ],
+            ],
+        )
+    )
+    print(
+        f"bound = max(longest participant {max(per_account.values())} req x {args.latency:g} s (+ 60 s per 300) "
+        f"= {chains:.1f} s, {total} req x {args.latency:g} s / {slots} in flight = {spread:.1f} s) = {bound:.1f} s"
+    )
     print(f"throughput / allowed: {ratio:.2f} (goal >= 0.9)")
-    print(f"per-user cap: at most {peak_window} requests of one participant in any {WINDOW:.0f} s (cap {CAP}); "
-          f"{refused} answered 429")
-    print(f"stand-in answer time per request (arrival to last byte sent): median "
-          f"{answered[len(answered) // 2] * 1000:.0f} ms, p95 {answered[int(0.95 * (len(answered) - 1))] * 1000:.0f} ms; "
-          f"wall per request per slot: {run.seconds * slots / total * 1000:.0f} ms")
-    print(f"CPU: fitpipe (CLI + workers) {cpu_fitpipe:.1f} s = {cpu_fitpipe / participant_days:.1f} s per "
-          f"participant-day; stand-in server {cpu_server:.1f} s; {os.cpu_count()} cores, so CPU alone needs "
-          f">= {(cpu_fitpipe + cpu_server) / (os.cpu_count() or 1):.1f} s of the {run.seconds:.1f} s")
+    print(
+        f"per-user cap: at most {peak_window} requests of one participant in any {WINDOW:.0f} s (cap {CAP}); "
+        f"{refused} answered 429"
+    )
+    print(
+        f"stand-in answer time per request (arrival to last byte sent): median "
+        f"{answered[len(answered) // 2] * 1000:.0f} ms, p95 {answered[int(0.95 * (len(answered) - 1))] * 1000:.0f} ms; "
+        f"wall per request per slot: {run.seconds * slots / total * 1000:.0f} ms"
+    )
+    print(
+        f"CPU: fitpipe (CLI + workers) {cpu_fitpipe:.1f} s = {cpu_fitpipe / participant_days:.1f} s per "
+        f"participant-day; stand-in server {cpu_server:.1f} s; {os.cpu_count()} cores, so CPU alone needs "
+        f">= {(cpu_fitpipe + cpu_server) / (os.cpu_count() or 1):.1f} s of the {run.seconds:.1f} s"
+    )
 
     # 1,000 participants, one night: the new day plus the NIGHTLY_DAYS - 1 still settling, fetched again.
     nightly = COHORT * NIGHTLY_DAYS
     cohort_requests = nightly * per_day
-    print(f"\n{COHORT:,} participants, one night ({NIGHTLY_DAYS} days each: the new one and 3 inside the settle "
-          f"window), {per_day:.1f} requests per participant-day:")
-    print(f"  requests: {COHORT:,} x {NIGHTLY_DAYS} x {per_day:.1f} = {cohort_requests:,.0f}; per participant "
-          f"{NIGHTLY_DAYS * per_day:.0f}, under the cap of {CAP} a minute, so the cap adds no wait")
+    print(
+        f"\n{COHORT:,} participants, one night ({NIGHTLY_DAYS} days each: the new one and 3 inside the settle "
+        f"window), {per_day:.1f} requests per participant-day:"
+    )
+    print(
+        f"  requests: {COHORT:,} x {NIGHTLY_DAYS} x {per_day:.1f} = {cohort_requests:,.0f}; per participant "
+        f"{NIGHTLY_DAYS * per_day:.0f}, under the cap of {CAP} a minute, so the cap adds no wait"
+    )
     for w in (8, 32):
-        print(f"  latency with {w} workers: {cohort_requests:,.0f} x {args.latency:g} s / {w} = "
-              f"{cohort_requests * args.latency / w / 60:.1f} min")
+        print(
+            f"  latency with {w} workers: {cohort_requests:,.0f} x {args.latency:g} s / {w} = "
+            f"{cohort_requests * args.latency / w / 60:.1f} min"
+        )
     cpu_day = cpu_fitpipe / participant_days
     for cores in (8, 32):
-        print(f"  fitpipe CPU on {cores} cores: {nightly:,} x {cpu_day:.1f} s / {cores} = "
-              f"{nightly * cpu_day / cores / 60:.1f} min")
-    print(f"  so with 8 workers on 8 cores a night takes at least "
-          f"max({cohort_requests * args.latency / 8 / 60:.1f}, {nightly * cpu_day / 8 / 60:.1f}) min: "
-          f"{'CPU' if nightly * cpu_day > cohort_requests * args.latency else 'the network'} bounds it")
+        print(
+            f"  fitpipe CPU on {cores} cores: {nightly:,} x {cpu_day:.1f} s / {cores} = "
+            f"{nightly * cpu_day / cores / 60:.1f} min"
+        )
+    print(
+        f"  so with 8 workers on 8 cores a night takes at least "
+        f"max({cohort_requests * args.latency / 8 / 60:.1f}, {nightly * cpu_day / 8 / 60:.1f}) min: "
+        f"{'CPU' if nightly * cpu_day > cohort_requests * args.latency else 'the network'} bounds it"
+    )
+
 
 if __name__ == "__main__":
     main()

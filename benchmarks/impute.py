@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from fitpipe.derive.imputation import fill  # noqa: E402
-from fitpipe.participants import User  # noqa: E402
+from fitpipe.derive.imputation import fill
+from fitpipe.participants import User
 
 GAP_LENGTHS = ((5, "5 min"), (30, "30 min"), (120, "2 h"), (480, "8 h"))
 METHODS = ("linear", "profile")
@@ -71,16 +71,23 @@ def wearipedia_series(days: int) -> tuple[np.ndarray, float]:
     from fitpipe.sources.synthetic.source import SyntheticSource
 
     source = SyntheticSource()
-    user = User(1, "participant-0001", "UTC", "synthetic", dt.date(2024, 1, 1),
-                settings=SyntheticSource.default_settings(1) | {"wear_gaps": False})
-    fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))
+    user = User(
+        1,
+        "participant-0001",
+        "UTC",
+        "synthetic",
+        dt.date(2024, 1, 1),
+        settings=SyntheticSource.default_settings(1) | {"wear_gaps": False},
+    )
+    fetch = Fetch(now=dt.datetime.now(dt.UTC), budget=BudgetLedger(None))
     started = time.perf_counter()
     out = []
     for i in range(days):
         payloads = source.fetch_day(user, dt.date(2024, 1, 1) + dt.timedelta(days=i), fetch)
         dataset = payloads["intraday_heart_rate"][0]["heart_rate_day"][0]["activities-heart-intraday"]["dataset"]
-        seconds = np.array([int(p["time"][0:2]) * 3600 + int(p["time"][3:5]) * 60 + int(p["time"][6:8])
-                            for p in dataset])
+        seconds = np.array(
+            [int(p["time"][0:2]) * 3600 + int(p["time"][3:5]) * 60 + int(p["time"][6:8]) for p in dataset]
+        )
         values = np.array([float(p["value"]) for p in dataset])
         minute = seconds // 60
         counts = np.bincount(minute, minlength=1440)
@@ -99,17 +106,21 @@ def evaluate(truth: np.ndarray, length: int, gaps: int, seed: int) -> dict[str, 
     unfilled = {m: 0 for m in METHODS}
     for start in starts:
         measured = truth.copy()
-        measured[start:start + length] = np.nan
+        measured[start : start + length] = np.nan
         for method in METHODS:
             imputed, _ = fill(measured, minute_of_day, method, max_gap=length)
-            err = imputed[start:start + length] - truth[start:start + length]
+            err = imputed[start : start + length] - truth[start : start + length]
             unfilled[method] += int(np.isnan(err).sum())
             errors[method].append(err[~np.isnan(err)])
     result = {}
     for method in METHODS:
         err = np.concatenate(errors[method])
-        result[method] = {"mae": float(np.abs(err).mean()), "bias": float(err.mean()),
-                          "minutes": len(err), "unfilled": unfilled[method]}
+        result[method] = {
+            "mae": float(np.abs(err).mean()),
+            "bias": float(err.mean()),
+            "minutes": len(err),
+            "unfilled": unfilled[method],
+        }
     return result
 
 
@@ -123,8 +134,9 @@ def main() -> None:
     wearipedia, gen_seconds = wearipedia_series(14)
     missing = int(np.isnan(wearipedia).sum())
     if missing:  # wear gaps are off, so there should be none; keep edges honest anyway
-        wearipedia = np.interp(np.arange(len(wearipedia)), np.flatnonzero(~np.isnan(wearipedia)),
-                               wearipedia[~np.isnan(wearipedia)])
+        wearipedia = np.interp(
+            np.arange(len(wearipedia)), np.flatnonzero(~np.isnan(wearipedia)), wearipedia[~np.isnan(wearipedia)]
+        )
     datasets = (("rhythm", rhythm), ("wearipedia", wearipedia))
 
     rows = []
@@ -134,28 +146,52 @@ def main() -> None:
         for g, (length, label) in enumerate(GAP_LENGTHS):
             r = evaluate(truth, length, args.gaps, args.seed + 1000 * (d + 1) + g)
             lin, pro = r["linear"], r["profile"]
-            rows.append((name, label, args.gaps, f"{lin['mae']:.2f}", f"{pro['mae']:.2f}", f"{lin['bias']:+.2f}",
-                         f"{pro['bias']:+.2f}", f"{pro['mae'] / lin['mae']:.2f}"))
+            rows.append(
+                (
+                    name,
+                    label,
+                    args.gaps,
+                    f"{lin['mae']:.2f}",
+                    f"{pro['mae']:.2f}",
+                    f"{lin['bias']:+.2f}",
+                    f"{pro['bias']:+.2f}",
+                    f"{pro['mae'] / lin['mae']:.2f}",
+                )
+            )
             if lin["unfilled"] or pro["unfilled"]:
-                notes.append(f"{name} {label}: minutes left unfilled: linear {lin['unfilled']}, profile {pro['unfilled']}")
+                notes.append(
+                    f"{name} {label}: minutes left unfilled: linear {lin['unfilled']}, profile {pro['unfilled']}"
+                )
     eval_seconds = time.perf_counter() - started
 
     import _common as c  # only for the table layout shared by the benchmarks
 
-    print(f"imputation accuracy, fitpipe.derive.imputation.fill, {args.gaps} gaps per dataset and length, seed {args.seed}")
+    print(
+        f"imputation accuracy, fitpipe.derive.imputation.fill, {args.gaps} gaps per dataset and length, seed {args.seed}"
+    )
     for name, truth in datasets:
         day_means = truth.reshape(-1, 1440)
         step = np.abs(np.diff(truth))
-        print(f"  {name}: {len(truth) // 1440} days x 1,440 minutes, mean {truth.mean():.1f} bpm, sd {truth.std():.1f}, "
-              f"sd of the mean daily curve {day_means.mean(axis=0).std():.1f}, "
-              f"mean |minute-to-minute change| {step.mean():.2f} bpm")
-    print(f"  (wearipedia: 14 days generated in {gen_seconds:.1f} s; {missing} minutes without samples; "
-          f"evaluation {eval_seconds:.1f} s)")
+        print(
+            f"  {name}: {len(truth) // 1440} days x 1,440 minutes, mean {truth.mean():.1f} bpm, sd {truth.std():.1f}, "
+            f"sd of the mean daily curve {day_means.mean(axis=0).std():.1f}, "
+            f"mean |minute-to-minute change| {step.mean():.2f} bpm"
+        )
+    print(
+        f"  (wearipedia: 14 days generated in {gen_seconds:.1f} s; {missing} minutes without samples; "
+        f"evaluation {eval_seconds:.1f} s)"
+    )
     print()
-    print(c.table(("dataset", "gap", "gaps", "MAE linear", "MAE profile", "bias linear", "bias profile",
-                   "profile/linear"), rows))
-    print("(MAE and bias in bpm; bias = mean(imputed - true); profile/linear = MAE ratio, < 1 means profile is better;"
-          " linear is the baseline)")
+    print(
+        c.table(
+            ("dataset", "gap", "gaps", "MAE linear", "MAE profile", "bias linear", "bias profile", "profile/linear"),
+            rows,
+        )
+    )
+    print(
+        "(MAE and bias in bpm; bias = mean(imputed - true); profile/linear = MAE ratio, < 1 means profile is better;"
+        " linear is the baseline)"
+    )
     for note in notes:
         print("note: " + note)
     print()
@@ -169,11 +205,14 @@ def main() -> None:
         "straight line cuts across the night trough or the afternoon peak, while the profile follows them."
     )
     sag = {label: 12 * (1 - np.cos(np.pi * length / 1440)) for length, label in GAP_LENGTHS}
-    print("How much there is to win on the rhythm dataset: a straight line across a gap of length L strays at most\n"
-          "12 * (1 - cos(pi * L / 1440)) bpm from the 24-h sine: "
-          + ", ".join(f"{label} {v:.2f}" for label, v in sag.items()) + " bpm.\n"
-          "Up to 2 h that is far below the AR(1) noise (sd 2) and the activity bursts, so profile and linear should\n"
-          "tie there; only the 8-h gaps leave room.")
+    print(
+        "How much there is to win on the rhythm dataset: a straight line across a gap of length L strays at most\n"
+        "12 * (1 - cos(pi * L / 1440)) bpm from the 24-h sine: "
+        + ", ".join(f"{label} {v:.2f}" for label, v in sag.items())
+        + " bpm.\n"
+        "Up to 2 h that is far below the AR(1) noise (sd 2) and the activity bursts, so profile and linear should\n"
+        "tie there; only the 8-h gaps leave room."
+    )
 
 
 if __name__ == "__main__":

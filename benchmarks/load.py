@@ -28,25 +28,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import numpy as np
+import psycopg
 
-import numpy as np  # noqa: E402
-import psycopg  # noqa: E402
-
-from fitpipe.copybin import copy_rows, encode  # noqa: E402
-from fitpipe.ingest.load import replace_day  # noqa: E402
+import _common as c
+from fitpipe.copybin import copy_rows, encode
 from fitpipe.days import DayContext
-from fitpipe.ingest.validate import ParsedDay, parse_day  # noqa: E402
-from fitpipe.sources.contract import BudgetLedger, Fetch  # noqa: E402
-from fitpipe.sources.synthetic.source import SyntheticSource  # noqa: E402
-from fitpipe.participants import seed_users  # noqa: E402
+from fitpipe.ingest.load import replace_day
+from fitpipe.ingest.validate import ParsedDay, parse_day
+from fitpipe.participants import seed_users
+from fitpipe.sources.contract import BudgetLedger, Fetch
+from fitpipe.sources.synthetic.source import SyntheticSource
 
 START = dt.date(2024, 1, 1)
 
 
 def generate(user, days: int) -> list[tuple[DayContext, ParsedDay]]:
     source = SyntheticSource()
-    fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))
+    fetch = Fetch(now=dt.datetime.now(dt.UTC), budget=BudgetLedger(None))
     out = []
     for i in range(days):
         day = START + dt.timedelta(days=i)
@@ -80,11 +79,15 @@ def main() -> None:
         columns = [np.concatenate([parsed.rows["heart_rate"].columns[n] for _, parsed in days]) for n in names]
         n_rows = len(columns[0])
         # The baseline's input: Python values, as write_row takes them (converted here, untimed).
-        py_rows = list(zip(columns[0].tolist(),
-                           [t.replace(tzinfo=dt.timezone.utc) for t in columns[1].astype("datetime64[us]").tolist()],
-                           columns[2].tolist()))
+        py_rows = list(
+            zip(
+                columns[0].tolist(),
+                [t.replace(tzinfo=dt.UTC) for t in columns[1].astype("datetime64[us]").tolist()],
+                columns[2].tolist(),
+            )
+        )
         all_rows_per_day = [parsed.row_count for _, parsed in days]
-        first_ts = py_rows[0][1] if py_rows else dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+        first_ts = py_rows[0][1] if py_rows else dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
         hr_only = ["heart_rate"]
 
@@ -107,8 +110,9 @@ def main() -> None:
             total = 0
             for ctx, parsed in days:
                 day = heart_rate_only(parsed) if only_heart_rate else parsed
-                outcome = replace_day(conn, ctx, lambda day=day: day, source="synthetic", run_id=None,
-                                      skip_if_done=False)
+                outcome = replace_day(
+                    conn, ctx, lambda day=day: day, source="synthetic", run_id=None, skip_if_done=False
+                )
                 assert outcome.status == "loaded", outcome
                 total += outcome.rows
             return total
@@ -139,7 +143,7 @@ def main() -> None:
         rows: dict[str, int] = {}
         order = list(methods)
         for round_ in range(args.repeats):
-            for name in order[round_ % len(order):] + order[:round_ % len(order)]:
+            for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
                 run, tables, setup = methods[name]
                 c.truncate_data(conn, tables)
                 if setup:
@@ -156,13 +160,16 @@ def main() -> None:
             encode(pg_types, columns)
         encode_seconds = (time.perf_counter() - started) / args.repeats
 
-        server = conn.execute("SELECT split_part(version(), ' ', 2), "
-                              "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+        server = conn.execute(
+            "SELECT split_part(version(), ' ', 2), (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
+        ).fetchone()
 
     base_rate = rows["baseline write_row"] / c.median(seconds["baseline write_row"])
-    print(f"loader against the limit: {n_rows:,} heart-rate rows ({args.days} days x 1 user, "
-          f"{sum(all_rows_per_day):,} rows in all tables), {args.repeats} rounds, medians; "
-          f"PostgreSQL {server[0]}, TimescaleDB {server[1]}")
+    print(
+        f"loader against the limit: {n_rows:,} heart-rate rows ({args.days} days x 1 user, "
+        f"{sum(all_rows_per_day):,} rows in all tables), {args.repeats} rounds, medians; "
+        f"PostgreSQL {server[0]}, TimescaleDB {server[1]}"
+    )
     print(f"(generate + parse up front: {prep_seconds:.1f} s; not timed below)")
     out = []
     for name in methods:
@@ -170,12 +177,18 @@ def main() -> None:
         rate = rows[name] / med
         out.append((name, rows[name], med, min(seconds[name]), max(seconds[name]), rate, f"{rate / base_rate:.2f}"))
     print(c.table(("method", "rows", "median s", "min s", "max s", "rows/s", "x baseline"), out))
-    print(f"ratio fitpipe copy_rows / baseline: {rows['fitpipe copy_rows'] / c.median(seconds['fitpipe copy_rows']) / base_rate:.2f}"
-          f"  (goal >= 0.9)")
-    print(f"ratio fitpipe replace_day (hr only) / baseline: "
-          f"{rows['fitpipe replace_day (hr only)'] / c.median(seconds['fitpipe replace_day (hr only)']) / base_rate:.2f}")
-    print(f"fitpipe encode() alone (numpy -> COPY bytes, no database): {encode_seconds * 1000:.1f} ms "
-          f"= {n_rows / encode_seconds:,.0f} rows/s")
+    print(
+        f"ratio fitpipe copy_rows / baseline: {rows['fitpipe copy_rows'] / c.median(seconds['fitpipe copy_rows']) / base_rate:.2f}"
+        f"  (goal >= 0.9)"
+    )
+    print(
+        f"ratio fitpipe replace_day (hr only) / baseline: "
+        f"{rows['fitpipe replace_day (hr only)'] / c.median(seconds['fitpipe replace_day (hr only)']) / base_rate:.2f}"
+    )
+    print(
+        f"fitpipe encode() alone (numpy -> COPY bytes, no database): {encode_seconds * 1000:.1f} ms "
+        f"= {n_rows / encode_seconds:,.0f} rows/s"
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import psycopg
 
-import psycopg  # noqa: E402
+import _common as c
 
 START = dt.date(2024, 1, 1)
 POLL_SECONDS = 0.2
@@ -98,8 +98,14 @@ def peak_kb(pid: int) -> int:
 def run_measured(command: list[str]) -> dict:
     """Run command under the wrapper; poll the tree; return wall seconds and peaks."""
     started = time.perf_counter()
-    wrapper = subprocess.Popen([c.interpreter(), "-c", WRAPPER, *command], cwd=c.ROOT, env=c.cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wrapper = subprocess.Popen(
+        [c.interpreter(), "-c", WRAPPER, *command],
+        cwd=c.ROOT,
+        env=c.cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     cli_pid = None
     peaks: dict[int, int] = {}
     while wrapper.poll() is None:
@@ -118,9 +124,14 @@ def run_measured(command: list[str]) -> dict:
         sys.exit(f"{' '.join(command)} failed ({wrapper.returncode}):\n{out}{err}")
     rusage_kb = next(int(line.split()[1]) for line in err.splitlines() if line.startswith("ru_maxrss_kb"))
     workers = {pid: kb for pid, kb in peaks.items() if pid != cli_pid}
-    return {"wall": wall, "parent_mb": peaks.get(cli_pid, 0) / 1024, "worker_mb": max(workers.values(), default=0) / 1024,
-            "worker_peaks_mb": sorted((kb / 1024 for kb in workers.values()), reverse=True),
-            "n_workers": len(workers), "rusage_mb": rusage_kb / 1024}
+    return {
+        "wall": wall,
+        "parent_mb": peaks.get(cli_pid, 0) / 1024,
+        "worker_mb": max(workers.values(), default=0) / 1024,
+        "worker_peaks_mb": sorted((kb / 1024 for kb in workers.values()), reverse=True),
+        "n_workers": len(workers),
+        "rusage_mb": rusage_kb / 1024,
+    }
 
 
 def main() -> None:
@@ -137,22 +148,47 @@ def main() -> None:
                 with psycopg.connect(url) as conn:
                     c.truncate_data(conn)
                 end = START + dt.timedelta(days=days - 1)
-                command = [c.interpreter(), "-m", "fitpipe.cli", "--database-url", url, "backfill",
-                           "--start", START.isoformat(), "--end", end.isoformat(), "--workers", str(workers),
-                           "--quiet", *c.refresh_flags()]
+                command = [
+                    c.interpreter(),
+                    "-m",
+                    "fitpipe.cli",
+                    "--database-url",
+                    url,
+                    "backfill",
+                    "--start",
+                    START.isoformat(),
+                    "--end",
+                    end.isoformat(),
+                    "--workers",
+                    str(workers),
+                    "--quiet",
+                    *c.refresh_flags(),
+                ]
                 result = run_measured(command)
                 with psycopg.connect(url) as conn:
                     result["user_days"], result["rows"] = conn.execute(
-                        "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM ingested_days").fetchone()
+                        "SELECT count(*), coalesce(sum(rows_loaded), 0) FROM ingested_days"
+                    ).fetchone()
                 results[(workers, days)] = result
 
-    print(f"memory: peak RSS (MiB) per process, backfill of 1 user, {args.short} vs {args.long} days "
-          f"({'psutil' if psutil else '/proc'} polling every {POLL_SECONDS} s, VmHWM; "
-          f"{' '.join(c.refresh_flags()) or 'with refresh'})")
+    print(
+        f"memory: peak RSS (MiB) per process, backfill of 1 user, {args.short} vs {args.long} days "
+        f"({'psutil' if psutil else '/proc'} polling every {POLL_SECONDS} s, VmHWM; "
+        f"{' '.join(c.refresh_flags()) or 'with refresh'})"
+    )
     rows = []
     for (workers, days), r in results.items():
-        rows.append((f"{days} days, --workers {workers}", r["user_days"], r["rows"], r["wall"], r["parent_mb"],
-                     " / ".join(f"{mb:.0f}" for mb in r["worker_peaks_mb"]) or "-", r["rusage_mb"]))
+        rows.append(
+            (
+                f"{days} days, --workers {workers}",
+                r["user_days"],
+                r["rows"],
+                r["wall"],
+                r["parent_mb"],
+                " / ".join(f"{mb:.0f}" for mb in r["worker_peaks_mb"]) or "-",
+                r["rusage_mb"],
+            )
+        )
     print(c.table(("run", "user-days", "rows", "wall s", "parent MB", "worker(s) MB", "rusage max MB"), rows))
     print()
     ratios = []
@@ -160,10 +196,27 @@ def main() -> None:
         short, long_ = results[(workers, args.short)], results[(workers, args.long)]
         for label, key in (("parent", "parent_mb"), ("worker (max)", "worker_mb"), ("any (rusage)", "rusage_mb")):
             ratio = long_[key] / short[key] if short[key] else float("nan")
-            ratios.append((f"--workers {workers} {label}", short[key], long_[key], f"{ratio:.2f}",
-                           "yes" if max(short[key], long_[key]) < LIMIT_MB else "NO"))
-    print(c.table(("process", f"{args.short}-day MB", f"{args.long}-day MB", f"ratio {args.long}/{args.short}",
-                   f"< {LIMIT_MB} MB"), ratios))
+            ratios.append(
+                (
+                    f"--workers {workers} {label}",
+                    short[key],
+                    long_[key],
+                    f"{ratio:.2f}",
+                    "yes" if max(short[key], long_[key]) < LIMIT_MB else "NO",
+                )
+            )
+    print(
+        c.table(
+            (
+                "process",
+                f"{args.short}-day MB",
+                f"{args.long}-day MB",
+                f"ratio {args.long}/{args.short}",
+                f"< {LIMIT_MB} MB",
+            ),
+            ratios,
+        )
+    )
     print(f"goal: ratio <= 1.10 and every process < {LIMIT_MB} MB")
 
 

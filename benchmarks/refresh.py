@@ -32,12 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import psycopg
 
-import psycopg  # noqa: E402
-
-from fitpipe.db import connect  # noqa: E402
-from fitpipe.derive.rollups import refresh  # noqa: E402
+import _common as c
+from fitpipe.db import connect
+from fitpipe.derive.rollups import refresh
 
 FIRST, LAST, NEW_DAY = "2024-01-01", "2024-01-30", "2024-01-31"
 RAW_TABLES = ("heart_rate", "spo2", "hrv_intraday", "active_zone_minutes")
@@ -65,8 +64,19 @@ def wall(command: list[str], runs: int) -> list[float]:
 
 def ingest_new_day(url: str, force: bool) -> float:
     started = time.perf_counter()
-    c.fitpipe(url, "backfill", "--start", NEW_DAY, "--end", NEW_DAY, "--workers", "1", "--no-refresh", "--quiet",
-              *(["--force"] if force else []))
+    c.fitpipe(
+        url,
+        "backfill",
+        "--start",
+        NEW_DAY,
+        "--end",
+        NEW_DAY,
+        "--workers",
+        "1",
+        "--no-refresh",
+        "--quiet",
+        *(["--force"] if force else []),
+    )
     return time.perf_counter() - started
 
 
@@ -145,15 +155,25 @@ def main() -> None:
                 b_reports.append(rep)
             day_rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RAW_TABLES}
         with connect(url_b) as conn:
-            server = conn.execute("SELECT split_part(version(), ' ', 2), "
-                                  "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+            server = conn.execute(
+                "SELECT split_part(version(), ' ', 2), "
+                "(SELECT extversion FROM pg_extension WHERE extname = 'timescaledb')"
+            ).fetchone()
 
-    print(f"rollup refresh, 1 participant (UTC, synthetic with wear gaps), PostgreSQL {server[0]}, "
-          f"TimescaleDB {server[1]}, {R} rounds, medians")
-    print(f"30-day store: {raw_rows:,} raw rows ("
-          + ", ".join(f"{t} {n:,}" for t, n in counts.items()) + f"); backfill took {backfill_seconds:.1f} s")
-    print(f"day 31 alone: {sum(day_rows.values()):,} raw rows ("
-          + ", ".join(f"{t} {n:,}" for t, n in day_rows.items()) + ")")
+    print(
+        f"rollup refresh, 1 participant (UTC, synthetic with wear gaps), PostgreSQL {server[0]}, "
+        f"TimescaleDB {server[1]}, {R} rounds, medians"
+    )
+    print(
+        f"30-day store: {raw_rows:,} raw rows ("
+        + ", ".join(f"{t} {n:,}" for t, n in counts.items())
+        + f"); backfill took {backfill_seconds:.1f} s"
+    )
+    print(
+        f"day 31 alone: {sum(day_rows.values()):,} raw rows ("
+        + ", ".join(f"{t} {n:,}" for t, n in day_rows.items())
+        + ")"
+    )
     print()
 
     print("(a) refresh after one new day (day 31 ingested with --no-refresh, then refresh(conn, [1]))")
@@ -162,34 +182,57 @@ def main() -> None:
     def work(rep) -> str:
         return f"{rep.days} days / {rep.day_ranges} ranges / {sum(rep.buckets.values()):,} buckets"
 
-    rows = [("A: 30 refreshed days + day 31", *[f"{s:.3f}" for s in a_seconds], a_med, work(a_reports[-1])),
-            ("B: day 31 alone (baseline)", *[f"{s:.3f}" for s in b_seconds], b_med, work(b_reports[-1]))]
+    rows = [
+        ("A: 30 refreshed days + day 31", *[f"{s:.3f}" for s in a_seconds], a_med, work(a_reports[-1])),
+        ("B: day 31 alone (baseline)", *[f"{s:.3f}" for s in b_seconds], b_med, work(b_reports[-1])),
+    ]
     print(c.table(("store", *[f"round {i + 1} s" for i in range(R)], "median s", "work (last round)"), rows))
     print(f"ratio A / B: {a_med / b_med:.2f}  (goal <= 1.5)")
     print()
 
     print("(b) refresh with nothing to do")
     cli_r, cli_v = c.median(cli_refresh), c.median(cli_version)
-    rows = [("refresh(conn, []) in-process, median of 10", c.median(idle), "", f"users refreshed: {idle_users}"),
-            ("refresh(conn, [1]) in-process, median of 10", c.median(idle_one), "", ""),
-            (f"CLI `fitpipe aggregate refresh`, median of {args.cli_runs}", cli_r, f"{cli_r / cli_v:.2f}", ""),
-            (f"CLI `fitpipe --version` (baseline), median of {args.cli_runs}", cli_v, "1.00", "")]
+    rows = [
+        ("refresh(conn, []) in-process, median of 10", c.median(idle), "", f"users refreshed: {idle_users}"),
+        ("refresh(conn, [1]) in-process, median of 10", c.median(idle_one), "", ""),
+        (f"CLI `fitpipe aggregate refresh`, median of {args.cli_runs}", cli_r, f"{cli_r / cli_v:.2f}", ""),
+        (f"CLI `fitpipe --version` (baseline), median of {args.cli_runs}", cli_v, "1.00", ""),
+    ]
     print(c.table(("what", "seconds", "x --version", "note"), [(a, f"{s:.4f}", x, n) for a, s, x, n in rows]))
-    print(f"in-process: {c.median(idle):.4f} s (goal < 0.2 s); CLI overhead over start-up: "
-          f"{cli_r - cli_v:.3f} s, ratio CLI refresh / --version {cli_r / cli_v:.2f}")
+    print(
+        f"in-process: {c.median(idle):.4f} s (goal < 0.2 s); CLI overhead over start-up: "
+        f"{cli_r - cli_v:.3f} s, ratio CLI refresh / --version {cli_r / cli_v:.2f}"
+    )
     print()
 
     print("(c) full rebuild of the 30-day store, refresh(conn, [1], full=True)")
     f_med, s_med = c.median(full_seconds), c.median(scan_seconds)
     full_rate, scan_rate = raw_rows / f_med, counts["heart_rate"] / s_med
     rep = full_reports[-1]
-    rows = [("refresh full=True", raw_rows, *[f"{s:.2f}" for s in full_seconds], f_med, full_rate, f"{full_rate / scan_rate:.2f}"),
-            ("baseline: heart_rate 1-min scan", counts["heart_rate"], *[f"{s:.2f}" for s in scan_seconds], s_med,
-             scan_rate, "1.00")]
+    rows = [
+        (
+            "refresh full=True",
+            raw_rows,
+            *[f"{s:.2f}" for s in full_seconds],
+            f_med,
+            full_rate,
+            f"{full_rate / scan_rate:.2f}",
+        ),
+        (
+            "baseline: heart_rate 1-min scan",
+            counts["heart_rate"],
+            *[f"{s:.2f}" for s in scan_seconds],
+            s_med,
+            scan_rate,
+            "1.00",
+        ),
+    ]
     print(c.table(("what", "rows", *[f"round {i + 1} s" for i in range(R)], "median s", "rows/s", "x baseline"), rows))
-    print(f"full rebuild wrote {rep.days} metric-days in {rep.day_ranges} ranges: "
-          + ", ".join(f"{n:,} {level} buckets" for level, n in rep.buckets.items())
-          + f"; the scan returned {buckets:,} minute buckets")
+    print(
+        f"full rebuild wrote {rep.days} metric-days in {rep.day_ranges} ranges: "
+        + ", ".join(f"{n:,} {level} buckets" for level, n in rep.buckets.items())
+        + f"; the scan returned {buckets:,} minute buckets"
+    )
     print(f"ratio full-rebuild raw rows/s / scan rows/s: {full_rate / scan_rate:.2f}")
 
 

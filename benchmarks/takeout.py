@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+import _common as c
 
 START = dt.date(2024, 1, 1)
 WRAPPER = (
@@ -54,11 +54,18 @@ def write_archive(path: Path, days: int, seed: int = 9) -> int:
             confidence = rng.integers(0, 4, len(seconds))
             midnight = dt.datetime.combine(day, dt.time())
             stamps = [(midnight + dt.timedelta(seconds=int(s))).strftime("%m/%d/%y %H:%M:%S") for s in seconds]
-            body = [{"dateTime": t, "value": {"bpm": int(b), "confidence": int(k)}}
-                    for t, b, k in zip(stamps, bpm, confidence)]
+            body = [
+                {"dateTime": t, "value": {"bpm": int(b), "confidence": int(k)}}
+                for t, b, k in zip(stamps, bpm, confidence)
+            ]
             archive.writestr(f"Takeout/Google Health/Global Export Data/heart_rate-{day}.json", json.dumps(body))
-            steps = [{"dateTime": (midnight + dt.timedelta(minutes=m)).strftime("%m/%d/%y %H:%M:%S"),
-                      "value": str(int(rng.integers(0, 40)))} for m in range(1440)]
+            steps = [
+                {
+                    "dateTime": (midnight + dt.timedelta(minutes=m)).strftime("%m/%d/%y %H:%M:%S"),
+                    "value": str(int(rng.integers(0, 40))),
+                }
+                for m in range(1440)
+            ]
             archive.writestr(f"Takeout/Google Health/Global Export Data/steps-{day}.json", json.dumps(steps))
             samples += len(seconds)
     return samples
@@ -67,8 +74,13 @@ def write_archive(path: Path, days: int, seed: int = 9) -> int:
 def timed(url: str, *args: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of the CLI and its workers."""
     started = time.perf_counter()
-    proc = subprocess.run([c.interpreter(), "-c", WRAPPER, *c.fitpipe_command(), "--database-url", url, *args],
-                          capture_output=True, text=True, env=c.cli_env(), cwd=c.ROOT)
+    proc = subprocess.run(
+        [c.interpreter(), "-c", WRAPPER, *c.fitpipe_command(), "--database-url", url, *args],
+        capture_output=True,
+        text=True,
+        env=c.cli_env(),
+        cwd=c.ROOT,
+    )
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"fitpipe {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
@@ -99,30 +111,54 @@ def main() -> None:
             with c.psycopg.connect(url, autocommit=True) as conn:
                 c.truncate_data(conn)
                 conn.execute("TRUNCATE takeout_imports, users CASCADE")
-            c.fitpipe(url, "participants", "add", "1", "--source", "takeout", "--timezone", "UTC",
-                      "--study-start", str(START))
-            seconds, peak = timed(url, "import", str(archive), "--user", "1", "--workers", "1", "--no-refresh",
-                                  "--quiet")
+            c.fitpipe(
+                url, "participants", "add", "1", "--source", "takeout", "--timezone", "UTC", "--study-start", str(START)
+            )
+            seconds, peak = timed(
+                url, "import", str(archive), "--user", "1", "--workers", "1", "--no-refresh", "--quiet"
+            )
             results[label] = (days, samples, rows_loaded(url), seconds, peak, archive.stat().st_size)
         with c.psycopg.connect(url, autocommit=True) as conn:
             c.truncate_data(conn)
             conn.execute("TRUNCATE takeout_imports, users CASCADE")
         c.fitpipe(url, "seed-users", "--count", "1", "--start-date", str(START))
         end = START + dt.timedelta(days=args.days - 1)
-        base_seconds, base_peak = timed(url, "backfill", "--start", str(START), "--end", str(end), "--workers", "1",
-                                        "--no-refresh", "--quiet")
+        base_seconds, base_peak = timed(
+            url, "backfill", "--start", str(START), "--end", str(end), "--workers", "1", "--no-refresh", "--quiet"
+        )
         base_rows = rows_loaded(url)
     base_rate = base_rows / base_seconds
-    rows = [["synthetic backfill (baseline)", args.days, "-", f"{base_rows:,}", f"{base_seconds:.1f}",
-             f"{base_rate:,.0f}", "1.00", f"{base_peak / 1024:.0f}"]]
+    rows = [
+        [
+            "synthetic backfill (baseline)",
+            args.days,
+            "-",
+            f"{base_rows:,}",
+            f"{base_seconds:.1f}",
+            f"{base_rate:,.0f}",
+            "1.00",
+            f"{base_peak / 1024:.0f}",
+        ]
+    ]
     for label in ("short", "long"):
         days, samples, loaded, seconds, peak, size = results[label]
-        rows.append([f"import, {label} archive ({size / 2**20:.0f} MiB zip)", days, f"{samples:,}", f"{loaded:,}",
-                     f"{seconds:.1f}", f"{loaded / seconds:,.0f}", f"{loaded / seconds / base_rate:.2f}",
-                     f"{peak / 1024:.0f}"])
+        rows.append(
+            [
+                f"import, {label} archive ({size / 2**20:.0f} MiB zip)",
+                days,
+                f"{samples:,}",
+                f"{loaded:,}",
+                f"{seconds:.1f}",
+                f"{loaded / seconds:,.0f}",
+                f"{loaded / seconds / base_rate:.2f}",
+                f"{peak / 1024:.0f}",
+            ]
+        )
     print(c.table(["run", "days", "HR samples", "rows loaded", "s", "rows/s", "x baseline", "peak RSS MiB"], rows))
-    print(f"peak RSS long/short: {results['long'][4] / results['short'][4]:.2f} (goal <= 1.10); "
-          f"import rows/s / baseline: {results['long'][2] / results['long'][3] / base_rate:.2f} (goal >= 0.8)")
+    print(
+        f"peak RSS long/short: {results['long'][4] / results['short'][4]:.2f} (goal <= 1.10); "
+        f"import rows/s / baseline: {results['long'][2] / results['long'][3] / base_rate:.2f} (goal >= 0.8)"
+    )
 
 
 if __name__ == "__main__":

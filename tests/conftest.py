@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from fitpipe.catalogue import METRICS
 from fitpipe.cli import app
 from fitpipe.config import DEFAULT_DATABASE_URL
-from fitpipe.sources.contract import BudgetLedger, Fetch
 from fitpipe.participants import User
+from fitpipe.sources.contract import BudgetLedger, Fetch
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("FITPIPE_TEST_ADMIN_URL", DEFAULT_DATABASE_URL)
@@ -76,8 +76,10 @@ def fitpipe(url: str, *args: str, ok: bool = True):
     """The real CLI in-process (CliRunner); with ok, a non-zero exit fails the test with its output."""
     result = CliRunner().invoke(app, ["--database-url", url, *args])
     if ok:
-        assert result.exit_code == 0, (f"fitpipe {' '.join(args)} -> exit {result.exit_code}\n"
-                                       f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}")
+        assert result.exit_code == 0, (
+            f"fitpipe {' '.join(args)} -> exit {result.exit_code}\n"
+            f"stdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}"
+        )
     return result
 
 
@@ -102,28 +104,47 @@ def one_error_line(result) -> str:
 
 def popen(url: str, *args: str) -> subprocess.Popen:
     """fitpipe started in the background, as a second cron run would be."""
-    return subprocess.Popen([sys.executable, "-m", "fitpipe.cli", *args],
-                            env={**os.environ, "FITPIPE_DATABASE_URL": url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fitpipe.cli", *args],
+        env={**os.environ, "FITPIPE_DATABASE_URL": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_fitpipe(database_url: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run fitpipe in a subprocess, as cron would."""
     env = {**os.environ, "FITPIPE_DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "fitpipe.cli", *args], env=env, capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "fitpipe.cli", *args], env=env, capture_output=True, text=True, **kwargs
+    )
 
 
-def synthetic_user(user_id: int, timezone: str = "UTC", study_start: dt.date = dt.date(2024, 1, 1), *,
-                   wear_gaps: bool = True, display_name: str | None = None, **settings) -> User:
+def synthetic_user(
+    user_id: int,
+    timezone: str = "UTC",
+    study_start: dt.date = dt.date(2024, 1, 1),
+    *,
+    wear_gaps: bool = True,
+    display_name: str | None = None,
+    **settings,
+) -> User:
     """A synthetic participant as list_users would return it, without a database: the source's
     default settings for the id (its seed), with wear_gaps and any other setting overridden."""
     from fitpipe.sources.synthetic.source import SyntheticSource
 
-    return User(user_id, display_name or f"participant-{user_id:04d}", timezone, "synthetic", study_start,
-                settings=SyntheticSource.default_settings(user_id) | {"wear_gaps": wear_gaps} | settings,
-                zones=((study_start, timezone),))
+    return User(
+        user_id,
+        display_name or f"participant-{user_id:04d}",
+        timezone,
+        "synthetic",
+        study_start,
+        settings=SyntheticSource.default_settings(user_id) | {"wear_gaps": wear_gaps} | settings,
+        zones=((study_start, timezone),),
+    )
 
 
 def fetch_now(now: dt.datetime | None = None) -> Fetch:
     """What a source's fetch_day gets from the runner: the instant of the fetch and no request budget."""
-    return Fetch(now=now or dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))
+    return Fetch(now=now or dt.datetime.now(dt.UTC), budget=BudgetLedger(None))

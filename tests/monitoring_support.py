@@ -93,8 +93,9 @@ def wait_for(what: str, check, timeout: float = 60, every: float = 0.25):
         except (OSError, ValueError, KeyError) as exc:
             last_error = exc
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}" +
-                         (f" (last error: {last_error})" if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what}" + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
 class PrometheusAPI:
@@ -123,6 +124,7 @@ class PrometheusAPI:
 
 def panel_expressions(board: dict):
     """(panel title, refId, expr) of every PromQL target, rows' panels included."""
+
     def panels(items):
         for item in items:
             yield item

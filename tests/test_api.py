@@ -44,17 +44,30 @@ def _as_text(series: pd.Series) -> list[str]:
 @pytest.mark.parametrize("resolution", ["raw", "1min", "1h", "1d"])
 @pytest.mark.parametrize("tz", ["local", "utc"])
 def test_frame_equals_the_csv_export(store_url, resolution, tz):
-    args = ["export", "--metric", "heart_rate", "--resolution", resolution, "--tz", tz, "--start", "2024-03-09",
-            "--end", "2024-03-10", "--with-imputed"]
+    args = [
+        "export",
+        "--metric",
+        "heart_rate",
+        "--resolution",
+        resolution,
+        "--tz",
+        tz,
+        "--start",
+        "2024-03-09",
+        "--end",
+        "2024-03-10",
+        "--with-imputed",
+    ]
     exported = pd.read_csv(io.StringIO(run(store_url, *args).stdout), dtype=str, keep_default_na=False)
-    frame = fitpipe.connect(store_url).frame("heart_rate", start="2024-03-09", end="2024-03-10",
-                                             resolution=resolution, tz=tz, with_imputed=True)
+    frame = fitpipe.connect(store_url).frame(
+        "heart_rate", start="2024-03-09", end="2024-03-10", resolution=resolution, tz=tz, with_imputed=True
+    )
     assert list(frame.columns) == list(exported.columns)
     assert len(frame) == len(exported) > 0
     time_column = frame.columns[1]
     assert _as_text(frame[time_column]) == list(exported[time_column])
     if tz == "utc":
-        assert str(frame[time_column].dtype) .endswith(", UTC]")
+        assert str(frame[time_column].dtype).endswith(", UTC]")
     assert frame["imputed"].dtype == "boolean"
     assert list(frame["imputed"]) == [value == "t" for value in exported["imputed"]]
     for column in frame.columns[2:]:
@@ -93,7 +106,9 @@ def _requests():
     for metric in METRICS:
         for resolution in ("raw", "1min", "1h", "1d") if metric.intraday else ("raw",):
             for with_imputed in (False, True) if metric.imputable else (False,):
-                yield pytest.param(metric.name, resolution, with_imputed, id=f"{metric.name}-{resolution}-{with_imputed}")
+                yield pytest.param(
+                    metric.name, resolution, with_imputed, id=f"{metric.name}-{resolution}-{with_imputed}"
+                )
 
 
 @pytest.mark.parametrize("metric, resolution, with_imputed", list(_requests()))
@@ -107,8 +122,9 @@ def test_binary_copy_reads_the_same_frame_as_read_sql(store_url, monkeypatch, me
         fast_reads.append(columns is not None)
         return columns
 
-    request = dict(metric=metric, resolution=resolution, with_imputed=with_imputed, start="2024-03-09",
-                   end="2024-03-10")
+    request = dict(
+        metric=metric, resolution=resolution, with_imputed=with_imputed, start="2024-03-09", end="2024-03-10"
+    )
     monkeypatch.setattr(frames, "read_columns", counted)
     try:
         fast = fitpipe.connect(store_url).frame(**request)
@@ -121,7 +137,10 @@ def test_binary_copy_reads_the_same_frame_as_read_sql(store_url, monkeypatch, me
     # columns, and the concatenation then too; the values must be the same, to the bit.
     pd.testing.assert_frame_equal(fast, ordinary.astype(fast.dtypes), check_exact=True)
     numeric = ("smallint", "integer", "bigint", "real", "double precision")
-    assert not any(fast[c.name].dtype == object for c in fitpipe.catalogue.metric(metric).values
-                   if c.name in fast and c.pg_type in numeric)
+    assert not any(
+        fast[c.name].dtype == object
+        for c in fitpipe.catalogue.metric(metric).values
+        if c.name in fast and c.pg_type in numeric
+    )
     if metric == "heart_rate" and resolution == "raw":
         assert fast_reads and all(fast_reads), "1-second heart rate is read with binary COPY"

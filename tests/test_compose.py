@@ -97,7 +97,7 @@ def test_health_gates(services):
     # A service_healthy condition needs a healthcheck on the other side, or compose waits forever.
     for name, service in services.items():
         depends = service.get("depends_on")
-        for other, condition in (depends.items() if isinstance(depends, dict) else []):
+        for other, condition in depends.items() if isinstance(depends, dict) else []:
             if condition.get("condition") == "service_healthy":
                 assert services[other].get("healthcheck"), f"{name} waits for {other}, which has no healthcheck"
 
@@ -136,9 +136,16 @@ def test_fitpipe_service_reaches_the_timescaledb_service_with_its_credentials(se
     default = conninfo_to_dict(DEFAULT_DATABASE_URL)
     assert url["host"] == "timescaledb"
     assert (url["user"], url["password"], url["dbname"]) == (
-        db_env["POSTGRES_USER"], db_env["POSTGRES_PASSWORD"], db_env["POSTGRES_DB"])
+        db_env["POSTGRES_USER"],
+        db_env["POSTGRES_PASSWORD"],
+        db_env["POSTGRES_DB"],
+    )
     assert (url["user"], url["password"], url["dbname"], url["port"]) == (
-        default["user"], default["password"], default["dbname"], default["port"])
+        default["user"],
+        default["password"],
+        default["dbname"],
+        default["port"],
+    )
 
 
 def test_fitpipe_service_defaults(services):
@@ -211,11 +218,24 @@ def test_dockerfile_copies_what_exists_and_is_in_the_build_context():
 
 
 def test_dockerignore_keeps_local_state_out():
-    for path in (".venv/bin/python", ".devdb/data/PG_VERSION", ".git/HEAD", "tests/conftest.py",
-                 "src/fitpipe/__pycache__/cli.cpython-311.pyc", ".pytest_cache/README.md", "out/hr.csv"):
+    for path in (
+        ".venv/bin/python",
+        ".devdb/data/PG_VERSION",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "src/fitpipe/__pycache__/cli.cpython-311.pyc",
+        ".pytest_cache/README.md",
+        "out/hr.csv",
+    ):
         assert dockerignore_excludes(path), path
-    for path in ("pyproject.toml", "constraints.txt", "README.md", "src/fitpipe/cli.py", "migrations/0001_core.sql",
-                 "docker/entrypoint.sh"):
+    for path in (
+        "pyproject.toml",
+        "constraints.txt",
+        "README.md",
+        "src/fitpipe/cli.py",
+        "migrations/0001_core.sql",
+        "docker/entrypoint.sh",
+    ):
         assert not dockerignore_excludes(path), path
 
 
@@ -228,8 +248,9 @@ def test_dockerfile_installs_the_package_with_its_migrations_and_entrypoint():
     entrypoint = [args for keyword, args in instructions if keyword == "ENTRYPOINT"][-1]
     assert entrypoint == ["/app/docker/entrypoint.sh"]
     copied = [args for keyword, args in instructions if keyword == "COPY"]
-    assert any("docker/entrypoint.sh" in args and args[-1].rstrip("/") in ("./docker", "/app/docker")
-               for args in copied)
+    assert any(
+        "docker/entrypoint.sh" in args and args[-1].rstrip("/") in ("./docker", "/app/docker") for args in copied
+    )
     assert any(keyword == "RUN" and "cron" in args for keyword, args in instructions)
 
 
@@ -253,13 +274,15 @@ def sandbox(tmp_path):
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
     (bin_dir / "fitpipe").write_text(
-        f'#!/usr/bin/env bash\nprintf "%s|%s\\n" "$*" "$FITPIPE_DATABASE_URL" >> {shlex.quote(str(log))}\n')
+        f'#!/usr/bin/env bash\nprintf "%s|%s\\n" "$*" "$FITPIPE_DATABASE_URL" >> {shlex.quote(str(log))}\n'
+    )
     (bin_dir / "cron").write_text(f'#!/usr/bin/env bash\necho "cron $*" >> {shlex.quote(str(log))}\n')
     # Root, as in the image, with setpriv and chown logged instead of done (no such user here).
     (bin_dir / "id").write_text('#!/usr/bin/env bash\n[ "$1" = -u ] && echo 0 || /usr/bin/id "$@"\n')
     (bin_dir / "setpriv").write_text(
         f'#!/usr/bin/env bash\nopts=()\nwhile [[ "$1" == --* ]]; do opts+=("$1"); shift; done\n'
-        f'echo "${{opts[*]}} -> $*" >> {shlex.quote(str(tmp_path / "setpriv.log"))}\nexec "$@"\n')
+        f'echo "${{opts[*]}} -> $*" >> {shlex.quote(str(tmp_path / "setpriv.log"))}\nexec "$@"\n'
+    )
     (bin_dir / "chown").write_text(f'#!/usr/bin/env bash\necho "$*" >> {shlex.quote(str(tmp_path / "chown.log"))}\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
@@ -295,15 +318,24 @@ def test_entrypoint_prepares_the_database_then_hands_over_to_cron(sandbox):
     assert oct(cron_file.stat().st_mode & 0o777) == "0o644"
     fields = crontab_line(cron_file)
     assert fields[:5] == ["30", "2", "*", "*", "*"] and fields[5] == "root"  # root opens the container log...
-    assert fields[6:10] == ["setpriv", "--reuid=fitpipe", "--regid=fitpipe", "--init-groups"]  # ...the job runs as fitpipe
+    assert fields[6:10] == [
+        "setpriv",
+        "--reuid=fitpipe",
+        "--regid=fitpipe",
+        "--init-groups",
+    ]  # ...the job runs as fitpipe
     assert fields[10] == str(INGEST_JOB) and fields[11] == env["FITPIPE_CRON_ENV_FILE"]
     assert fields[-2:] == [">/proc/1/fd/1", "2>/proc/1/fd/2"]
 
     env_file = tmp / "fitpipe" / "cron.env"
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"  # it holds the password
     # What cron's job sees: the env file only, then the job runs fitpipe ingest with it.
-    job = subprocess.run([str(INGEST_JOB), str(env_file)], env={"PATH": "/usr/bin:/bin", "HOME": str(tmp),
-                         "FITPIPE_INGEST_LOCK": str(tmp / "ingest.lock")}, capture_output=True, text=True)
+    job = subprocess.run(
+        [str(INGEST_JOB), str(env_file)],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp), "FITPIPE_INGEST_LOCK": str(tmp / "ingest.lock")},
+        capture_output=True,
+        text=True,
+    )
     assert job.returncode == 0, job.stderr
     last = log.read_text().splitlines()[-1]
     assert last == f"ingest --days 1 --quiet --metrics-file {env['FITPIPE_METRICS_FILE']}|{env['FITPIPE_DATABASE_URL']}"
@@ -318,13 +350,16 @@ def test_demo_mode_ingests_every_two_minutes(sandbox):
     assert "export FITPIPE_INGEST_DAYS=3" in (tmp / "fitpipe" / "cron.env").read_text()
 
 
-@pytest.mark.parametrize("setting", [
-    {"FITPIPE_INGEST_SCHEDULE": "30 2 * *"},
-    {"FITPIPE_INGEST_SCHEDULE": "30 2 * * * ; rm -rf /"},
-    {"FITPIPE_USERS": "0"},
-    {"FITPIPE_INGEST_DAYS": "one"},
-    {"FITPIPE_DEMO": "maybe"},
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"FITPIPE_INGEST_SCHEDULE": "30 2 * *"},
+        {"FITPIPE_INGEST_SCHEDULE": "30 2 * * * ; rm -rf /"},
+        {"FITPIPE_USERS": "0"},
+        {"FITPIPE_INGEST_DAYS": "one"},
+        {"FITPIPE_DEMO": "maybe"},
+    ],
+)
 def test_entrypoint_refuses_bad_settings_before_touching_the_database(sandbox, setting):
     _, env, log = sandbox
     result = run_entrypoint({**env, **setting})
@@ -352,7 +387,9 @@ def test_ingest_job_skips_while_the_previous_run_holds_the_lock(sandbox):
             if subprocess.run(["flock", "-n", str(lock), "true"]).returncode != 0:
                 break
             subprocess.run(["sleep", "0.1"])
-        job = subprocess.run([str(INGEST_JOB), env["FITPIPE_CRON_ENV_FILE"]], env=job_env, capture_output=True, text=True)
+        job = subprocess.run(
+            [str(INGEST_JOB), env["FITPIPE_CRON_ENV_FILE"]], env=job_env, capture_output=True, text=True
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -403,12 +440,14 @@ def test_dashboard_provider_reads_the_mounted_dashboards(services):
         assert (COMPOSE_FILE.parent / mounts[path]).resolve() == (ROOT / "grafana" / "dashboards")
     # The provisioning folders Grafana reads are mounted from this repository.
     targets = {target for _, _, target in volume_mounts(services["grafana"])}
-    assert {"/etc/grafana/provisioning/datasources", "/etc/grafana/provisioning/dashboards"} <= targets or \
-        "/etc/grafana/provisioning" in targets
+    assert {
+        "/etc/grafana/provisioning/datasources",
+        "/etc/grafana/provisioning/dashboards",
+    } <= targets or "/etc/grafana/provisioning" in targets
     home = environment(services["grafana"]).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     if home:
         mount = next(t for t in mounts if home.startswith(t + "/"))
-        assert (COMPOSE_FILE.parent / mounts[mount] / home[len(mount) + 1:]).is_file(), home
+        assert (COMPOSE_FILE.parent / mounts[mount] / home[len(mount) + 1 :]).is_file(), home
 
 
 def test_grafana_needs_a_login_unless_a_demo_opens_it_to_viewers(services):
@@ -424,7 +463,9 @@ def test_grafana_needs_a_login_unless_a_demo_opens_it_to_viewers(services):
     viewer_env = environment(viewer)
     assert viewer_env["GRAFANA_VIEWER_PASSWORD"] == "${GRAFANA_VIEWER_PASSWORD:-}"  # no viewer without a password
     assert (viewer_env["GRAFANA_ADMIN_USER"], viewer_env["GRAFANA_ADMIN_PASSWORD"]) == (
-        env["GF_SECURITY_ADMIN_USER"], env["GF_SECURITY_ADMIN_PASSWORD"])
+        env["GF_SECURITY_ADMIN_USER"],
+        env["GF_SECURITY_ADMIN_PASSWORD"],
+    )
     assert viewer["depends_on"]["grafana"]["condition"] == "service_healthy"
     script = ROOT / "monitoring" / "grafana" / "create-viewer.sh"
     assert viewer["entrypoint"][-1].endswith("/" + script.name) and script.is_file()
@@ -455,8 +496,11 @@ def test_monitoring_services_have_health_checks_and_start_in_order(services):
 
 
 def test_only_prometheus_and_alertmanager_publish_ports_on_loopback(services):
-    published = {name: service["ports"] for name, service in services.items()
-                 if name in MONITORING_SERVICES and service.get("ports")}
+    published = {
+        name: service["ports"]
+        for name, service in services.items()
+        if name in MONITORING_SERVICES and service.get("ports")
+    }
     assert published == {"prometheus": ["127.0.0.1:9090:9090"], "alertmanager": ["127.0.0.1:9093:9093"]}
     for name in MONITORING_SERVICES:
         assert services[name].get("network_mode") != "host", f"{name} would listen on the host's addresses"
@@ -473,11 +517,15 @@ def test_monitoring_mounts_and_volumes(services, compose):
     # node_exporter's textfile collector reads the volume the fitpipe service writes its metrics to.
     fitpipe_dir = str(PurePosixPath(environment(services["fitpipe"])["FITPIPE_METRICS_FILE"]).parent)
     volume = next(source for _, source, target in volume_mounts(services["fitpipe"]) if target == fitpipe_dir)
-    textfile = next(a.split("=", 1)[1] for a in services["node-exporter"]["command"]
-                    if a.startswith("--collector.textfile.directory="))
+    textfile = next(
+        a.split("=", 1)[1]
+        for a in services["node-exporter"]["command"]
+        if a.startswith("--collector.textfile.directory=")
+    )
     assert mounts("node-exporter")[textfile] == ("volume", volume)
-    queries = next(a.split("=", 1)[1] for a in services["postgres-exporter"]["command"]
-                   if a.startswith("--extend.query-path="))
+    queries = next(
+        a.split("=", 1)[1] for a in services["postgres-exporter"]["command"] if a.startswith("--extend.query-path=")
+    )
     mount = mounts("postgres-exporter")[str(PurePosixPath(queries).parent)]
     assert (COMPOSE_FILE.parent / mount[1] / PurePosixPath(queries).name).is_file()
     script = services["alertmanager"]["entrypoint"][1]

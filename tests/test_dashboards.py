@@ -46,8 +46,14 @@ def parse_duration(text: str) -> dt.timedelta:
     if not match:
         raise ValueError(f"not a Grafana interval: {text!r}")
     n, unit = int(match.group(1)), match.group(2)
-    return {"ms": dt.timedelta(milliseconds=n), "s": dt.timedelta(seconds=n), "m": dt.timedelta(minutes=n),
-            "h": dt.timedelta(hours=n), "d": dt.timedelta(days=n), "w": dt.timedelta(weeks=n)}[unit]
+    return {
+        "ms": dt.timedelta(milliseconds=n),
+        "s": dt.timedelta(seconds=n),
+        "m": dt.timedelta(minutes=n),
+        "h": dt.timedelta(hours=n),
+        "d": dt.timedelta(days=n),
+        "w": dt.timedelta(weeks=n),
+    }[unit]
 
 
 def resolve_time(value: str) -> dt.datetime:
@@ -55,13 +61,13 @@ def resolve_time(value: str) -> dt.datetime:
     match = re.fullmatch(r"now(?:-(\w+))?", value)
     if match:
         # Rounded up to the second: RFC 3339 in the macros drops the fraction.
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=1)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=1)
         return now - (parse_duration(match.group(1)) if match.group(1) else dt.timedelta(0))
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
 
 
 def rfc3339(instant: dt.datetime) -> str:
-    return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def global_variables(start: dt.datetime, end: dt.datetime, interval: str) -> dict[str, str]:
@@ -150,13 +156,16 @@ def expand(sql: str, variables: dict[str, str], start: dt.datetime, end: dt.date
 
 
 def test_expansion_matches_grafana_and_flags_what_it_does_not_know():
-    start, end = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2024, 2, 1, tzinfo=dt.timezone.utc)
-    sql = ("SELECT $__timeGroupAlias(bucket, $__interval), '${who}' AS w FROM t "
-           "WHERE user_id = [[who]] AND $__timeFilter(bucket) AND $__interval_ms > 0 AND x < $__timeTo()")
+    start, end = dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+    sql = (
+        "SELECT $__timeGroupAlias(bucket, $__interval), '${who}' AS w FROM t "
+        "WHERE user_id = [[who]] AND $__timeFilter(bucket) AND $__interval_ms > 0 AND x < $__timeTo()"
+    )
     assert expand(sql, {"who": "7"}, start, end, "1h") == (
         "SELECT time_bucket('3600.000s',bucket) AS \"time\", '7' AS w FROM t WHERE user_id = 7 AND "
         "bucket BETWEEN '2024-01-01T00:00:00Z' AND '2024-02-01T00:00:00Z' AND 3600000 > 0 "
-        "AND x < '2024-02-01T00:00:00Z'")
+        "AND x < '2024-02-01T00:00:00Z'"
+    )
     assert replace_variables("'$v'", {"v": "x' OR '1"}) == "'x'' OR ''1'"
     assert leftovers("SELECT $unknown, ${other}, [[third]] FROM t") == ["$unknown", "${other}", "[[third"]
     assert leftovers("SELECT '$in a literal', \"$col\", $$ $body $$ -- $comment\nFROM t") == []
@@ -185,8 +194,14 @@ def queries():
         for panel in all_panels(board.get("panels", [])):
             for target in panel.get("targets", []):
                 if "rawSql" in target:
-                    yield path.name, board["uid"], panel.get("title", ""), target.get("refId", "A"), \
-                        target.get("format", "time_series"), target["rawSql"]
+                    yield (
+                        path.name,
+                        board["uid"],
+                        panel.get("title", ""),
+                        target.get("refId", "A"),
+                        target.get("format", "time_series"),
+                        target["rawSql"],
+                    )
 
 
 def variable_query(variable: dict) -> str:
@@ -239,13 +254,16 @@ def dashboard_db(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         tables = conn.execute(
             "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'").fetchone()[0]
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        ).fetchone()[0]
         empty = f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
         conn.execute(empty)
         runner = CliRunner()
-        for args in (["seed-users", "--count", "2"],
-                     ["backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "2"],
-                     ["impute"]):
+        for args in (
+            ["seed-users", "--count", "2"],
+            ["backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "2"],
+            ["impute"],
+        ):
             result = runner.invoke(app, ["--database-url", database_url, *args])
             assert result.exit_code == 0, f"fitpipe {' '.join(args)}: {result.output}"
         try:
@@ -296,7 +314,8 @@ def variables(dashboard_db):
 
 
 @pytest.mark.parametrize(
-    "dashboard, uid, panel, ref, fmt, sql", QUERIES,
+    "dashboard, uid, panel, ref, fmt, sql",
+    QUERIES,
     ids=[f"{q[0]}:{q[2]}:{q[3]}" for q in QUERIES],
 )
 def test_panel_query_runs(dashboard_db, variables, dashboard, uid, panel, ref, fmt, sql):
@@ -329,7 +348,7 @@ def test_variable_queries_run(variables, path):
 
 def test_heart_rate_keeps_measured_and_imputed_apart(dashboard_db, variables):
     """At 1-minute resolution a minute is either measured or imputed, and both kinds are there."""
-    (dashboard, _, panel, _, _, sql), = [q for q in QUERIES if q[1:3] == ("fitpipe-participant-health", "Heart rate")]
+    ((dashboard, _, panel, _, _, sql),) = [q for q in QUERIES if q[1:3] == ("fitpipe-participant-health", "Heart rate")]
     start, end = time_range(load(DASHBOARD_DIR / dashboard))
     columns, rows = run(dashboard_db, expand(sql, variables[dashboard], start, end, "1m"))
     measured, imputed = columns.index("measured"), columns.index("imputed")

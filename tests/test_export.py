@@ -60,13 +60,15 @@ def f32(text: str) -> np.float32:
 
 
 def raw_header(metric) -> list[str]:
-    return (["user_id", metric.time_column, *(c.name for c in metric.extra_key), *(c.name for c in metric.values)]
-            + (["imputed"] if metric.imputable else []))
+    return ["user_id", metric.time_column, *(c.name for c in metric.extra_key), *(c.name for c in metric.values)] + (
+        ["imputed"] if metric.imputable else []
+    )
 
 
 def rollup_header(metric) -> list[str]:
-    return (["user_id", "bucket", *(f"{c.name}{s}" for c in metric.values for s in ("", "_min", "_max")), "n"]
-            + (["imputed", "imputed_share"] if metric.imputable else []))
+    return ["user_id", "bucket", *(f"{c.name}{s}" for c in metric.values for s in ("", "_min", "_max")), "n"] + (
+        ["imputed", "imputed_share"] if metric.imputable else []
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,11 +82,20 @@ def world(database_url):
         fitpipe(database_url, "seed-users", "--count", "1", "--timezone", NY, "--start-date", FIRST.isoformat())
         fitpipe(database_url, "backfill", "--start", FIRST.isoformat(), "--end", LAST.isoformat(), "--workers", "2")
         fitpipe(database_url, "impute", "--user", "1", "--metric", "heart_rate")
-        assert conn.execute("SELECT count(*) FROM imputed_values WHERE ts >= (%s::timestamp AT TIME ZONE %s) "
-                            "AND ts < (%s::timestamp AT TIME ZONE %s)", day_bounds(FALL, FALL)).fetchone()[0] > 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM imputed_values WHERE ts >= (%s::timestamp AT TIME ZONE %s) "
+                "AND ts < (%s::timestamp AT TIME ZONE %s)",
+                day_bounds(FALL, FALL),
+            ).fetchone()[0]
+            > 0
+        )
         fitpipe(database_url, "seed-users", "--count", "2", "--timezone", "UTC", "--start-date", FIRST.isoformat())
-        conn.execute("INSERT INTO ingested_days (user_id, day, source, rows_loaded, rows_by_metric, quarantined) "
-                     "VALUES (2, %s, 'synthetic', 1000, %s, 0)", (FALL, json.dumps({"heart_rate": 1000})))
+        conn.execute(
+            "INSERT INTO ingested_days (user_id, day, source, rows_loaded, rows_by_metric, quarantined) "
+            "VALUES (2, %s, 'synthetic', 1000, %s, 0)",
+            (FALL, json.dumps({"heart_rate": 1000})),
+        )
         yield conn
 
 
@@ -94,11 +105,24 @@ def world(database_url):
 
 def test_raw_rows_equal_the_database(world, database_url, tmp_path):
     conn = world
-    header, rows = export(database_url, tmp_path / "hr.csv", "--metric", "heart_rate", "--user", "1",
-                          "--resolution", "raw", "--start", FALL.isoformat(), "--end", FALL.isoformat())
+    header, rows = export(
+        database_url,
+        tmp_path / "hr.csv",
+        "--metric",
+        "heart_rate",
+        "--user",
+        "1",
+        "--resolution",
+        "raw",
+        "--start",
+        FALL.isoformat(),
+        "--end",
+        FALL.isoformat(),
+    )
     assert header == ["user_id", "ts", "bpm", "imputed"]
-    expected = conn.execute(f"SELECT user_id, ts, bpm FROM heart_rate WHERE user_id = 1 AND {IN_DAYS} ORDER BY ts",
-                            day_bounds(FALL, FALL)).fetchall()
+    expected = conn.execute(
+        f"SELECT user_id, ts, bpm FROM heart_rate WHERE user_id = 1 AND {IN_DAYS} ORDER BY ts", day_bounds(FALL, FALL)
+    ).fetchall()
     assert len(rows) == len(expected) > 80_000
     for row, (user_id, ts, bpm) in zip(rows, expected):
         assert len(row) == 4
@@ -111,13 +135,36 @@ def test_raw_rows_equal_the_database(world, database_url, tmp_path):
 def test_column_order_is_stable_and_follows_the_catalogue(world, database_url, tmp_path):
     for metric in INTRADAY:
         for resolution, expected in (("raw", raw_header(metric)), ("1h", rollup_header(metric))):
-            header, rows = export(database_url, tmp_path / f"{metric.name}-{resolution}.csv", "--metric", metric.name,
-                                  "--user", "1", "--resolution", resolution, "--start", FALL.isoformat(),
-                                  "--end", LAST.isoformat())
+            header, rows = export(
+                database_url,
+                tmp_path / f"{metric.name}-{resolution}.csv",
+                "--metric",
+                metric.name,
+                "--user",
+                "1",
+                "--resolution",
+                resolution,
+                "--start",
+                FALL.isoformat(),
+                "--end",
+                LAST.isoformat(),
+            )
             assert header == expected, (metric.name, resolution)
             assert rows and all(len(r) == len(header) for r in rows)
-            again, _ = export(database_url, tmp_path / "again.csv", "--metric", metric.name, "--user", "1",
-                              "--resolution", resolution, "--start", FALL.isoformat(), "--end", FALL.isoformat())
+            again, _ = export(
+                database_url,
+                tmp_path / "again.csv",
+                "--metric",
+                metric.name,
+                "--user",
+                "1",
+                "--resolution",
+                resolution,
+                "--start",
+                FALL.isoformat(),
+                "--end",
+                FALL.isoformat(),
+            )
             assert again == header
 
 
@@ -125,16 +172,24 @@ def test_column_order_is_stable_and_follows_the_catalogue(world, database_url, t
 def test_rollup_exports_equal_the_rollup_tables(world, database_url, tmp_path, level):
     conn = world
     for metric in (BY_NAME["heart_rate"], BY_NAME["hrv_intraday"], BY_NAME["active_zone_minutes"]):
-        header, rows = export(database_url, tmp_path / f"{metric.name}.csv", "--metric", metric.name, "--user", "1",
-                              "--resolution", level)
+        header, rows = export(
+            database_url, tmp_path / f"{metric.name}.csv", "--metric", metric.name, "--user", "1", "--resolution", level
+        )
         assert header == rollup_header(metric)
         buckets = conn.execute(
             f"SELECT DISTINCT bucket FROM rollup_{level} WHERE user_id = 1 AND metric = %s AND n_measured > 0 "
-            f"ORDER BY bucket", (metric.name,)).fetchall()
+            f"ORDER BY bucket",
+            (metric.name,),
+        ).fetchall()
         assert len(rows) == len(buckets) > 0, (metric.name, level)
-        stored = {(b, f): (n, s, lo, hi) for b, f, n, s, lo, hi in conn.execute(
-            f"SELECT bucket, field, n_measured, sum_measured, min_measured, max_measured FROM rollup_{level} "
-            f"WHERE user_id = 1 AND metric = %s", (metric.name,)).fetchall()}
+        stored = {
+            (b, f): (n, s, lo, hi)
+            for b, f, n, s, lo, hi in conn.execute(
+                f"SELECT bucket, field, n_measured, sum_measured, min_measured, max_measured FROM rollup_{level} "
+                f"WHERE user_id = 1 AND metric = %s",
+                (metric.name,),
+            ).fetchall()
+        }
         for row, (bucket,) in zip(rows, buckets):
             record = dict(zip(header, row))
             assert dt.datetime.fromisoformat(record["bucket"]) == bucket
@@ -151,19 +206,35 @@ def test_rollup_exports_equal_the_rollup_tables(world, database_url, tmp_path, l
 
 def test_with_imputed_adds_flagged_imputed_rows(world, database_url, tmp_path):
     conn = world
-    span = ("--metric", "heart_rate", "--user", "1", "--resolution", "raw", "--start", FALL.isoformat(),
-            "--end", FALL.isoformat())
+    span = (
+        "--metric",
+        "heart_rate",
+        "--user",
+        "1",
+        "--resolution",
+        "raw",
+        "--start",
+        FALL.isoformat(),
+        "--end",
+        FALL.isoformat(),
+    )
     header, rows = export(database_url, tmp_path / "with.csv", *span, "--with-imputed")
     assert header == ["user_id", "ts", "bpm", "imputed"]
     flagged = {dt.datetime.fromisoformat(r[1]): f32(r[2]) for r in rows if r[3] == "t"}
     measured = [r for r in rows if r[3] == "f"]
     assert len(flagged) + len(measured) == len(rows)
-    expected = {ts: np.float32(v) for ts, v in conn.execute(
-        f"SELECT ts, value FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' AND field = 'bpm' "
-        f"AND {IN_DAYS}", day_bounds(FALL, FALL)).fetchall()}
+    expected = {
+        ts: np.float32(v)
+        for ts, v in conn.execute(
+            f"SELECT ts, value FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' AND field = 'bpm' "
+            f"AND {IN_DAYS}",
+            day_bounds(FALL, FALL),
+        ).fetchall()
+    }
     assert flagged == expected and flagged
-    raw_count = conn.execute(f"SELECT count(*) FROM heart_rate WHERE user_id = 1 AND {IN_DAYS}",
-                             day_bounds(FALL, FALL)).fetchone()[0]
+    raw_count = conn.execute(
+        f"SELECT count(*) FROM heart_rate WHERE user_id = 1 AND {IN_DAYS}", day_bounds(FALL, FALL)
+    ).fetchone()[0]
     assert len(measured) == raw_count
     times = [dt.datetime.fromisoformat(r[1]) for r in rows]
     assert times == sorted(times), "rows are in time order"
@@ -172,16 +243,38 @@ def test_with_imputed_adds_flagged_imputed_rows(world, database_url, tmp_path):
     assert without == measured, "without --with-imputed: exactly the measured rows, none flagged"
 
     # At 1 min the imputed minutes are flagged too.
-    header, minutes = export(database_url, tmp_path / "min.csv", "--metric", "heart_rate", "--user", "1",
-                             "--resolution", "1min", "--start", FALL.isoformat(), "--end", FALL.isoformat(),
-                             "--with-imputed")
+    header, minutes = export(
+        database_url,
+        tmp_path / "min.csv",
+        "--metric",
+        "heart_rate",
+        "--user",
+        "1",
+        "--resolution",
+        "1min",
+        "--start",
+        FALL.isoformat(),
+        "--end",
+        FALL.isoformat(),
+        "--with-imputed",
+    )
     flagged_minutes = {dt.datetime.fromisoformat(r[1]) for r in minutes if dict(zip(header, r))["imputed"] == "t"}
     assert flagged_minutes == set(expected)
 
 
 def test_tz_local_prints_local_offsets_for_the_same_instants(world, database_url, tmp_path):
-    span = ("--metric", "heart_rate", "--user", "1", "--resolution", "raw", "--start", FALL.isoformat(),
-            "--end", FALL.isoformat())
+    span = (
+        "--metric",
+        "heart_rate",
+        "--user",
+        "1",
+        "--resolution",
+        "raw",
+        "--start",
+        FALL.isoformat(),
+        "--end",
+        FALL.isoformat(),
+    )
     _, local_rows = export(database_url, tmp_path / "local.csv", *span, "--tz", "local")
     _, utc_rows = export(database_url, tmp_path / "utc.csv", *span, "--tz", "utc")
     assert len(local_rows) == len(utc_rows) > 0
@@ -203,8 +296,13 @@ def test_stdout_streaming(world, database_url, tmp_path):
     dash = fitpipe(database_url, *args, "-o", "-")
     header, rows = export(database_url, tmp_path / "file.csv", *args[1:])
     assert parse(default.stdout) == parse(dash.stdout) == (header, rows)
-    assert len(rows) == world.execute("SELECT count(DISTINCT bucket) FROM rollup_1h WHERE user_id = 1 "
-                                      "AND metric = 'heart_rate' AND n_measured > 0").fetchone()[0]
+    assert (
+        len(rows)
+        == world.execute(
+            "SELECT count(DISTINCT bucket) FROM rollup_1h WHERE user_id = 1 "
+            "AND metric = 'heart_rate' AND n_measured > 0"
+        ).fetchone()[0]
+    )
     proc = run_fitpipe(database_url, *args, "-o", "-")
     assert proc.returncode == 0, proc.stderr
     assert parse(proc.stdout) == (header, rows)
@@ -215,15 +313,29 @@ def test_auto_picks_a_coarser_resolution_under_a_small_budget(world, database_ur
     conn = world
     counts = {
         "raw": conn.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1").fetchone()[0],
-        **{level: conn.execute(f"SELECT count(DISTINCT bucket) FROM rollup_{level} WHERE user_id = 1 "
-                               f"AND metric = 'heart_rate' AND n_measured > 0").fetchone()[0]
-           for level in ("1min", "1h", "1d")},
+        **{
+            level: conn.execute(
+                f"SELECT count(DISTINCT bucket) FROM rollup_{level} WHERE user_id = 1 "
+                f"AND metric = 'heart_rate' AND n_measured > 0"
+            ).fetchone()[0]
+            for level in ("1min", "1h", "1d")
+        },
     }
     for budget, allowed in ((counts["1min"] * 2, {"1min"}), (100, {"1h", "1d"})):
         assert counts["raw"] > budget
         target = tmp_path / f"auto-{budget}.csv"
-        proc = run_fitpipe(database_url, "export", "--metric", "heart_rate", "--user", "1", "--max-rows", str(budget),
-                           "-o", str(target))
+        proc = run_fitpipe(
+            database_url,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--max-rows",
+            str(budget),
+            "-o",
+            str(target),
+        )
         assert proc.returncode == 0, proc.stderr
         picked = re.search(r"auto resolution: (\S+)", proc.stderr)
         assert picked, proc.stderr
@@ -267,16 +379,33 @@ def test_database_error_while_writing_leaves_no_file(world, database_url, tmp_pa
     target = tmp_path / "out.csv"
     with psycopg.connect(database_url) as blocker, psycopg.connect(database_url, autocommit=True) as watcher:
         blocker.execute("LOCK TABLE rollup_1h IN ACCESS EXCLUSIVE MODE")
-        proc = subprocess.Popen([sys.executable, "-m", "fitpipe.cli", "export", "--metric", "heart_rate",
-                                 "--user", "1", "--resolution", "1h", "-o", str(target)],
-                                env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fitpipe.cli",
+                "export",
+                "--metric",
+                "heart_rate",
+                "--user",
+                "1",
+                "--resolution",
+                "1h",
+                "-o",
+                str(target),
+            ],
+            env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 60
             while True:
                 waiting = watcher.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query LIKE 'COPY%%'").fetchall()
+                    "AND wait_event_type = 'Lock' AND query LIKE 'COPY%%'"
+                ).fetchall()
                 if waiting and any(name.endswith(".partial") for name in os.listdir(tmp_path)):
                     break
                 assert proc.poll() is None, f"export ended early: {proc.communicate()}"
@@ -298,13 +427,15 @@ def test_database_error_while_writing_leaves_no_file(world, database_url, tmp_pa
 def test_daily_metric_exports_raw(world, database_url, tmp_path):
     conn = world
     metric = BY_NAME["daily_activity"]
-    expected = conn.execute(f"SELECT {', '.join(metric.column_names)} FROM daily_activity WHERE user_id = 1 "
-                            "ORDER BY day").fetchall()
+    expected = conn.execute(
+        f"SELECT {', '.join(metric.column_names)} FROM daily_activity WHERE user_id = 1 ORDER BY day"
+    ).fetchall()
     assert len(expected) == 3
     for extra in ((), ("--resolution", "raw")):
         target = tmp_path / f"daily{len(extra)}.csv"
-        proc = run_fitpipe(database_url, "export", "--metric", "daily_activity", "--user", "1", *extra,
-                           "-o", str(target))
+        proc = run_fitpipe(
+            database_url, "export", "--metric", "daily_activity", "--user", "1", *extra, "-o", str(target)
+        )
         assert proc.returncode == 0, proc.stderr
         header, rows = parse(target.read_text())
         assert header == raw_header(metric)
@@ -319,6 +450,16 @@ def test_daily_metric_exports_raw(world, database_url, tmp_path):
                     assert f32(text) == np.float32(value)
                 else:
                     assert int(text) == value
-    header, rows = export(database_url, tmp_path / "one.csv", "--metric", "daily_activity", "--user", "1",
-                          "--start", FALL.isoformat(), "--end", FALL.isoformat())
+    header, rows = export(
+        database_url,
+        tmp_path / "one.csv",
+        "--metric",
+        "daily_activity",
+        "--user",
+        "1",
+        "--start",
+        FALL.isoformat(),
+        "--end",
+        FALL.isoformat(),
+    )
     assert [r[1] for r in rows] == [FALL.isoformat()]

@@ -155,9 +155,7 @@ def test_init_db_on_a_brand_new_database(fresh_url, real_migrations):
     assert f"database is at migration {files[-1].name}" in proc.stdout
 
     recorded = recorded_migrations(fresh_url)
-    assert [(v, n, c) for v, n, c, _ in recorded] == [
-        (int(p.name[:4]), p.name, sha256(p)) for p in files
-    ]
+    assert [(v, n, c) for v, n, c, _ in recorded] == [(int(p.name[:4]), p.name, sha256(p)) for p in files]
     with psycopg.connect(fresh_url) as conn:
         ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         assert ext is not None, "timescaledb extension was not created"
@@ -328,8 +326,17 @@ def utc(value: str) -> np.datetime64:
 
 
 def test_spring_forward_gap_is_nat():
-    out = local_to_utc(local("2024-03-10T01:59:59", "2024-03-10T02:00:00", "2024-03-10T02:30:00",
-                             "2024-03-10T02:59:59", "2024-03-10T03:00:00", "2024-03-10T03:30:00"), NY)
+    out = local_to_utc(
+        local(
+            "2024-03-10T01:59:59",
+            "2024-03-10T02:00:00",
+            "2024-03-10T02:30:00",
+            "2024-03-10T02:59:59",
+            "2024-03-10T03:00:00",
+            "2024-03-10T03:30:00",
+        ),
+        NY,
+    )
     assert out.dtype == np.dtype("datetime64[us]")
     assert out[0] == utc("2024-03-10T06:59:59")  # EST
     assert np.isnat(out[1:4]).all()
@@ -353,8 +360,16 @@ def test_spring_forward_full_day():
 
 
 def test_fall_back_ambiguous_first_then_second_occurrence():
-    out = local_to_utc(local("2024-11-03T00:10:00", "2024-11-03T01:30:00", "2024-11-03T01:59:59",
-                             "2024-11-03T01:30:00", "2024-11-03T02:00:00"), NY)
+    out = local_to_utc(
+        local(
+            "2024-11-03T00:10:00",
+            "2024-11-03T01:30:00",
+            "2024-11-03T01:59:59",
+            "2024-11-03T01:30:00",
+            "2024-11-03T02:00:00",
+        ),
+        NY,
+    )
     assert out[0] == utc("2024-11-03T04:10:00")
     assert out[1] == utc("2024-11-03T05:30:00")  # first 01:30 -> EDT (UTC-4)
     assert out[2] == utc("2024-11-03T05:59:59")
@@ -393,10 +408,10 @@ def test_local_instant_day_lengths():
     assert length(dt.date(2024, 11, 3)) == dt.timedelta(hours=25)
     assert length(dt.date(2024, 6, 1)) == dt.timedelta(hours=24)
     midnight = local_instant(dt.date(2024, 3, 10), 0, NY)
-    assert midnight == dt.datetime(2024, 3, 10, 5, tzinfo=dt.timezone.utc)
+    assert midnight == dt.datetime(2024, 3, 10, 5, tzinfo=dt.UTC)
     assert midnight.utcoffset() == dt.timedelta(0)
     # An hour inside the gap is shifted forward to the first instant that exists.
-    assert local_instant(dt.date(2024, 3, 10), 2, NY) == dt.datetime(2024, 3, 10, 7, tzinfo=dt.timezone.utc)
+    assert local_instant(dt.date(2024, 3, 10), 2, NY) == dt.datetime(2024, 3, 10, 7, tzinfo=dt.UTC)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,12 +497,17 @@ def test_password_not_echoed_by_parse_errors(password):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("postgresql://fitpipe:s3cr3t@db.example.org:5432/fitpipe",
-         "postgresql://fitpipe:***@db.example.org:5432/fitpipe"),
+        (
+            "postgresql://fitpipe:s3cr3t@db.example.org:5432/fitpipe",
+            "postgresql://fitpipe:***@db.example.org:5432/fitpipe",
+        ),
         ("postgres://u:p:a/s;s@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
         ("postgresql+psycopg://u:pw@h1:5432,h2:5433/db", "postgresql+psycopg://u:***@h1:5432,h2:5433/db"),
         ("cannot connect to postgresql://u:pw@h/db: refused", "cannot connect to postgresql://u:***@h/db: refused"),
-        ("a postgresql://u:one@h/db and b postgresql://v:two@h/db", "a postgresql://u:***@h/db and b postgresql://v:***@h/db"),
+        (
+            "a postgresql://u:one@h/db and b postgresql://v:two@h/db",
+            "a postgresql://u:***@h/db and b postgresql://v:***@h/db",
+        ),
         ("postgresql://:pw@h/db", "postgresql://:***@h/db"),
         ("host=h user=u password=s3cr3t dbname=d", "host=h user=u password=*** dbname=d"),
         ("host=h password='two words' dbname=d", "host=h password=*** dbname=d"),
@@ -528,8 +548,15 @@ COMMANDS = command_tree()
 
 def test_command_tree_is_complete():
     paths = {" ".join(p) for p, _ in COMMANDS}
-    for expected in ("fitpipe init-db", "fitpipe seed-users", "fitpipe ingest", "fitpipe backfill",
-                     "fitpipe status", "fitpipe aggregate", "fitpipe aggregate refresh"):
+    for expected in (
+        "fitpipe init-db",
+        "fitpipe seed-users",
+        "fitpipe ingest",
+        "fitpipe backfill",
+        "fitpipe status",
+        "fitpipe aggregate",
+        "fitpipe aggregate refresh",
+    ):
         assert expected in paths
 
 
@@ -596,7 +623,6 @@ def test_help_does_not_import_heavy_libraries():
     assert marker == ["HEAVY="], f"fitpipe --help imported: {marker}"
 
 
-
 def test_compose_file_matches_the_default_url():
     yaml = pytest.importorskip("yaml")
     from fitpipe.config import DEFAULT_DATABASE_URL
@@ -608,7 +634,10 @@ def test_compose_file_matches_the_default_url():
     env = service["environment"]
     info = conninfo_to_dict(DEFAULT_DATABASE_URL)
     assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
-        info["user"], info["password"], info["dbname"])
+        info["user"],
+        info["password"],
+        info["dbname"],
+    )
     assert f"{info['host']}:{info['port']}:5432" in service["ports"]
     assert "pg_isready" in str(service["healthcheck"]["test"])
     volume = service["volumes"][0].split(":")[0]

@@ -56,8 +56,7 @@ def consent_as(server, account: str) -> str:
     os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
     from fitpipe.sources.google_health.consent import SCOPES
 
-    flow = Flow.from_client_config(server.api.client_secrets(), scopes=list(SCOPES),
-                                   redirect_uri="http://127.0.0.1:9/")
+    flow = Flow.from_client_config(server.api.client_secrets(), scopes=list(SCOPES), redirect_uri="http://127.0.0.1:9/")
     url, _ = flow.authorization_url(access_type="offline", login_hint=account)
     redirect = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
     flow.fetch_token(authorization_response=redirect.replace("http", "https", 1))
@@ -65,14 +64,25 @@ def consent_as(server, account: str) -> str:
 
 
 def add_google_participant(url, server, user_id: int, account: str, study_start: str = "2024-03-01") -> None:
-    fitpipe(url, "participants", "add", str(user_id), "--source", "google-health", "--timezone", ZONE,
-            "--study-start", study_start)
+    fitpipe(
+        url,
+        "participants",
+        "add",
+        str(user_id),
+        "--source",
+        "google-health",
+        "--timezone",
+        ZONE,
+        "--study-start",
+        study_start,
+    )
     from typer.testing import CliRunner
 
     from fitpipe.cli import app
 
-    result = CliRunner().invoke(app, ["--database-url", url, "secrets", "set", "--user", str(user_id)],
-                                input=consent_as(server, account))
+    result = CliRunner().invoke(
+        app, ["--database-url", url, "secrets", "set", "--user", str(user_id)], input=consent_as(server, account)
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -90,7 +100,8 @@ def database_text(conn: psycopg.Connection) -> str:
         " (SELECT string_agg(coalesce(note, ''), ' ') FROM ingested_days),"
         " (SELECT string_agg(coalesce(credential_note, '') || settings::text, ' ') FROM participant_sources),"
         " (SELECT string_agg(raw_value || reason, ' ') FROM quarantine),"
-        " (SELECT string_agg(encode(ciphertext, 'escape'), ' ') FROM source_credentials))").fetchone()
+        " (SELECT string_agg(encode(ciphertext, 'escape'), ' ') FROM source_credentials))"
+    ).fetchone()
     return rows[0] or ""
 
 
@@ -107,21 +118,32 @@ def tables_of(conn, user_id: int) -> dict:
     for metric in METRICS:
         columns = ", ".join(metric.column_names[1:])
         snapshot[metric.table] = conn.execute(
-            f"SELECT {columns} FROM {metric.table} WHERE user_id = %s ORDER BY {columns}", (user_id,)).fetchall()
+            f"SELECT {columns} FROM {metric.table} WHERE user_id = %s ORDER BY {columns}", (user_id,)
+        ).fetchall()
     return snapshot
 
 
 def ledger(conn, user_id: int) -> dict:
-    return {str(day): (state, digest, note) for day, state, digest, note in conn.execute(
-        "SELECT day, state, content_hash, note FROM ingested_days WHERE user_id = %s ORDER BY day", (user_id,))}
+    return {
+        str(day): (state, digest, note)
+        for day, state, digest, note in conn.execute(
+            "SELECT day, state, content_hash, note FROM ingested_days WHERE user_id = %s ORDER BY day", (user_id,)
+        )
+    }
 
 
 # --- enrolment --------------------------------------------------------------------------------------------
 
+
 def run_enroll(url: str, server, *args: str, account: str | None = None) -> subprocess.CompletedProcess:
     """`fitpipe enroll --no-browser` in a subprocess; the test is the participant's browser."""
-    process = subprocess.Popen([sys.executable, "-m", "fitpipe.cli", "--database-url", url, "enroll", "--no-browser", *args],
-                               env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fitpipe.cli", "--database-url", url, "enroll", "--no-browser", *args],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in process.stdout:
         lines.append(line)
@@ -137,8 +159,9 @@ def run_enroll(url: str, server, *args: str, account: str | None = None) -> subp
 
 def test_enroll_runs_the_installed_app_flow_and_stores_the_grant_encrypted(health, database_url, db):
     health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1))
-    result = run_enroll(database_url, health, "--user", "41", "--timezone", ZONE, "--study-start", "2024-03-01",
-                        account="alice")
+    result = run_enroll(
+        database_url, health, "--user", "41", "--timezone", ZONE, "--study-start", "2024-03-01", account="alice"
+    )
     assert result.returncode == 0, result.stderr
     assert "participant 41 enrolled with google-health" in result.stdout
     shown = next(line for line in result.stdout.splitlines() if line.startswith("http://"))
@@ -156,18 +179,38 @@ def test_enroll_runs_the_installed_app_flow_and_stores_the_grant_encrypted(healt
 
 
 def test_enroll_bad_input_is_one_line_without_traceback(health, database_url, monkeypatch):
-    result = subprocess.run([sys.executable, "-m", "fitpipe.cli", "--database-url", database_url, "enroll",
-                             "--user", "5", "--no-browser"], capture_output=True, text=True, env=dict(os.environ))
+    result = subprocess.run(
+        [sys.executable, "-m", "fitpipe.cli", "--database-url", database_url, "enroll", "--user", "5", "--no-browser"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--timezone" in result.stderr and "Traceback" not in result.stderr
     monkeypatch.delenv("FITPIPE_GOOGLE_CLIENT_SECRETS")
-    result = subprocess.run([sys.executable, "-m", "fitpipe.cli", "--database-url", database_url, "enroll",
-                             "--user", "5", "--timezone", ZONE, "--no-browser"], capture_output=True, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "FITPIPE_GOOGLE_CLIENT_SECRETS"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fitpipe.cli",
+            "--database-url",
+            database_url,
+            "enroll",
+            "--user",
+            "5",
+            "--timezone",
+            ZONE,
+            "--no-browser",
+        ],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "FITPIPE_GOOGLE_CLIENT_SECRETS"},
+    )
     assert result.returncode == 2 and "--client-secrets" in result.stderr and "Traceback" not in result.stderr
 
 
 # --- end to end: the same days as the synthetic source ------------------------------------------------------
+
 
 def _compare(conn, google: int, synthetic: int, sql: str) -> None:
     got = conn.execute(sql, (google,)).fetchall()
@@ -182,32 +225,68 @@ def test_end_to_end_equals_the_synthetic_source_across_both_dst_days(health, dat
     monkeypatch.setenv("FITPIPE_TODAY", "2024-11-20")
     health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1))
     add_google_participant(database_url, health, 1, "alice")
-    fitpipe(database_url, "participants", "add", "2", "--source", "synthetic", "--timezone", ZONE,
-            "--study-start", "2024-03-01", "--setting", f"seed={synthetic_seed(1)}")
+    fitpipe(
+        database_url,
+        "participants",
+        "add",
+        "2",
+        "--source",
+        "synthetic",
+        "--timezone",
+        ZONE,
+        "--study-start",
+        "2024-03-01",
+        "--setting",
+        f"seed={synthetic_seed(1)}",
+    )
     outputs = []
     for day in ("2024-03-10", "2024-11-03"):
-        outputs.append(fitpipe(database_url, "backfill", "--start", day, "--end", day, "--workers", "2", "--quiet").output)
+        outputs.append(
+            fitpipe(database_url, "backfill", "--start", day, "--end", day, "--workers", "2", "--quiet").output
+        )
         states = ledger(db, 1)
         assert states[day][0] == "complete"
     # Heart rate: Google's beats_per_minute is an integer, wearipedia's a float.
     _compare(db, 1, 2, "SELECT ts FROM heart_rate WHERE user_id = %s ORDER BY ts")
-    worst = db.execute("SELECT max(abs(g.bpm - s.bpm)) FROM heart_rate g JOIN heart_rate s USING (ts) "
-                       "WHERE g.user_id = 1 AND s.user_id = 2").fetchone()[0]
+    worst = db.execute(
+        "SELECT max(abs(g.bpm - s.bpm)) FROM heart_rate g JOIN heart_rate s USING (ts) "
+        "WHERE g.user_id = 1 AND s.user_id = 2"
+    ).fetchone()[0]
     assert worst <= 0.5
     # A minute outside every zone has no point in the API.
-    _compare(db, 1, 2, "SELECT ts, active_zone_minutes, fat_burn_minutes, cardio_minutes, peak_minutes "
-                       "FROM active_zone_minutes WHERE user_id = %s AND active_zone_minutes > 0 ORDER BY ts")
+    _compare(
+        db,
+        1,
+        2,
+        "SELECT ts, active_zone_minutes, fat_burn_minutes, cardio_minutes, peak_minutes "
+        "FROM active_zone_minutes WHERE user_id = %s AND active_zone_minutes > 0 ORDER BY ts",
+    )
     _compare(db, 1, 2, "SELECT ts, spo2_pct FROM spo2 WHERE user_id = %s ORDER BY ts")
     # The API reports no coverage.
     _compare(db, 1, 2, "SELECT ts, rmssd, hf, lf FROM hrv_intraday WHERE user_id = %s ORDER BY ts")
-    _compare(db, 1, 2, "SELECT day, full_sleep, deep_sleep, light_sleep, rem_sleep FROM breathing_rate "
-                       "WHERE user_id = %s ORDER BY day")
+    _compare(
+        db,
+        1,
+        2,
+        "SELECT day, full_sleep, deep_sleep, light_sleep, rem_sleep FROM breathing_rate "
+        "WHERE user_id = %s ORDER BY day",
+    )
     # The API reports no efficiency.
-    _compare(db, 1, 2, "SELECT start_ts, end_ts, date_of_sleep, log_id, is_main_sleep, duration_s, minutes_asleep, "
-                       "minutes_awake, minutes_to_fall_asleep, minutes_after_wakeup, time_in_bed FROM sleep_sessions "
-                       "WHERE user_id = %s ORDER BY start_ts")
-    _compare(db, 1, 2, "SELECT start_ts, is_short, stage, seconds FROM sleep_stages WHERE user_id = %s "
-                       "ORDER BY start_ts, is_short, stage")
+    _compare(
+        db,
+        1,
+        2,
+        "SELECT start_ts, end_ts, date_of_sleep, log_id, is_main_sleep, duration_s, minutes_asleep, "
+        "minutes_awake, minutes_to_fall_asleep, minutes_after_wakeup, time_in_bed FROM sleep_sessions "
+        "WHERE user_id = %s ORDER BY start_ts",
+    )
+    _compare(
+        db,
+        1,
+        2,
+        "SELECT start_ts, is_short, stage, seconds FROM sleep_stages WHERE user_id = %s "
+        "ORDER BY start_ts, is_short, stage",
+    )
     _compare(db, 1, 2, "SELECT day, resting_bpm FROM heart_rate_daily WHERE user_id = %s ORDER BY day")
     _compare(db, 1, 2, "SELECT day, steps FROM daily_activity WHERE user_id = %s ORDER BY day")
     _compare(db, 1, 2, "SELECT day, daily_rmssd, deep_rmssd FROM hrv_daily WHERE user_id = %s ORDER BY day")
@@ -216,8 +295,10 @@ def test_end_to_end_equals_the_synthetic_source_across_both_dst_days(health, dat
     # What the synthetic source quarantines (wearipedia's odd sleep segments) arrives and is set aside
     # alike; wall times in the spring-forward gap, which wearipedia makes and a device never
     # measures at, are not served by the API at all.
-    _compare_quarantine = ("SELECT metric, reason, count(*) FROM quarantine WHERE user_id = %s "
-                           "AND reason NOT LIKE 'local time does not exist%%' GROUP BY 1, 2 ORDER BY 1, 2")
+    _compare_quarantine = (
+        "SELECT metric, reason, count(*) FROM quarantine WHERE user_id = %s "
+        "AND reason NOT LIKE 'local time does not exist%%' GROUP BY 1, 2 ORDER BY 1, 2"
+    )
     assert db.execute(_compare_quarantine, (1,)).fetchall() == db.execute(_compare_quarantine, (2,)).fetchall()
     assert_no_secrets(health, *outputs, database_text(db))
     # Every page (several of heart rate a day) went over the binary wire.
@@ -241,11 +322,14 @@ def test_the_proto_wire_loads_what_the_json_wire_loads(health, database_url, db,
     assert ledger(db, 1)["2024-03-08"][0] == ledger(db, 2)["2024-03-08"][0] == "provisional"
     assert tables_of(db, 1) == tables_of(db, 2) and tables_of(db, 1)["heart_rate"]
     monkeypatch.setenv("FITPIPE_HEALTH_API_WIRE", "xml")
-    assert "FITPIPE_HEALTH_API_WIRE" in fitpipe(database_url, "backfill", "--start", "2024-03-07", "--end",
-                                                "2024-03-07", ok=False).output
+    assert (
+        "FITPIPE_HEALTH_API_WIRE"
+        in fitpipe(database_url, "backfill", "--start", "2024-03-07", "--end", "2024-03-07", ok=False).output
+    )
 
 
 # --- faults ------------------------------------------------------------------------------------------------
+
 
 def _two_participants(health, url, *, faulty: dict | None = None, clean: dict | None = None) -> None:
     """Participants 1 (account "faulty") and 2 ("clean"): same seed and data, one heart-rate point a minute."""
@@ -258,8 +342,9 @@ def _two_participants(health, url, *, faulty: dict | None = None, clean: dict | 
 def test_429_503_504_and_a_slow_response_are_retried_and_the_day_loads_unchanged(health, database_url, db, monkeypatch):
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
     _two_participants(health, database_url)
-    health.api.inject("faulty", {"status": 429, "retry_after": 1}, {"status": 429}, {"status": 503},
-                      {"status": 504}, {"delay": 11})
+    health.api.inject(
+        "faulty", {"status": 429, "retry_after": 1}, {"status": 429}, {"status": 503}, {"status": 504}, {"delay": 11}
+    )
     result = fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "2")
     faulty, clean = ledger(db, 1)["2024-03-05"], ledger(db, 2)["2024-03-05"]
     assert faulty[0] == clean[0] == "complete"
@@ -288,23 +373,27 @@ def test_rate_limit_past_the_cap_defers_the_day_and_the_others_load(health, data
 
 
 def test_expired_access_token_is_refreshed_by_google_auth(health, database_url, db):
+    from fitpipe.participants import list_users
     from fitpipe.sources.contract import BudgetLedger, Fetch, RequestBudget
     from fitpipe.sources.google_health.source import GoogleHealthSource
-    from fitpipe.participants import list_users
 
     health.api.add_account("alice", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
     add_google_participant(database_url, health, 1, "alice")
     grant = consent_as(health, "alice")
     (user,) = list_users(db, [1])
     source = GoogleHealthSource()
-    fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(RequestBudget(300, 60)), secret=lambda: grant)
+    fetch = Fetch(now=dt.datetime.now(dt.UTC), budget=BudgetLedger(RequestBudget(300, 60)), secret=lambda: grant)
     first = source.fetch_day(user, dt.date(2024, 3, 5), fetch)
     refreshes = [g for g, _ in health.api.token_requests].count("refresh_token")
     health.api.expire_access_tokens("alice")
     second = source.fetch_day(user, dt.date(2024, 3, 5), fetch)
     assert [s for _, _, _, s in health.api.requests].count(401) == 1
     assert [g for g, _ in health.api.token_requests].count("refresh_token") == refreshes + 1
-    assert sum(len(p.data_points) for p in second["heart-rate"]) == sum(len(p.data_points) for p in first["heart-rate"]) > 0
+    assert (
+        sum(len(p.data_points) for p in second["heart-rate"])
+        == sum(len(p.data_points) for p in first["heart-rate"])
+        > 0
+    )
 
 
 def test_revoked_consent_defers_marks_reconsent_and_the_run_goes_on(health, database_url, db, monkeypatch):
@@ -372,8 +461,7 @@ def test_requests_in_flight_are_capped_across_workers(health, database_url, db, 
 def test_late_data_replaces_the_provisional_day_until_it_settles(health, database_url, db, monkeypatch):
     from zoneinfo import ZoneInfo
 
-    _two_participants(health, database_url, faulty={
-        "synced_until": dt.datetime(2024, 3, 5, 15, tzinfo=ZoneInfo(ZONE))})
+    _two_participants(health, database_url, faulty={"synced_until": dt.datetime(2024, 3, 5, 15, tzinfo=ZoneInfo(ZONE))})
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-06")
     fitpipe(database_url, "ingest", "--days", "10")
     early = ledger(db, 1)["2024-03-05"]
@@ -385,24 +473,29 @@ def test_late_data_replaces_the_provisional_day_until_it_settles(health, databas
     fitpipe(database_url, "ingest", "--days", "10")
     grown = ledger(db, 1)["2024-03-05"]
     assert grown[0] == "provisional" and grown[1] != early[1]
-    assert db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts < '2024-03-06 05:00+00'"
-                      ).fetchone()[0] > partial
+    assert (
+        db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts < '2024-03-06 05:00+00'").fetchone()[0]
+        > partial
+    )
     written = db.execute("SELECT ingested_at FROM ingested_days WHERE user_id = 1 AND day = '2024-03-05'").fetchone()[0]
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-09")
     fitpipe(database_url, "ingest", "--days", "10")
     settled = ledger(db, 1)["2024-03-05"]
     assert settled[0] == "complete"
     # Unchanged content: the rows were not rewritten.
-    assert db.execute("SELECT ingested_at FROM ingested_days WHERE user_id = 1 AND day = '2024-03-05'"
-                      ).fetchone()[0] == written
+    assert (
+        db.execute("SELECT ingested_at FROM ingested_days WHERE user_id = 1 AND day = '2024-03-05'").fetchone()[0]
+        == written
+    )
     # The final tables equal a participant fetched once after everything synced.
     assert tables_of(db, 1) == tables_of(db, 2)
 
 
 def test_pages_out_of_order_and_a_phone_as_second_source_change_nothing(health, database_url, db, monkeypatch):
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
-    health.api.add_account("faulty", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=5,
-                           shuffle_pages=True, phone_duplicates=True)
+    health.api.add_account(
+        "faulty", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=5, shuffle_pages=True, phone_duplicates=True
+    )
     health.api.add_account("clean", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=5)
     add_google_participant(database_url, health, 1, "faulty")
     add_google_participant(database_url, health, 2, "clean")
@@ -412,10 +505,15 @@ def test_pages_out_of_order_and_a_phone_as_second_source_change_nothing(health, 
     assert steps[0][1] == steps[1][1] > 0
     # The phone's copies are really there: the list endpoint (no reconcile) returns both sources.
     token = health.api._access_token("faulty", "")["access_token"]
-    listed = requests.get(f"{health.url}/v4/users/me/dataTypes/steps/dataPoints", headers={
-        "Authorization": f"Bearer {token}"}, params={
-        "filter": 'steps.interval.start_time >= "2024-03-05T05:00:00Z" AND steps.interval.start_time < "2024-03-06T05:00:00Z"',
-        "pageSize": "1000"}, timeout=30).json()
+    listed = requests.get(
+        f"{health.url}/v4/users/me/dataTypes/steps/dataPoints",
+        headers={"Authorization": f"Bearer {token}"},
+        params={
+            "filter": 'steps.interval.start_time >= "2024-03-05T05:00:00Z" AND steps.interval.start_time < "2024-03-06T05:00:00Z"',
+            "pageSize": "1000",
+        },
+        timeout=30,
+    ).json()
     assert sum(int(p["steps"]["count"]) for p in listed["dataPoints"]) == 2 * steps[0][1]
     assert {p["dataSource"]["device"]["formFactor"] for p in listed["dataPoints"]} == {"WATCH", "PHONE"}
 
@@ -430,20 +528,20 @@ def test_a_participant_without_data_gets_empty_days(health, database_url, db, mo
 
 def test_a_device_on_another_clock_is_recorded_in_device_utc_offsets(health, database_url, db, monkeypatch):
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
-    health.api.add_account("traveller", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60,
-                           device_offset_s=9 * 3600)
+    health.api.add_account(
+        "traveller", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60, device_offset_s=9 * 3600
+    )
     add_google_participant(database_url, health, 1, "traveller")
     fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
     rows = db.execute("SELECT day, utc_offset_s, points FROM device_utc_offsets WHERE user_id = 1").fetchall()
     assert [(str(d), o) for d, o, _ in rows] == [("2024-03-05", 32400)] and rows[0][2] > 1000
 
 
-
 def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
     from google.api_core import exceptions
 
-    from fitpipe.sources.google_health.calls import CallPolicy, StudyRetry, retry_after_seconds
     from fitpipe.sources.contract import BudgetLedger, RequestBudget, RetryLater
+    from fitpipe.sources.google_health.calls import CallPolicy, StudyRetry, retry_after_seconds
 
     class Answer:
         def __init__(self, headers):
@@ -457,8 +555,9 @@ def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
     assert retry_after_seconds(throttled()) is None
 
     pauses = []
-    retry = StudyRetry(CallPolicy(max_attempts=4), BudgetLedger(RequestBudget(300, 60)), sleep=pauses.append,
-                       jitter=lambda: 1.0)
+    retry = StudyRetry(
+        CallPolicy(max_attempts=4), BudgetLedger(RequestBudget(300, 60)), sleep=pauses.append, jitter=lambda: 1.0
+    )
     calls = []
 
     def always_throttled():
@@ -484,5 +583,7 @@ def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
     assert asked == [3.0]
     # A Retry-After beyond what a fetch may wait defers the day at once, with that wait.
     with pytest.raises(RetryLater) as later:
-        StudyRetry(CallPolicy(), BudgetLedger(None), sleep=asked.append)(lambda: (_ for _ in ()).throw(throttled("3600")))()
+        StudyRetry(CallPolicy(), BudgetLedger(None), sleep=asked.append)(
+            lambda: (_ for _ in ()).throw(throttled("3600"))
+        )()
     assert later.value.after == 3600 and asked == [3.0]

@@ -28,6 +28,7 @@ def seeded(database_url):
 
 # --- finding 4: create-reader must not take over a role fitpipe did not create ----------------
 
+
 def can_log_in(url: str, login: str, password: str) -> bool:
     try:
         with psycopg.connect(url.replace("fitpipe:fitpipe@", f"{login}:{password}@", 1)):
@@ -77,6 +78,7 @@ def test_create_reader_adopts_a_pure_reader_and_renews_its_own(seeded, monkeypat
 
 
 # --- findings 6, 11 (migration not UTF-8), 17 (init-db race, reset under load) --------------
+
 
 @pytest.fixture
 def scratch_url():
@@ -136,8 +138,9 @@ def test_concurrent_init_db_runs_say_who_applied_the_migrations(scratch_url):
     runs = [popen(scratch_url, "init-db") for _ in range(3)]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
-    applied_here = [line.split()[1] for stdout, _ in outputs for line in stdout.splitlines()
-                    if line.startswith("applied ")]
+    applied_here = [
+        line.split()[1] for stdout, _ in outputs for line in stdout.splitlines() if line.startswith("applied ")
+    ]
     assert sorted(applied_here) == sorted(p.name for p in MIGRATIONS.glob("*.sql"))  # each once
     for stdout, _ in outputs:
         # A run that applied nothing says another one did, or counts what it found.
@@ -160,6 +163,7 @@ def test_reset_while_another_session_uses_the_tables_says_so(scratch_url, monkey
 
 # --- findings 10 and 18: database URLs ----------------------------------------------------------
 
+
 def test_a_raw_at_sign_in_the_password_never_shows(monkeypatch):
     result = run_fitpipe("postgresql://fitpipe:S3cret@Passw0rd@127.0.0.1:5432/nowhere", "status")
     assert result.returncode == 3
@@ -172,12 +176,14 @@ def test_an_empty_database_url_is_an_error(monkeypatch):
     assert result.returncode == 2
     assert "FITPIPE_DATABASE_URL is set but empty" in one_error_line(result)
     monkeypatch.delenv("FITPIPE_DATABASE_URL", raising=False)
-    result = subprocess.run([sys.executable, "-m", "fitpipe.cli", "--database-url", "", "status"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "fitpipe.cli", "--database-url", "", "status"], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "--database-url is empty" in one_error_line(result)
 
 
 # --- findings 11, 12, 15, 16, 9: bad input is one line ----------------------------------------
+
 
 def test_a_huge_days_count_is_not_a_traceback(seeded, monkeypatch):
     # The reshaped planner no longer adds --days to a date (the OverflowError): it means "every
@@ -190,8 +196,9 @@ def test_a_huge_days_count_is_not_a_traceback(seeded, monkeypatch):
 
 @pytest.mark.parametrize("zone", ["Europe/" + "x" * 100_000, "localtime", "posixrules", "Factory"])
 def test_timezones_that_are_not_a_place_are_refused(seeded, zone):
-    result = run_fitpipe(seeded, "participants", "add", "90", "--source", "synthetic", "--timezone", zone,
-                         "--study-start", "2024-01-01")
+    result = run_fitpipe(
+        seeded, "participants", "add", "90", "--source", "synthetic", "--timezone", zone, "--study-start", "2024-01-01"
+    )
     assert result.returncode == 2
     line = one_error_line(result)
     assert line.startswith("error: unknown timezone") and len(line) < 200 and "site-packages" not in line
@@ -204,28 +211,34 @@ def test_seed_users_count_is_bounded(seeded):
     assert time.monotonic() - started < 30
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--min-wear", "nan"], "--min-wear"),
-    (["--min-wear", "-0.1"], "--min-wear"),
-    (["--max-silence-hours", "-1"], "--max-silence-hours"),
-    (["--max-silence-hours", "inf"], "--max-silence-hours"),
-    (["--max-silence-hours", "1e308"], "--max-silence-hours"),
-    (["--max-silence-hours", "nan"], "--max-silence-hours"),
-    (["--min-sleep-minutes", "-5"], "--min-sleep-minutes"),
-    (["--min-sleep-minutes", "100000"], "--min-sleep-minutes"),
-    (["--json", "--csv"], "exclude each other"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--min-wear", "nan"], "--min-wear"),
+        (["--min-wear", "-0.1"], "--min-wear"),
+        (["--max-silence-hours", "-1"], "--max-silence-hours"),
+        (["--max-silence-hours", "inf"], "--max-silence-hours"),
+        (["--max-silence-hours", "1e308"], "--max-silence-hours"),
+        (["--max-silence-hours", "nan"], "--max-silence-hours"),
+        (["--min-sleep-minutes", "-5"], "--min-sleep-minutes"),
+        (["--min-sleep-minutes", "100000"], "--min-sleep-minutes"),
+        (["--json", "--csv"], "exclude each other"),
+    ],
+)
 def test_adherence_thresholds_are_checked(seeded, flags, message):
     result = run_fitpipe(seeded, "adherence", "--as-of", "2024-01-02", *flags)
     assert result.returncode == 2, result.stdout
     assert message in one_error_line(result)
 
 
-@pytest.mark.parametrize("command", [
-    ("participants", "add", "91", "--source", "synthetic", "--timezone", "UTC", "--study-start", "1969-12-31"),
-    ("seed-users", "--count", "92", "--start-date", "1960-01-01"),
-    ("participants", "set-timezone", "1", "UTC", "--from", "1969-07-20"),
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("participants", "add", "91", "--source", "synthetic", "--timezone", "UTC", "--study-start", "1969-12-31"),
+        ("seed-users", "--count", "92", "--start-date", "1960-01-01"),
+        ("participants", "set-timezone", "1", "UTC", "--from", "1969-07-20"),
+    ],
+)
 def test_study_days_before_1970_are_refused(seeded, command):
     # The hourly rollups bucket by the epoch (finding 9); days before it are refused where they enter.
     result = run_fitpipe(seeded, *command)
@@ -237,6 +250,7 @@ def test_study_days_before_1970_are_refused(seeded, command):
 
 # --- finding 8: a night metric exports the nights its days own -------------------------------
 
+
 def test_night_metrics_export_the_night_each_day_owns(seeded, tmp_path):
     fitpipe(seeded, "backfill", "--start", "2024-01-01", "--end", "2024-01-05", "--workers", "1")
     with psycopg.connect(seeded) as conn:
@@ -244,14 +258,27 @@ def test_night_metrics_export_the_night_each_day_owns(seeded, tmp_path):
         day, owned = conn.execute(
             "SELECT day, (rows_by_metric ->> 'spo2')::int FROM ingested_days d WHERE user_id = 1 "
             "AND (rows_by_metric ->> 'spo2')::int > 0 AND day > '2024-01-01' AND day < '2024-01-05' "
-            "ORDER BY day LIMIT 1").fetchone()
+            "ORDER BY day LIMIT 1"
+        ).fetchone()
     out = tmp_path / "spo2.csv"
-    result = fitpipe(seeded, "export", "--metric", "spo2", "--resolution", "raw", "--start", str(day),
-                     "--end", str(day), "-o", str(out))
+    result = fitpipe(
+        seeded,
+        "export",
+        "--metric",
+        "spo2",
+        "--resolution",
+        "raw",
+        "--start",
+        str(day),
+        "--end",
+        str(day),
+        "-o",
+        str(out),
+    )
     rows = list(csv.DictReader(out.open()))
     assert owned and len(rows) == owned, (len(rows), owned)
     times = [dt.datetime.fromisoformat(r["ts"]) for r in rows]
-    noon = dt.datetime.combine(day, dt.time(12), dt.timezone.utc)  # the participant is in UTC
+    noon = dt.datetime.combine(day, dt.time(12), dt.UTC)  # the participant is in UTC
     night = (noon, noon + dt.timedelta(days=1))
     assert all(night[0] <= t < night[1] for t in times)
     assert f"wrote {owned:,} rows" in result.stderr

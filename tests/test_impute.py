@@ -41,14 +41,18 @@ CUT_GAPS = ((dt.time(3, 10), 3), (dt.time(4, 10), 7), (dt.time(5, 10), 15))
 
 
 def local(day: dt.date, at: dt.time = dt.time(0)) -> dt.datetime:
-    return dt.datetime.combine(day, at, tzinfo=ZoneInfo(NY)).astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, at, tzinfo=ZoneInfo(NY)).astimezone(dt.UTC)
 
 
 def measured_minutes(conn, metric) -> list[dt.datetime]:
     """The 1-minute buckets of user 1 that hold at least one measurement, in order."""
-    return [r[0] for r in conn.execute(
-        f"SELECT DISTINCT time_bucket('1 minute', {metric.time_column}) FROM {metric.table} "
-        f"WHERE user_id = 1 ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT time_bucket('1 minute', {metric.time_column}) FROM {metric.table} "
+            f"WHERE user_id = 1 ORDER BY 1"
+        ).fetchall()
+    ]
 
 
 def interior_runs(minutes: list[dt.datetime]) -> list[tuple[dt.datetime, int]]:
@@ -63,22 +67,29 @@ def interior_runs(minutes: list[dt.datetime]) -> list[tuple[dt.datetime, int]]:
 
 def expected_imputed(conn, metric, max_gap: int) -> dict[dt.datetime, int]:
     """minute -> gap length, for every minute that a fill with this --max-gap must impute."""
-    return {first + k * MINUTE: length
-            for first, length in interior_runs(measured_minutes(conn, metric)) if length <= max_gap
-            for k in range(length)}
+    return {
+        first + k * MINUTE: length
+        for first, length in interior_runs(measured_minutes(conn, metric))
+        if length <= max_gap
+        for k in range(length)
+    }
 
 
 def imputed(conn, metric_name: str, field: str) -> dict[dt.datetime, tuple[float, str, int]]:
     """minute -> (value, method, gap_minutes) of user 1's imputed values of one field."""
     rows = conn.execute(
         "SELECT ts, value, method, gap_minutes FROM imputed_values WHERE user_id = 1 AND metric = %s "
-        "AND field = %s ORDER BY ts", (metric_name, field)).fetchall()
+        "AND field = %s ORDER BY ts",
+        (metric_name, field),
+    ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
 def imputed_table(conn) -> list[tuple]:
-    return conn.execute("SELECT user_id, metric, field, ts, value, method, gap_minutes FROM imputed_values "
-                        "ORDER BY user_id, metric, field, ts").fetchall()
+    return conn.execute(
+        "SELECT user_id, metric, field, ts, value, method, gap_minutes FROM imputed_values "
+        "ORDER BY user_id, metric, field, ts"
+    ).fetchall()
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,15 +107,24 @@ def world(database_url):
             hi = lo + length * MINUTE
             # The minutes on both sides are measured, so each cut is a gap of exactly `length` minutes.
             for edge in (lo - MINUTE, hi):
-                assert conn.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
-                                    (edge, edge + MINUTE)).fetchone()[0] > 0, f"{edge} is not worn"
+                assert (
+                    conn.execute(
+                        "SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
+                        (edge, edge + MINUTE),
+                    ).fetchone()[0]
+                    > 0
+                ), f"{edge} is not worn"
             conn.execute("DELETE FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s", (lo, hi))
-            conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (1, 'heart_rate', %s, %s)",
-                         (lo, hi))
+            conn.execute(
+                "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (1, 'heart_rate', %s, %s)", (lo, hi)
+            )
         # User 2 has a ledger day (no rows needed): impute takes their lock too.
         fitpipe(database_url, "seed-users", "--count", "2", "--timezone", NY, "--start-date", FIRST.isoformat())
-        conn.execute("INSERT INTO ingested_days (user_id, day, source, rows_loaded, quarantined) "
-                     "VALUES (2, %s, 'synthetic', 0, 0)", (FIRST,))
+        conn.execute(
+            "INSERT INTO ingested_days (user_id, day, source, rows_loaded, quarantined) "
+            "VALUES (2, %s, 'synthetic', 0, 0)",
+            (FIRST,),
+        )
         yield conn
 
 
@@ -130,10 +150,12 @@ def test_provenance_gap_lengths_and_only_missing_minutes(world, database_url):
             rows = imputed(conn, metric.name, column.name)
             assert set(rows) == set(expected), (
                 f"{metric.name}.{column.name}: imputed minutes differ from the interior gaps of up to 2 h; "
-                f"missing {sorted(set(expected) - set(rows))[:3]}, extra {sorted(set(rows) - set(expected))[:3]}")
+                f"missing {sorted(set(expected) - set(rows))[:3]}, extra {sorted(set(rows) - set(expected))[:3]}"
+            )
             wrong = {ts: (r[2], expected[ts]) for ts, r in rows.items() if r[2] != expected[ts]}
-            assert not wrong, (f"{metric.name}.{column.name}: gap_minutes is not the run length: "
-                               f"{list(wrong.items())[:3]}")
+            assert not wrong, (
+                f"{metric.name}.{column.name}: gap_minutes is not the run length: {list(wrong.items())[:3]}"
+            )
             assert {r[1] for r in rows.values()} == {"profile"}
             assert not minutes & set(rows), "an imputed minute has measurements"
             assert all(column.low <= r[0] <= column.high for r in rows.values())
@@ -141,7 +163,9 @@ def test_provenance_gap_lengths_and_only_missing_minutes(world, database_url):
         clash = conn.execute(
             f"SELECT count(*) FROM imputed_values i WHERE i.metric = %s AND EXISTS (SELECT 1 FROM {metric.table} t "
             f"WHERE t.user_id = i.user_id AND t.{metric.time_column} >= i.ts "
-            f"AND t.{metric.time_column} < i.ts + interval '1 minute')", (metric.name,)).fetchone()[0]
+            f"AND t.{metric.time_column} < i.ts + interval '1 minute')",
+            (metric.name,),
+        ).fetchone()[0]
         assert clash == 0
     hr = imputed(conn, "heart_rate", "bpm")
     for index in range(len(CUT_GAPS)):
@@ -150,9 +174,12 @@ def test_provenance_gap_lengths_and_only_missing_minutes(world, database_url):
 
 
 def _checksums(conn) -> dict[str, tuple]:
-    return {m.table: conn.execute(
-        f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t.user_id, t.{m.time_column})) FROM {m.table} t"
-    ).fetchone() for m in IMPUTABLE}
+    return {
+        m.table: conn.execute(
+            f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t.user_id, t.{m.time_column})) FROM {m.table} t"
+        ).fetchone()
+        for m in IMPUTABLE
+    }
 
 
 def test_measured_rows_are_never_changed(world, database_url):
@@ -193,8 +220,13 @@ def test_max_gap_is_respected(world, database_url):
     long_runs = [(first, n) for first, n in interior_runs(measured_minutes(conn, heart)) if n > 10]
     assert len(long_runs) > 1
     for first, n in long_runs:
-        assert conn.execute("SELECT count(*) FROM imputed_values WHERE metric = 'heart_rate' AND ts >= %s AND ts < %s",
-                            (first, first + n * MINUTE)).fetchone()[0] == 0, f"a {n}-minute gap was filled"
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM imputed_values WHERE metric = 'heart_rate' AND ts >= %s AND ts < %s",
+                (first, first + n * MINUTE),
+            ).fetchone()[0]
+            == 0
+        ), f"a {n}-minute gap was filled"
 
 
 def test_linear_is_the_straight_line_between_the_edge_minutes(world, database_url):
@@ -204,8 +236,13 @@ def test_linear_is_the_straight_line_between_the_edge_minutes(world, database_ur
     runs = [(first, n) for first, n in interior_runs(measured_minutes(conn, BY_NAME["heart_rate"])) if n <= 120]
     assert len(runs) >= 3
     for first, n in runs:
-        y0, y1 = (conn.execute("SELECT avg(bpm)::float8 FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
-                               (edge, edge + MINUTE)).fetchone()[0] for edge in (first - MINUTE, first + n * MINUTE))
+        y0, y1 = (
+            conn.execute(
+                "SELECT avg(bpm)::float8 FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
+                (edge, edge + MINUTE),
+            ).fetchone()[0]
+            for edge in (first - MINUTE, first + n * MINUTE)
+        )
         for k in range(1, n + 1):
             value, method, gap = rows[first + (k - 1) * MINUTE]
             expected = y0 + (y1 - y0) * k / (n + 1)
@@ -251,8 +288,12 @@ def test_profile_beats_linear_on_a_daily_rhythm():
     days = 7
     minute = np.arange(days * 1440)
     minute_of_day = minute % 1440
-    truth = (70 + 15 * np.sin(2 * np.pi * minute_of_day / 1440) + 10 * np.sin(2 * np.pi * minute_of_day / 180)
-             + rng.normal(0, 1, minute.size))
+    truth = (
+        70
+        + 15 * np.sin(2 * np.pi * minute_of_day / 1440)
+        + 10 * np.sin(2 * np.pi * minute_of_day / 180)
+        + rng.normal(0, 1, minute.size)
+    )
     series = truth.copy()
     gap = slice(3 * 1440 + 14 * 60, 3 * 1440 + 16 * 60)  # 2 h on day 4
     series[gap] = np.nan
@@ -295,15 +336,21 @@ def test_bad_input_is_one_line_without_traceback(world, database_url):
         assert_one_usage_error(result.stdout, result.stderr, flag, value)
     # And once each as a real process, as cron would run it.
     for args in (("--max-gap", "soon"), ("--method", "cubic")):
-        proc = subprocess.run([sys.executable, "-m", "fitpipe.cli", "impute", *args],
-                              env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "fitpipe.cli", "impute", *args],
+            env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if args[0] == "--method":
             assert proc.returncode == 2, proc.stderr
             assert_one_usage_error(proc.stdout, proc.stderr, *args)
         else:
             assert proc.returncode != 0
-            assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr + proc.stdout, (
+                proc.stderr
+            )
     assert imputed_table(world) == before
 
 
@@ -320,17 +367,20 @@ def test_linear_equals_timescale_interpolate(world, database_url):
     conn = world
     license = conn.execute("SHOW timescaledb.license").fetchone()[0]
     if license != "timescale":
-        pytest.skip("time_bucket_gapfill/interpolate need the community (timescale) license; "
-                    f"this server is {license}")
+        pytest.skip(f"time_bucket_gapfill/interpolate need the community (timescale) license; this server is {license}")
     fitpipe(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--method", "linear", "--max-gap", "24h")
-    lo, hi = conn.execute("SELECT time_bucket('1 minute', min(ts)), "
-                          "time_bucket('1 minute', max(ts)) + interval '1 minute' "
-                          "FROM heart_rate WHERE user_id = 1").fetchone()
+    lo, hi = conn.execute(
+        "SELECT time_bucket('1 minute', min(ts)), "
+        "time_bucket('1 minute', max(ts)) + interval '1 minute' "
+        "FROM heart_rate WHERE user_id = 1"
+    ).fetchone()
     reference = {
-        minute: value for minute, measured, value in conn.execute(
+        minute: value
+        for minute, measured, value in conn.execute(
             "SELECT time_bucket_gapfill('1 minute', ts, %s::timestamptz, %s::timestamptz), avg(bpm), "
             "interpolate(avg(bpm)) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s GROUP BY 1 ORDER BY 1",
-            (lo, hi, lo, hi)).fetchall()
+            (lo, hi, lo, hi),
+        ).fetchall()
         if measured is None and value is not None
     }
     ours = imputed(conn, "heart_rate", "bpm")
@@ -339,9 +389,11 @@ def test_linear_equals_timescale_interpolate(world, database_url):
         assert math.isclose(ours[minute][0], value, rel_tol=1e-6, abs_tol=1e-4), (minute, ours[minute][0], value)
 
 
-_ADVISORY = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = %s "
-             "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-             "AND (classid::bigint << 32) + objid::bigint = %s AND objsubid = 1")
+_ADVISORY = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = %s "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND (classid::bigint << 32) + objid::bigint = %s AND objsubid = 1"
+)
 
 
 def _wait_until_waiting(watcher, proc, key: int, who: str) -> None:
@@ -390,15 +442,22 @@ def test_impute_commits_and_unlocks_each_participant_in_turn(world, database_url
         try:
             _wait_until_waiting(watcher, proc, user_key(2), "user 2")
             # User 1 is done: their imputations are visible and they can be loaded again.
-            done = watcher.execute("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND imputed_at >= %s",
-                                   (started,)).fetchone()[0]
+            done = watcher.execute(
+                "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND imputed_at >= %s", (started,)
+            ).fetchone()[0]
             still_locked = watcher.execute(_ADVISORY, (True, user_key(1))).fetchone()[0]
         finally:
             holder.rollback()
             out, err = _finish(proc)
     assert proc.returncode == 0, err
-    assert conn.execute("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND imputed_at >= %s",
-                        (started,)).fetchone()[0] > 0
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND imputed_at >= %s", (started,)
+        ).fetchone()[0]
+        > 0
+    )
     if not done or still_locked:
-        raise HeldTooLong(f"while impute waited for user 2: {done} of user 1's new values visible, "
-                          f"user 1's lock held: {bool(still_locked)}")
+        raise HeldTooLong(
+            f"while impute waited for user 2: {done} of user 1's new values visible, "
+            f"user 1's lock held: {bool(still_locked)}"
+        )

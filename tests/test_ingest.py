@@ -29,14 +29,14 @@ import pytest
 from conftest import ADMIN_URL, STATE_TABLES, fetch_now, fitpipe, run_fitpipe
 from fitpipe import locks
 from fitpipe.catalogue import BY_NAME, METRICS, DayWindow
+from fitpipe.days import DayContext
 from fitpipe.errors import PartialFailure
 from fitpipe.ingest.load import replace_day
-from fitpipe.days import DayContext
 from fitpipe.ingest.validate import ParsedDay
+from fitpipe.participants import User, list_users
 from fitpipe.sources.synthetic.parse import parse_payloads
 from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.sources.synthetic.wear_gaps import gaps_for
-from fitpipe.participants import User, list_users
 
 NY = "America/New_York"
 JAN1 = dt.date(2024, 1, 1)
@@ -64,8 +64,19 @@ def seed(cli, count: int, timezone: str = "UTC", start: dt.date = JAN1) -> None:
 
 
 def backfill(cli, first: dt.date, last: dt.date, *extra: str):
-    return ok(cli("backfill", "--start", first.isoformat(), "--end", last.isoformat(),
-                  "--workers", "2", "--no-refresh", *extra))
+    return ok(
+        cli(
+            "backfill",
+            "--start",
+            first.isoformat(),
+            "--end",
+            last.isoformat(),
+            "--workers",
+            "2",
+            "--no-refresh",
+            *extra,
+        )
+    )
 
 
 def ingest(cli, n: int, *extra: str):
@@ -82,14 +93,31 @@ def user_status(report: dict, user_id: int) -> dict:
 
 
 def backfill_argv(first: dt.date, last: dt.date, workers: int) -> list[str]:
-    return [sys.executable, "-m", "fitpipe.cli", "backfill", "--start", first.isoformat(), "--end", last.isoformat(),
-            "--workers", str(workers), "--no-refresh"]
+    return [
+        sys.executable,
+        "-m",
+        "fitpipe.cli",
+        "backfill",
+        "--start",
+        first.isoformat(),
+        "--end",
+        last.isoformat(),
+        "--workers",
+        str(workers),
+        "--no-refresh",
+    ]
 
 
 def popen(database_url: str, argv: list[str]) -> subprocess.Popen:
     # Its own session, so the run and its worker processes can be killed together by group id.
-    return subprocess.Popen(argv, env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for(condition, what: str, timeout: float = 120.0, procs=()) -> None:
@@ -103,8 +131,9 @@ def wait_for(condition, what: str, timeout: float = 120.0, procs=()) -> None:
 
 
 def fitpipe_backends(db) -> int:
-    return db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                      "AND application_name LIKE 'fitpipe%%'").fetchone()[0]
+    return db.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'fitpipe%%'"
+    ).fetchone()[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,7 +166,7 @@ def gap_mask(user: User, day: dt.date) -> np.ndarray:
     """True for each second after local midnight (wall clock) that the wear gaps remove."""
     off = np.zeros(86400, dtype=bool)
     for lo, hi in gaps_for(user.settings["seed"], day).intervals:
-        off[max(lo, 0):min(hi, 86400)] = True
+        off[max(lo, 0) : min(hi, 86400)] = True
     return off
 
 
@@ -172,7 +201,9 @@ def counts_by_owner(db) -> dict[str, dict[tuple[int, dt.date], int]]:
 
 
 def ledger(db) -> dict[tuple[int, dt.date], dict]:
-    rows = db.execute("SELECT user_id, day, rows_by_metric, quarantined, rows_loaded, run_id FROM ingested_days").fetchall()
+    rows = db.execute(
+        "SELECT user_id, day, rows_by_metric, quarantined, rows_loaded, run_id FROM ingested_days"
+    ).fetchall()
     return {(u, d): {"rows": r, "quarantined": q, "rows_loaded": n, "run_id": run} for u, d, r, q, n, run in rows}
 
 
@@ -213,8 +244,10 @@ def checksums(db) -> dict[str, tuple[int, str]]:
 
 
 def runs(db) -> list[dict]:
-    cur = db.execute("SELECT run_id, command, status, user_days, skipped, failed, unchanged, deferred, rows_loaded, error "
-                     "FROM ingest_runs ORDER BY run_id")
+    cur = db.execute(
+        "SELECT run_id, command, status, user_days, skipped, failed, unchanged, deferred, rows_loaded, error "
+        "FROM ingest_runs ORDER BY run_id"
+    )
     names = [c.name for c in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -254,21 +287,29 @@ def test_two_users_three_days_row_counts_match_the_payloads(cli, db):
                 assert (want[name] == 0) == night_off, (uid, day, name)
             assert want["daily_activity"] == 1 and want["heart_rate_daily"] == 1
             assert book[(uid, day)]["quarantined"] == len(expected(user, day).quarantined)
-            quarantined = collections.Counter(db.execute(
-                "SELECT metric, reason FROM quarantine WHERE user_id = %s AND day = %s", (uid, day)).fetchall())
+            quarantined = collections.Counter(
+                db.execute(
+                    "SELECT metric, reason FROM quarantine WHERE user_id = %s AND day = %s", (uid, day)
+                ).fetchall()
+            )
             assert quarantined == expected_quarantine(user, day)
 
     # Stored values are the payload's, and the two users' heart rates differ at the same instants
     # (over a day both can sit at the generator's 50 bpm floor for hours, so compare the span).
-    sums = dict(((u, d), s) for u, d, s in db.execute(
-        "SELECT user_id, (ts AT TIME ZONE 'UTC')::date, sum(bpm::float8) FROM heart_rate GROUP BY 1, 2").fetchall())
+    sums = dict(
+        ((u, d), s)
+        for u, d, s in db.execute(
+            "SELECT user_id, (ts AT TIME ZONE 'UTC')::date, sum(bpm::float8) FROM heart_rate GROUP BY 1, 2"
+        ).fetchall()
+    )
     for uid, user in people.items():
         for day in span:
             want = float(expected(user, day).rows["heart_rate"].columns["bpm"].astype(np.float64).sum())
             assert sums[(uid, day)] == pytest.approx(want, rel=1e-9), (uid, day)
     same, common = db.execute(
         "SELECT count(*) FILTER (WHERE a.bpm = b.bpm), count(*) FROM heart_rate a JOIN heart_rate b "
-        "ON a.ts = b.ts AND a.user_id = 1 AND b.user_id = 2").fetchone()
+        "ON a.ts = b.ts AND a.user_id = 1 AND b.user_id = 2"
+    ).fetchone()
     assert common > 10_000 and common - same > common / 10, (same, common)
 
     last = runs(db)[-1]
@@ -279,13 +320,13 @@ def test_two_users_three_days_row_counts_match_the_payloads(cli, db):
 # ============================================================================================
 # determinism of the source
 
-PAYLOAD_DIGEST = '''
+PAYLOAD_DIGEST = """
 import hashlib, json
 def payload_digest(payloads):
     def plain(o):
         return o.item() if hasattr(o, "item") else str(o)
     return hashlib.sha256(json.dumps(payloads, sort_keys=True, default=plain).encode()).hexdigest()
-'''
+"""
 exec(PAYLOAD_DIGEST)  # defines payload_digest here; the subprocess below runs the same code
 
 
@@ -310,8 +351,13 @@ def test_same_user_day_gives_identical_payloads_in_any_process():
         "fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))\n"
         f"print(payload_digest(SyntheticSource().fetch_day(user, dt.date({day.year}, {day.month}, {day.day}), fetch)))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONHASHSEED": "4242"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONHASHSEED": "4242"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == first
 
@@ -327,8 +373,11 @@ def test_forced_reingest_gives_identical_contents(cli, db):
     before = checksums(db)
     # Every table the synthetic source fills takes part (heart_rate_confidence and data_sources
     # come from Takeout imports only, device_utc_offsets from google-health).
-    assert all(count > 0 for table, (count, _) in before.items()
-               if table not in ("heart_rate_confidence", "data_sources", "device_utc_offsets")), before
+    assert all(
+        count > 0
+        for table, (count, _) in before.items()
+        if table not in ("heart_rate_confidence", "data_sources", "device_utc_offsets")
+    ), before
     assert before["ingested_days"][0] == 2 * len(span)
 
     again = backfill(cli, span[0], span[-1])
@@ -370,8 +419,9 @@ def test_dst_days_load_with_correct_local_day_boundaries(cli, db):
         want = expected_rows(user, day)
         for m in METRICS:
             assert counts[m.name].get((1, day), 0) == want[m.name], (day, m.name)
-        stored = collections.Counter(db.execute(
-            "SELECT metric, reason FROM quarantine WHERE user_id = 1 AND day = %s", (day,)).fetchall())
+        stored = collections.Counter(
+            db.execute("SELECT metric, reason FROM quarantine WHERE user_id = 1 AND day = %s", (day,)).fetchall()
+        )
         assert stored == expected_quarantine(user, day), day
 
     # 2024-03-10: 02:00-03:00 does not exist; its worn seconds and minutes are quarantined.
@@ -380,17 +430,25 @@ def test_dst_days_load_with_correct_local_day_boundaries(cli, db):
     dst_hour = slice(2 * 3600, 3 * 3600)
     worn_in_gap_hour = 3600 - int(off[dst_hour].sum())
     dst_reason = f"local time does not exist in {NY} (DST gap)"
-    q = dict(db.execute("SELECT metric, count(*) FROM quarantine WHERE user_id = 1 AND day = %s AND reason = %s "
-                        "GROUP BY metric", (day, dst_reason)).fetchall())
+    q = dict(
+        db.execute(
+            "SELECT metric, count(*) FROM quarantine WHERE user_id = 1 AND day = %s AND reason = %s GROUP BY metric",
+            (day, dst_reason),
+        ).fetchall()
+    )
     assert q.get("heart_rate", 0) == worn_in_gap_hour
     assert q.get("active_zone_minutes", 0) == 60 - int(off[dst_hour][::60].sum())
-    raw = db.execute("SELECT raw_value FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate' "
-                     "AND reason = %s LIMIT 5", (day, dst_reason)).fetchall()
+    raw = db.execute(
+        "SELECT raw_value FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate' "
+        "AND reason = %s LIMIT 5",
+        (day, dst_reason),
+    ).fetchall()
     assert all(re.search(r"'time': '02:\d\d:\d\d'", r[0]) for r in raw), raw
     hr_rows, in_gap_hour, span_hours = db.execute(
         "SELECT count(*), count(*) FILTER (WHERE extract(hour FROM ts AT TIME ZONE %s) = 2), "
         "extract(epoch FROM max(ts) - min(ts)) / 3600 FROM heart_rate WHERE (ts AT TIME ZONE %s)::date = %s",
-        (NY, NY, day)).fetchone()
+        (NY, NY, day),
+    ).fetchone()
     assert in_gap_hour == 0
     assert hr_rows == 86400 - 3600 - int(off.sum()) + int(off[dst_hour].sum())
     assert span_hours < 23
@@ -400,19 +458,24 @@ def test_dst_days_load_with_correct_local_day_boundaries(cli, db):
     off = gap_mask(user, day)
     rows, distinct, first, last = db.execute(
         "SELECT count(*), count(DISTINCT ts), min(ts), max(ts) FROM heart_rate WHERE (ts AT TIME ZONE %s)::date = %s",
-        (NY, day)).fetchone()
+        (NY, day),
+    ).fetchone()
     assert rows == distinct == 86400 - int(off.sum())
     assert last - first <= dt.timedelta(hours=25)
     worn = np.flatnonzero(~off)
     zone = ZoneInfo(NY)
     local = [dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=int(s)) for s in (worn[0], worn[-1])]
-    want_first, want_last = (t.replace(tzinfo=zone).astimezone(dt.timezone.utc) for t in local)
+    want_first, want_last = (t.replace(tzinfo=zone).astimezone(dt.UTC) for t in local)
     assert (first, last) == (want_first, want_last)
     if worn[0] < 3600 and worn[-1] >= 3600 * 23:
         assert last - first > dt.timedelta(hours=24)
     # Both 01:xx occurrences are inside the day's window; the second one is simply unworn here.
-    assert db.execute("SELECT count(*) FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate'",
-                      (day,)).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate'", (day,)
+        ).fetchone()[0]
+        == 0
+    )
 
 
 # ============================================================================================
@@ -433,7 +496,8 @@ def window_checksum(db, metric, user_id: int, day: dt.date) -> tuple[int, str]:
     return db.execute(
         f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY {pk(metric)}), '')) "
         f"FROM {metric.table} t JOIN users u USING (user_id) WHERE t.user_id = %s AND {owner_day_sql(metric)} = %s",
-        (user_id, day)).fetchone()
+        (user_id, day),
+    ).fetchone()
 
 
 def test_nights_belong_to_their_evening_and_neighbours_never_collide(cli, db):
@@ -459,7 +523,9 @@ def test_nights_belong_to_their_evening_and_neighbours_never_collide(cli, db):
             inside = db.execute(
                 f"SELECT count(*) FROM {m.table} WHERE user_id = %s AND {m.time_column} >= "
                 f"(%s::date + time '12:00') AT TIME ZONE %s AND {m.time_column} < ((%s::date + 1) + time '12:00') "
-                f"AT TIME ZONE %s", (uid, day, timezone, day, timezone)).fetchone()[0]
+                f"AT TIME ZONE %s",
+                (uid, day, timezone, day, timezone),
+            ).fetchone()[0]
             assert inside == want[m.name], (day, m.name)
 
     watched = list(METRICS)
@@ -483,12 +549,16 @@ def test_interrupted_backfill_resumes_with_only_the_missing_days(cli, db, databa
     # Dead runs are detected by the absence of a connection named fitpipe-run-<id> anywhere on the
     # server (see test_dead_run_detection_is_scoped_to_this_database); start from an id that other
     # test databases on the same server are unlikely to be using right now.
-    db.execute("SELECT setval(pg_get_serial_sequence('ingest_runs', 'run_id'), %s)",
-               (secrets.randbelow(10**9) + 10**9,))
+    db.execute(
+        "SELECT setval(pg_get_serial_sequence('ingest_runs', 'run_id'), %s)", (secrets.randbelow(10**9) + 10**9,)
+    )
     proc = popen(database_url, backfill_argv(span[0], span[-1], workers=1))
     try:
-        wait_for(lambda: db.execute("SELECT count(*) FROM ingested_days").fetchone()[0] >= 1,
-                 "the first ingested day", procs=[proc])
+        wait_for(
+            lambda: db.execute("SELECT count(*) FROM ingested_days").fetchone()[0] >= 1,
+            "the first ingested day",
+            procs=[proc],
+        )
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -524,7 +594,7 @@ def test_interrupted_backfill_resumes_with_only_the_missing_days(cli, db, databa
 def test_dead_run_detection_is_scoped_to_this_database(cli, db):
     # A participant whose study starts in the future: `ingest` starts (and logs) a run that has
     # nothing to do, which is all this test needs.
-    seed(cli, 1, "UTC", dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=5))
+    seed(cli, 1, "UTC", dt.datetime.now(dt.UTC).date() + dt.timedelta(days=5))
     dead_sql = "INSERT INTO ingest_runs (command) VALUES ('backfill') RETURNING run_id"  # as a killed run leaves it
 
     control = db.execute(dead_sql).fetchone()[0]
@@ -553,8 +623,9 @@ def test_two_overlapping_backfills_load_each_day_once(cli, db, database_url):
     try:
         # One worker each: two runs of one worker already keep both CPUs of a small machine busy.
         procs = [popen(database_url, backfill_argv(span[0], span[-1], workers=1)) for _ in range(2)]
-        wait_for(lambda: db.execute("SELECT count(*) FROM ingest_runs").fetchone()[0] == 2,
-                 "both runs to start", procs=procs)
+        wait_for(
+            lambda: db.execute("SELECT count(*) FROM ingest_runs").fetchone()[0] == 2, "both runs to start", procs=procs
+        )
         assert db.execute("SELECT count(*) FROM ingested_days").fetchone()[0] == 0
     finally:
         db.execute("SELECT pg_advisory_unlock_all()")
@@ -572,8 +643,9 @@ def test_two_overlapping_backfills_load_each_day_once(cli, db, database_url):
         assert "user_days_planned=6" in out, out
 
     lines = [line for out, _ in outputs for line in out.splitlines() if " user=" in line]
-    loaded = collections.Counter(re.search(r"user=(\d+) day=(\S+)", line).groups()
-                                 for line in lines if "status=loaded" in line)
+    loaded = collections.Counter(
+        re.search(r"user=(\d+) day=(\S+)", line).groups() for line in lines if "status=loaded" in line
+    )
     skipped = [line for line in lines if any(note in line for note in SKIP_NOTES)]
     assert sorted(loaded) == sorted((str(u), d.isoformat()) for u in (1, 2) for d in span)
     assert set(loaded.values()) == {1}
@@ -613,13 +685,16 @@ def test_malformed_and_out_of_range_records_are_quarantined_and_the_rest_loads(c
     ctx = DayContext(1, day, user.timezone)
     with psycopg.connect(database_url) as conn:
         assert not conn.autocommit
-        outcome = replace_day(conn, ctx, lambda: parse_payloads(payloads, ctx), source="synthetic", run_id=None,
-                              skip_if_done=False)
+        outcome = replace_day(
+            conn, ctx, lambda: parse_payloads(payloads, ctx), source="synthetic", run_id=None, skip_if_done=False
+        )
     assert outcome.status == "loaded"
     assert outcome.quarantined == len(clean.quarantined) + 3
 
-    rows = db.execute("SELECT raw_value, reason, run_id FROM quarantine WHERE user_id = 1 AND day = %s "
-                      "AND metric = 'heart_rate'", (day,)).fetchall()
+    rows = db.execute(
+        "SELECT raw_value, reason, run_id FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate'",
+        (day,),
+    ).fetchall()
     assert len(rows) == 3
     by_raw = {raw: reason for raw, reason, _ in rows}
     (abc_reason,) = [r for raw, r in by_raw.items() if "'abc'" in raw]
@@ -634,18 +709,28 @@ def test_malformed_and_out_of_range_records_are_quarantined_and_the_rest_loads(c
     counts = counts_by_owner(db)
     for m in METRICS:
         assert counts[m.name].get((1, day), 0) == want[m.name] - (3 if m.name == "heart_rate" else 0), m.name
-    assert db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts = ANY(%s::timestamptz[])",
-                      (bad_times,)).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts = ANY(%s::timestamptz[])", (bad_times,)
+        ).fetchone()[0]
+        == 0
+    )
     book = assert_db_matches_ledger(db)
     assert book[(1, day)]["quarantined"] == outcome.quarantined
-    assert db.execute("SELECT count(*) FROM quarantine WHERE user_id = 1 AND day = %s", (day,)).fetchone()[0] \
+    assert (
+        db.execute("SELECT count(*) FROM quarantine WHERE user_id = 1 AND day = %s", (day,)).fetchone()[0]
         == outcome.quarantined
+    )
 
     # Replacing the day with clean payloads replaces its quarantine too.
     with psycopg.connect(database_url) as conn:
         replace_day(conn, ctx, lambda: clean, source="synthetic", run_id=None, skip_if_done=False)
-    assert db.execute("SELECT count(*) FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate'",
-                      (day,)).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM quarantine WHERE user_id = 1 AND day = %s AND metric = 'heart_rate'", (day,)
+        ).fetchone()[0]
+        == 0
+    )
     assert counts_by_owner(db)["heart_rate"][(1, day)] == want["heart_rate"]
     assert ledger(db)[(1, day)]["quarantined"] == len(clean.quarantined)
 
@@ -666,17 +751,17 @@ def test_ingest_walks_forward_one_day_at_a_time(cli, db):
 
 
 def test_ingest_never_goes_past_yesterday(cli, db):
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     seed(cli, 1, "UTC", today - dt.timedelta(days=2))
     ingest(cli, 10)
-    after = dt.datetime.now(dt.timezone.utc).date()
+    after = dt.datetime.now(dt.UTC).date()
     loaded = {d for _, d in ledger(db)}
     start = today - dt.timedelta(days=2)
     # (If midnight UTC passed during the run, one more day may have become complete.)
     assert loaded == set(days(start, 2)) or (after != today and loaded == set(days(start, 3)))
     assert max(loaded) < after
     assert user_status(status(cli), 1)["cursor"] == max(loaded).isoformat()
-    midnight = dt.datetime.combine(max(loaded) + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    midnight = dt.datetime.combine(max(loaded) + dt.timedelta(days=1), dt.time(), dt.UTC)
     assert db.execute("SELECT count(*) FROM heart_rate WHERE ts >= %s", (midnight,)).fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM heart_rate").fetchone()[0] > 0
 
@@ -726,7 +811,7 @@ def assert_one_line_error(result, *words: str) -> str:
 
 def test_cli_errors_are_one_line_without_traceback(cli, db):
     seed(cli, 1)
-    future = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=2)
+    future = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
     cases = [
         (("backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--user", "99"), ("99",)),
         (("ingest", "--days", "1", "--user", "99"), ("99",)),
@@ -769,8 +854,9 @@ def test_a_failing_user_day_fails_the_run_naming_it_and_keeps_the_others(cli, db
 
     # The runner's worker processes are forked, so they inherit the patch.
     monkeypatch.setattr(SyntheticSource, "fetch_day", flaky)
-    result = cli("backfill", "--start", span[0].isoformat(), "--end", span[-1].isoformat(),
-                 "--workers", "2", "--no-refresh")
+    result = cli(
+        "backfill", "--start", span[0].isoformat(), "--end", span[-1].isoformat(), "--workers", "2", "--no-refresh"
+    )
     assert result.exit_code == PartialFailure.exit_code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stdout + result.stderr
     final = result.stderr.strip().splitlines()[-1]

@@ -18,9 +18,9 @@ import pytest
 from conftest import empty_database, fetch_now, fitpipe
 from fitpipe import locks
 from fitpipe.ingest.load import replace_day
+from fitpipe.participants import list_users
 from fitpipe.sources import source_for
 from fitpipe.sources.synthetic.parse import parse_payloads
-from fitpipe.participants import list_users
 
 FIRST_NEW = dt.date(2024, 1, 3)
 SNAPSHOT = "SELECT string_agg(r::text, '|' ORDER BY r::text) FROM rollup_{level} r WHERE user_id = 1"
@@ -75,11 +75,14 @@ def test_loaded_minutes_equal_a_rebuild_from_raw_rows(store, day_and_payloads):
     day, payloads = day_and_payloads
     with psycopg.connect(store) as conn:
         assert load_day(conn, day, payloads, blank_coverage=True).status == "loaded"
-        flags = conn.execute("SELECT bool_and(minutes_current), count(*) FROM rollup_invalidations "
-                             "WHERE user_id = 1").fetchone()
+        flags = conn.execute(
+            "SELECT bool_and(minutes_current), count(*) FROM rollup_invalidations WHERE user_id = 1"
+        ).fetchone()
         assert flags == (True, 4), "the loader's change records must say it wrote the minutes"
-        written = conn.execute("SELECT count(*) FILTER (WHERE min_measured IS NULL), count(*) FROM rollup_1min "
-                               "WHERE user_id = 1 AND metric = 'hrv_intraday' AND field = 'coverage'").fetchone()
+        written = conn.execute(
+            "SELECT count(*) FILTER (WHERE min_measured IS NULL), count(*) FROM rollup_1min "
+            "WHERE user_id = 1 AND metric = 'hrv_intraday' AND field = 'coverage'"
+        ).fetchone()
         assert 0 < written[0] < written[1], "some coverage minutes should have no min/max"
         conn.commit()
         fitpipe(store, "aggregate", "refresh")
@@ -101,13 +104,15 @@ def test_a_load_meeting_a_refresh_leaves_the_minutes_to_the_refresh(store, day_a
 
         fewer = copy.deepcopy(payloads)
         dataset = fewer["intraday_heart_rate"][0]["heart_rate_day"][0]["activities-heart-intraday"]["dataset"]
-        del dataset[len(dataset) // 2:]
+        del dataset[len(dataset) // 2 :]
         with psycopg.connect(store, autocommit=True) as refresher:
             refresher.execute("SELECT pg_advisory_lock(%s)", (locks._REFRESH_BASE + 1,))  # as a refresh holds it
             assert load_day(conn, day, fewer, blank_coverage=False).status == "loaded"
             refresher.execute("SELECT pg_advisory_unlock(%s)", (locks._REFRESH_BASE + 1,))
-        assert conn.execute("SELECT bool_or(minutes_current) FROM rollup_invalidations WHERE user_id = 1").fetchone()[0] \
-            is False, "a load that could not take the refresh lock must leave the minutes to the refresh"
+        assert (
+            conn.execute("SELECT bool_or(minutes_current) FROM rollup_invalidations WHERE user_id = 1").fetchone()[0]
+            is False
+        ), "a load that could not take the refresh lock must leave the minutes to the refresh"
         assert snapshot(conn)["1min"] == before["1min"], "the load must not touch rollup_1min without the lock"
         conn.commit()
 

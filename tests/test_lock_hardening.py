@@ -54,8 +54,19 @@ def test_a_lock_held_elsewhere_fails_the_day_after_the_lock_timeout(one_particip
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (locks.user_key(1),))  # a stuck session
         started = time.monotonic()
-        result = run_fitpipe(url, "backfill", "--start", str(DAY), "--end", str(DAY), "--force", "--workers", "1",
-                             "--no-refresh", timeout=90)
+        result = run_fitpipe(
+            url,
+            "backfill",
+            "--start",
+            str(DAY),
+            "--end",
+            str(DAY),
+            "--force",
+            "--workers",
+            "1",
+            "--no-refresh",
+            timeout=90,
+        )
         elapsed = time.monotonic() - started
     assert result.returncode == 5, result.stderr
     assert "lock" in result.stdout + result.stderr and "Traceback" not in result.stderr
@@ -69,16 +80,28 @@ def test_a_bad_timeout_setting_is_one_line(one_participant, monkeypatch):
     monkeypatch.setenv("FITPIPE_LOCK_TIMEOUT", "soon")
     result = run_fitpipe(one_participant, "status")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: FITPIPE_LOCK_TIMEOUT must be a number of seconds "
-                                                  "(0: no limit), got 'soon'"]
+    assert result.stderr.strip().splitlines() == [
+        "error: FITPIPE_LOCK_TIMEOUT must be a number of seconds (0: no limit), got 'soon'"
+    ]
 
 
 def test_a_run_that_only_skips_held_days_exits_7(one_participant):
     url = one_participant
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(1, %s)", (DAY.toordinal(),))
-        result = run_fitpipe(url, "backfill", "--start", str(DAY), "--end", str(DAY), "--force", "--workers", "1",
-                             "--no-refresh", timeout=90)
+        result = run_fitpipe(
+            url,
+            "backfill",
+            "--start",
+            str(DAY),
+            "--end",
+            str(DAY),
+            "--force",
+            "--workers",
+            "1",
+            "--no-refresh",
+            timeout=90,
+        )
     assert result.returncode == 7, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "another run holds them" in lines[0]

@@ -20,24 +20,36 @@ VOLATILE = ("imputed_at",)
 
 def data_checksums(conn) -> dict[str, tuple]:
     """(rows, md5 of every row in a fixed order) for every hypertable: the data, rollups included."""
-    tables = [r[0] for r in conn.execute(
-        "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' "
-        "ORDER BY 1").fetchall()]
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' "
+            "ORDER BY 1"
+        ).fetchall()
+    ]
     sums = {}
     for table in tables:
-        columns = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
-            "AND column_name <> ALL(%s) ORDER BY ordinal_position", (table, list(VOLATILE))).fetchall()]
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s "
+                "AND column_name <> ALL(%s) ORDER BY ordinal_position",
+                (table, list(VOLATILE)),
+            ).fetchall()
+        ]
         row = f"({', '.join(columns)})::text"
         sums[table] = conn.execute(
-            f"SELECT count(*), md5(coalesce(string_agg({row}, '|' ORDER BY {row}), '')) FROM {table}").fetchone()
+            f"SELECT count(*), md5(coalesce(string_agg({row}, '|' ORDER BY {row}), '')) FROM {table}"
+        ).fetchone()
     return sums
 
 
 def compressed_chunks(conn) -> dict[str, int]:
-    return dict(conn.execute(
-        "SELECT hypertable_name, count(*) FROM timescaledb_information.chunks WHERE is_compressed "
-        "GROUP BY 1").fetchall())
+    return dict(
+        conn.execute(
+            "SELECT hypertable_name, count(*) FROM timescaledb_information.chunks WHERE is_compressed GROUP BY 1"
+        ).fetchall()
+    )
 
 
 @pytest.fixture
@@ -60,8 +72,9 @@ def load(db, database_url, monkeypatch, users=(1,), days=3):
 
 def rewrite_everything(database_url: str, end: dt.date) -> None:
     """Re-ingest every day, impute again and refresh: every write path a day's data goes through."""
-    fitpipe(database_url, "backfill", "--start", START.isoformat(), "--end", end.isoformat(), "--force",
-            "--workers", "2")
+    fitpipe(
+        database_url, "backfill", "--start", START.isoformat(), "--end", end.isoformat(), "--force", "--workers", "2"
+    )
     fitpipe(database_url, "impute", "--metric", "heart_rate", "--method", "linear")
     fitpipe(database_url, "aggregate", "refresh")
 
@@ -91,7 +104,8 @@ def test_rollup_sums_are_exact_whatever_the_order(db, database_url, monkeypatch)
         JOIN (SELECT time_bucket('1 minute', ts) AS bucket, sum(rmssd::float8 ORDER BY ts DESC) AS s_reversed
               FROM hrv_intraday WHERE user_id = 1 GROUP BY 1) raw ON raw.bucket = r.bucket
         WHERE r.user_id = 1 AND r.metric = 'hrv_intraday' AND r.field = 'rmssd'
-        """).fetchone()
+        """
+    ).fetchone()
     assert differ[1] > 0 and differ[0] == 0
     hourly = db.execute(
         "SELECT count(*) FROM rollup_1h h WHERE h.user_id = 1 AND h.metric = 'hrv_intraday' AND h.sum_measured <> "
@@ -128,9 +142,10 @@ def test_maintain_leaves_chunks_with_unsettled_days_alone(community, database_ur
     add_participant(db, 2, source="synthetic", timezone="UTC", study_start=START)
     fitpipe(database_url, "backfill", "--start", START.isoformat(), "--end", START.isoformat(), "--user", "2")
     fitpipe(database_url, "maintain")
-    horizon = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-    late = db.execute("SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed AND range_end > %s",
-                      (horizon,)).fetchone()[0]
+    horizon = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.UTC)
+    late = db.execute(
+        "SELECT count(*) FROM timescaledb_information.chunks WHERE is_compressed AND range_end > %s", (horizon,)
+    ).fetchone()[0]
     assert compressed_chunks(db).get("heart_rate", 0) >= 1
     assert late == 0
 
@@ -152,9 +167,11 @@ def test_compressed_days_reingest_impute_and_refresh_to_the_same_contents(commun
 
 
 def test_maintain_on_a_database_without_schema_is_one_line(tmp_path):
-    from conftest import ADMIN_URL, url_for
-    import psycopg
     import uuid
+
+    import psycopg
+
+    from conftest import ADMIN_URL, url_for
 
     name = f"fitpipe_test_empty_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -171,9 +188,12 @@ def test_maintain_on_a_database_without_schema_is_one_line(tmp_path):
 def test_rollup_enums_name_every_intraday_metric_and_field(db):
     from fitpipe.catalogue import INTRADAY
 
-    labels = dict(db.execute(
-        "SELECT t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e "
-        "JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname IN ('rollup_metric', 'rollup_field') "
-        "GROUP BY 1").fetchall())
+    labels = dict(
+        db.execute(
+            "SELECT t.typname, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e "
+            "JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname IN ('rollup_metric', 'rollup_field') "
+            "GROUP BY 1"
+        ).fetchall()
+    )
     assert set(labels["rollup_metric"]) == {m.name for m in INTRADAY}
     assert set(labels["rollup_field"]) == {c.name for m in INTRADAY for c in m.values}

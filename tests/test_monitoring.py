@@ -17,8 +17,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT
 from fitpipe.output.metrics_file import write_metrics
-from monitoring_support import (ALERT_LOG, PROMETHEUS_DASHBOARDS, PROMETHEUS_DIR, RENDER_ALERTMANAGER, RULE_FILES,
-                                RULE_TESTS, Processes, free_port, panel_expressions, tool, wait_for)
+from monitoring_support import (
+    ALERT_LOG,
+    PROMETHEUS_DASHBOARDS,
+    PROMETHEUS_DIR,
+    RENDER_ALERTMANAGER,
+    RULE_FILES,
+    RULE_TESTS,
+    Processes,
+    free_port,
+    panel_expressions,
+    tool,
+    wait_for,
+)
 
 README = (ROOT / "README.md").read_text()
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.timescale.yml").read_text())
@@ -29,8 +40,13 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def alert_names() -> list[str]:
-    return [rule["alert"] for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]
-            for rule in group["rules"] if "alert" in rule]
+    return [
+        rule["alert"]
+        for path in RULE_FILES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,8 +68,9 @@ def test_prometheus_scrapes_every_exporter_of_the_compose_profile():
     for target in targets - {"localhost:9090"}:
         host, _, port = target.partition(":")
         assert host in services and "monitoring" in services[host].get("profiles", []), target
-        assert f":{port}" in " ".join(map(str, services[host].get("command", []))) or host == "cadvisor" \
-            and f"--port={port}" in services[host]["command"], f"{host} does not listen on {port}"
+        assert f":{port}" in " ".join(map(str, services[host].get("command", []))) or (
+            host == "cadvisor" and f"--port={port}" in services[host]["command"]
+        ), f"{host} does not listen on {port}"
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == ["alertmanager:9093"]
 
@@ -99,10 +116,17 @@ def test_rule_unit_tests_can_fail(tmp_path):
 RECEIVERS = {
     "log": {},
     "webhook": {"ALERT_WEBHOOK_URL": "https://hooks.example.org/alerts?token=s3cr'et"},
-    "slack": {"ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/s3cret", "ALERT_SLACK_CHANNEL": "#study"},
-    "email": {"ALERT_EMAIL_TO": "team@example.org", "ALERT_EMAIL_FROM": "fitpipe@example.org",
-              "ALERT_SMTP_SMARTHOST": "smtp.example.org:587", "ALERT_SMTP_USERNAME": "fitpipe",
-              "ALERT_SMTP_PASSWORD": "s3cret"},
+    "slack": {
+        "ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/s3cret",
+        "ALERT_SLACK_CHANNEL": "#study",
+    },
+    "email": {
+        "ALERT_EMAIL_TO": "team@example.org",
+        "ALERT_EMAIL_FROM": "fitpipe@example.org",
+        "ALERT_SMTP_SMARTHOST": "smtp.example.org:587",
+        "ALERT_SMTP_USERNAME": "fitpipe",
+        "ALERT_SMTP_PASSWORD": "s3cret",
+    },
 }
 
 
@@ -130,8 +154,12 @@ def test_alertmanager_configuration_from_the_environment_is_valid(tmp_path, kind
 
 
 def test_email_without_a_smarthost_is_refused(tmp_path):
-    result = run("sh", str(RENDER_ALERTMANAGER), str(tmp_path / "a.yml"),
-                 env={"PATH": os.environ["PATH"], "ALERT_EMAIL_TO": "x@example.org", "ALERT_EMAIL_FROM": "y@example.org"})
+    result = run(
+        "sh",
+        str(RENDER_ALERTMANAGER),
+        str(tmp_path / "a.yml"),
+        env={"PATH": os.environ["PATH"], "ALERT_EMAIL_TO": "x@example.org", "ALERT_EMAIL_FROM": "y@example.org"},
+    )
     assert result.returncode != 0 and "ALERT_SMTP_SMARTHOST" in result.stderr
 
 
@@ -140,20 +168,45 @@ def test_alert_log_prints_each_alert_on_one_line(tmp_path):
     processes = Processes(tmp_path)
     processes.start("alert_log", [sys.executable, "-u", str(ALERT_LOG), "--listen", f"127.0.0.1:{port}"])
     try:
-        wait_for("alert-log", lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200)
-        notification = {"version": "4", "status": "firing", "alerts": [
-            {"status": "firing", "labels": {"alertname": "FitpipeRunFailed", "command": "ingest"},
-             "annotations": {"summary": "the last fitpipe ingest run failed"}, "startsAt": "2026-01-01T00:00:00Z"},
-            {"status": "resolved", "labels": {"alertname": "DatabaseDown", "instance": "pg"},
-             "annotations": {}, "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T01:00:00Z"}]}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/", data=json.dumps(notification).encode(),
-                                         headers={"Content-Type": "application/json"})
+        wait_for(
+            "alert-log", lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200
+        )
+        notification = {
+            "version": "4",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "FitpipeRunFailed", "command": "ingest"},
+                    "annotations": {"summary": "the last fitpipe ingest run failed"},
+                    "startsAt": "2026-01-01T00:00:00Z",
+                },
+                {
+                    "status": "resolved",
+                    "labels": {"alertname": "DatabaseDown", "instance": "pg"},
+                    "annotations": {},
+                    "startsAt": "2026-01-01T00:00:00Z",
+                    "endsAt": "2026-01-01T01:00:00Z",
+                },
+            ],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/",
+            data=json.dumps(notification).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         assert urllib.request.urlopen(request, timeout=5).status == 200
         bad = urllib.request.Request(f"http://127.0.0.1:{port}/", data=b"{not json")
         with pytest.raises(urllib.error.HTTPError, match="400"):
             urllib.request.urlopen(bad, timeout=5)
-        lines = wait_for("two lines", lambda: [l for l in processes.log("alert_log").splitlines() if "Z " in l][-2:]
-                         if processes.log("alert_log").count("Z ") >= 2 else None)
+        lines = wait_for(
+            "two lines",
+            lambda: (
+                [l for l in processes.log("alert_log").splitlines() if "Z " in l][-2:]
+                if processes.log("alert_log").count("Z ") >= 2
+                else None
+            ),
+        )
     finally:
         processes.stop()
     assert lines == [
@@ -171,10 +224,15 @@ def installed_version(binary: str) -> str:
     return re.search(r"version (\d+\.\d+\.\d+)", result.stdout + result.stderr).group(1)
 
 
-@pytest.mark.parametrize("service, binary", [
-    ("prometheus", "prometheus"), ("node-exporter", "prometheus-node-exporter"),
-    ("alertmanager", "prometheus-alertmanager"), ("postgres-exporter", "prometheus-postgres-exporter"),
-])
+@pytest.mark.parametrize(
+    "service, binary",
+    [
+        ("prometheus", "prometheus"),
+        ("node-exporter", "prometheus-node-exporter"),
+        ("alertmanager", "prometheus-alertmanager"),
+        ("postgres-exporter", "prometheus-postgres-exporter"),
+    ],
+)
 def test_compose_images_are_the_tested_versions(service, binary):
     image = COMPOSE["services"][service]["image"]
     assert image.endswith(f":v{installed_version(binary)}"), f"{service}: {image} is not what the tests ran"
@@ -185,8 +243,11 @@ def test_compose_images_are_the_tested_versions(service, binary):
 
 
 def samples(path) -> dict[tuple, float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(path.read_text()) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }
 
 
 def test_metrics_file_counts_runs_and_keeps_the_optional_gauges(tmp_path):
@@ -229,6 +290,13 @@ def test_prometheus_dashboards_are_well_formed_and_use_the_provisioned_source():
                 assert target["datasource"]["uid"] == "prometheus" and target["expr"], panel["title"]
     application = json.loads((ROOT / "grafana" / "dashboards" / "monitoring" / "application.json").read_text())
     exprs = " ".join(e for _, _, e in panel_expressions(application))
-    for metric in ("fitpipe_runs_total", "fitpipe_run_duration_seconds", "fitpipe_run_rows", "fitpipe_run_failures",
-                   "fitpipe_run_quarantined_rows", "fitpipe_deferred_days", "fitpipe_last_success_timestamp_seconds"):
+    for metric in (
+        "fitpipe_runs_total",
+        "fitpipe_run_duration_seconds",
+        "fitpipe_run_rows",
+        "fitpipe_run_failures",
+        "fitpipe_run_quarantined_rows",
+        "fitpipe_deferred_days",
+        "fitpipe_last_success_timestamp_seconds",
+    ):
         assert metric in exprs, f"the Application dashboard does not show {metric}"

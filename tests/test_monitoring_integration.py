@@ -26,9 +26,21 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 
 from conftest import ADMIN_URL, url_for
-from monitoring_support import (ALERT_LOG, PROMETHEUS_DASHBOARDS, QUERIES, RENDER_ALERTMANAGER, RULE_FILES,
-                                Processes, PrometheusAPI, free_port, grafana_expand, http_get, panel_expressions,
-                                tool, wait_for)
+from monitoring_support import (
+    ALERT_LOG,
+    PROMETHEUS_DASHBOARDS,
+    QUERIES,
+    RENDER_ALERTMANAGER,
+    RULE_FILES,
+    Processes,
+    PrometheusAPI,
+    free_port,
+    grafana_expand,
+    http_get,
+    panel_expressions,
+    tool,
+    wait_for,
+)
 
 # Alerts wait this long in pending here instead of their minutes or hours.
 SHORT_FOR = "4s"
@@ -57,8 +69,12 @@ class CadvisorStandIn(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         now = time.time()
-        body = (CADVISOR_PAGE.replace("{cpu_db}", f"{now / 100:.3f}").replace("{cpu_app}", f"{now / 50:.3f}")
-                .replace("{start}", f"{self.started:.0f}").replace("{net}", f"{now * 10:.0f}")).encode()
+        body = (
+            CADVISOR_PAGE.replace("{cpu_db}", f"{now / 100:.3f}")
+            .replace("{cpu_app}", f"{now / 50:.3f}")
+            .replace("{start}", f"{self.started:.0f}")
+            .replace("{net}", f"{now * 10:.0f}")
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(body)))
@@ -86,8 +102,9 @@ def short_rules(target_dir) -> list[str]:
 
 def fitpipe_cli(url: str, *args: str, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "FITPIPE_DATABASE_URL": url, **(extra_env or {})}
-    result = subprocess.run([sys.executable, "-m", "fitpipe.cli", *args], env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "fitpipe.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"fitpipe {' '.join(args)}: exit {result.returncode}\n{result.stderr}"
     return result
 
@@ -95,8 +112,13 @@ def fitpipe_cli(url: str, *args: str, extra_env: dict | None = None) -> subproce
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """Database, real ingest, exporters, Prometheus, Alertmanager and alert-log, all on loopback."""
-    for name in ("prometheus", "promtool", "prometheus-node-exporter", "prometheus-postgres-exporter",
-                 "prometheus-alertmanager"):
+    for name in (
+        "prometheus",
+        "promtool",
+        "prometheus-node-exporter",
+        "prometheus-postgres-exporter",
+        "prometheus-alertmanager",
+    ):
         tool(name)
     work = tmp_path_factory.mktemp("monitoring")
     textfile_dir = work / "textfile"
@@ -111,38 +133,66 @@ def stack(tmp_path_factory):
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
         # Four days ago, so the one ingested day is more than 48 h old: the participant is silent.
-        start = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=4)).isoformat()
+        start = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=4)).isoformat()
         fitpipe_cli(url, "init-db")
         fitpipe_cli(url, "seed-users", "--count", "1", "--start-date", start)
         fitpipe_cli(url, "create-reader", reader, extra_env={"FITPIPE_READER_PASSWORD": reader_password})
         metrics_file = textfile_dir / "fitpipe.prom"
         fitpipe_cli(url, "ingest", "--days", "1", "--quiet", "--metrics-file", str(metrics_file))
 
-        ports = {name: free_port() for name in ("node", "postgres", "cadvisor", "alertmanager", "alert_log",
-                                                "prometheus")}
+        ports = {
+            name: free_port() for name in ("node", "postgres", "cadvisor", "alertmanager", "alert_log", "prometheus")
+        }
         server = http.server.ThreadingHTTPServer(("127.0.0.1", ports["cadvisor"]), CadvisorStandIn)
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
-        processes.start("node_exporter", [
-            tool("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{ports['node']}",
-            f"--collector.textfile.directory={textfile_dir}"])
+        processes.start(
+            "node_exporter",
+            [
+                tool("prometheus-node-exporter"),
+                f"--web.listen-address=127.0.0.1:{ports['node']}",
+                f"--collector.textfile.directory={textfile_dir}",
+            ],
+        )
         db = conninfo_to_dict(url)
-        processes.start("postgres_exporter", [
-            tool("prometheus-postgres-exporter"), f"--web.listen-address=127.0.0.1:{ports['postgres']}",
-            f"--extend.query-path={QUERIES}"],
-            env={"PATH": os.environ["PATH"],
-                 "DATA_SOURCE_URI": f"{db.get('host', '127.0.0.1')}:{db.get('port', 5432)}/{database}?sslmode=disable",
-                 "DATA_SOURCE_USER": reader, "DATA_SOURCE_PASS": reader_password})
-        processes.start("alert_log", [sys.executable, "-u", str(ALERT_LOG), "--listen",
-                                      f"127.0.0.1:{ports['alert_log']}"])
+        processes.start(
+            "postgres_exporter",
+            [
+                tool("prometheus-postgres-exporter"),
+                f"--web.listen-address=127.0.0.1:{ports['postgres']}",
+                f"--extend.query-path={QUERIES}",
+            ],
+            env={
+                "PATH": os.environ["PATH"],
+                "DATA_SOURCE_URI": f"{db.get('host', '127.0.0.1')}:{db.get('port', 5432)}/{database}?sslmode=disable",
+                "DATA_SOURCE_USER": reader,
+                "DATA_SOURCE_PASS": reader_password,
+            },
+        )
+        processes.start(
+            "alert_log", [sys.executable, "-u", str(ALERT_LOG), "--listen", f"127.0.0.1:{ports['alert_log']}"]
+        )
         alertmanager_config = work / "alertmanager.yml"
-        subprocess.run(["sh", str(RENDER_ALERTMANAGER), str(alertmanager_config)], check=True, capture_output=True,
-                       env={"PATH": os.environ["PATH"], "ALERT_LOG_URL": f"http://127.0.0.1:{ports['alert_log']}/",
-                            "ALERT_GROUP_WAIT": "1s"})
-        processes.start("alertmanager", [
-            tool("prometheus-alertmanager"), f"--config.file={alertmanager_config}",
-            f"--storage.path={work / 'alertmanager-data'}", f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-            "--cluster.listen-address="])
+        subprocess.run(
+            ["sh", str(RENDER_ALERTMANAGER), str(alertmanager_config)],
+            check=True,
+            capture_output=True,
+            env={
+                "PATH": os.environ["PATH"],
+                "ALERT_LOG_URL": f"http://127.0.0.1:{ports['alert_log']}/",
+                "ALERT_GROUP_WAIT": "1s",
+            },
+        )
+        processes.start(
+            "alertmanager",
+            [
+                tool("prometheus-alertmanager"),
+                f"--config.file={alertmanager_config}",
+                f"--storage.path={work / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+        )
 
         rules = short_rules(work)
         config = {
@@ -152,25 +202,46 @@ def stack(tmp_path_factory):
             # The job names of monitoring/prometheus/prometheus.yml, so series are labelled the same.
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{ports[port]}"]}]}
-                for job, port in (("node", "node"), ("postgres", "postgres"), ("cadvisor", "cadvisor"),
-                                  ("alertmanager", "alertmanager"), ("prometheus", "prometheus"))],
+                for job, port in (
+                    ("node", "node"),
+                    ("postgres", "postgres"),
+                    ("cadvisor", "cadvisor"),
+                    ("alertmanager", "alertmanager"),
+                    ("prometheus", "prometheus"),
+                )
+            ],
         }
         config_path = work / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         check = subprocess.run([tool("promtool"), "check", "config", str(config_path)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
-        processes.start("prometheus", [
-            tool("prometheus"), f"--config.file={config_path}", f"--storage.tsdb.path={work / 'prometheus-data'}",
-            f"--web.listen-address=127.0.0.1:{ports['prometheus']}"])
+        processes.start(
+            "prometheus",
+            [
+                tool("prometheus"),
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={work / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            ],
+        )
 
         api = PrometheusAPI(f"http://127.0.0.1:{ports['prometheus']}")
         wait_for("Prometheus to be ready", lambda: http_get(f"{api.base}/-/ready"))
-        wait_for("every scrape target to be up", lambda: (
-            processes.check_alive() or
-            {t["labels"]["job"]: t["health"] for t in api.get("/api/v1/targets")["data"]["activeTargets"]}
-            == {job: "up" for job in ("node", "postgres", "cadvisor", "alertmanager", "prometheus")}))
-        yield {"api": api, "metrics_file": metrics_file, "processes": processes, "database": database,
-               "alertmanager": f"http://127.0.0.1:{ports['alertmanager']}"}
+        wait_for(
+            "every scrape target to be up",
+            lambda: (
+                processes.check_alive()
+                or {t["labels"]["job"]: t["health"] for t in api.get("/api/v1/targets")["data"]["activeTargets"]}
+                == {job: "up" for job in ("node", "postgres", "cadvisor", "alertmanager", "prometheus")}
+            ),
+        )
+        yield {
+            "api": api,
+            "metrics_file": metrics_file,
+            "processes": processes,
+            "database": database,
+            "alertmanager": f"http://127.0.0.1:{ports['alertmanager']}",
+        }
     finally:
         killed = processes.stop()
         if server is not None:
@@ -194,8 +265,10 @@ def test_fitpipe_metrics_of_the_real_ingest_are_scraped(stack):
     assert dict(labels)["job"] == "node"
     last = values(api, 'time() - fitpipe_last_success_timestamp_seconds{command="ingest"}')
     assert 0 <= next(iter(last.values())) < 600, "the ingest succeeded minutes ago at most"
-    assert values(api, 'fitpipe_run_user_days{command="ingest"}') and \
-        next(iter(values(api, 'fitpipe_run_user_days{command="ingest"}').values())) == 1.0
+    assert (
+        values(api, 'fitpipe_run_user_days{command="ingest"}')
+        and next(iter(values(api, 'fitpipe_run_user_days{command="ingest"}').values())) == 1.0
+    )
     assert next(iter(values(api, 'fitpipe_run_rows{command="ingest"}').values())) > 0
     runs = values(api, 'fitpipe_runs_total{command="ingest"}')
     assert {dict(k)["result"]: v for k, v in runs.items()} == {"ok": 1.0}
@@ -211,8 +284,10 @@ def test_database_and_adherence_metrics_are_scraped(stack):
     assert values(api, "pg_settings_max_connections")
     assert values(api, "sum(pg_stat_activity_count)")
     assert values(api, "pg_replication_lag") and set(values(api, "pg_replication_lag").values()) == {0.0}
-    flags = wait_for("adherence counts", lambda: {
-        dict(k)["flag"]: v for k, v in values(api, "fitpipe_adherence_participants").items()})
+    flags = wait_for(
+        "adherence counts",
+        lambda: {dict(k)["flag"]: v for k, v in values(api, "fitpipe_adherence_participants").items()},
+    )
     # One participant, whose only ingested day ended more than 48 h ago.
     assert flags["all"] == 1.0 and flags["no_recent_data"] == 1.0
     assert set(flags) == {"all", "low_wear", "no_recent_data", "low_sleep_capture", "no_credentials"}
@@ -227,8 +302,9 @@ def test_every_dashboard_expression_is_valid_and_returns_series(stack):
         board = json.loads(path.read_text())
         for title, ref, expr in panel_expressions(board):
             query = grafana_expand(expr)
-            result = wait_for(f"{board['title']} / {title} ({ref}) to return series: {query}",
-                              lambda: api.query(query), timeout=30)
+            result = wait_for(
+                f"{board['title']} / {title} ({ref}) to return series: {query}", lambda: api.query(query), timeout=30
+            )
             assert result, query
             checked += 1
     assert checked >= 25
@@ -240,8 +316,12 @@ def test_stale_ingest_goes_pending_then_firing_and_reaches_the_receiver(stack):
     # The last success 37 h ago, as if every night since had failed to run.
     path = stack["metrics_file"]
     old = time.time() - 37 * 3600
-    text, count = re.subn(r'^(fitpipe_last_success_timestamp_seconds\{command="ingest"\}) .*$',
-                          lambda m: f"{m.group(1)} {old:.3f}", path.read_text(), flags=re.M)
+    text, count = re.subn(
+        r'^(fitpipe_last_success_timestamp_seconds\{command="ingest"\}) .*$',
+        lambda m: f"{m.group(1)} {old:.3f}",
+        path.read_text(),
+        flags=re.M,
+    )
     assert count == 1
     staged = path.with_name("fitpipe.prom.staged")
     staged.write_text(text)
@@ -256,10 +336,13 @@ def test_stale_ingest_goes_pending_then_firing_and_reaches_the_receiver(stack):
     def received():
         names = {a["labels"]["alertname"] for a in json.loads(http_get(stack["alertmanager"] + "/api/v2/alerts"))}
         return "FitpipeIngestStale" in names
+
     wait_for("the alert in Alertmanager", received)
-    wait_for("the alert in alert-log's output",
-             lambda: re.search(r"FIRING FitpipeIngestStale .*command=ingest", processes.log("alert_log")),
-             timeout=30)
+    wait_for(
+        "the alert in alert-log's output",
+        lambda: re.search(r"FIRING FitpipeIngestStale .*command=ingest", processes.log("alert_log")),
+        timeout=30,
+    )
 
 
 def test_silent_participant_alert_fires(stack):
@@ -267,5 +350,11 @@ def test_silent_participant_alert_fires(stack):
     wait_for("FitpipeParticipantsSilent firing", lambda: api.alert_states("FitpipeParticipantsSilent") == {"firing"})
     # Healthy at the same time: nothing failed, the database is up, and every target answers.
     active = {a["labels"]["alertname"] for a in api.alerts()}
-    assert not active & {"FitpipeRunFailed", "DatabaseDown", "MonitoringTargetDown", "FitpipeIngestMetricsMissing",
-                         "ContainerRestarting", "FitpipeQuarantineJump"}, active
+    assert not active & {
+        "FitpipeRunFailed",
+        "DatabaseDown",
+        "MonitoringTargetDown",
+        "FitpipeIngestMetricsMissing",
+        "ContainerRestarting",
+        "FitpipeQuarantineJump",
+    }, active

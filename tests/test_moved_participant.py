@@ -26,7 +26,7 @@ NIGHT_BPM, DAY_BPM = 50.0, 90.0
 
 
 def midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
 
 
 MOVE = midnight(MOVED, TOKYO)  # the participant's clock shows Tokyo time from here on
@@ -37,15 +37,25 @@ def clock(instant: dt.datetime) -> dt.datetime:
 
 
 def tokyo(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=TOKYO).astimezone(dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=TOKYO).astimezone(dt.UTC)
 
 
 @pytest.fixture(scope="module")
 def moved(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         empty_database(conn)
-        fitpipe(database_url, "participants", "add", "1", "--source", "synthetic", "--timezone",
-                "America/New_York", "--study-start", FIRST.isoformat())
+        fitpipe(
+            database_url,
+            "participants",
+            "add",
+            "1",
+            "--source",
+            "synthetic",
+            "--timezone",
+            "America/New_York",
+            "--study-start",
+            FIRST.isoformat(),
+        )
         fitpipe(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", MOVED.isoformat())
         rows, at, end = [], midnight(FIRST, NY), midnight(LAST + dt.timedelta(days=1), TOKYO)
         gap = (tokyo(GAP_DAY, 5), tokyo(GAP_DAY, 7))
@@ -58,29 +68,51 @@ def moved(database_url):
                 copy.write_row(row)
         day = FIRST
         while day <= LAST:
-            conn.execute("INSERT INTO ingested_days (user_id, day, source, rows_loaded, quarantined) "
-                         "VALUES (1, %s, 'synthetic', 0, 0)", (day,))
+            conn.execute(
+                "INSERT INTO ingested_days (user_id, day, source, rows_loaded, quarantined) "
+                "VALUES (1, %s, 'synthetic', 0, 0)",
+                (day,),
+            )
             day += dt.timedelta(days=1)
-        fitpipe(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--method", "profile",
-                "--max-gap", "3h", "--start", GAP_DAY.isoformat(), "--end", GAP_DAY.isoformat())
+        fitpipe(
+            database_url,
+            "impute",
+            "--user",
+            "1",
+            "--metric",
+            "heart_rate",
+            "--method",
+            "profile",
+            "--max-gap",
+            "3h",
+            "--start",
+            GAP_DAY.isoformat(),
+            "--end",
+            GAP_DAY.isoformat(),
+        )
         yield conn
 
 
 def imputed_at(conn, instant: dt.datetime) -> float:
-    row = conn.execute("SELECT value FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
-                       "AND field = 'bpm' AND ts = %s", (instant,)).fetchone()
+    row = conn.execute(
+        "SELECT value FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' AND field = 'bpm' AND ts = %s",
+        (instant,),
+    ).fetchone()
     assert row is not None, f"no imputed value at {instant}"
     return row[0]
 
 
 def test_the_whole_gap_is_imputed(moved):
-    count = moved.execute("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND ts >= %s AND ts < %s",
-                          (tokyo(GAP_DAY, 5), tokyo(GAP_DAY, 7))).fetchone()[0]
+    count = moved.execute(
+        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND ts >= %s AND ts < %s",
+        (tokyo(GAP_DAY, 5), tokyo(GAP_DAY, 7)),
+    ).fetchone()[0]
     assert count == 120
 
 
-@pytest.mark.parametrize("hour, minute, expected", [(5, 20, NIGHT_BPM), (5, 30, NIGHT_BPM),
-                                                    (6, 30, DAY_BPM), (6, 40, DAY_BPM)])
+@pytest.mark.parametrize(
+    "hour, minute, expected", [(5, 20, NIGHT_BPM), (5, 30, NIGHT_BPM), (6, 30, DAY_BPM), (6, 40, DAY_BPM)]
+)
 def test_profile_follows_the_local_clock_after_a_move(moved, hour, minute, expected):
     # On the current zone alone, the ten New York days put Tokyo 05:00-07:00 at New York's
     # afternoon (90 bpm throughout) and the gap would be a ramp from 50 to 90.
@@ -90,6 +122,7 @@ def test_profile_follows_the_local_clock_after_a_move(moved, hour, minute, expec
 def test_adherence_period_runs_between_the_local_midnights_of_each_zone(moved):
     # From midnight of the first day in New York to midnight after the as-of day in Tokyo.
     expected = (midnight(LAST + dt.timedelta(days=1), TOKYO) - midnight(FIRST, NY)) / MINUTE
-    study_minutes = moved.execute("SELECT study_minutes FROM fitpipe_adherence(%s) WHERE user_id = 1",
-                                  (LAST,)).fetchone()[0]
+    study_minutes = moved.execute(
+        "SELECT study_minutes FROM fitpipe_adherence(%s) WHERE user_id = 1", (LAST,)
+    ).fetchone()[0]
     assert study_minutes == expected

@@ -24,9 +24,9 @@ from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
 from fitpipe.ingest.load import replace_day
 from fitpipe.ingest.runner import plan_ingest
+from fitpipe.participants import add_participant, list_users
 from fitpipe.sources import source_for
 from fitpipe.sources.synthetic.parse import parse_payloads
-from fitpipe.participants import add_participant, list_users
 
 DAY = dt.date(2024, 1, 3)
 
@@ -49,8 +49,9 @@ def payloads_of(conn, day: dt.date) -> tuple:
 
 def load(conn, user, day, payloads, *, rewrite: bool = True):
     ctx = user.day_context(day)
-    return replace_day(conn, ctx, lambda: parse_payloads(payloads, ctx), source="synthetic", run_id=None,
-                       skip_if_done=not rewrite)
+    return replace_day(
+        conn, ctx, lambda: parse_payloads(payloads, ctx), source="synthetic", run_id=None, skip_if_done=not rewrite
+    )
 
 
 def heart_rate_dataset(payloads) -> list:
@@ -61,14 +62,18 @@ def test_reingesting_a_day_whose_counts_change_updates_the_ledger(conn):
     user, full = payloads_of(conn, DAY)
     fewer = copy.deepcopy(full)
     dataset = heart_rate_dataset(fewer)
-    del dataset[len(dataset) // 2:]
+    del dataset[len(dataset) // 2 :]
     for payloads in (full, fewer):
         load(conn, user, DAY, payloads)
         lo, hi = user.day_context(DAY).bounds(DayWindow.CALENDAR)
-        in_table = conn.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
-                                (lo, hi)).fetchone()[0]
-        on_file, total = conn.execute("SELECT (rows_by_metric ->> 'heart_rate')::int, rows_loaded FROM ingested_days "
-                                      "WHERE user_id = 1 AND day = %s", (DAY,)).fetchone()
+        in_table = conn.execute(
+            "SELECT count(*) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s", (lo, hi)
+        ).fetchone()[0]
+        on_file, total = conn.execute(
+            "SELECT (rows_by_metric ->> 'heart_rate')::int, rows_loaded FROM ingested_days "
+            "WHERE user_id = 1 AND day = %s",
+            (DAY,),
+        ).fetchone()
         assert on_file == in_table, "the ledger's rows_by_metric disagrees with the table"
         assert total >= in_table
     assert in_table < len(heart_rate_dataset(full))
@@ -80,8 +85,10 @@ def test_a_metric_that_vanishes_on_reingest_is_invalidated_for_the_rollups(store
     conn.commit()  # as the runner does; the load's locks go with its transaction
     fitpipe(store, "aggregate", "refresh", "--user", "1")
     lo, hi = user.day_context(DAY).bounds(DayWindow.CALENDAR)
-    buckets = ("SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' "
-               "AND bucket >= %s AND bucket < %s AND n_measured > 0")
+    buckets = (
+        "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' "
+        "AND bucket >= %s AND bucket < %s AND n_measured > 0"
+    )
     assert conn.execute(buckets, (lo, hi)).fetchone()[0] > 0
     conn.execute("DELETE FROM rollup_invalidations")
     conn.commit()
@@ -89,8 +96,14 @@ def test_a_metric_that_vanishes_on_reingest_is_invalidated_for_the_rollups(store
     without_heart_rate = {key: value for key, value in payloads.items() if key != "intraday_heart_rate"}
     outcome = load(conn, user, DAY, without_heart_rate)
     assert "heart_rate" not in outcome.rows_by_metric
-    assert conn.execute("SELECT count(*) FROM rollup_invalidations WHERE user_id = 1 AND metric = 'heart_rate' "
-                        "AND lo <= %s AND hi >= %s", (lo, hi)).fetchone()[0] == 1
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM rollup_invalidations WHERE user_id = 1 AND metric = 'heart_rate' "
+            "AND lo <= %s AND hi >= %s",
+            (lo, hi),
+        ).fetchone()[0]
+        == 1
+    )
     conn.commit()
     fitpipe(store, "aggregate", "refresh", "--user", "1")
     assert conn.execute(buckets, (lo, hi)).fetchone()[0] == 0, "the rollups kept heart rate that vanished"
@@ -110,10 +123,21 @@ def test_replace_day_waits_for_the_participants_exclusive_lock(store, conn):
 
 
 def test_an_invalid_first_copy_of_a_key_does_not_drop_the_valid_copy():
-    points = [{"time": "08:00:00", "value": 400}, {"time": "08:00:00", "value": 70},
-              {"time": "08:00:01", "value": 71}, {"time": "08:00:01", "value": 72}]
-    payloads = {"intraday_heart_rate": [{"heart_rate_day": [{
-        "activities-heart": [], "activities-heart-intraday": {"dataset": points, "datasetType": "second"}}]}]}
+    points = [
+        {"time": "08:00:00", "value": 400},
+        {"time": "08:00:00", "value": 70},
+        {"time": "08:00:01", "value": 71},
+        {"time": "08:00:01", "value": 72},
+    ]
+    payloads = {
+        "intraday_heart_rate": [
+            {
+                "heart_rate_day": [
+                    {"activities-heart": [], "activities-heart-intraday": {"dataset": points, "datasetType": "second"}}
+                ]
+            }
+        ]
+    }
     parsed = parse_payloads(payloads, DayContext(1, DAY, "UTC"))
     assert parsed.rows["heart_rate"].columns["bpm"].tolist() == [70, 71]
     reasons = sorted(q.reason for q in parsed.quarantined)
@@ -126,7 +150,7 @@ def test_ingest_stops_at_yesterday_in_each_participants_own_zone(store, conn, mo
     than UTC, so a planner that takes "yesterday" in UTC gets one of them wrong."""
     monkeypatch.delenv("FITPIPE_TODAY", raising=False)
     zones = {2: "Pacific/Pago_Pago", 3: "Pacific/Kiritimati"}
-    start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=5)
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=5)
     for user_id, zone in zones.items():
         add_participant(conn, user_id, source="synthetic", timezone=zone, study_start=start)
     try:
@@ -144,12 +168,23 @@ def test_ingest_stops_at_yesterday_in_each_participants_own_zone(store, conn, mo
 
 def test_auto_resolution_takes_raw_when_max_rows_equals_its_estimate(store, tmp_path):
     with psycopg.connect(store) as conn:
-        raw = conn.execute("SELECT sum((rows_by_metric ->> 'heart_rate')::bigint) FROM ingested_days "
-                           "WHERE user_id = 1").fetchone()[0]
+        raw = conn.execute(
+            "SELECT sum((rows_by_metric ->> 'heart_rate')::bigint) FROM ingested_days WHERE user_id = 1"
+        ).fetchone()[0]
     picked = {}
     for budget in (raw, raw - 1):
-        result = run_fitpipe(store, "export", "--metric", "heart_rate", "--user", "1", "--max-rows", str(budget),
-                             "-o", str(tmp_path / f"{budget}.csv"))
+        result = run_fitpipe(
+            store,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--max-rows",
+            str(budget),
+            "-o",
+            str(tmp_path / f"{budget}.csv"),
+        )
         assert result.returncode == 0, result.stderr
         picked[budget] = re.search(r"auto resolution: (\S+) \(about ([\d,]+) rows", result.stderr).groups()
     assert picked[raw] == ("raw", f"{raw:,}")

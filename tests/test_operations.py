@@ -30,8 +30,15 @@ def cohort(database_url):
         empty_database(conn)
     run("seed-users", "--count", "2", "--start-date", "2024-01-01")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        add_participant(conn, 3, source="synthetic", timezone="UTC", study_start=dt.date(2024, 1, 1),
-                        display_name="always-worn", settings={"seed": 777, "wear_gaps": False})
+        add_participant(
+            conn,
+            3,
+            source="synthetic",
+            timezone="UTC",
+            study_start=dt.date(2024, 1, 1),
+            display_name="always-worn",
+            settings={"seed": 777, "wear_gaps": False},
+        )
     run("backfill", "--start", "2024-01-01", "--end", "2024-01-07", "--workers", "2")
     return database_url
 
@@ -45,7 +52,9 @@ def adherence_json(url, *args):
 def independent_wear_share(conn, user_id, days=7):
     minutes = conn.execute(
         "SELECT count(DISTINCT time_bucket('1 minute', ts)) FROM heart_rate "
-        "WHERE user_id = %s AND ts >= '2024-01-01' AND ts < '2024-01-08'", (user_id,)).fetchone()[0]
+        "WHERE user_id = %s AND ts >= '2024-01-01' AND ts < '2024-01-08'",
+        (user_id,),
+    ).fetchone()[0]
     return minutes / (days * 1440)
 
 
@@ -69,10 +78,13 @@ def test_wear_flags_follow_the_threshold(cohort):
 
 def test_sleep_capture_counts_main_sleeps_of_the_last_seven_nights(cohort):
     with psycopg.connect(cohort) as conn:
-        expected = dict(conn.execute(
-            "SELECT u.user_id, count(s.date_of_sleep) FROM users u LEFT JOIN sleep_sessions s "
-            "ON s.user_id = u.user_id AND s.is_main_sleep AND s.duration_s >= 180 * 60 "
-            "AND s.date_of_sleep BETWEEN '2024-01-01' AND '2024-01-07' GROUP BY u.user_id").fetchall())
+        expected = dict(
+            conn.execute(
+                "SELECT u.user_id, count(s.date_of_sleep) FROM users u LEFT JOIN sleep_sessions s "
+                "ON s.user_id = u.user_id AND s.is_main_sleep AND s.duration_s >= 180 * 60 "
+                "AND s.date_of_sleep BETWEEN '2024-01-01' AND '2024-01-07' GROUP BY u.user_id"
+            ).fetchall()
+        )
     report = adherence_json(cohort, "--as-of", "2024-01-07", "--min-nights", "7")
     for p in report["participants"]:
         assert p["nights_captured"] == expected[p["user_id"]]
@@ -113,13 +125,28 @@ def parse_metrics(path):
 
 def test_metrics_file_parses_and_keeps_other_commands(cohort, tmp_path):
     path = tmp_path / "textfile" / "fitpipe.prom"
-    result = CliRunner().invoke(app, ["--database-url", cohort, "backfill", "--start", "2024-01-08", "--end",
-                                      "2024-01-08", "--user", "3", "--metrics-file", str(path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--database-url",
+            cohort,
+            "backfill",
+            "--start",
+            "2024-01-08",
+            "--end",
+            "2024-01-08",
+            "--user",
+            "3",
+            "--metrics-file",
+            str(path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     values = parse_metrics(path)
     with psycopg.connect(cohort) as conn:
-        run = conn.execute("SELECT user_days, rows_loaded, quarantined, failed FROM ingest_runs "
-                           "ORDER BY run_id DESC LIMIT 1").fetchone()
+        run = conn.execute(
+            "SELECT user_days, rows_loaded, quarantined, failed FROM ingest_runs ORDER BY run_id DESC LIMIT 1"
+        ).fetchone()
     assert values[("fitpipe_run_user_days", "backfill")] == run[0] == 1
     assert values[("fitpipe_run_rows", "backfill")] == run[1] > 0
     assert values[("fitpipe_run_quarantined_rows", "backfill")] == run[2]
@@ -150,10 +177,13 @@ def scratch_url():
 
 def fitpipe_objects(url):
     with psycopg.connect(url) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        functions = {r[0] for r in conn.execute(
-            "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'fitpipe%'")}
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        functions = {
+            r[0]
+            for r in conn.execute(
+                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'fitpipe%'"
+            )
+        }
     return tables, functions
 
 
@@ -192,15 +222,29 @@ def test_reingesting_a_day_drops_its_imputations(cohort):
     runner = CliRunner()
     result = runner.invoke(app, ["--database-url", cohort, "impute", "--user", "1", "--max-gap", "8h"])
     assert result.exit_code == 0, result.output
-    day_window = ("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
-                  "AND ts >= '2024-01-03' AND ts < '2024-01-04'")
-    other_days = ("SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
-                  "AND (ts < '2024-01-03' OR ts >= '2024-01-04')")
+    day_window = (
+        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
+        "AND ts >= '2024-01-03' AND ts < '2024-01-04'"
+    )
+    other_days = (
+        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
+        "AND (ts < '2024-01-03' OR ts >= '2024-01-04')"
+    )
     with psycopg.connect(cohort) as conn:
         before_day, before_others = conn.execute(day_window).fetchone()[0], conn.execute(other_days).fetchone()[0]
     assert before_day > 0, "user 1 has wear gaps on 2024-01-03 to impute"
-    force = ["--database-url", cohort, "backfill", "--start", "2024-01-03", "--end", "2024-01-03", "--user", "1",
-             "--force"]
+    force = [
+        "--database-url",
+        cohort,
+        "backfill",
+        "--start",
+        "2024-01-03",
+        "--end",
+        "2024-01-03",
+        "--user",
+        "1",
+        "--force",
+    ]
 
     # A forced re-ingest rewrites the day, so the imputations made against its old rows go.
     result = runner.invoke(app, force)
@@ -211,13 +255,15 @@ def test_reingesting_a_day_drops_its_imputations(cohort):
         assert conn.execute(other_days).fetchone()[0] == before_others
         stale = conn.execute(
             "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
-            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'").fetchone()[0]
+            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'"
+        ).fetchone()[0]
     assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
 
 
 def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
-    result = CliRunner().invoke(app, ["--database-url", cohort, "export", "--metric", "heart_rate",
-                                      "--output", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--output", str(tmp_path)]
+    )
     assert result.exit_code != 0
     assert "folder" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
@@ -248,11 +294,13 @@ def test_create_reader_gives_a_login_that_reads_but_cannot_write(cohort):
 
 
 def test_create_reader_refuses_a_missing_or_short_password(cohort):
-    result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", "someone"],
-                                env={"FITPIPE_READER_PASSWORD": ""})
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": ""}
+    )
     assert result.exit_code != 0 and "FITPIPE_READER_PASSWORD" in result.output
-    result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", "someone"],
-                                env={"FITPIPE_READER_PASSWORD": "short"})
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": "short"}
+    )
     assert result.exit_code != 0 and "8 characters" in result.output
 
 
@@ -263,14 +311,31 @@ def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path
 
     monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 20_000)
     target = tmp_path / "hr.parquet"
-    result = CliRunner().invoke(app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--user", "1",
-                                      "--resolution", "raw", "--format", "parquet", "--output", str(target)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "--database-url",
+            cohort,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--resolution",
+            "raw",
+            "--format",
+            "parquet",
+            "--output",
+            str(target),
+        ],
+    )
     assert result.exit_code == 0, result.output
     file = pq.ParquetFile(target)
     table = file.read()
     with psycopg.connect(cohort) as conn:
         count, first, last, total = conn.execute(
-            "SELECT count(*), min(ts), max(ts), sum(bpm::float8) FROM heart_rate WHERE user_id = 1").fetchone()
+            "SELECT count(*), min(ts), max(ts), sum(bpm::float8) FROM heart_rate WHERE user_id = 1"
+        ).fetchone()
     assert table.num_rows == count
     assert file.metadata.num_row_groups == -(-count // 20_000), "one row group per fetched batch"
     assert table.column_names == ["user_id", "ts", "bpm", "imputed"]
@@ -281,5 +346,7 @@ def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path
 
 
 def test_parquet_needs_a_file(cohort):
-    result = CliRunner().invoke(app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"])
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"]
+    )
     assert result.exit_code != 0 and "--output" in result.output

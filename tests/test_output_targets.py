@@ -99,8 +99,9 @@ def test_an_empty_output_name_is_one_line(loaded):
 
 def test_export_with_stdout_closed_is_one_line(loaded):
     command = " ".join([sys.executable, "-m", "fitpipe.cli", *EXPORT]) + " >&-"
-    result = subprocess.run(["bash", "-c", command], env={**os.environ, "FITPIPE_DATABASE_URL": loaded},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-c", command], env={**os.environ, "FITPIPE_DATABASE_URL": loaded}, capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert "standard output is closed" in one_error_line(result)
 
@@ -113,8 +114,18 @@ def test_an_unusable_metrics_file_is_refused_before_the_run(loaded, tmp_path):
     with psycopg.connect(loaded) as conn:
         runs_before = conn.execute("SELECT count(*) FROM ingest_runs").fetchone()[0]
     for path in (not_a_folder / "fitpipe.prom", fifo):
-        result = run_fitpipe(loaded, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--force",
-                             "--metrics-file", str(path), timeout=60)
+        result = run_fitpipe(
+            loaded,
+            "backfill",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-02",
+            "--force",
+            "--metrics-file",
+            str(path),
+            timeout=60,
+        )
         assert result.returncode == 2
         line = one_error_line(result)
         assert str(path) in line and ".partial" not in line and ".tmp" not in line
@@ -124,8 +135,11 @@ def test_an_unusable_metrics_file_is_refused_before_the_run(loaded, tmp_path):
 
 
 def metric_values(path) -> dict[tuple[str, str], float]:
-    return {(s.name, s.labels.get("command", "")): s.value
-            for family in text_string_to_metric_families(path.read_text()) for s in family.samples}
+    return {
+        (s.name, s.labels.get("command", "")): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }
 
 
 def test_a_run_that_cannot_reach_the_database_marks_the_metrics_failed(loaded, tmp_path):
@@ -133,14 +147,17 @@ def test_a_run_that_cannot_reach_the_database_marks_the_metrics_failed(loaded, t
     fitpipe(loaded, "ingest", "--days", "1", "--metrics-file", str(path))
     before = metric_values(path)
     assert before[("fitpipe_run_success", "ingest")] == 1
-    result = run_fitpipe("postgresql://fitpipe:secret-pw@127.0.0.1:1/nowhere", "ingest", "--days", "1",
-                         "--metrics-file", str(path))
+    result = run_fitpipe(
+        "postgresql://fitpipe:secret-pw@127.0.0.1:1/nowhere", "ingest", "--days", "1", "--metrics-file", str(path)
+    )
     assert result.returncode == 3
     after = metric_values(path)
     assert after[("fitpipe_run_success", "ingest")] == 0
     assert after[("fitpipe_run_failures", "ingest")] >= 1
-    assert (after[("fitpipe_last_success_timestamp_seconds", "ingest")]
-            == before[("fitpipe_last_success_timestamp_seconds", "ingest")])
+    assert (
+        after[("fitpipe_last_success_timestamp_seconds", "ingest")]
+        == before[("fitpipe_last_success_timestamp_seconds", "ingest")]
+    )
     assert "secret-pw" not in path.read_text()
 
 
@@ -161,8 +178,19 @@ def test_sigterm_marks_the_metrics_failed_and_keeps_the_last_success(loaded, tmp
     path = tmp_path / "fitpipe.prom"
     fitpipe(loaded, "ingest", "--days", "1", "--metrics-file", str(path), "--no-refresh")
     before = metric_values(path)
-    run = popen(loaded, "backfill", "--start", "2024-01-01", "--end", "2024-01-08", "--force", "--workers", "1",
-                "--metrics-file", str(path))
+    run = popen(
+        loaded,
+        "backfill",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-08",
+        "--force",
+        "--workers",
+        "1",
+        "--metrics-file",
+        str(path),
+    )
     try:
         wait_for_loaded_days(run, 1)
         run.send_signal(signal.SIGTERM)
@@ -174,5 +202,7 @@ def test_sigterm_marks_the_metrics_failed_and_keeps_the_last_success(loaded, tmp
     assert after[("fitpipe_run_success", "backfill")] == 0
     assert after[("fitpipe_run_failures", "backfill")] >= 1
     assert ("fitpipe_last_success_timestamp_seconds", "backfill") not in after
-    assert (after[("fitpipe_last_success_timestamp_seconds", "ingest")]
-            == before[("fitpipe_last_success_timestamp_seconds", "ingest")])
+    assert (
+        after[("fitpipe_last_success_timestamp_seconds", "ingest")]
+        == before[("fitpipe_last_success_timestamp_seconds", "ingest")]
+    )

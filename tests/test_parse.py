@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from conftest import fetch_now, synthetic_user
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
 from fitpipe.sources.synthetic.parse import parse_payloads
-from conftest import fetch_now, synthetic_user
 from fitpipe.sources.synthetic.source import (
     NIGHT_KINDS,
     SyntheticSource,
@@ -31,6 +31,7 @@ from fitpipe.sources.synthetic.wear_gaps import gaps_for
 def synthetic_seed_for(user_id: int) -> int:
     return SyntheticSource.default_settings(user_id)["seed"]
 
+
 NY = "America/New_York"
 D = dt.date(2024, 1, 10)
 NEXT = D + dt.timedelta(days=1)
@@ -41,15 +42,26 @@ NEXT = D + dt.timedelta(days=1)
 
 
 def hr_payload(points: list[dict]) -> dict:
-    return {"intraday_heart_rate": [{"heart_rate_day": [{
-        "activities-heart": [],
-        "activities-heart-intraday": {"dataset": points, "datasetInterval": 1, "datasetType": "second"},
-    }]}]}
+    return {
+        "intraday_heart_rate": [
+            {
+                "heart_rate_day": [
+                    {
+                        "activities-heart": [],
+                        "activities-heart-intraday": {"dataset": points, "datasetInterval": 1, "datasetType": "second"},
+                    }
+                ]
+            }
+        ]
+    }
 
 
 def azm_payload(day: dt.date, minutes: list[dict]) -> dict:
-    return {"intraday_active_zone_minute": [{"activities-active-zone-minutes-intraday": [
-        {"dateTime": day.isoformat(), "minutes": minutes}]}]}
+    return {
+        "intraday_active_zone_minute": [
+            {"activities-active-zone-minutes-intraday": [{"dateTime": day.isoformat(), "minutes": minutes}]}
+        ]
+    }
 
 
 def spo2_payload(day: dt.date, minutes: list[dict]) -> dict:
@@ -74,9 +86,19 @@ def night_payloads(day: dt.date, stamps: list[str]) -> dict:
 
 def sleep_log(day: dt.date, start: str, end: str, segments: list[dict], **overrides) -> dict:
     log = {
-        "dateOfSleep": day.isoformat(), "startTime": start, "endTime": end, "duration": 7 * 3600 * 1000,
-        "efficiency": 93, "isMainSleep": True, "logId": 123456789, "minutesAsleep": 400, "minutesAwake": 20,
-        "minutesToFallAsleep": 3, "minutesAfterWakeup": 1, "timeInBed": 420, "type": "stages",
+        "dateOfSleep": day.isoformat(),
+        "startTime": start,
+        "endTime": end,
+        "duration": 7 * 3600 * 1000,
+        "efficiency": 93,
+        "isMainSleep": True,
+        "logId": 123456789,
+        "minutesAsleep": 400,
+        "minutesAwake": 20,
+        "minutesToFallAsleep": 3,
+        "minutesAfterWakeup": 1,
+        "timeInBed": 420,
+        "type": "stages",
         "levels": {"data": segments, "shortData": [], "summary": {}},
     }
     log.update(overrides)
@@ -90,7 +112,7 @@ def sleep_payload(*logs: dict) -> dict:
 def utc(local: str, timezone: str = "UTC", fold: int = 0) -> np.datetime64:
     """The naive-UTC instant of a local wall time, computed with zoneinfo (not fitpipe)."""
     wall = dt.datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(timezone), fold=fold)
-    return np.datetime64(wall.astimezone(dt.timezone.utc).replace(tzinfo=None), "us")
+    return np.datetime64(wall.astimezone(dt.UTC).replace(tzinfo=None), "us")
 
 
 def reasons(parsed, metric: str) -> list[str]:
@@ -236,13 +258,23 @@ def test_other_metrics_validate_against_the_catalogue_ranges():
     values = [spo2.high + 1, spo2.low - 1, spo2.high, spo2.low]
     payloads = {
         **spo2_payload(D, [{"value": v, "minute": s} for v, s in zip(values, stamps)]),
-        **hrv_payload(D, [{"minute": stamps[0], "value": hrv_value(301.0)},
-                          {"minute": stamps[1], "value": {"rmssd": 30.0}},
-                          {"minute": stamps[2]},
-                          {"minute": stamps[3], "value": hrv_value(42.0)}]),
-        **azm_payload(D, [{"minute": "09:00:00", "value": {"activeZoneMinutes": 9}},
-                          {"minute": "09:01:00", "value": {"fatBurnActiveZoneMinutes": 1}},
-                          {"minute": "09:02:00", "value": {"activeZoneMinutes": 1, "fatBurnActiveZoneMinutes": 1}}]),
+        **hrv_payload(
+            D,
+            [
+                {"minute": stamps[0], "value": hrv_value(301.0)},
+                {"minute": stamps[1], "value": {"rmssd": 30.0}},
+                {"minute": stamps[2]},
+                {"minute": stamps[3], "value": hrv_value(42.0)},
+            ],
+        ),
+        **azm_payload(
+            D,
+            [
+                {"minute": "09:00:00", "value": {"activeZoneMinutes": 9}},
+                {"minute": "09:01:00", "value": {"fatBurnActiveZoneMinutes": 1}},
+                {"minute": "09:02:00", "value": {"activeZoneMinutes": 1, "fatBurnActiveZoneMinutes": 1}},
+            ],
+        ),
     }
     parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
 
@@ -268,8 +300,9 @@ def test_malformed_sleep_logs_and_segments_are_quarantined_and_the_rest_loads():
         {"dateTime": f"{D}T23:31:00.000", "level": "rem", "seconds": -5},  # out of range
     ]
     good = sleep_log(D, f"{D}T23:00:00.000", f"{NEXT}T06:00:00.000", segments)
-    broken = {k: v for k, v in sleep_log(D, f"{D}T22:00:00.000", f"{NEXT}T05:00:00.000", []).items()
-              if k != "efficiency"}
+    broken = {
+        k: v for k, v in sleep_log(D, f"{D}T22:00:00.000", f"{NEXT}T05:00:00.000", []).items() if k != "efficiency"
+    }
     parsed = parse_payloads(sleep_payload(good, broken), DayContext(1, D, "UTC"))
 
     assert list(column(parsed, "sleep_sessions", "start_ts")) == [utc(f"{D}T23:00:00")]
@@ -285,8 +318,12 @@ def test_malformed_sleep_logs_and_segments_are_quarantined_and_the_rest_loads():
 
 
 def test_duplicate_keys_are_quarantined_keeping_the_first():
-    points = [{"time": "08:00:00", "value": 70.0}, {"time": "08:00:01", "value": 71.0},
-              {"time": "08:00:00", "value": 99.0}, {"time": "08:00:01", "value": 98.0}]
+    points = [
+        {"time": "08:00:00", "value": 70.0},
+        {"time": "08:00:01", "value": 71.0},
+        {"time": "08:00:00", "value": 99.0},
+        {"time": "08:00:01", "value": 98.0},
+    ]
     parsed = parse_payloads(hr_payload(points), DayContext(1, D, "UTC"))
     assert column(parsed, "heart_rate", "bpm").tolist() == [70.0, 71.0]
     assert reasons(parsed, "heart_rate") == ["duplicate key in the payload"] * 2
@@ -295,15 +332,21 @@ def test_duplicate_keys_are_quarantined_keeping_the_first():
     # Sleep stages: the stage and is_short are part of the key, so the same second twice is fine
     # for two stages, but the same (second, stage) twice is a duplicate.
     start = f"{D}T23:00:00.000"
-    segments = [{"dateTime": start, "level": "light", "seconds": 60},
-                {"dateTime": start, "level": "deep", "seconds": 60},
-                {"dateTime": start, "level": "light", "seconds": 90}]
+    segments = [
+        {"dateTime": start, "level": "light", "seconds": 60},
+        {"dateTime": start, "level": "deep", "seconds": 60},
+        {"dateTime": start, "level": "light", "seconds": 90},
+    ]
     log = sleep_log(D, start, f"{NEXT}T06:00:00.000", segments)
     log["levels"]["shortData"] = [{"dateTime": start, "level": "light", "seconds": 30}]
     parsed = parse_payloads(sleep_payload(log), DayContext(1, D, "UTC"))
-    rows = list(zip(column(parsed, "sleep_stages", "stage").tolist(),
-                    column(parsed, "sleep_stages", "is_short").tolist(),
-                    column(parsed, "sleep_stages", "seconds").tolist()))
+    rows = list(
+        zip(
+            column(parsed, "sleep_stages", "stage").tolist(),
+            column(parsed, "sleep_stages", "is_short").tolist(),
+            column(parsed, "sleep_stages", "seconds").tolist(),
+        )
+    )
     assert sorted(rows) == sorted([("light", False, 60), ("deep", False, 60), ("light", True, 30)])
     assert reasons(parsed, "sleep_stages") == ["duplicate key in the payload"]
 
@@ -311,17 +354,33 @@ def test_duplicate_keys_are_quarantined_keeping_the_first():
 def test_daily_payloads_dated_another_day_are_quarantined():
     other = D + dt.timedelta(days=1)
     payloads = {
-        "steps": [{"activities-steps": [{"dateTime": D.isoformat(), "value": 1234},
-                                        {"dateTime": other.isoformat(), "value": 99}]}],
+        "steps": [
+            {
+                "activities-steps": [
+                    {"dateTime": D.isoformat(), "value": 1234},
+                    {"dateTime": other.isoformat(), "value": 99},
+                ]
+            }
+        ],
         "distance": [{"activities-distance": [{"dateTime": D.isoformat(), "value": 1.5}]}],
-        "heart_rate_day": [{"activities-heart": [
-            {"dateTime": (D - dt.timedelta(days=1)).isoformat(), "value": {"restingHeartRate": 61}},
-            {"dateTime": D.isoformat(), "value": {"restingHeartRate": 58, "heartRateZones": [
-                {"name": "Fat Burn", "minutes": 30, "caloriesOut": 120.5}]}},
-        ]}],
+        "heart_rate_day": [
+            {
+                "activities-heart": [
+                    {"dateTime": (D - dt.timedelta(days=1)).isoformat(), "value": {"restingHeartRate": 61}},
+                    {
+                        "dateTime": D.isoformat(),
+                        "value": {
+                            "restingHeartRate": 58,
+                            "heartRateZones": [{"name": "Fat Burn", "minutes": 30, "caloriesOut": 120.5}],
+                        },
+                    },
+                ]
+            }
+        ],
         "hrv": [{"hrv": [{"hrv": [{"value": {"dailyRmssd": 47, "deepRmssd": 44}, "dateTime": other.isoformat()}]}]}],
-        "intraday_breath_rate": [{"br": [{"dateTime": D.isoformat(),
-                                          "value": {"fullSleepSummary": {"breathingRate": 15.0}}}]}],
+        "intraday_breath_rate": [
+            {"br": [{"dateTime": D.isoformat(), "value": {"fullSleepSummary": {"breathingRate": 15.0}}}]}
+        ],
     }
     parsed = parse_payloads(payloads, DayContext(1, D, "UTC"))
     day = np.datetime64(D, "D")
@@ -362,16 +421,23 @@ def test_non_numeric_values_of_nullable_columns_are_quarantined():
 
 def test_nonexistent_local_times_are_quarantined_and_repeated_ones_kept_apart():
     spring, autumn = dt.date(2024, 3, 10), dt.date(2024, 11, 3)
-    points = [{"time": "01:59:59", "value": 60.0}, {"time": "02:00:00", "value": 61.0},
-              {"time": "02:30:00", "value": 62.0}, {"time": "03:00:00", "value": 63.0}]
+    points = [
+        {"time": "01:59:59", "value": 60.0},
+        {"time": "02:00:00", "value": 61.0},
+        {"time": "02:30:00", "value": 62.0},
+        {"time": "03:00:00", "value": 63.0},
+    ]
     parsed = parse_payloads(hr_payload(points), DayContext(1, spring, NY))
     assert list(column(parsed, "heart_rate", "ts")) == [utc(f"{spring}T01:59:59", NY), utc(f"{spring}T03:00:00", NY)]
     assert column(parsed, "heart_rate", "ts")[1] - column(parsed, "heart_rate", "ts")[0] == np.timedelta64(1, "s")
     assert reasons(parsed, "heart_rate") == [f"local time does not exist in {NY} (DST gap)"] * 2
 
     # The repeated hour: a wall time seen twice is its first (EDT), then its second (EST) instant.
-    points = [{"time": "01:30:00", "value": 60.0}, {"time": "01:30:00", "value": 61.0},
-              {"time": "01:30:00", "value": 62.0}]
+    points = [
+        {"time": "01:30:00", "value": 60.0},
+        {"time": "01:30:00", "value": 61.0},
+        {"time": "01:30:00", "value": 62.0},
+    ]
     parsed = parse_payloads(hr_payload(points), DayContext(1, autumn, NY))
     first, second = utc(f"{autumn}T01:30:00", NY, fold=0), utc(f"{autumn}T01:30:00", NY, fold=1)
     assert second - first == np.timedelta64(3600, "s")
@@ -393,7 +459,7 @@ def test_nonexistent_local_times_are_quarantined_and_repeated_ones_kept_apart():
 def _gap_mask(intervals) -> np.ndarray:
     worn_off = np.zeros(86400, dtype=bool)
     for lo, hi in intervals:
-        worn_off[max(lo, 0):min(hi, 86400)] = True
+        worn_off[max(lo, 0) : min(hi, 86400)] = True
     return worn_off
 
 
@@ -415,11 +481,18 @@ def test_wear_gaps_are_deterministic_across_calls_and_processes():
         if previous.night_off:
             assert (22 * 3600, 86400) in previous.intervals
 
-    code = ("import datetime as dt; from fitpipe.sources.synthetic.wear_gaps import gaps_for; "
-            f"print([(g.intervals, g.night_off) for g in (gaps_for({seed}, dt.date(2024, 1, 1) + dt.timedelta(days=i)) "
-            "for i in range(60))])")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    code = (
+        "import datetime as dt; from fitpipe.sources.synthetic.wear_gaps import gaps_for; "
+        f"print([(g.intervals, g.night_off) for g in (gaps_for({seed}, dt.date(2024, 1, 1) + dt.timedelta(days=i)) "
+        "for i in range(60))])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
     assert other.stdout.strip() == repr([(g.intervals, g.night_off) for g in first])
 
 
@@ -471,8 +544,10 @@ def test_removed_heart_rate_seconds_are_exactly_the_union_of_the_gaps(night_off)
 def test_unknown_sleep_stage_is_quarantined_not_a_failed_day():
     """The table's CHECK would reject the whole day at COPY time; the parser sets the record aside."""
     day = dt.date(2024, 1, 5)
-    segments = [{"dateTime": "2024-01-05T23:00:00", "level": "light", "seconds": 600},
-                {"dateTime": "2024-01-05T23:10:00", "level": "dreaming", "seconds": 300}]
+    segments = [
+        {"dateTime": "2024-01-05T23:00:00", "level": "light", "seconds": 600},
+        {"dateTime": "2024-01-05T23:10:00", "level": "dreaming", "seconds": 300},
+    ]
     payloads = sleep_payload(sleep_log(day, "2024-01-05T23:00:00.000", "2024-01-06T06:00:00.000", segments))
     parsed = parse_payloads(payloads, DayContext(1, day, "UTC"))
     assert list(column(parsed, "sleep_stages", "stage")) == ["light"]

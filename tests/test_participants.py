@@ -19,16 +19,24 @@ TOKEN = "1//0gRefreshTokenThatMustNeverLeak-Xy7"
 
 
 def tables_with_user_id(db) -> list[str]:
-    return [r[0] for r in db.execute(
-        "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
-        "USING (table_schema, table_name) WHERE c.table_schema = 'public' AND c.column_name = 'user_id' "
-        "AND t.table_type = 'BASE TABLE' ORDER BY 1")]
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
+            "USING (table_schema, table_name) WHERE c.table_schema = 'public' AND c.column_name = 'user_id' "
+            "AND t.table_type = 'BASE TABLE' ORDER BY 1"
+        )
+    ]
 
 
 def checksums(db, user_id: int) -> dict[str, tuple]:
-    return {table: db.execute(
-        f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t WHERE user_id = %s",
-        (user_id,)).fetchone() for table in tables_with_user_id(db)}
+    return {
+        table: db.execute(
+            f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t WHERE user_id = %s",
+            (user_id,),
+        ).fetchone()
+        for table in tables_with_user_id(db)
+    }
 
 
 def test_withdraw_with_delete_data_leaves_no_row_of_the_participant(db, database_url, monkeypatch):
@@ -61,8 +69,13 @@ def test_a_secret_stored_through_the_cli_is_never_in_plain_text(db, database_url
     stored = run_fitpipe(database_url, "secrets", "set", "--user", "1", input=TOKEN + "\n")
     assert stored.returncode == 0, stored.stderr
     outputs = [stored.stdout + stored.stderr]
-    for args in (["status", "--json"], ["status"], ["participants", "list", "--json"], ["participants", "list"],
-                 ["adherence", "--json", "--as-of", "2024-01-01"]):
+    for args in (
+        ["status", "--json"],
+        ["status"],
+        ["participants", "list", "--json"],
+        ["participants", "list"],
+        ["adherence", "--json", "--as-of", "2024-01-01"],
+    ):
         result = run_fitpipe(database_url, *args)
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout + result.stderr)

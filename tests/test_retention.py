@@ -13,20 +13,21 @@ import pytest
 from conftest import fitpipe
 from fitpipe.derive.retention import drop_raw
 from fitpipe.participants import add_participant, list_users
-from test_editions import fresh_database, APACHE_NOTE, apache_admin_url  # noqa: F401 (fixture)
+from test_editions import APACHE_NOTE, apache_admin_url, fresh_database  # noqa: F401 (fixture)
 
 START = dt.date(2024, 1, 1)
 TODAY = dt.date(2024, 1, 8)
 ZONE = "America/New_York"
 # TODAY - 3 days, at UTC midnight: heart_rate's 1-day chunks before it may go.
-CUTOFF = dt.datetime(2024, 1, 5, tzinfo=dt.timezone.utc)
+CUTOFF = dt.datetime(2024, 1, 5, tzinfo=dt.UTC)
 
 
 def rollup_checksums(conn) -> dict[str, tuple]:
     sums = {}
     for table in ("rollup_1min", "rollup_1h", "rollup_1d", "wear_days"):
-        sums[table] = conn.execute(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                                   f"FROM {table} t").fetchone()
+        sums[table] = conn.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+        ).fetchone()
     return sums
 
 
@@ -35,23 +36,32 @@ def raw_checksum(conn, user_id: int, day: dt.date) -> tuple:
     return conn.execute(
         "SELECT count(*), md5(coalesce(string_agg(ts::text || ':' || bpm::text, '|' ORDER BY ts), '')) FROM heart_rate "
         "WHERE user_id = %s AND ts >= %s AND ts < %s",
-        (user_id, user.day_start(day), user.day_start(day + dt.timedelta(days=1)))).fetchone()
+        (user_id, user.day_start(day), user.day_start(day + dt.timedelta(days=1))),
+    ).fetchone()
 
 
 def heart_rollups_before(conn, instant: dt.datetime) -> list[tuple]:
-    return [conn.execute(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                         f"FROM rollup_{level} t WHERE metric = 'heart_rate' AND bucket < %s", (instant,)).fetchone()
-            for level in ("1min", "1h", "1d")]
+    return [
+        conn.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+            f"FROM rollup_{level} t WHERE metric = 'heart_rate' AND bucket < %s",
+            (instant,),
+        ).fetchone()
+        for level in ("1min", "1h", "1d")
+    ]
 
 
 def rollup_only(conn) -> list[tuple[int, dt.date]]:
-    return conn.execute("SELECT user_id, day FROM ingested_days WHERE raw_dropped_at IS NOT NULL "
-                        "ORDER BY 1, 2").fetchall()
+    return conn.execute(
+        "SELECT user_id, day FROM ingested_days WHERE raw_dropped_at IS NOT NULL ORDER BY 1, 2"
+    ).fetchall()
 
 
 def heart_chunks(conn) -> list[tuple[dt.datetime, dt.datetime]]:
-    return conn.execute("SELECT range_start, range_end FROM timescaledb_information.chunks "
-                        "WHERE hypertable_name = 'heart_rate' ORDER BY 1").fetchall()
+    return conn.execute(
+        "SELECT range_start, range_end FROM timescaledb_information.chunks "
+        "WHERE hypertable_name = 'heart_rate' ORDER BY 1"
+    ).fetchall()
 
 
 def load(url: str, conn, monkeypatch, users=(1,), days=6) -> None:
@@ -88,8 +98,10 @@ def test_maintain_drops_old_settled_chunks_keeps_rollups_and_says_which_days(db,
 
     report = json.loads(fitpipe(database_url, "status", "--json").stdout)
     assert report["users"][0]["rollup_only"] == {"days": 4, "first": "2024-01-01", "last": "2024-01-04"}
-    assert "user 1 has rollups only (raw 1 Hz rows dropped by retention) for 4 day(s) from 2024-01-01 to 2024-01-04" \
+    assert (
+        "user 1 has rollups only (raw 1 Hz rows dropped by retention) for 4 day(s) from 2024-01-01 to 2024-01-04"
         in fitpipe(database_url, "status").stdout
+    )
 
     # Again: nothing more is old enough.
     again = fitpipe(database_url, "maintain", "--raw-retention-days", "3")
@@ -103,8 +115,10 @@ def test_maintain_drops_old_settled_chunks_keeps_rollups_and_says_which_days(db,
     fitpipe(database_url, "aggregate", "refresh", "--full")
     assert heart_rollups_before(db, day5) == heart_rollups_before_drop
     # The tail of day 4 that is still raw is not imputed either: its gaps are in its rollups.
-    assert db.execute("SELECT count(*) FROM imputed_values WHERE metric = 'heart_rate' AND ts < %s",
-                      (day5,)).fetchone()[0] == 0
+    assert (
+        db.execute("SELECT count(*) FROM imputed_values WHERE metric = 'heart_rate' AND ts < %s", (day5,)).fetchone()[0]
+        == 0
+    )
     assert db.execute("SELECT count(*) FROM imputed_values WHERE metric = 'heart_rate'").fetchone()[0] > 0
 
 
@@ -113,7 +127,7 @@ def test_unsettled_days_and_pending_rollups_keep_their_chunks(db, database_url, 
     # User 2 (UTC) has only its first day: the cohort has settled nothing after 2024-01-02 00:00 UTC.
     add_participant(db, 2, source="synthetic", timezone="UTC", study_start=START)
     fitpipe(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-01", "--user", "2")
-    horizon = dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
+    horizon = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
     result = fitpipe(database_url, "maintain", "--raw-retention-days", "1")
     assert "dropped 1 chunk(s) of heart_rate before 2024-01-02 00:00 UTC" in result.stdout
     assert min(start for start, _ in heart_chunks(db)) == horizon
@@ -122,8 +136,10 @@ def test_unsettled_days_and_pending_rollups_keep_their_chunks(db, database_url, 
     # A change not rolled up yet (here written by hand, after maintain's own refresh) keeps its
     # chunk; the chunks either side of it still go.
     fitpipe(database_url, "backfill", "--start", "2024-01-02", "--end", "2024-01-06", "--user", "2")
-    db.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (2, 'heart_rate', %s, %s)",
-               (dt.datetime(2024, 1, 3, 12, tzinfo=dt.timezone.utc), dt.datetime(2024, 1, 3, 13, tzinfo=dt.timezone.utc)))
+    db.execute(
+        "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (2, 'heart_rate', %s, %s)",
+        (dt.datetime(2024, 1, 3, 12, tzinfo=dt.UTC), dt.datetime(2024, 1, 3, 13, tzinfo=dt.UTC)),
+    )
     with psycopg.connect(database_url) as conn:
         report = drop_raw(conn, 3)
     assert report.chunks_dropped == 2 and len(report.kept) == 1
@@ -166,13 +182,15 @@ def test_a_rebuilt_day_with_other_content_gets_new_rollups(db, database_url, mon
     load(database_url, db, monkeypatch, days=4)
     fitpipe(database_url, "maintain", "--raw-retention-days", "3")
     assert (1, dt.date(2024, 1, 2)) in rollup_only(db)
-    before = db.execute("SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' "
-                        "ORDER BY bucket").fetchall()
+    before = db.execute(
+        "SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' ORDER BY bucket"
+    ).fetchall()
     # The source now has the day without wear gaps: more measured seconds than the rollup held.
     db.execute("UPDATE participant_sources SET settings = settings || '{\"wear_gaps\": false}' WHERE user_id = 1")
     fitpipe(database_url, "backfill", "--start", "2024-01-02", "--end", "2024-01-02", "--force")
-    after = db.execute("SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' "
-                       "ORDER BY bucket").fetchall()
+    after = db.execute(
+        "SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' ORDER BY bucket"
+    ).fetchall()
     assert after[0] == before[0] and after[2:] == before[2:] and after[1][0] > before[1][0]
     assert after[1][0] == raw_checksum(db, 1, dt.date(2024, 1, 2))[0]
 
@@ -196,7 +214,9 @@ def test_retention_works_on_the_apache_edition(apache_admin_url, monkeypatch):  
         load(url, conn, monkeypatch, days=6)
         rollups = rollup_checksums(conn)
         lines = fitpipe(url, "maintain").stdout.strip().splitlines()
-        assert lines[0].startswith("raw retention (3 days): dropped 4 chunk(s) of heart_rate") and lines[1] == APACHE_NOTE
+        assert (
+            lines[0].startswith("raw retention (3 days): dropped 4 chunk(s) of heart_rate") and lines[1] == APACHE_NOTE
+        )
         assert conn.execute("SELECT count(*) FROM heart_rate WHERE ts < %s", (CUTOFF,)).fetchone()[0] == 0
         assert rollup_checksums(conn) == rollups and rollup_only(conn) == [(1, d) for d in days(1, 4)]
         fitpipe(url, "backfill", "--start", "2024-01-02", "--end", "2024-01-02", "--force")
@@ -208,8 +228,9 @@ def test_confidence_rows_go_with_their_heart_rate_chunks(db, database_url, monke
     load(database_url, db, monkeypatch)
     db.execute("INSERT INTO heart_rate_confidence (user_id, ts, confidence) SELECT user_id, ts, 2 FROM heart_rate")
     kept = db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts >= %s", (CUTOFF,)).fetchone()[0]
-    assert kept > 0 and db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts < %s",
-                                   (CUTOFF,)).fetchone()[0] > 0
+    assert (
+        kept > 0 and db.execute("SELECT count(*) FROM heart_rate_confidence WHERE ts < %s", (CUTOFF,)).fetchone()[0] > 0
+    )
 
     result = fitpipe(database_url, "maintain", "--raw-retention-days", "3")
     assert "chunk(s) of heart_rate, heart_rate_confidence before 2024-01-05 00:00 UTC" in result.stdout

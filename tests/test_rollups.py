@@ -44,17 +44,20 @@ SPRING, FALL = dt.date(2024, 3, 10), dt.date(2024, 11, 3)
 
 
 def local_midnight(day: dt.date, timezone: str) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone)).astimezone(dt.timezone.utc)
+    return dt.datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(timezone)).astimezone(dt.UTC)
 
 
 def ledger(conn, user_id: int) -> list[dt.date]:
-    return [r[0] for r in conn.execute("SELECT day FROM ingested_days WHERE user_id = %s ORDER BY day",
-                                       (user_id,)).fetchall()]
+    return [
+        r[0]
+        for r in conn.execute("SELECT day FROM ingested_days WHERE user_id = %s ORDER BY day", (user_id,)).fetchall()
+    ]
 
 
 def pending(conn, users=USERS) -> int:
-    return conn.execute("SELECT count(*) FROM rollup_invalidations WHERE user_id = ANY(%s)",
-                        (list(users),)).fetchone()[0]
+    return conn.execute("SELECT count(*) FROM rollup_invalidations WHERE user_id = ANY(%s)", (list(users),)).fetchone()[
+        0
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,8 +79,10 @@ def _minute_oracle_sql() -> str:
 
 # Start of the local-clock hour holding the minute o.bucket: drop its local minutes, using the UTC
 # offset in force at that instant (so DST and half-hour zones are handled per instant).
-_LOCAL_HOUR = ("o.bucket - make_interval(secs => mod((extract(epoch FROM o.bucket) + extract(epoch FROM "
-               "(o.bucket AT TIME ZONE u.timezone) - (o.bucket AT TIME ZONE 'UTC')))::numeric, 3600)::float8)")
+_LOCAL_HOUR = (
+    "o.bucket - make_interval(secs => mod((extract(epoch FROM o.bucket) + extract(epoch FROM "
+    "(o.bucket AT TIME ZONE u.timezone) - (o.bucket AT TIME ZONE 'UTC')))::numeric, 3600)::float8)"
+)
 
 
 def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
@@ -109,22 +114,23 @@ def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
     key = "user_id, metric, field, bucket"
     for level in LEVELS:
         # metric and field are enums in the rollups (lean rows), text in the oracle.
-        rollup = (f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, sum_measured AS s, min_measured AS lo, max_measured AS hi "
-                  f"FROM rollup_{level} WHERE user_id = ANY(%(users)s) AND n_measured > 0")
+        rollup = (
+            f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, sum_measured AS s, min_measured AS lo, max_measured AS hi "
+            f"FROM rollup_{level} WHERE user_id = ANY(%(users)s) AND n_measured > 0"
+        )
         checks = {
             "missing from rollup": f"SELECT {key}, n, lo, hi FROM oracle_{level} "
-                                   f"EXCEPT SELECT {key}, n, lo, hi FROM ({rollup}) r",
+            f"EXCEPT SELECT {key}, n, lo, hi FROM ({rollup}) r",
             "extra in rollup": f"SELECT {key}, n, lo, hi FROM ({rollup}) r "
-                               f"EXCEPT SELECT {key}, n, lo, hi FROM oracle_{level}",
+            f"EXCEPT SELECT {key}, n, lo, hi FROM oracle_{level}",
             "sum differs": f"SELECT o.user_id, o.metric, o.field, o.bucket, o.s, r.s FROM oracle_{level} o "
-                           f"JOIN ({rollup}) r USING (user_id, metric, field, bucket) "
-                           f"WHERE abs(o.s - r.s) > 1e-6 * abs(o.s) + 1e-9",
-            "unmeasured row with measured state or nothing imputed":
-                f"SELECT {key}, n_imputed, sum_measured, min_measured, max_measured FROM rollup_{level} "
-                f"WHERE user_id = ANY(%(users)s) AND n_measured = 0 "
-                f"AND (n_imputed <= 0 OR sum_measured <> 0 OR min_measured IS NOT NULL OR max_measured IS NOT NULL)",
+            f"JOIN ({rollup}) r USING (user_id, metric, field, bucket) "
+            f"WHERE abs(o.s - r.s) > 1e-6 * abs(o.s) + 1e-9",
+            "unmeasured row with measured state or nothing imputed": f"SELECT {key}, n_imputed, sum_measured, min_measured, max_measured FROM rollup_{level} "
+            f"WHERE user_id = ANY(%(users)s) AND n_measured = 0 "
+            f"AND (n_imputed <= 0 OR sum_measured <> 0 OR min_measured IS NOT NULL OR max_measured IS NOT NULL)",
             "negative count": f"SELECT {key}, n_measured, n_imputed FROM rollup_{level} "
-                              f"WHERE user_id = ANY(%(users)s) AND (n_measured < 0 OR n_imputed < 0)",
+            f"WHERE user_id = ANY(%(users)s) AND (n_measured < 0 OR n_imputed < 0)",
         }
         for kind, query in checks.items():
             rows = conn.execute(query + " ORDER BY 1, 2, 3, 4 LIMIT 20", params).fetchall()
@@ -140,12 +146,18 @@ class OracleMismatch(AssertionError):
 def assert_rollups_equal_oracle(conn, users=USERS) -> None:
     problems = oracle_mismatches(conn, users)
     if problems:
-        raise OracleMismatch("rollups differ from the oracle over the raw tables:\n" + "\n".join(
-            f"  {kind}: {rows[:5]}{' ...' if len(rows) > 5 else ''}" for kind, rows in problems.items()))
+        raise OracleMismatch(
+            "rollups differ from the oracle over the raw tables:\n"
+            + "\n".join(f"  {kind}: {rows[:5]}{' ...' if len(rows) > 5 else ''}" for kind, rows in problems.items())
+        )
     # The comparison is not vacuous: every level holds rows for every user compared.
     for level in LEVELS:
-        seen = {r[0] for r in conn.execute(f"SELECT DISTINCT user_id FROM rollup_{level} WHERE user_id = ANY(%s)",
-                                           (list(users),)).fetchall()}
+        seen = {
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT user_id FROM rollup_{level} WHERE user_id = ANY(%s)", (list(users),)
+            ).fetchall()
+        }
         assert seen == set(users), f"rollup_{level} has rows for users {seen}, expected {set(users)}"
 
 
@@ -185,8 +197,19 @@ def world(database_url):
         # Ingest with the automatic refresh, then more days without it.
         fitpipe(url, "backfill", "--start", "2024-03-10", "--end", "2024-03-11", "--workers", "2")
         world.pending_after["backfill"] = pending(conn)
-        fitpipe(url, "backfill", "--start", "2024-11-03", "--end", "2024-11-04", "--user", "2", "--workers", "2",
-                "--no-refresh")
+        fitpipe(
+            url,
+            "backfill",
+            "--start",
+            "2024-11-03",
+            "--end",
+            "2024-11-04",
+            "--user",
+            "2",
+            "--workers",
+            "2",
+            "--no-refresh",
+        )
         world.pending_after["backfill --no-refresh"] = pending(conn)
         fitpipe(url, "aggregate", "refresh")
 
@@ -196,25 +219,43 @@ def world(database_url):
         zones = ((1, KOLKATA), (2, NY))
 
         def day_sums() -> dict[int, tuple[int, float]]:
-            return {user_id: conn.execute(
-                "SELECT count(*), sum(bpm::float8) FROM heart_rate WHERE user_id = %s AND ts >= %s AND ts < %s",
-                (user_id, local_midnight(redo, timezone), local_midnight(redo + dt.timedelta(days=1), timezone))
-            ).fetchone() for user_id, timezone in zones}
+            return {
+                user_id: conn.execute(
+                    "SELECT count(*), sum(bpm::float8) FROM heart_rate WHERE user_id = %s AND ts >= %s AND ts < %s",
+                    (user_id, local_midnight(redo, timezone), local_midnight(redo + dt.timedelta(days=1), timezone)),
+                ).fetchone()
+                for user_id, timezone in zones
+            }
 
         from_source, raised = day_sums(), {}
         for user_id, timezone in zones:
             lo = local_midnight(redo, timezone) + dt.timedelta(hours=rng.randrange(8, 20))
-            changed = conn.execute("UPDATE heart_rate SET bpm = bpm + 7 WHERE user_id = %s AND ts >= %s AND ts < %s",
-                                   (user_id, lo, lo + dt.timedelta(hours=1))).rowcount
+            changed = conn.execute(
+                "UPDATE heart_rate SET bpm = bpm + 7 WHERE user_id = %s AND ts >= %s AND ts < %s",
+                (user_id, lo, lo + dt.timedelta(hours=1)),
+            ).rowcount
             assert changed > 0
             raised[user_id] = 7 * changed
-            conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, 'heart_rate', %s, %s)",
-                         (user_id, lo, lo + dt.timedelta(hours=1)))
+            conn.execute(
+                "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, 'heart_rate', %s, %s)",
+                (user_id, lo, lo + dt.timedelta(hours=1)),
+            )
         fitpipe(url, "aggregate", "refresh")
-        forced = ("backfill", "--start", redo.isoformat(), "--end", redo.isoformat(), "--force", "--workers", "2",
-                  "--no-refresh")
+        forced = (
+            "backfill",
+            "--start",
+            redo.isoformat(),
+            "--end",
+            redo.isoformat(),
+            "--force",
+            "--workers",
+            "2",
+            "--no-refresh",
+        )
         # (bpm is a real: the raised values are rounded to float32, hence the tolerance, far below 7 bpm.)
-        assert day_sums() == {u: (n, pytest.approx(total + raised[u], rel=1e-8)) for u, (n, total) in from_source.items()}
+        assert day_sums() == {
+            u: (n, pytest.approx(total + raised[u], rel=1e-8)) for u, (n, total) in from_source.items()
+        }
         # --force rewrites the day with the source's values, even though the source's content is unchanged.
         result = fitpipe(url, *forced)
         for user_id, _ in zones:
@@ -224,11 +265,14 @@ def world(database_url):
         # Raw rows that disappear outside ingestion, each range logged like a load would.
         def vanish(metric: str, user_id: int, lo: dt.datetime, hi: dt.datetime) -> None:
             table = next(m for m in INTRADAY if m.name == metric).table
-            deleted = conn.execute(f"DELETE FROM {table} WHERE user_id = %s AND ts >= %s AND ts < %s",
-                                   (user_id, lo, hi)).rowcount
+            deleted = conn.execute(
+                f"DELETE FROM {table} WHERE user_id = %s AND ts >= %s AND ts < %s", (user_id, lo, hi)
+            ).rowcount
             assert deleted > 0, f"nothing to delete in {table} for user {user_id} in [{lo}, {hi})"
-            conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
-                         (user_id, metric, lo, hi))
+            conn.execute(
+                "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
+                (user_id, metric, lo, hi),
+            )
 
         # A whole local hour of user 2 (its 1 h bucket must disappear), a 90-second slice (minutes
         # that lose part of their samples), sleep-time rows from before a local midnight to just
@@ -239,8 +283,10 @@ def world(database_url):
         vanish("heart_rate", 2, slice_lo, slice_lo + dt.timedelta(seconds=90))
         midnight = local_midnight(FALL + dt.timedelta(days=1), NY)
         for metric in ("spo2", "hrv_intraday"):
-            first = conn.execute(f"SELECT min(ts) FROM {metric} WHERE user_id = 2 AND ts >= %s AND ts < %s",
-                                 (midnight, midnight + dt.timedelta(hours=12))).fetchone()[0]
+            first = conn.execute(
+                f"SELECT min(ts) FROM {metric} WHERE user_id = 2 AND ts >= %s AND ts < %s",
+                (midnight, midnight + dt.timedelta(hours=12)),
+            ).fetchone()[0]
             assert first is not None, f"no {metric} in the night before {midnight}"
             vanish(metric, 2, midnight - dt.timedelta(minutes=20), first + dt.timedelta(minutes=rng.randrange(2, 9)))
         azm_lo = local_midnight(redo, KOLKATA) + dt.timedelta(hours=rng.randrange(8, 20))
@@ -268,22 +314,32 @@ def test_refresh_makes_every_level_equal_the_oracle_across_dst(world, database_u
     for day, hours in ((SPRING, 23), (FALL, 25)):
         lo, hi = local_midnight(day, NY), local_midnight(day + dt.timedelta(days=1), NY)
         assert hi - lo == dt.timedelta(hours=hours)
-        buckets = [r[0] for r in conn.execute(
-            "SELECT bucket FROM rollup_1d WHERE user_id = 2 AND metric = 'heart_rate' "
-            "AND bucket >= %s AND bucket <= %s ORDER BY bucket", (lo, hi)).fetchall()]
+        buckets = [
+            r[0]
+            for r in conn.execute(
+                "SELECT bucket FROM rollup_1d WHERE user_id = 2 AND metric = 'heart_rate' "
+                "AND bucket >= %s AND bucket <= %s ORDER BY bucket",
+                (lo, hi),
+            ).fetchall()
+        ]
         assert buckets == [lo, hi], f"1 d buckets around {day}: {buckets}"
         raw, first, last = conn.execute(
             "SELECT count(*), min(ts), max(ts) FROM heart_rate WHERE user_id = 2 "
             "AND ts >= (%s::timestamp AT TIME ZONE %s) AND ts < (%s::timestamp AT TIME ZONE %s)",
-            (day, NY, day + dt.timedelta(days=1), NY)).fetchone()
+            (day, NY, day + dt.timedelta(days=1), NY),
+        ).fetchone()
         assert last - first > dt.timedelta(hours=hours - 2), "the day should be worn from morning to night"
         n_measured = conn.execute(
             "SELECT n_measured FROM rollup_1d WHERE user_id = 2 AND metric = 'heart_rate' AND field = 'bpm' "
-            "AND bucket = %s", (lo,)).fetchone()[0]
+            "AND bucket = %s",
+            (lo,),
+        ).fetchone()[0]
         assert n_measured == raw > 0
         hourly = conn.execute(
             "SELECT count(*), sum(n_measured) FROM rollup_1h WHERE user_id = 2 AND metric = 'heart_rate' "
-            "AND bucket >= %s AND bucket < %s", (lo, hi)).fetchone()
+            "AND bucket >= %s AND bucket < %s",
+            (lo, hi),
+        ).fetchone()
         assert hourly[1] == raw and 22 <= hourly[0] <= hours
 
 
@@ -298,7 +354,9 @@ def test_incremental_refresh_touches_only_changed_buckets(world, database_url):
     assert pending(conn) > 0, "--no-refresh must leave the change records for the next refresh"
     # The loader writes the day's 1-minute rows itself; the levels above wait for the refresh.
     upper = lambda snap: {k: v for k, v in snap.items() if k[0] != "1min"}  # noqa: E731
-    assert upper(snapshot(conn)) == upper(before), "an ingest with --no-refresh must not touch the hourly and daily rollups"
+    assert upper(snapshot(conn)) == upper(before), (
+        "an ingest with --no-refresh must not touch the hourly and daily rollups"
+    )
     loaded_minutes = {k for k in snapshot(conn) if k[0] == "1min" and k[1] == 2} - set(before)
     assert loaded_minutes, "the loader must write the new day's 1-minute rows"
 
@@ -318,8 +376,10 @@ def test_incremental_refresh_touches_only_changed_buckets(world, database_url):
     new_rows = {k for k in after if k[1] == 2 and touched_lo <= k[4] < touched_hi} - set(before)
     assert new_rows, "the new day has no rollup rows"
     for level in LEVELS:
-        assert any(k[0] == level and k[2] == "heart_rate" and k[4] < local_midnight(new_day + dt.timedelta(days=1), NY)
-                   for k in new_rows), f"no {level} heart_rate rows for {new_day}"
+        assert any(
+            k[0] == level and k[2] == "heart_rate" and k[4] < local_midnight(new_day + dt.timedelta(days=1), NY)
+            for k in new_rows
+        ), f"no {level} heart_rate rows for {new_day}"
     assert ("1d", 2, "heart_rate", "bpm", touched_lo) in after
     assert_rollups_equal_oracle(conn)
 
@@ -340,8 +400,13 @@ def test_ingest_and_backfill_refresh_automatically_unless_told_not_to(world, dat
     fitpipe(database_url, "ingest", "--days", "1", "--user", "1", "--workers", "1")
     (new_day,) = set(ledger(conn, 1)) - before_days
     assert pending(conn) == 0, "ingest without --no-refresh must leave no change records behind"
-    assert conn.execute("SELECT count(*) FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' AND bucket = %s",
-                        (local_midnight(new_day, KOLKATA),)).fetchone()[0] == 1
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' AND bucket = %s",
+            (local_midnight(new_day, KOLKATA),),
+        ).fetchone()[0]
+        == 1
+    )
 
     assert_rollups_equal_oracle(conn)
 
@@ -354,12 +419,16 @@ def test_full_rebuilds_everything(world, database_url):
         keys = conn.execute(f"SELECT ctid FROM rollup_{level} WHERE user_id = ANY(%s)", (list(USERS),)).fetchall()
         doomed = rng.sample(keys, max(1, len(keys) // 10))
         conn.execute(f"DELETE FROM rollup_{level} WHERE ctid = ANY(%s::tid[])", ([str(k[0]) for k in doomed],))
-    conn.execute("UPDATE rollup_1h SET sum_measured = sum_measured * 2 WHERE ctid = "
-                 "(SELECT ctid FROM rollup_1h WHERE user_id = 1 AND n_measured > 0 LIMIT 1)")
+    conn.execute(
+        "UPDATE rollup_1h SET sum_measured = sum_measured * 2 WHERE ctid = "
+        "(SELECT ctid FROM rollup_1h WHERE user_id = 1 AND n_measured > 0 LIMIT 1)"
+    )
     # A bucket with no raw data at all.
-    conn.execute("INSERT INTO rollup_1min (user_id, metric, field, bucket, n_measured, sum_measured, min_measured, "
-                 "max_measured, n_imputed, sum_imputed) VALUES (1, 'heart_rate', 'bpm', '2024-06-01 03:03+00', "
-                 "1, 80, 80, 80, 0, 0)")
+    conn.execute(
+        "INSERT INTO rollup_1min (user_id, metric, field, bucket, n_measured, sum_measured, min_measured, "
+        "max_measured, n_imputed, sum_imputed) VALUES (1, 'heart_rate', 'bpm', '2024-06-01 03:03+00', "
+        "1, 80, 80, 80, 0, 0)"
+    )
     assert oracle_mismatches(conn), "the damage should be visible to the oracle"
     assert "nothing to do" in fitpipe(database_url, "aggregate", "refresh").stdout
 
@@ -375,9 +444,15 @@ def test_refresh_during_backfill_loses_no_update(world, database_url):
     for user_id, timezone in ((1, KOLKATA), (2, NY)):
         for day in ledger(conn, user_id):
             for m in INTRADAY:
-                conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
-                             (user_id, m.name, local_midnight(day, timezone),
-                              local_midnight(day + dt.timedelta(days=1), timezone)))
+                conn.execute(
+                    "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
+                    (
+                        user_id,
+                        m.name,
+                        local_midnight(day, timezone),
+                        local_midnight(day + dt.timedelta(days=1), timezone),
+                    ),
+                )
     read_by_refresh = pending(conn)
     last = ledger(conn, 1)[-1]
     first_new, last_new = last + dt.timedelta(days=1), last + dt.timedelta(days=2)
@@ -385,15 +460,29 @@ def test_refresh_during_backfill_loses_no_update(world, database_url):
     # To be sure the two overlap, the refresh is held up inside its transaction (after it has read
     # the change records) by a row lock on one of user 1's rollup rows until the backfill is done.
     with psycopg.connect(database_url) as blocker:
-        blocker.execute("SELECT 1 FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' "
-                        "ORDER BY bucket LIMIT 1 FOR UPDATE")
+        blocker.execute(
+            "SELECT 1 FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' ORDER BY bucket LIMIT 1 FOR UPDATE"
+        )
         refresh = popen(database_url, "aggregate", "refresh")
-        load = popen(database_url, "backfill", "--start", first_new.isoformat(), "--end", last_new.isoformat(),
-                     "--user", "1", "--workers", "2", "--no-refresh")
+        load = popen(
+            database_url,
+            "backfill",
+            "--start",
+            first_new.isoformat(),
+            "--end",
+            last_new.isoformat(),
+            "--user",
+            "1",
+            "--workers",
+            "2",
+            "--no-refresh",
+        )
         try:
             deadline = time.monotonic() + 120
-            while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                   "AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM rollup%%'").fetchone()[0]:
+            while not conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM rollup%%'"
+            ).fetchone()[0]:
                 assert refresh.poll() is None, f"the refresh did not wait: {refresh.communicate()}"
                 assert time.monotonic() < deadline, "the refresh never reached user 1's rollup rows"
                 time.sleep(0.05)
@@ -420,8 +509,13 @@ def test_refresh_during_backfill_loses_no_update(world, database_url):
     assert pending(conn) == 0
     assert_rollups_equal_oracle(conn)
     for day in (first_new, last_new):
-        assert conn.execute("SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' "
-                            "AND bucket = %s", (local_midnight(day, KOLKATA),)).fetchone() is not None
+        assert (
+            conn.execute(
+                "SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' AND bucket = %s",
+                (local_midnight(day, KOLKATA),),
+            ).fetchone()
+            is not None
+        )
 
 
 def test_measured_and_imputed_are_kept_apart(world, database_url):
@@ -446,8 +540,10 @@ def test_measured_and_imputed_are_kept_apart(world, database_url):
                 SELECT 1 FROM {m.table} t WHERE t.user_id = i.user_id
                 AND t.{m.time_column} >= i.ts AND t.{m.time_column} < i.ts + interval '1 minute')
         """
-        rollup = (f"SELECT user_id, field::text, bucket, n_imputed::bigint, "
-                  f"sum_imputed / {m.samples_per_minute} FROM rollup_1min WHERE metric = '{m.name}' AND n_imputed > 0")
+        rollup = (
+            f"SELECT user_id, field::text, bucket, n_imputed::bigint, "
+            f"sum_imputed / {m.samples_per_minute} FROM rollup_1min WHERE metric = '{m.name}' AND n_imputed > 0"
+        )
         for a, b in ((imputed, rollup), (rollup, imputed)):
             diff = _imputed_diff(conn, a, b)
             assert not diff, f"{m.name}: imputed minutes and rollup_1min disagree: {diff}"
@@ -468,8 +564,17 @@ def _imputed_diff(conn, a: str, b: str) -> list:
 
 def test_hours_follow_the_local_clock_in_a_half_hour_dst_zone(world, database_url):
     conn = world.conn
-    fitpipe(database_url, "seed-users", "--count", "3", "--timezone", "Australia/Lord_Howe",
-            "--start-date", "2024-06-10", "--no-wear-gaps")
+    fitpipe(
+        database_url,
+        "seed-users",
+        "--count",
+        "3",
+        "--timezone",
+        "Australia/Lord_Howe",
+        "--start-date",
+        "2024-06-10",
+        "--no-wear-gaps",
+    )
     fitpipe(database_url, "backfill", "--start", "2024-06-10", "--end", "2024-06-10", "--user", "3", "--workers", "1")
     assert pending(conn, (3,)) == 0
     assert_rollups_equal_oracle(conn, (3,))

@@ -14,10 +14,28 @@ from conftest import fitpipe
 
 def host_run(url: str, users: list[int], workers: int) -> subprocess.Popen:
     """A run as another host would start it: its own process group and session, its own --workers."""
-    argv = [sys.executable, "-m", "fitpipe.cli", "backfill", "--start", "2024-01-01", "--end", "2024-01-02",
-            "--workers", str(workers), "--no-refresh", *[a for u in users for a in ("--user", str(u))]]
-    return subprocess.Popen(argv, env={**os.environ, "FITPIPE_DATABASE_URL": url, "FITPIPE_TODAY": "2024-01-06"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "fitpipe.cli",
+        "backfill",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-02",
+        "--workers",
+        str(workers),
+        "--no-refresh",
+        *[a for u in users for a in ("--user", str(u))],
+    ]
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, "FITPIPE_DATABASE_URL": url, "FITPIPE_TODAY": "2024-01-06"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_two_hosts_with_overlapping_cohorts_load_each_participant_day_once(db, database_url):
@@ -28,8 +46,12 @@ def test_two_hosts_with_overlapping_cohorts_load_each_participant_day_once(db, d
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, (out, err)
     assert os.getpgid(os.getpid()) not in {proc.pid for proc in procs}  # really separate groups
-    loaded = collections.Counter(re.search(r"user=(\d+) day=(\S+)", line).groups()
-                                 for out, _ in outputs for line in out.splitlines() if "status=loaded" in line)
+    loaded = collections.Counter(
+        re.search(r"user=(\d+) day=(\S+)", line).groups()
+        for out, _ in outputs
+        for line in out.splitlines()
+        if "status=loaded" in line
+    )
     expected = {(str(u), d) for u in (1, 2, 3, 4) for d in ("2024-01-01", "2024-01-02")}
     assert set(loaded) == expected and set(loaded.values()) == {1}
     ledger = db.execute("SELECT count(*), sum(rows_loaded) FROM ingested_days").fetchone()

@@ -134,8 +134,7 @@ def test_primary_key_matches_catalogue(conn, metric):
 @pytest.mark.parametrize("metric", METRICS, ids=metric_ids())
 def test_metric_table_is_a_hypertable_on_its_time_column(conn, metric):
     row = conn.execute(
-        "SELECT 1 FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema = 'public' AND hypertable_name = %s",
+        "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' AND hypertable_name = %s",
         (metric.table,),
     ).fetchone()
     assert row is not None, f"{metric.table} is not a hypertable"

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import fitpipe
 from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.participants import add_participant, list_users
 from fitpipe.sources import RetryLater, register
 from fitpipe.sources.synthetic.source import SyntheticSource
-from fitpipe.participants import add_participant, list_users
 from fitpipe.timezones import local_instant
 
 START = dt.date(2024, 1, 1)
@@ -38,8 +38,11 @@ register(FlakySource)
 
 
 def ledger(db, user_id):
-    rows = db.execute("SELECT day, state, rows_loaded, ingested_at, checked_at, attempts, note FROM ingested_days "
-                      "WHERE user_id = %s ORDER BY day", (user_id,)).fetchall()
+    rows = db.execute(
+        "SELECT day, state, rows_loaded, ingested_at, checked_at, attempts, note FROM ingested_days "
+        "WHERE user_id = %s ORDER BY day",
+        (user_id,),
+    ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
@@ -93,7 +96,7 @@ def test_a_provisional_day_is_replaced_when_it_grows_and_left_alone_when_unchang
     state, partial, ingested_at, checked_at, *_ = ledger(db, 1)[START]
     assert state == "provisional" and partial > 0
     last_hr = db.execute("SELECT max(ts) FROM heart_rate WHERE user_id = 1").fetchone()[0]
-    assert last_hr < dt.datetime(2024, 1, 1, 18, tzinfo=dt.timezone.utc)
+    assert last_hr < dt.datetime(2024, 1, 1, 18, tzinfo=dt.UTC)
     cursor = json.loads(fitpipe(database_url, "status", "--json").stdout)["users"][0]["cursor"]
     assert cursor is None  # the cursor does not pass an unsettled day
 
@@ -119,17 +122,25 @@ def window_checksums(db, user_id: int, first: dt.date, days: int) -> dict[str, s
             where = f"{metric.time_column} BETWEEN %(first)s AND %(last)s"
         else:
             hour = 12 if metric.window is DayWindow.NIGHT else 0
-            where = (f"{metric.time_column} >= %(first)s::timestamptz + interval '{hour} hours' "
-                     f"AND {metric.time_column} < %(end)s::timestamptz + interval '{hour} hours'")
+            where = (
+                f"{metric.time_column} >= %(first)s::timestamptz + interval '{hour} hours' "
+                f"AND {metric.time_column} < %(end)s::timestamptz + interval '{hour} hours'"
+            )
         sums[metric.table] = db.execute(
             f"SELECT count(*), md5(string_agg(row({columns})::text, '|' ORDER BY {columns})) FROM {metric.table} "
             f"WHERE user_id = %(user)s AND {where}",
-            {"user": user_id, "first": first, "last": first + dt.timedelta(days=days - 1),
-             "end": first + dt.timedelta(days=days)}).fetchone()
+            {
+                "user": user_id,
+                "first": first,
+                "last": first + dt.timedelta(days=days - 1),
+                "end": first + dt.timedelta(days=days),
+            },
+        ).fetchone()
     sums["rollup_1min"] = db.execute(
         "SELECT count(*), md5(string_agg(row(metric, field, bucket, n_measured, min_measured, max_measured)::text, '|' "
         "ORDER BY metric, field, bucket)) FROM rollup_1min WHERE user_id = %s AND bucket >= %s AND bucket < %s",
-        (user_id, first, first + dt.timedelta(days=days))).fetchone()
+        (user_id, first, first + dt.timedelta(days=days)),
+    ).fetchone()
     return sums
 
 
@@ -153,8 +164,9 @@ def test_nightly_runs_with_sync_lag_end_like_a_backfill_after_everything_settled
 
 
 def test_a_timezone_change_mid_study_moves_the_day_boundaries_and_rollups(db, database_url, monkeypatch):
-    add_participant(db, 1, source="synthetic", timezone="America/New_York", study_start=START,
-                    settings={"wear_gaps": False})
+    add_participant(
+        db, 1, source="synthetic", timezone="America/New_York", study_start=START, settings={"wear_gaps": False}
+    )
     result = fitpipe(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", "2024-01-04")
     assert "Asia/Tokyo from 2024-01-04" in result.stdout
     user = list_users(db, [1])[0]
@@ -167,16 +179,19 @@ def test_a_timezone_change_mid_study_moves_the_day_boundaries_and_rollups(db, da
         next_zone = "America/New_York" if day + dt.timedelta(days=1) < dt.date(2024, 1, 4) else "Asia/Tokyo"
         lo, hi = local_instant(day, 0, zone), local_instant(day + dt.timedelta(days=1), 0, next_zone)
         count, first, last = db.execute(
-            "SELECT count(*), min(ts), max(ts) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s",
-            (lo, hi)).fetchone()
+            "SELECT count(*), min(ts), max(ts) FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s", (lo, hi)
+        ).fetchone()
         assert count > 0 and first >= lo and last < hi
         # The daily rollup of that local day is labelled with its start and counts exactly its rows.
-        bucket = db.execute("SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' "
-                            "AND bucket = %s", (lo,)).fetchone()
+        bucket = db.execute(
+            "SELECT n_measured FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate' AND bucket = %s", (lo,)
+        ).fetchone()
         assert bucket == (count,), day
     # Nothing of the raw table is left out of the rollups, and no day is counted twice.
     total = db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 1").fetchone()[0]
-    rolled = db.execute("SELECT sum(n_measured) FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate'").fetchone()[0]
+    rolled = db.execute("SELECT sum(n_measured) FROM rollup_1d WHERE user_id = 1 AND metric = 'heart_rate'").fetchone()[
+        0
+    ]
     assert rolled == total
     # The day that ends in the new zone (moving east: 14 hours shorter) quarantines its late readings.
     reasons = db.execute("SELECT DISTINCT reason FROM quarantine WHERE user_id = 1 AND day = '2024-01-03'").fetchall()

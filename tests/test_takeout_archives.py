@@ -16,7 +16,7 @@ import pytest
 
 from fitpipe.sources.takeout.archive import Archive
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ROOTS = {1: "MyFitbitData/Alice", 2: "Takeout/Fitbit", 3: "Takeout/Google Health"}
 GOOGLE_DATA = "Physical Activity_GoogleData"
 
@@ -44,10 +44,22 @@ class TakeoutBuilder:
 
     def _folder(self, kind: str) -> str:
         if self.generation == 1:
-            return {"global": "Physical Activity", "sleep": "Sleep", "hrv": "Sleep", "spo2": "Sleep",
-                    "azm": "Physical Activity", "google": GOOGLE_DATA}[kind]
-        return {"global": "Global Export Data", "sleep": "Global Export Data", "hrv": "Heart Rate Variability",
-                "spo2": "Oxygen Saturation (SpO2)", "azm": "Active Zone Minutes (AZM)", "google": GOOGLE_DATA}[kind]
+            return {
+                "global": "Physical Activity",
+                "sleep": "Sleep",
+                "hrv": "Sleep",
+                "spo2": "Sleep",
+                "azm": "Physical Activity",
+                "google": GOOGLE_DATA,
+            }[kind]
+        return {
+            "global": "Global Export Data",
+            "sleep": "Global Export Data",
+            "hrv": "Heart Rate Variability",
+            "spo2": "Oxygen Saturation (SpO2)",
+            "azm": "Active Zone Minutes (AZM)",
+            "google": GOOGLE_DATA,
+        }[kind]
 
     def put(self, folder: str, name: str, body: str | bytes, root: str | None = None) -> str:
         path = f"{root or self.root}/{folder}/{name}"
@@ -73,8 +85,13 @@ class TakeoutBuilder:
         return self.put(self._folder("global"), f"steps-{name_day}.json", json.dumps(body))
 
     def resting_heart_rate_json(self, name_day: dt.date, values: list[tuple[dt.date, float]]) -> str:
-        body = [{"dateTime": day.strftime("%m/%d/%y 00:00:00"),
-                 "value": {"date": day.strftime("%m/%d/%y"), "value": v, "error": 6.79}} for day, v in values]
+        body = [
+            {
+                "dateTime": day.strftime("%m/%d/%y 00:00:00"),
+                "value": {"date": day.strftime("%m/%d/%y"), "value": v, "error": 6.79},
+            }
+            for day, v in values
+        ]
         return self.put(self._folder("global"), f"resting_heart_rate-{name_day}.json", json.dumps(body))
 
     def sleep_json(self, name_day: dt.date, logs: list[dict]) -> str:
@@ -83,46 +100,86 @@ class TakeoutBuilder:
     # --- CSVs with ISO local times ----------------------------------------------------------------
 
     def hrv_details(self, name_day: dt.date, rows: list[tuple[dt.datetime, float, float, float, float]]) -> str:
-        return self.put(self._folder("hrv"), f"Heart Rate Variability Details - {name_day}.csv", self._csv(
-            ["timestamp", "rmssd", "coverage", "low_frequency", "high_frequency"],
-            [[t.strftime("%Y-%m-%dT%H:%M:%S"), r, c, lf, hf] for t, r, c, lf, hf in rows]))
+        return self.put(
+            self._folder("hrv"),
+            f"Heart Rate Variability Details - {name_day}.csv",
+            self._csv(
+                ["timestamp", "rmssd", "coverage", "low_frequency", "high_frequency"],
+                [[t.strftime("%Y-%m-%dT%H:%M:%S"), r, c, lf, hf] for t, r, c, lf, hf in rows],
+            ),
+        )
 
     def hrv_daily(self, name_day: dt.date, rows: list[tuple[dt.date, float]]) -> str:
-        return self.put(self._folder("hrv"), f"Daily Heart Rate Variability Summary - {name_day:%Y-%m-(%d)}.csv",
-                        self._csv(["timestamp", "rmssd", "nremhr", "entropy"],
-                                  [[f"{d}T00:00:00", r, 49.6, 2.47] for d, r in rows]))
+        return self.put(
+            self._folder("hrv"),
+            f"Daily Heart Rate Variability Summary - {name_day:%Y-%m-(%d)}.csv",
+            self._csv(["timestamp", "rmssd", "nremhr", "entropy"], [[f"{d}T00:00:00", r, 49.6, 2.47] for d, r in rows]),
+        )
 
     def respiratory_summary(self, name_day: dt.date, rows: list[tuple[dt.datetime, float, float, float, float]]) -> str:
-        return self.put(self._folder("hrv"), f"Respiratory Rate Summary - {name_day}.csv", self._csv(
-            ["timestamp", "full_sleep_breathing_rate", "full_sleep_standard_deviation", "deep_sleep_breathing_rate",
-             "light_sleep_breathing_rate", "rem_sleep_breathing_rate", "full_sleep_signal_to_noise"],
-            [[t.strftime("%Y-%m-%dT%H:%M:%S"), f, 0.5, d, l, r, 9.1] for t, f, d, l, r in rows]))
+        return self.put(
+            self._folder("hrv"),
+            f"Respiratory Rate Summary - {name_day}.csv",
+            self._csv(
+                [
+                    "timestamp",
+                    "full_sleep_breathing_rate",
+                    "full_sleep_standard_deviation",
+                    "deep_sleep_breathing_rate",
+                    "light_sleep_breathing_rate",
+                    "rem_sleep_breathing_rate",
+                    "full_sleep_signal_to_noise",
+                ],
+                [[t.strftime("%Y-%m-%dT%H:%M:%S"), f, 0.5, d, l, r, 9.1] for t, f, d, l, r in rows],
+            ),
+        )
 
     def azm_csv(self, month: dt.date, rows: list[tuple[dt.datetime, str, int]]) -> str:
-        return self.put(self._folder("azm"), f"Active Zone Minutes - {month:%Y-%m-01}.csv", self._csv(
-            ["date_time", "heart_zone_id", "total_minutes"],
-            [[t.strftime("%Y-%m-%dT%H:%M:%S"), zone, total] for t, zone, total in rows]))
+        return self.put(
+            self._folder("azm"),
+            f"Active Zone Minutes - {month:%Y-%m-01}.csv",
+            self._csv(
+                ["date_time", "heart_zone_id", "total_minutes"],
+                [[t.strftime("%Y-%m-%dT%H:%M:%S"), zone, total] for t, zone, total in rows],
+            ),
+        )
 
     # --- CSVs with UTC times ----------------------------------------------------------------------
 
     def spo2_minutes(self, name_day: dt.date, rows: list[tuple[dt.datetime, float]]) -> str:
-        return self.put(self._folder("spo2"), f"Minute SpO2 - {name_day}.csv",
-                        self._csv(["timestamp", "value"], [[iso_z(t), v] for t, v in rows]))
+        return self.put(
+            self._folder("spo2"),
+            f"Minute SpO2 - {name_day}.csv",
+            self._csv(["timestamp", "value"], [[iso_z(t), v] for t, v in rows]),
+        )
 
-    def heart_rate_csv(self, name_day: dt.date, rows: list[tuple[dt.datetime, float, str]], root: str | None = None) -> str:
-        return self.put(GOOGLE_DATA, f"heart_rate_{name_day}.csv", self._csv(
-            ["timestamp", "beats per minute", "data source"], [[iso_z(t), bpm, src] for t, bpm, src in rows]), root)
+    def heart_rate_csv(
+        self, name_day: dt.date, rows: list[tuple[dt.datetime, float, str]], root: str | None = None
+    ) -> str:
+        return self.put(
+            GOOGLE_DATA,
+            f"heart_rate_{name_day}.csv",
+            self._csv(["timestamp", "beats per minute", "data source"], [[iso_z(t), bpm, src] for t, bpm, src in rows]),
+            root,
+        )
 
     def steps_csv(self, name_day: dt.date, rows: list[tuple[dt.datetime, int]]) -> str:
-        return self.put(GOOGLE_DATA, f"steps_{name_day}.csv",
-                        self._csv(["timestamp", "steps", "data source"], [[iso_z(t), s, "Pixel Watch 2"] for t, s in rows]))
+        return self.put(
+            GOOGLE_DATA,
+            f"steps_{name_day}.csv",
+            self._csv(["timestamp", "steps", "data source"], [[iso_z(t), s, "Pixel Watch 2"] for t, s in rows]),
+        )
 
-    def respiratory_sleep_csv(self, name_day: dt.date, rows: list[tuple[dt.datetime, float, float, float, float]]) -> str:
+    def respiratory_sleep_csv(
+        self, name_day: dt.date, rows: list[tuple[dt.datetime, float, float, float, float]]
+    ) -> str:
         header = ["timestamp"]
         for stage in ("deep", "light", "rem", "full"):
-            header += [f"{stage} sleep stats - milli breaths per minute",
-                       f"{stage} sleep stats - standard deviation milli breaths per minute",
-                       f"{stage} sleep stats - signal to noise"]
+            header += [
+                f"{stage} sleep stats - milli breaths per minute",
+                f"{stage} sleep stats - standard deviation milli breaths per minute",
+                f"{stage} sleep stats - signal to noise",
+            ]
         header.append("data source")
         rows_out = []
         for t, full, deep, light, rem in rows:
@@ -148,8 +205,14 @@ class TakeoutBuilder:
         return path
 
 
-def sleep_log(log_id: int, start_local: dt.datetime, segments: list[tuple[str, int]], *, main: bool = True,
-              short: list[tuple[dt.datetime, str, int]] = ()) -> dict:
+def sleep_log(
+    log_id: int,
+    start_local: dt.datetime,
+    segments: list[tuple[str, int]],
+    *,
+    main: bool = True,
+    short: list[tuple[dt.datetime, str, int]] = (),
+) -> dict:
     """A sleep-*.json log. Its times are local wall times that keep the offset of the session's start,
     so segment times are simply start + elapsed seconds (no DST jump inside)."""
     data, at = [], start_local
@@ -158,13 +221,27 @@ def sleep_log(log_id: int, start_local: dt.datetime, segments: list[tuple[str, i
         at += dt.timedelta(seconds=seconds)
     total = sum(s for _, s in segments)
     return {
-        "logId": log_id, "dateOfSleep": at.date().isoformat(), "startTime": start_local.strftime("%Y-%m-%dT%H:%M:%S.000"),
-        "endTime": at.strftime("%Y-%m-%dT%H:%M:%S.000"), "duration": total * 1000, "minutesToFallAsleep": 0,
-        "minutesAsleep": total // 60 - 10, "minutesAwake": 10, "minutesAfterWakeup": 0, "timeInBed": total // 60,
-        "efficiency": 93, "type": "stages", "infoCode": 0, "mainSleep": main,
-        "levels": {"summary": {}, "data": data,
-                   "shortData": [{"dateTime": t.strftime("%Y-%m-%dT%H:%M:%S.000"), "level": lv, "seconds": s}
-                                 for t, lv, s in short]},
+        "logId": log_id,
+        "dateOfSleep": at.date().isoformat(),
+        "startTime": start_local.strftime("%Y-%m-%dT%H:%M:%S.000"),
+        "endTime": at.strftime("%Y-%m-%dT%H:%M:%S.000"),
+        "duration": total * 1000,
+        "minutesToFallAsleep": 0,
+        "minutesAsleep": total // 60 - 10,
+        "minutesAwake": 10,
+        "minutesAfterWakeup": 0,
+        "timeInBed": total // 60,
+        "efficiency": 93,
+        "type": "stages",
+        "infoCode": 0,
+        "mainSleep": main,
+        "levels": {
+            "summary": {},
+            "data": data,
+            "shortData": [
+                {"dateTime": t.strftime("%Y-%m-%dT%H:%M:%S.000"), "level": lv, "seconds": s} for t, lv, s in short
+            ],
+        },
     }
 
 

@@ -9,8 +9,15 @@ from fitpipe.derive.imputation import fill
 from fitpipe.timezones import local_instant, local_to_utc
 
 # Zones whose clocks jump at midnight (Santiago, Havana, Beirut) and by half hours (Kolkata).
-ZONES = ["America/New_York", "Europe/Berlin", "America/Santiago", "America/Havana", "Asia/Beirut",
-         "Asia/Kolkata", "UTC"]
+ZONES = [
+    "America/New_York",
+    "Europe/Berlin",
+    "America/Santiago",
+    "America/Havana",
+    "Asia/Beirut",
+    "Asia/Kolkata",
+    "UTC",
+]
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -19,15 +26,17 @@ def test_local_instant_matches_local_to_utc_shift_forward(zone):
     walls = np.array([np.datetime64(dt.datetime(d.year, d.month, d.day, h), "us") for d in days for h in (0, 1, 2, 12)])
     expected = local_to_utc(walls, zone, nonexistent="shift_forward")
     got = [local_instant(d, h, zone) for d in days for h in (0, 1, 2, 12)]
-    mismatches = [(w, e, g) for w, e, g in zip(walls, expected, got)
-                  if e.astype(dt.datetime).replace(tzinfo=dt.timezone.utc) != g]
+    mismatches = [
+        (w, e, g) for w, e, g in zip(walls, expected, got) if e.astype(dt.datetime).replace(tzinfo=dt.UTC) != g
+    ]
     assert not mismatches, mismatches[:5]
 
 
 def test_local_day_lengths_follow_dst():
     def hours(day):
-        return (local_instant(day + dt.timedelta(days=1), 0, "America/New_York")
-                - local_instant(day, 0, "America/New_York")) / dt.timedelta(hours=1)
+        return (
+            local_instant(day + dt.timedelta(days=1), 0, "America/New_York") - local_instant(day, 0, "America/New_York")
+        ) / dt.timedelta(hours=1)
 
     assert hours(dt.date(2024, 3, 10)) == 23
     assert hours(dt.date(2024, 11, 3)) == 25
@@ -51,4 +60,5 @@ def test_half_hour_jump_starts_at_the_transition():
     """Lord Howe Island moves its clocks by 30 minutes (02:00 -> 02:30 on 2024-10-06). The day's
     02:00 boundary is the transition instant itself; pandas' shift_forward would skip a whole hour."""
     assert local_instant(dt.date(2024, 10, 6), 2, "Australia/Lord_Howe") == dt.datetime(
-        2024, 10, 5, 15, 30, tzinfo=dt.timezone.utc)
+        2024, 10, 5, 15, 30, tzinfo=dt.UTC
+    )

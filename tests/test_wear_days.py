@@ -65,16 +65,24 @@ def from_scratch(conn, user_id: int, timezone: str, day: dt.date) -> tuple:
     worn, first, last = conn.execute(
         "SELECT count(DISTINCT time_bucket('1 minute', ts)), min(time_bucket('1 minute', ts)), "
         "max(time_bucket('1 minute', ts)) + interval '1 minute' FROM heart_rate WHERE user_id = %s AND ts >= %s AND ts < %s",
-        (user_id, lo, hi)).fetchone()
-    sleep = conn.execute("SELECT max(duration_s) FROM sleep_sessions WHERE user_id = %s AND is_main_sleep "
-                         "AND date_of_sleep = %s", (user_id, day)).fetchone()[0]
+        (user_id, lo, hi),
+    ).fetchone()
+    sleep = conn.execute(
+        "SELECT max(duration_s) FROM sleep_sessions WHERE user_id = %s AND is_main_sleep AND date_of_sleep = %s",
+        (user_id, day),
+    ).fetchone()[0]
     return worn, first, last, sleep
 
 
 def summaries(conn, user_id: int) -> dict[dt.date, tuple]:
-    return {r[0]: r[1:] for r in conn.execute(
-        "SELECT day, worn_minutes, first_measured, last_measured, main_sleep_seconds FROM wear_days "
-        "WHERE user_id = %s ORDER BY day", (user_id,))}
+    return {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT day, worn_minutes, first_measured, last_measured, main_sleep_seconds FROM wear_days "
+            "WHERE user_id = %s ORDER BY day",
+            (user_id,),
+        )
+    }
 
 
 def test_daily_summaries_equal_a_count_of_measured_minutes(store):
@@ -90,9 +98,11 @@ def test_daily_summaries_equal_a_count_of_measured_minutes(store):
 
 
 def adherence_rows(conn, as_of: dt.date, sleep_minutes: int = 180):
-    return conn.execute("SELECT user_id, worn_minutes, last_data, nights_captured FROM "
-                        "fitpipe_adherence(%s, min_sleep_minutes => %s) ORDER BY user_id",
-                        (as_of, sleep_minutes)).fetchall()
+    return conn.execute(
+        "SELECT user_id, worn_minutes, last_data, nights_captured FROM "
+        "fitpipe_adherence(%s, min_sleep_minutes => %s) ORDER BY user_id",
+        (as_of, sleep_minutes),
+    ).fetchall()
 
 
 @pytest.mark.parametrize("as_of", [START, dt.date(2024, 3, 10), LAST, dt.date(2024, 3, 20)])
@@ -120,16 +130,18 @@ def test_a_reingest_that_loses_data_updates_the_summaries(store):
             # A day whose heart rate vanished (rows deleted, the change logged as a load logs it).
             lo, hi = local_instant(day, 0, "Asia/Kolkata"), local_instant(day + dt.timedelta(days=1), 0, "Asia/Kolkata")
             conn.execute("DELETE FROM heart_rate WHERE user_id = 3 AND ts >= %s AND ts < %s", (lo, hi))
-            conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (3, 'heart_rate', %s, %s)",
-                         (lo, hi))
+            conn.execute(
+                "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (3, 'heart_rate', %s, %s)", (lo, hi)
+            )
             fitpipe(store, "aggregate", "refresh")
             worn, first, last, _ = summaries(conn, 3)[day]
             assert (worn, first, last) == (0, None, None)
             expected = conn.execute(MINUTE_ADHERENCE, {"as_of": LAST, "sleep": 180}).fetchall()
             assert adherence_rows(conn, LAST) == expected
         finally:
-            conn.execute("UPDATE participant_sources SET settings = settings || '{\"wear_gaps\": true}' "
-                         "WHERE user_id = 3")
+            conn.execute(
+                "UPDATE participant_sources SET settings = settings || '{\"wear_gaps\": true}' WHERE user_id = 3"
+            )
             fitpipe(store, "backfill", "--start", day.isoformat(), "--end", day.isoformat(), "--user", "3", "--force")
             del os.environ["FITPIPE_TODAY"]
 

@@ -16,15 +16,24 @@ request holds. Queries with one fixed-width layout are read with binary COPY str
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from fitpipe.catalogue import DayWindow, metric as metric_named
+from fitpipe.catalogue import DayWindow
+from fitpipe.catalogue import metric as metric_named
 from fitpipe.config import database_url
 
 # pandas dtypes for the catalogue's column types: nullable integers keep NULLs as <NA>.
-_DTYPES = {"smallint": "Int16", "integer": "Int32", "bigint": "Int64", "real": "float32",
-           "double precision": "float64", "boolean": "boolean", "text": "string"}
+_DTYPES = {
+    "smallint": "Int16",
+    "integer": "Int32",
+    "bigint": "Int64",
+    "real": "float32",
+    "double precision": "float64",
+    "boolean": "boolean",
+    "text": "string",
+}
 
 
 def _day(value: str | dt.date | None) -> dt.date | None:
@@ -54,35 +63,79 @@ class Store:
 
         return connect(self.url)
 
-    def ingest(self, days: int = 1, users: Sequence[int] | None = None, *, workers: int | None = None,
-               refresh: bool = True, max_wait: float = 60.0):
+    def ingest(
+        self,
+        days: int = 1,
+        users: Sequence[int] | None = None,
+        *,
+        workers: int | None = None,
+        refresh: bool = True,
+        max_wait: float = 60.0,
+    ):
         """`fitpipe ingest --days N`: a pipeline.RunResult (`.problem()` is the error the CLI exits with)."""
         from fitpipe import pipeline
 
         with self._connection() as conn:
             self._require_schema(conn)
-            return pipeline.ingest(conn, days, users or [], url=self.url, workers=workers, refresh=refresh,
-                                   max_wait=max_wait)
+            return pipeline.ingest(
+                conn, days, users or [], url=self.url, workers=workers, refresh=refresh, max_wait=max_wait
+            )
 
-    def backfill(self, start: str | dt.date, end: str | dt.date, users: Sequence[int] | None = None, *,
-                 force: bool = False, workers: int | None = None, refresh: bool = True, max_wait: float = 60.0):
+    def backfill(
+        self,
+        start: str | dt.date,
+        end: str | dt.date,
+        users: Sequence[int] | None = None,
+        *,
+        force: bool = False,
+        workers: int | None = None,
+        refresh: bool = True,
+        max_wait: float = 60.0,
+    ):
         """`fitpipe backfill`: a pipeline.RunResult."""
         from fitpipe import pipeline
 
         with self._connection() as conn:
             self._require_schema(conn)
-            return pipeline.backfill(conn, _day(start), _day(end), users or [], url=self.url, force=force,
-                                     workers=workers, refresh=refresh, max_wait=max_wait)
+            return pipeline.backfill(
+                conn,
+                _day(start),
+                _day(end),
+                users or [],
+                url=self.url,
+                force=force,
+                workers=workers,
+                refresh=refresh,
+                max_wait=max_wait,
+            )
 
-    def import_archive(self, path: str | Path, user: int, *, timezone: str | None = None, dry_run: bool = False,
-                       force: bool = False, workers: int | None = None, refresh: bool = True):
+    def import_archive(
+        self,
+        path: str | Path,
+        user: int,
+        *,
+        timezone: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        workers: int | None = None,
+        refresh: bool = True,
+    ):
         """`fitpipe import`: an ImportOutcome (its `.report` lists what the archive holds)."""
         from fitpipe.sources.takeout.importer import import_archive
 
         with self._connection() as conn:
             self._require_schema(conn)
-            return import_archive(conn, Path(path), user, url=self.url, timezone=timezone, dry_run=dry_run,
-                                  force=force, workers=workers, refresh=refresh)
+            return import_archive(
+                conn,
+                Path(path),
+                user,
+                url=self.url,
+                timezone=timezone,
+                dry_run=dry_run,
+                force=force,
+                workers=workers,
+                refresh=refresh,
+            )
 
     def refresh(self, users: Sequence[int] | None = None, *, full: bool = False):
         """`fitpipe aggregate refresh`: a RefreshReport."""
@@ -106,9 +159,17 @@ class Store:
 
         require_schema(conn)
 
-    def frame(self, metric: str, users: Sequence[int] | None = None, start: str | dt.date | None = None,
-              end: str | dt.date | None = None, resolution: str = "auto", with_imputed: bool = False,
-              tz: str = "local", max_rows: int = 1_000_000):
+    def frame(
+        self,
+        metric: str,
+        users: Sequence[int] | None = None,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+        resolution: str = "auto",
+        with_imputed: bool = False,
+        tz: str = "local",
+        max_rows: int = 1_000_000,
+    ):
         """One metric as a DataFrame, with the columns of `fitpipe export`.
 
         Times are tz-aware: in UTC with tz="utc"; with tz="local", in each participant's zone at
@@ -122,14 +183,28 @@ class Store:
 
         catalogue = metric_named(metric)
         with self._connection() as conn:
-            prepared = prepare(conn, metric_name=metric, user_ids=users or [], start=_day(start), end=_day(end),
-                               resolution=resolution, with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=True)
+            prepared = prepare(
+                conn,
+                metric_name=metric,
+                user_ids=users or [],
+                start=_day(start),
+                end=_day(end),
+                resolution=resolution,
+                with_imputed=with_imputed,
+                tz=tz,
+                max_rows=max_rows,
+                typed=True,
+            )
             columns = [read_columns(conn, prepared.query, params) for _, params in prepared.parts]
         pieces = [None if read is None else pd.DataFrame(read) for read in columns]
-        if any(piece is None for piece in pieces):  # not one fixed layout (text, numeric or NULLs): read the ordinary way
+        if any(
+            piece is None for piece in pieces
+        ):  # not one fixed layout (text, numeric or NULLs): read the ordinary way
             with self.engine.connect() as engine_conn:
-                pieces = [pd.read_sql_query(_bind(prepared.query, params), engine_conn) if piece is None else piece
-                          for piece, (_, params) in zip(pieces, prepared.parts)]
+                pieces = [
+                    pd.read_sql_query(_bind(prepared.query, params), engine_conn) if piece is None else piece
+                    for piece, (_, params) in zip(pieces, prepared.parts)
+                ]
         time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
         for piece, (zone, _) in zip(pieces, prepared.parts):
             if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":

@@ -37,7 +37,6 @@ class Column:
     allowed: tuple[str, ...] = ()
 
 
-
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -98,27 +97,46 @@ def _small(name: str, low: float, high: float, description: str = "", nullable: 
 
 METRICS: tuple[Metric, ...] = (
     Metric(
-        "heart_rate", "heart_rate", "ts",
+        "heart_rate",
+        "heart_rate",
+        "ts",
         (_real("bpm", 25, 250, "beats per minute"),),
-        DayWindow.CALENDAR, "1s", "Heart rate while worn", rollup="mean", imputable=True,
+        DayWindow.CALENDAR,
+        "1s",
+        "Heart rate while worn",
+        rollup="mean",
+        imputable=True,
     ),
     Metric(
-        "active_zone_minutes", "active_zone_minutes", "ts",
+        "active_zone_minutes",
+        "active_zone_minutes",
+        "ts",
         (
             _small("active_zone_minutes", 0, 3),
             _small("fat_burn_minutes", 0, 1),
             _small("cardio_minutes", 0, 1),
             _small("peak_minutes", 0, 1),
         ),
-        DayWindow.CALENDAR, "1min", "Active zone minutes per minute", rollup="sum",
+        DayWindow.CALENDAR,
+        "1min",
+        "Active zone minutes per minute",
+        rollup="sum",
     ),
     Metric(
-        "spo2", "spo2", "ts",
+        "spo2",
+        "spo2",
+        "ts",
         (_real("spo2_pct", 70, 100, "percent"),),
-        DayWindow.NIGHT, "1min", "Blood oxygen saturation during sleep", rollup="mean", imputable=True,
+        DayWindow.NIGHT,
+        "1min",
+        "Blood oxygen saturation during sleep",
+        rollup="mean",
+        imputable=True,
     ),
     Metric(
-        "hrv_intraday", "hrv_intraday", "ts",
+        "hrv_intraday",
+        "hrv_intraday",
+        "ts",
         (
             _real("rmssd", 0, 300, "ms"),
             # Nullable: the Google Health API does not report coverage (migration 0030).
@@ -126,16 +144,28 @@ METRICS: tuple[Metric, ...] = (
             _real("hf", 0, 20000, "ms^2"),
             _real("lf", 0, 20000, "ms^2"),
         ),
-        DayWindow.NIGHT, "1min", "Heart-rate variability during sleep", rollup="mean", imputable=True,
+        DayWindow.NIGHT,
+        "1min",
+        "Heart-rate variability during sleep",
+        rollup="mean",
+        imputable=True,
     ),
     Metric(
-        "breathing_rate", "breathing_rate", "day",
-        tuple(_real(n, 4, 40, "breaths per minute", nullable=True)
-              for n in ("full_sleep", "deep_sleep", "light_sleep", "rem_sleep")),
-        DayWindow.DATE, "night", "Breathing rate per night and sleep stage",
+        "breathing_rate",
+        "breathing_rate",
+        "day",
+        tuple(
+            _real(n, 4, 40, "breaths per minute", nullable=True)
+            for n in ("full_sleep", "deep_sleep", "light_sleep", "rem_sleep")
+        ),
+        DayWindow.DATE,
+        "night",
+        "Breathing rate per night and sleep stage",
     ),
     Metric(
-        "sleep_sessions", "sleep_sessions", "start_ts",
+        "sleep_sessions",
+        "sleep_sessions",
+        "start_ts",
         (
             Column("end_ts", "timestamptz"),
             Column("date_of_sleep", "date"),
@@ -150,62 +180,96 @@ METRICS: tuple[Metric, ...] = (
             _small("minutes_after_wakeup", 0, 1440),
             _small("time_in_bed", 0, 1440),
         ),
-        DayWindow.NIGHT, "session", "Sleep sessions",
+        DayWindow.NIGHT,
+        "session",
+        "Sleep sessions",
     ),
     Metric(
-        "sleep_stages", "sleep_stages", "start_ts",
+        "sleep_stages",
+        "sleep_stages",
+        "start_ts",
         (Column("seconds", "integer", 0, 24 * 3600),),
-        DayWindow.NIGHT, "segment", "Sleep stage segments",
+        DayWindow.NIGHT,
+        "segment",
+        "Sleep stage segments",
         # The stage is part of the key: wearipedia starts two long segments at the same second.
-        extra_key=(Column("is_short", "boolean"),
-                   Column("stage", "text", allowed=("wake", "light", "deep", "rem", "asleep", "restless", "awake"))),
+        extra_key=(
+            Column("is_short", "boolean"),
+            Column("stage", "text", allowed=("wake", "light", "deep", "rem", "asleep", "restless", "awake")),
+        ),
     ),
     Metric(
-        "heart_rate_daily", "heart_rate_daily", "day",
+        "heart_rate_daily",
+        "heart_rate_daily",
+        "day",
         (
             _real("resting_bpm", 25, 150, nullable=True),
             *(_small(f"minutes_{z}", 0, 1500, nullable=True) for z in ("out_of_range", "fat_burn", "cardio", "peak")),
             *(_real(f"calories_{z}", 0, 1e6, nullable=True) for z in ("out_of_range", "fat_burn", "cardio", "peak")),
         ),
-        DayWindow.DATE, "1d", "Daily heart-rate summary",
+        DayWindow.DATE,
+        "1d",
+        "Daily heart-rate summary",
     ),
     Metric(
-        "daily_activity", "daily_activity", "day",
+        "daily_activity",
+        "daily_activity",
+        "day",
         (
             Column("steps", "integer", 0, 100_000, True),
             _real("distance_km", 0, 200, nullable=True),
-            *(_small(f"minutes_{k}", 0, 1500, nullable=True)
-              for k in ("sedentary", "lightly_active", "fairly_active", "very_active")),
+            *(
+                _small(f"minutes_{k}", 0, 1500, nullable=True)
+                for k in ("sedentary", "lightly_active", "fairly_active", "very_active")
+            ),
         ),
-        DayWindow.DATE, "1d", "Daily activity totals",
+        DayWindow.DATE,
+        "1d",
+        "Daily activity totals",
     ),
     Metric(
-        "hrv_daily", "hrv_daily", "day",
+        "hrv_daily",
+        "hrv_daily",
+        "day",
         (_real("daily_rmssd", 0, 300, nullable=True), _real("deep_rmssd", 0, 300, nullable=True)),
-        DayWindow.DATE, "1d", "Daily heart-rate variability",
+        DayWindow.DATE,
+        "1d",
+        "Daily heart-rate variability",
     ),
     # Takeout carries these; the synthetic source does not (fitpipe import).
     Metric(
-        "heart_rate_confidence", "heart_rate_confidence", "ts",
+        "heart_rate_confidence",
+        "heart_rate_confidence",
+        "ts",
         (_small("confidence", 0, 3, "Fitbit confidence in the heart-rate sample"),),
-        DayWindow.CALENDAR, "1s", "Device confidence per heart-rate sample",
+        DayWindow.CALENDAR,
+        "1s",
+        "Device confidence per heart-rate sample",
     ),
     Metric(
-        "data_sources", "data_sources", "day",
+        "data_sources",
+        "data_sources",
+        "day",
         (Column("samples", "integer", 0, 10_000_000),),
-        DayWindow.DATE, "1d", "Where a day's rows came from",
+        DayWindow.DATE,
+        "1d",
+        "Where a day's rows came from",
         extra_key=(Column("metric", "text"), Column("origin", "text"), Column("data_source", "text")),
     ),
     Metric(
         # Only where the offset carries information: the device reported an offset other than the
         # participant's zone gives (travel not yet in the timezone history). See migration 0030.
-        "device_utc_offsets", "device_utc_offsets", "day",
+        "device_utc_offsets",
+        "device_utc_offsets",
+        "day",
         (
             Column("points", "integer", 1, 10_000_000, description="data points reported at this offset"),
             Column("first_ts", "timestamptz", description="first of them"),
             Column("last_ts", "timestamptz", description="last of them"),
         ),
-        DayWindow.DATE, "1d", "UTC offsets a device reported that differ from the participant's zone",
+        DayWindow.DATE,
+        "1d",
+        "UTC offsets a device reported that differ from the participant's zone",
         extra_key=(Column("utc_offset_s", "integer", -50_400, 50_400),),
     ),
 )

@@ -8,16 +8,32 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
 
 import typer
 
 from fitpipe import __version__
+from fitpipe.cli_options import (
+    End,
+    ExportFormat,
+    ImputeMethod,
+    Json,
+    MaxWait,
+    MetricsFile,
+    Quiet,
+    Refresh,
+    RequiredEnd,
+    RequiredStart,
+    Resolution,
+    SourceName,
+    Start,
+    TimeMode,
+    Users,
+    Workers,
+    Yes,
+)
 from fitpipe.cli_support import console, database, database_url, fail, handles_errors, parse_day, reflow_help
 from fitpipe.config import ENV_DATABASE_URL
 from fitpipe.config import database_url as resolve_database_url
-from fitpipe.cli_options import (End, ExportFormat, ImputeMethod, Json, MaxWait, MetricsFile, Quiet, Refresh, RequiredEnd,
-                                 RequiredStart, Resolution, SourceName, Start, TimeMode, Users, Workers, Yes)
 from fitpipe.errors import BadInput, FitpipeError
 
 app = typer.Typer(
@@ -56,26 +72,22 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    database_url_opt: Optional[str] = typer.Option(
-        None, "--database-url", envvar=ENV_DATABASE_URL, show_envvar=True, show_default=False,
+    database_url_opt: str | None = typer.Option(
+        None,
+        "--database-url",
+        envvar=ENV_DATABASE_URL,
+        show_envvar=True,
+        show_default=False,
         help="PostgreSQL URL. Default: the local dev server and the Docker compose file's URL.",
     ),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     try:
         ctx.obj = {"url": resolve_database_url(database_url_opt)}
     except FitpipeError as exc:
         fail(str(exc), exc.exit_code)
-
-
-
-
-
-
-
-
-
-
 
 
 @app.command("init-db")
@@ -97,8 +109,10 @@ def init_db() -> None:
             out.print(f"applied {name}")
         out.print(f"database is at migration {report.applied[-1]} ({len(report.applied)} applied now)")
     elif report.applied_elsewhere:
-        out.print(f"database is up to date: another init-db applied {', '.join(report.applied_elsewhere)} "
-                  "while this one waited; nothing to do")
+        out.print(
+            f"database is up to date: another init-db applied {', '.join(report.applied_elsewhere)} "
+            "while this one waited; nothing to do"
+        )
     else:
         out.print(f"database is up to date ({report.already_applied} migrations applied); nothing to do")
 
@@ -109,9 +123,15 @@ def seed_users(
     count: int = typer.Option(..., "--count", min=1, help="Make sure users 1..COUNT exist."),
     timezone: str = typer.Option("UTC", "--timezone", help="IANA timezone of new users."),
     start_date: str = typer.Option("2024-01-01", "--start-date", help="Study start (local day) of new users."),
-    wear_gaps: bool = typer.Option(True, "--wear-gaps/--no-wear-gaps", help="Synthetic non-wear stretches for new users."),
-    sync_lag_hours: int = typer.Option(0, "--sync-lag-hours", min=0,
-                                       help="Simulate a phone that syncs this many hours late (0: data is there at once)."),
+    wear_gaps: bool = typer.Option(
+        True, "--wear-gaps/--no-wear-gaps", help="Synthetic non-wear stretches for new users."
+    ),
+    sync_lag_hours: int = typer.Option(
+        0,
+        "--sync-lag-hours",
+        min=0,
+        help="Simulate a phone that syncs this many hours late (0: data is there at once).",
+    ),
 ) -> None:
     """Create participants 1..COUNT with synthetic data. Existing participants are kept as they are.
 
@@ -125,8 +145,9 @@ def seed_users(
 
     start = parse_day(start_date, "--start-date")
     with database() as conn:
-        users, created = seed(conn, count, timezone=timezone, start_date=start, wear_gaps=wear_gaps,
-                              sync_lag_hours=sync_lag_hours)
+        users, created = seed(
+            conn, count, timezone=timezone, start_date=start, wear_gaps=wear_gaps, sync_lag_hours=sync_lag_hours
+        )
     out = console()
     out.print(users_table(users))
     out.print(f"{created} created, {len(users) - created} already there")
@@ -181,8 +202,9 @@ def ingest(
     from fitpipe import pipeline
 
     def run(conn, **hooks):
-        return pipeline.ingest(conn, days, user or [], url=database_url(), workers=workers, refresh=refresh,
-                               max_wait=max_wait, **hooks)
+        return pipeline.ingest(
+            conn, days, user or [], url=database_url(), workers=workers, refresh=refresh, max_wait=max_wait, **hooks
+        )
 
     _run("ingest", run, quiet=quiet, metrics_file=metrics_file)
 
@@ -193,7 +215,9 @@ def backfill(
     start: RequiredStart,
     end: RequiredEnd,
     user: Users = None,
-    force: bool = typer.Option(False, "--force", help="Fetch settled days again too, and rewrite them even when unchanged."),
+    force: bool = typer.Option(
+        False, "--force", help="Fetch settled days again too, and rewrite them even when unchanged."
+    ),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,
@@ -212,8 +236,18 @@ def backfill(
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
 
     def run(conn, **hooks):
-        return pipeline.backfill(conn, first, last, user or [], url=database_url(), force=force, workers=workers,
-                                 refresh=refresh, max_wait=max_wait, **hooks)
+        return pipeline.backfill(
+            conn,
+            first,
+            last,
+            user or [],
+            url=database_url(),
+            force=force,
+            workers=workers,
+            refresh=refresh,
+            max_wait=max_wait,
+            **hooks,
+        )
 
     _run("backfill", run, quiet=quiet, metrics_file=metrics_file)
 
@@ -259,14 +293,18 @@ def aggregate_refresh(
     Example: fitpipe aggregate refresh --full
     """
     from fitpipe.derive.rollups import refresh
-
     from fitpipe.output.metrics_file import recorded_run
 
     with recorded_run(metrics_file, "aggregate_refresh") as record:
         with database() as conn:
             report = refresh(conn, user or [], full=full)
-        record.figures = {"duration": report.seconds, "user_days": report.days,
-                          "rows": sum(report.buckets.values()), "quarantined": 0, "failures": 0}
+        record.figures = {
+            "duration": report.seconds,
+            "user_days": report.days,
+            "rows": sum(report.buckets.values()),
+            "quarantined": 0,
+            "failures": 0,
+        }
     if report.users == 0:
         console().print(f"rollups are up to date; nothing to do ({report.seconds:.2f} s)")
     else:
@@ -280,10 +318,14 @@ def aggregate_refresh(
 @app.command()
 @handles_errors
 def maintain(
-    raw_retention_days: Optional[str] = typer.Option(
-        None, "--raw-retention-days", envvar="FITPIPE_RAW_RETENTION_DAYS", show_envvar=True, show_default=False,
+    raw_retention_days: str | None = typer.Option(
+        None,
+        "--raw-retention-days",
+        envvar="FITPIPE_RAW_RETENTION_DAYS",
+        show_envvar=True,
+        show_default=False,
         help="Keep raw 1 Hz rows (heart_rate, heart_rate_confidence) this many days; drop older chunks whose "
-             "days are settled and rolled up, keeping their rollups. Default: keep everything.",
+        "days are settled and rolled up, keeping their rollups. Default: keep everything.",
     ),
 ) -> None:
     """Storage upkeep, from cron after ingest: refresh pending rollups, drop raw 1 Hz chunks past
@@ -293,7 +335,8 @@ def maintain(
 
     Example: fitpipe maintain --raw-retention-days 180
     """
-    from fitpipe.derive.maintain import APACHE_NOTE, maintain as run_maintain
+    from fitpipe.derive.maintain import APACHE_NOTE
+    from fitpipe.derive.maintain import maintain as run_maintain
     from fitpipe.derive.retention import parse_retention_days
     from fitpipe.output.render import retention_lines
 
@@ -319,7 +362,7 @@ def impute(
     user: Users = None,
     start: Start = None,
     end: End = None,
-    metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric."),
+    metric: str | None = typer.Option(None, "--metric", help="Only this metric."),
     method: ImputeMethod = typer.Option(ImputeMethod.profile, "--method", help="profile or linear."),
     max_gap: str = typer.Option("2h", "--max-gap", help="Leave longer gaps empty, e.g. 90min, 2h."),
     metrics_file: MetricsFile = None,
@@ -333,7 +376,8 @@ def impute(
 
     Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
     """
-    from fitpipe.derive.impute import impute as run_impute, parse_duration_minutes
+    from fitpipe.derive.impute import impute as run_impute
+    from fitpipe.derive.impute import parse_duration_minutes
 
     max_gap_minutes = parse_duration_minutes(max_gap)
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
@@ -341,17 +385,36 @@ def impute(
 
     with recorded_run(metrics_file, "impute") as record:
         with database() as conn:
-            report = run_impute(conn, user or [], start=first, end=last, metric_name=metric, method=method.value,
-                                max_gap_minutes=max_gap_minutes)
-        record.figures = {"duration": report.seconds, "user_days": report.days, "rows": report.total,
-                          "quarantined": 0, "failures": 0}
+            report = run_impute(
+                conn,
+                user or [],
+                start=first,
+                end=last,
+                metric_name=metric,
+                method=method.value,
+                max_gap_minutes=max_gap_minutes,
+            )
+        record.figures = {
+            "duration": report.seconds,
+            "user_days": report.days,
+            "rows": report.total,
+            "quarantined": 0,
+            "failures": 0,
+        }
     if not report.users:
         console().print("nothing to impute: no ingested days in the range")
         return
-    parts = ", ".join(f"{report.values.get(name, 0):,} minutes of {name} in {report.gaps.get(name, 0):,} gaps"
-                      for name in report.values) or "no gaps short enough to fill"
-    console().print(f"imputed ({method.value}, gaps up to {max_gap_minutes} min) for {report.users} participant(s): "
-                    f"{parts}; rollups refreshed; {report.seconds:.1f} s")
+    parts = (
+        ", ".join(
+            f"{report.values.get(name, 0):,} minutes of {name} in {report.gaps.get(name, 0):,} gaps"
+            for name in report.values
+        )
+        or "no gaps short enough to fill"
+    )
+    console().print(
+        f"imputed ({method.value}, gaps up to {max_gap_minutes} min) for {report.users} participant(s): "
+        f"{parts}; rollups refreshed; {report.seconds:.1f} s"
+    )
 
 
 @app.command()
@@ -363,10 +426,14 @@ def export(
     end: End = None,
     resolution: Resolution = typer.Option(Resolution.auto, "--resolution", help="raw, 1min, 1h, 1d or auto."),
     with_imputed: bool = typer.Option(False, "--with-imputed", help="Include imputed values (marked)."),
-    tz: TimeMode = typer.Option(TimeMode.utc, "--tz", help="utc, or local: the zone the participant was in at the time."),
+    tz: TimeMode = typer.Option(
+        TimeMode.utc, "--tz", help="utc, or local: the zone the participant was in at the time."
+    ),
     output: str = typer.Option("-", "--output", "-o", help="File path, or - for stdout."),
     max_rows: int = typer.Option(1_000_000, "--max-rows", min=1, help="Row budget for --resolution auto."),
-    fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv, or parquet (needs --output; times as UTC instants)."),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.csv, "--format", help="csv, or parquet (needs --output; times as UTC instants)."
+    ),
 ) -> None:
     """Write a metric as CSV, streamed from the server (memory stays flat at any size).
 
@@ -379,9 +446,19 @@ def export(
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
     with database() as conn:
-        result = run_export(conn, metric_name=metric, user_ids=user or [], start=first, end=last,
-                            resolution=resolution.value, with_imputed=with_imputed, tz=tz.value, output=output,
-                            max_rows=max_rows, fmt=fmt.value)
+        result = run_export(
+            conn,
+            metric_name=metric,
+            user_ids=user or [],
+            start=first,
+            end=last,
+            resolution=resolution.value,
+            with_imputed=with_imputed,
+            tz=tz.value,
+            output=output,
+            max_rows=max_rows,
+            fmt=fmt.value,
+        )
     if result.note:
         sys.stderr.write(result.note + "\n")
     if output != "-":
@@ -392,11 +469,15 @@ def export(
 @handles_errors
 def adherence(
     user: Users = None,
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Local day to judge at. Default: newest ingested day."),
-    min_wear: float = typer.Option(0.7, "--min-wear", help="Flag wear share (worn minutes / study minutes) below this."),
+    as_of: str | None = typer.Option(None, "--as-of", help="Local day to judge at. Default: newest ingested day."),
+    min_wear: float = typer.Option(
+        0.7, "--min-wear", help="Flag wear share (worn minutes / study minutes) below this."
+    ),
     max_silence_hours: float = typer.Option(48, "--max-silence-hours", help="Flag no data for longer than this."),
     min_nights: int = typer.Option(5, "--min-nights", help="Flag fewer captured nights than this, of the last 7."),
-    min_sleep_minutes: int = typer.Option(180, "--min-sleep-minutes", help="A night counts with a main sleep this long."),
+    min_sleep_minutes: int = typer.Option(
+        180, "--min-sleep-minutes", help="A night counts with a main sleep this long."
+    ),
     as_json: Json = False,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
 ) -> None:
@@ -407,7 +488,8 @@ def adherence(
 
     Example: fitpipe adherence --min-wear 0.8 --as-of 2024-01-31
     """
-    from fitpipe.derive.adherence import FLAGS, Thresholds, adherence as compute
+    from fitpipe.derive.adherence import FLAGS, Thresholds
+    from fitpipe.derive.adherence import adherence as compute
 
     if as_json and as_csv:
         raise BadInput("--json and --csv exclude each other; choose one")
@@ -418,8 +500,9 @@ def adherence(
     if as_json:
         import json
 
-        typer.echo(json.dumps({"as_of": day, "thresholds": thresholds.__dict__, "participants": rows},
-                              indent=2, default=str))
+        typer.echo(
+            json.dumps({"as_of": day, "thresholds": thresholds.__dict__, "participants": rows}, indent=2, default=str)
+        )
     elif as_csv:
         import csv
 
@@ -436,8 +519,11 @@ def adherence(
 @handles_errors
 def create_reader(
     name: str = typer.Argument(..., help="Login name, e.g. grafana."),
-    password_env: str = typer.Option("FITPIPE_READER_PASSWORD", "--password-env",
-                                     help="Environment variable holding the password (never a flag: flags show in ps)."),
+    password_env: str = typer.Option(
+        "FITPIPE_READER_PASSWORD",
+        "--password-env",
+        help="Environment variable holding the password (never a flag: flags show in ps).",
+    ),
 ) -> None:
     """Create a read-only login (or reset its password) for dashboards and analysts.
 
@@ -468,15 +554,17 @@ def reset(
 
     Example: fitpipe reset --yes && fitpipe init-db
     """
-    from fitpipe.reset import plan, reset as drop
+    from fitpipe.reset import plan
+    from fitpipe.reset import reset as drop
 
     with database(schema=False) as conn:
         what = plan(conn)
         if not (what.tables or what.functions or what.views):
             console().print("nothing to drop: this database has no fitpipe objects")
             return
-        listing = ", ".join(what.tables + what.views + [f + "()" for f in what.functions]
-                            + [f"type {t}" for t in what.types])
+        listing = ", ".join(
+            what.tables + what.views + [f + "()" for f in what.functions] + [f"type {t}" for t in what.types]
+        )
         if not yes:
             fail(f"refusing to drop without --yes; it would drop {listing}", 2)
         drop(conn, what)
@@ -490,9 +578,12 @@ def participants_add(
     user_id: int = typer.Argument(..., min=1, help="Participant id."),
     timezone: str = typer.Option(..., "--timezone", help="IANA zone the participant lives in."),
     study_start: str = typer.Option(..., "--study-start", help="First local day of the study, YYYY-MM-DD."),
-    name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
-    setting: Optional[List[str]] = typer.Option(None, "--setting", help="A source setting KEY=VALUE (repeatable; "
-                                                "VALUE read as JSON when it parses), e.g. sync_lag_hours=30."),
+    name: str | None = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
+    setting: list[str] | None = typer.Option(
+        None,
+        "--setting",
+        help="A source setting KEY=VALUE (repeatable; VALUE read as JSON when it parses), e.g. sync_lag_hours=30.",
+    ),
 ) -> None:
     """Enrol a participant with a source. An existing id is left as it is.
 
@@ -501,13 +592,19 @@ def participants_add(
     from fitpipe.participants import add_participant
 
     with database() as conn:
-        created = add_participant(conn, user_id, source=source, timezone=timezone,
-                                  study_start=parse_day(study_start, "--study-start"), display_name=name,
-                                  settings=_settings(setting or []))
+        created = add_participant(
+            conn,
+            user_id,
+            source=source,
+            timezone=timezone,
+            study_start=parse_day(study_start, "--study-start"),
+            display_name=name,
+            settings=_settings(setting or []),
+        )
     console().print(f"participant {user_id} {'enrolled' if created else 'already exists; left as it was'}")
 
 
-def _settings(pairs: List[str]) -> dict:
+def _settings(pairs: list[str]) -> dict:
     import json
 
     settings = {}
@@ -561,8 +658,10 @@ def participants_set_timezone(
 
     with database() as conn:
         stale = set_timezone(conn, user_id, timezone, parse_day(effective_from, "--from"))
-    console().print(f"participant {user_id} is in {timezone} from {effective_from}"
-                    + (f"; {len(stale)} loaded day(s) will be fetched again by the next ingest" if stale else ""))
+    console().print(
+        f"participant {user_id} is in {timezone} from {effective_from}"
+        + (f"; {len(stale)} loaded day(s) will be fetched again by the next ingest" if stale else "")
+    )
 
 
 @participants_app.command("withdraw")
@@ -585,8 +684,10 @@ def participants_withdraw(
     with database() as conn:
         deleted = withdraw(conn, user_id, delete_data=delete_data)
     if delete_data:
-        console().print(f"participant {user_id} withdrawn; deleted {sum(deleted.values()):,} rows in "
-                        f"{sum(1 for n in deleted.values() if n)} tables")
+        console().print(
+            f"participant {user_id} withdrawn; deleted {sum(deleted.values()):,} rows in "
+            f"{sum(1 for n in deleted.values() if n)} tables"
+        )
     else:
         console().print(f"participant {user_id} withdrawn; their data stays (use --delete-data to remove it)")
 
@@ -608,7 +709,7 @@ def secrets_new_key() -> None:
 @handles_errors
 def secrets_set(
     user_id: int = typer.Option(..., "--user", min=1, help="Participant id."),
-    source: Optional[str] = typer.Option(None, "--source", help="Source the secret is for. Default: the participant's."),
+    source: str | None = typer.Option(None, "--source", help="Source the secret is for. Default: the participant's."),
 ) -> None:
     """Store a participant's secret for a source, encrypted. The secret is read from standard
     input (never a flag: flags show in `ps` and shell history), e.g. redirected from a file.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,19 +35,27 @@ class ExportFormat(str, Enum):
 
 
 # Checked by the registry, so a source registered at run time is accepted too.
-SourceName = Annotated[str, typer.Option(..., "--source", help=f"Where the participant's data comes from: "
-                                         f"{', '.join(registered())}.")]
+SourceName = Annotated[
+    str, typer.Option(..., "--source", help=f"Where the participant's data comes from: {', '.join(registered())}.")
+]
 
-Users = Annotated[Optional[List[int]], typer.Option("--user", help="Only this participant id (repeatable). Default: all.")]
-Start = Annotated[Optional[str], typer.Option("--start", help="First local day, YYYY-MM-DD.")]
-End = Annotated[Optional[str], typer.Option("--end", help="Last local day (inclusive), YYYY-MM-DD.")]
+Users = Annotated[list[int] | None, typer.Option("--user", help="Only this participant id (repeatable). Default: all.")]
+Start = Annotated[str | None, typer.Option("--start", help="First local day, YYYY-MM-DD.")]
+End = Annotated[str | None, typer.Option("--end", help="Last local day (inclusive), YYYY-MM-DD.")]
 RequiredStart = Annotated[str, typer.Option("--start", help="First local day, YYYY-MM-DD.")]
 RequiredEnd = Annotated[str, typer.Option("--end", help="Last local day (inclusive), YYYY-MM-DD.")]
-MetricsFile = Annotated[Optional[Path], typer.Option("--metrics-file", help="Write Prometheus metrics to this textfile.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel processes. Default: number of CPUs.")]
+MetricsFile = Annotated[Path | None, typer.Option("--metrics-file", help="Write Prometheus metrics to this textfile.")]
+Workers = Annotated[int | None, typer.Option("--workers", min=1, help="Parallel processes. Default: number of CPUs.")]
 Refresh = Annotated[bool, typer.Option("--refresh/--no-refresh", help="Refresh the rollups of what changed.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="Print errors only.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 Yes = Annotated[bool, typer.Option("--yes", help="Do it without asking.")]
-MaxWait = Annotated[float, typer.Option("--max-wait", min=0, help="Wait out a source's retry-later up to this many "
-                                      "seconds within the run; longer waits defer the day to a later run.")]
+MaxWait = Annotated[
+    float,
+    typer.Option(
+        "--max-wait",
+        min=0,
+        help="Wait out a source's retry-later up to this many "
+        "seconds within the run; longer waits defer the day to a later run.",
+    ),
+]

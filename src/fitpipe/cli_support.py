@@ -9,7 +9,8 @@ import functools
 import inspect
 import os
 import sys
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 import typer
@@ -67,7 +68,7 @@ def database(*, schema: bool = True) -> Iterator[Any]:
         yield conn
 
 
-def parse_day(value: Optional[str], flag: str) -> Optional[dt.date]:
+def parse_day(value: str | None, flag: str) -> dt.date | None:
     if value is None:
         return None
     try:

@@ -9,7 +9,7 @@ imputed_values (its metric, field and method are text).
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import psycopg
@@ -23,8 +23,14 @@ _POSTGRES_EPOCH_DAY = np.datetime64("2000-01-01", "D")
 
 # pg type -> (big-endian numpy type, byte length)
 _FIXED = {
-    "smallint": (">i2", 2), "integer": (">i4", 4), "bigint": (">i8", 8), "real": (">f4", 4),
-    "double precision": (">f8", 8), "boolean": ("?", 1), "timestamptz": (">i8", 8), "date": (">i4", 4),
+    "smallint": (">i2", 2),
+    "integer": (">i4", 4),
+    "bigint": (">i8", 8),
+    "real": (">f4", 4),
+    "double precision": (">f8", 8),
+    "boolean": ("?", 1),
+    "timestamptz": (">i8", 8),
+    "date": (">i4", 4),
 }
 
 
@@ -79,7 +85,7 @@ def encode_blocks(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> Ite
     yield SIGNATURE
     total = len(columns[0])
     for start in range(0, total, BLOCK_ROWS):
-        yield _encode_rows(pg_types, [values[start:start + BLOCK_ROWS] for values in columns])
+        yield _encode_rows(pg_types, [values[start : start + BLOCK_ROWS] for values in columns])
     yield TRAILER
 
 
@@ -117,8 +123,9 @@ def _python_value(pg_type: str, value):
     return str(value)
 
 
-def copy_rows(cursor: psycopg.Cursor, table: str, names: Sequence[str], pg_types: Sequence[str],
-              columns: Sequence[np.ndarray]) -> int:
+def copy_rows(
+    cursor: psycopg.Cursor, table: str, names: Sequence[str], pg_types: Sequence[str], columns: Sequence[np.ndarray]
+) -> int:
     """COPY the columns into `table` in binary; returns the number of rows."""
     statement = f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
     count = len(columns[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import psycopg
 
@@ -40,8 +40,10 @@ def _seconds_setting(name: str, default: float) -> float:
 
 def session_timeouts() -> dict[str, float]:
     """Seconds for lock_timeout and statement_timeout (0: no limit), from the environment."""
-    return {"lock_timeout": _seconds_setting(ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT),
-            "statement_timeout": _seconds_setting(ENV_STATEMENT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT)}
+    return {
+        "lock_timeout": _seconds_setting(ENV_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT),
+        "statement_timeout": _seconds_setting(ENV_STATEMENT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT),
+    }
 
 
 def _options(url: str) -> str:
@@ -59,10 +61,13 @@ def _options(url: str) -> str:
 def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
     options = _options(url)
     try:
-        return psycopg.connect(url, autocommit=autocommit, application_name=application_name, connect_timeout=10,
-                               options=options)
+        return psycopg.connect(
+            url, autocommit=autocommit, application_name=application_name, connect_timeout=10, options=options
+        )
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(mask_secrets(f"cannot connect to {mask_secrets(url)}: {first_line(exc)}", url)) from None
+        raise DatabaseUnavailable(
+            mask_secrets(f"cannot connect to {mask_secrets(url)}: {first_line(exc)}", url)
+        ) from None
 
 
 @contextlib.contextmanager
@@ -95,4 +100,3 @@ def require_schema(conn: psycopg.Connection) -> None:
 def timescaledb_available(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
     return bool(row[0])
-

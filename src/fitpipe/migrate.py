@@ -54,12 +54,15 @@ class MigrationReport:
 
 
 def _applied(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
-    return {version: (name, checksum)
-            for version, name, checksum in conn.execute("SELECT version, name, checksum FROM schema_migrations")}
+    return {
+        version: (name, checksum)
+        for version, name, checksum in conn.execute("SELECT version, name, checksum FROM schema_migrations")
+    }
 
 
-def schema_mismatch(applied: dict[int, tuple[str, str]], known: list[Migration], *,
-                    pending_is_mismatch: bool) -> str | None:
+def schema_mismatch(
+    applied: dict[int, tuple[str, str]], known: list[Migration], *, pending_is_mismatch: bool
+) -> str | None:
     """Why the database's migrations do not match this fitpipe's files, or None.
 
     A database ahead of the code, an applied migration whose file is gone, or an edited file
@@ -70,20 +73,26 @@ def schema_mismatch(applied: dict[int, tuple[str, str]], known: list[Migration],
     newest = max(by_version, default=0)
     ahead = sorted(v for v in applied if v > newest)
     if ahead:
-        return (f"the database is at migration {applied[ahead[-1]][0]}, newer than this fitpipe knows "
-                f"({by_version[newest].name if newest else 'none'}); upgrade fitpipe")
+        return (
+            f"the database is at migration {applied[ahead[-1]][0]}, newer than this fitpipe knows "
+            f"({by_version[newest].name if newest else 'none'}); upgrade fitpipe"
+        )
     gone = sorted(v for v in applied if v not in by_version)
     if gone:
-        return (f"migration {applied[gone[0]][0]} was applied to the database but its file is missing from "
-                f"{migrations_dir()}; restore it")
+        return (
+            f"migration {applied[gone[0]][0]} was applied to the database but its file is missing from "
+            f"{migrations_dir()}; restore it"
+        )
     for migration in known:
         recorded = applied.get(migration.version)
         if recorded and recorded[1] != migration.checksum:
-            return (f"migration {migration.name} was edited after it was applied; "
-                    "restore it and put the change in a new migration file")
+            return (
+                f"migration {migration.name} was edited after it was applied; "
+                "restore it and put the change in a new migration file"
+            )
     pending = [m.name for m in known if m.version not in applied]
     if pending and pending_is_mismatch:
-        return (f"the database lacks migration(s) {', '.join(pending)}; run `fitpipe init-db`")
+        return f"the database lacks migration(s) {', '.join(pending)}; run `fitpipe init-db`"
     return None
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -62,7 +63,7 @@ class User:
         """The local day that owns a calendar instant, by the zone history."""
         from zoneinfo import ZoneInfo
 
-        guess = instant.astimezone(ZoneInfo(self.zone_on(instant.astimezone(dt.timezone.utc).date()))).date()
+        guess = instant.astimezone(ZoneInfo(self.zone_on(instant.astimezone(dt.UTC).date()))).date()
         for day in (guess - ONE_DAY, guess, guess + ONE_DAY):
             if self.day_start(day) <= instant < self.day_start(day + ONE_DAY):
                 return day
@@ -83,8 +84,9 @@ def _user(row: dict) -> User:
     return User(**row, zones=zones)
 
 
-def list_users(conn: psycopg.Connection, user_ids: Sequence[int] | range | None = None,
-               *, enrolled_only: bool = False) -> list[User]:
+def list_users(
+    conn: psycopg.Connection, user_ids: Sequence[int] | range | None = None, *, enrolled_only: bool = False
+) -> list[User]:
     """Users by id (all when user_ids is empty/None); an unknown id is an error."""
     withdrawn = " AND u.withdrawn_at IS NULL" if enrolled_only else ""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -95,15 +97,25 @@ def list_users(conn: psycopg.Connection, user_ids: Sequence[int] | range | None 
             if not enrolled_only:
                 missing = sorted(set(wanted) - {u.user_id for u in found})
                 if missing:
-                    raise BadInput(f"unknown user id(s): {', '.join(map(str, missing))}; "
-                                   "create them with `fitpipe participants add` or `fitpipe seed-users`")
+                    raise BadInput(
+                        f"unknown user id(s): {', '.join(map(str, missing))}; "
+                        "create them with `fitpipe participants add` or `fitpipe seed-users`"
+                    )
             return found
         cur.execute(_SELECT + (" WHERE true" + withdrawn if withdrawn else "") + " ORDER BY u.user_id")
         return [_user(r) for r in cur.fetchall()]
 
 
-def add_participant(conn: psycopg.Connection, user_id: int, *, source: str, timezone: str, study_start: dt.date,
-                    display_name: str | None = None, settings: dict | None = None) -> bool:
+def add_participant(
+    conn: psycopg.Connection,
+    user_id: int,
+    *,
+    source: str,
+    timezone: str,
+    study_start: dt.date,
+    display_name: str | None = None,
+    settings: dict | None = None,
+) -> bool:
     """Enrol a participant with a source. Returns False when the id already existed (left as it was)."""
     from fitpipe.sources import source_class
 
@@ -122,10 +134,14 @@ def add_participant(conn: psycopg.Connection, user_id: int, *, source: str, time
         ).rowcount
         if not created:
             return False
-        conn.execute("INSERT INTO participant_sources (user_id, source, settings, credential_state) VALUES (%s, %s, %s, %s)",
-                     (user_id, source, json.dumps(declared.default_settings(user_id) | settings), state))
-        conn.execute("INSERT INTO timezone_history (user_id, effective_from, timezone) VALUES (%s, %s, %s)",
-                     (user_id, study_start, timezone))
+        conn.execute(
+            "INSERT INTO participant_sources (user_id, source, settings, credential_state) VALUES (%s, %s, %s, %s)",
+            (user_id, source, json.dumps(declared.default_settings(user_id) | settings), state),
+        )
+        conn.execute(
+            "INSERT INTO timezone_history (user_id, effective_from, timezone) VALUES (%s, %s, %s)",
+            (user_id, study_start, timezone),
+        )
     return True
 
 
@@ -141,8 +157,15 @@ def check_study_day(day: dt.date, what: str) -> None:
         raise BadInput(f"{what} {day} is before {FIRST_STUDY_DAY}; fitpipe keeps study days from 1970 on")
 
 
-def seed_users(conn: psycopg.Connection, count: int, *, timezone: str = "UTC", start_date: dt.date = dt.date(2024, 1, 1),
-               wear_gaps: bool = True, sync_lag_hours: int = 0) -> tuple[list[User], int]:
+def seed_users(
+    conn: psycopg.Connection,
+    count: int,
+    *,
+    timezone: str = "UTC",
+    start_date: dt.date = dt.date(2024, 1, 1),
+    wear_gaps: bool = True,
+    sync_lag_hours: int = 0,
+) -> tuple[list[User], int]:
     """Make sure synthetic users 1..count exist. Existing users are left as they are.
 
     Returns all users 1..count and how many were created now.
@@ -154,8 +177,10 @@ def seed_users(conn: psycopg.Connection, count: int, *, timezone: str = "UTC", s
     validate_timezone(timezone)
     check_study_day(start_date, "--start-date")
     settings = {"wear_gaps": wear_gaps, "sync_lag_hours": sync_lag_hours}
-    created = sum(add_participant(conn, user_id, source="synthetic", timezone=timezone, study_start=start_date,
-                                  settings=settings) for user_id in range(1, count + 1))
+    created = sum(
+        add_participant(conn, user_id, source="synthetic", timezone=timezone, study_start=start_date, settings=settings)
+        for user_id in range(1, count + 1)
+    )
     return list_users(conn, range(1, count + 1)), created
 
 
@@ -172,18 +197,21 @@ def set_timezone(conn: psycopg.Connection, user_id: int, timezone: str, effectiv
         conn.execute(
             "INSERT INTO timezone_history (user_id, effective_from, timezone) VALUES (%s, %s, %s) "
             "ON CONFLICT (user_id, effective_from) DO UPDATE SET timezone = excluded.timezone, recorded_at = now()",
-            (user_id, effective_from, timezone))
+            (user_id, effective_from, timezone),
+        )
         # users.timezone is the zone in force today, for SQL readers (dashboards).
         conn.execute(
             "UPDATE users SET timezone = (SELECT timezone FROM timezone_history WHERE user_id = %(u)s "
             "AND effective_from <= %(today)s ORDER BY effective_from DESC LIMIT 1) WHERE user_id = %(u)s "
             "AND EXISTS (SELECT 1 FROM timezone_history WHERE user_id = %(u)s AND effective_from <= %(today)s)",
-            {"u": user_id, "today": dt.date.today()})
+            {"u": user_id, "today": dt.date.today()},
+        )
         # The day before the change ends where the changed day starts, so it is cut again too.
         stale = conn.execute(
             "UPDATE ingested_days SET state = 'provisional', content_hash = NULL, note = 'timezone changed' "
             "WHERE user_id = %s AND day >= %s AND state <> 'deferred' RETURNING day",
-            (user_id, effective_from - ONE_DAY)).fetchall()
+            (user_id, effective_from - ONE_DAY),
+        ).fetchall()
     return sorted(day for (day,) in stale)
 
 
@@ -203,18 +231,21 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
         if not delete_data:
             return deleted
         tables = [m.table for m in METRICS] + [
-            r[0] for r in conn.execute(
+            r[0]
+            for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
-                "(tablename LIKE 'rollup\\_%%' OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))")]
+                "(tablename LIKE 'rollup\\_%%' OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
+            )
+        ]
         for table in tables:
             deleted[table] = conn.execute(
-                sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)),
-                (user_id,)).rowcount
+                sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
+            ).rowcount
         # The ledger, settings, credentials and timezone history go with the participant's row.
         for table in ("ingested_days", "source_credentials", "participant_sources", "timezone_history"):
             deleted[table] = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)),
-                (user_id,)).fetchone()[0]
+                sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
+            ).fetchone()[0]
         conn.execute("DELETE FROM users WHERE user_id = %s", (user_id,))
         deleted["users"] = 1
     return deleted

@@ -9,8 +9,8 @@ The result says what happened; `result.problem()` is the error the CLI would exi
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import psycopg
 
@@ -45,14 +45,18 @@ class RunResult:
         if failed:
             names = ", ".join(f"user {o.user_id} day {o.day}" for o in failed[:_LISTED])
             more = f" and {len(failed) - _LISTED} more" if len(failed) > _LISTED else ""
-            return PartialFailure(f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
-                                  f"(run {summary.run_id}; {self.retry_hint})")
+            return PartialFailure(
+                f"{len(failed)} user-day(s) failed and were left as they were: {names}{more} "
+                f"(run {summary.run_id}; {self.retry_hint})"
+            )
         busy = summary.count("busy")
         if busy and busy == len(summary.outcomes):
             # Overlapping runs are normal once; a run that only ever skips means a lock is stuck.
-            return HeldByAnotherRun(f"all {busy} planned user-day(s) were skipped: another run holds them "
-                                    f"(run {summary.run_id}); if no other fitpipe run is going, a session holds a "
-                                    "stuck lock")
+            return HeldByAnotherRun(
+                f"all {busy} planned user-day(s) were skipped: another run holds them "
+                f"(run {summary.run_id}); if no other fitpipe run is going, a session holds a "
+                "stuck lock"
+            )
         return None
 
     @property
@@ -61,9 +65,18 @@ class RunResult:
         return problem.exit_code if problem else 0
 
 
-def run(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | None = None, refresh: bool = True,
-        max_wait: float = 60.0, progress: Progress | None = None, count_attention: bool = False,
-        retry_hint: str | None = None) -> RunResult:
+def run(
+    conn: psycopg.Connection,
+    plan: Plan,
+    *,
+    url: str,
+    workers: int | None = None,
+    refresh: bool = True,
+    max_wait: float = 60.0,
+    progress: Progress | None = None,
+    count_attention: bool = False,
+    retry_hint: str | None = None,
+) -> RunResult:
     """Run a plan, then refresh the rollups of the participants it loaded days for."""
     summary = run_plan(conn, plan, url=url, workers=workers, max_wait=max_wait, progress=progress)
     result = RunResult(summary, retry_hint=retry_hint or RunResult.retry_hint)
@@ -79,15 +92,31 @@ def run(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | None =
     return result
 
 
-def ingest(conn: psycopg.Connection, days: int, users: Sequence[int] = (), *, url: str,
-           on_plan: Callable[[Plan], Progress | None] | None = None, **options) -> RunResult:
+def ingest(
+    conn: psycopg.Connection,
+    days: int,
+    users: Sequence[int] = (),
+    *,
+    url: str,
+    on_plan: Callable[[Plan], Progress | None] | None = None,
+    **options,
+) -> RunResult:
     """The nightly run: each participant's unsettled days again and up to `days` new ones."""
     plan = plan_ingest(conn, list(users), days)
     return run(conn, plan, url=url, progress=on_plan(plan) if on_plan else None, **options)
 
 
-def backfill(conn: psycopg.Connection, start: dt.date, end: dt.date, users: Sequence[int] = (), *, url: str,
-             force: bool = False, on_plan: Callable[[Plan], Progress | None] | None = None, **options) -> RunResult:
+def backfill(
+    conn: psycopg.Connection,
+    start: dt.date,
+    end: dt.date,
+    users: Sequence[int] = (),
+    *,
+    url: str,
+    force: bool = False,
+    on_plan: Callable[[Plan], Progress | None] | None = None,
+    **options,
+) -> RunResult:
     """A bounded range of days; settled days are skipped unless `force`. Never moves a cursor past
     what is settled: the cursor is derived from the ledger, not set by the range."""
     if end < start:

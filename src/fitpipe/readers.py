@@ -20,15 +20,20 @@ READER_MARK = "fitpipe read-only login (fitpipe create-reader)"
 def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
     """What an existing role may do beyond reading fitpipe's tables, or None for a pure reader."""
     attributes = conn.execute(
-        "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s",
-        (name,)).fetchone()
+        "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
+    ).fetchone()
     for allowed, what in zip(attributes, ("create roles", "create databases", "replicate", "bypass row security")):
         if allowed:
             return f"it may {what}"
-    other_roles = [r for (r,) in conn.execute(
-        "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
-        "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s AND g.rolname <> 'fitpipe_readonly' "
-        "ORDER BY 1", (name,))]
+    other_roles = [
+        r
+        for (r,) in conn.execute(
+            "SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+            "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = %s AND g.rolname <> 'fitpipe_readonly' "
+            "ORDER BY 1",
+            (name,),
+        )
+    ]
     if other_roles:
         return f"it is a member of {', '.join(other_roles)}"
     writable = conn.execute(
@@ -36,11 +41,16 @@ def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
         "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
         "AND (pg_get_userbyid(c.relowner) = %s "
         "     OR has_table_privilege(%s, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')) "
-        "ORDER BY 1 LIMIT 1", (name, name)).fetchone()
+        "ORDER BY 1 LIMIT 1",
+        (name, name),
+    ).fetchone()
     if writable:
         return f"it may change {writable[0]}"
-    if conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE') "
-                    "OR has_database_privilege(%s, current_database(), 'CREATE')", (name, name)).fetchone()[0]:
+    if conn.execute(
+        "SELECT has_schema_privilege(%s, 'public', 'CREATE') "
+        "OR has_database_privilege(%s, current_database(), 'CREATE')",
+        (name, name),
+    ).fetchone()[0]:
         return "it may create objects in this database"
     return None
 
@@ -58,16 +68,21 @@ def create_reader(conn: psycopg.Connection, name: str, password: str) -> bool:
         raise BadInput("the reader's password must have at least 8 characters")
     with conn.transaction():
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'fitpipe_readonly'").fetchone():
-            raise SchemaError("role fitpipe_readonly does not exist; run `fitpipe init-db` as a user that may create roles")
-        exists = conn.execute("SELECT rolsuper, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                              (name,)).fetchone()
+            raise SchemaError(
+                "role fitpipe_readonly does not exist; run `fitpipe init-db` as a user that may create roles"
+            )
+        exists = conn.execute(
+            "SELECT rolsuper, shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (name,)
+        ).fetchone()
         if exists and exists[0]:
             raise BadInput(f"{name} is a superuser; choose another name for a read-only login")
         if exists and exists[1] != READER_MARK:
             reason = _why_not_a_pure_reader(conn, name)
             if reason:
-                raise BadInput(f"role {name} exists, was not created by fitpipe, and {reason}; "
-                               "choose another name for a read-only login")
+                raise BadInput(
+                    f"role {name} exists, was not created by fitpipe, and {reason}; "
+                    "choose another name for a read-only login"
+                )
         statement = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} LOGIN PASSWORD {}"
         conn.execute(sql.SQL(statement).format(sql.Identifier(name), sql.Literal(password)))
         conn.execute(sql.SQL("GRANT fitpipe_readonly TO {}").format(sql.Identifier(name)))

@@ -17,7 +17,9 @@ from psycopg import sql
 from fitpipe.errors import FitpipeError
 from fitpipe.migrate import discover
 
-_CREATED = re.compile(r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M)
+_CREATED = re.compile(
+    r"^\s*CREATE\s+(TABLE|FUNCTION|VIEW|TYPE)\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)", re.I | re.M
+)
 
 
 @dataclass
@@ -33,21 +35,34 @@ def plan(conn: psycopg.Connection) -> ResetPlan:
     for migration in discover():
         for kind, name in _CREATED.findall(migration.sql):
             {"table": tables, "function": functions, "view": views, "type": types}[kind.lower()].append(name.lower())
-    present = {r[0] for r in conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'")}
-    present_functions = {r[0] for r in conn.execute(
-        "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")}
-    present_types = {r[0] for r in conn.execute("SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace")}
-    return ResetPlan([t for t in tables if t in present], [f for f in functions if f in present_functions],
-                     [v for v in views if v in present], [t for t in types if t in present_types])
+    present = {
+        r[0]
+        for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'"
+        )
+    }
+    present_functions = {
+        r[0] for r in conn.execute("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")
+    }
+    present_types = {
+        r[0] for r in conn.execute("SELECT typname FROM pg_type WHERE typnamespace = 'public'::regnamespace")
+    }
+    return ResetPlan(
+        [t for t in tables if t in present],
+        [f for f in functions if f in present_functions],
+        [v for v in views if v in present],
+        [t for t in types if t in present_types],
+    )
 
 
 def reset(conn: psycopg.Connection, what: ResetPlan) -> None:
     try:
         _drop(conn, what)
     except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
-        raise FitpipeError("another session is using fitpipe's tables (an ingest, an export, a dashboard?); "
-                           "nothing was dropped: try again when it has finished") from None
+        raise FitpipeError(
+            "another session is using fitpipe's tables (an ingest, an export, a dashboard?); "
+            "nothing was dropped: try again when it has finished"
+        ) from None
 
 
 def _drop(conn: psycopg.Connection, what: ResetPlan) -> None:

@@ -46,23 +46,29 @@ class Keyring:
     keys: tuple[bytes, ...]
 
     @classmethod
-    def from_environment(cls) -> "Keyring":
+    def from_environment(cls) -> Keyring:
         text = os.environ.get(ENV_SECRET_KEY, "")
         path = os.environ.get(ENV_SECRET_KEY_FILE)
         if not text and path:
             try:
                 text = Path(path).read_text()
             except OSError as exc:
-                raise SecretKeyMissing(f"cannot read the key file named by {ENV_SECRET_KEY_FILE}: {exc.strerror}") from None
+                raise SecretKeyMissing(
+                    f"cannot read the key file named by {ENV_SECRET_KEY_FILE}: {exc.strerror}"
+                ) from None
         keys = tuple(k.strip().encode() for k in text.replace("\n", ",").split(",") if k.strip())
         if not keys:
-            raise SecretKeyMissing(f"this needs the secret key: set {ENV_SECRET_KEY} or {ENV_SECRET_KEY_FILE} "
-                                   "(make one with `fitpipe secrets new-key`)")
+            raise SecretKeyMissing(
+                f"this needs the secret key: set {ENV_SECRET_KEY} or {ENV_SECRET_KEY_FILE} "
+                "(make one with `fitpipe secrets new-key`)"
+            )
         try:
             cls._fernet(keys)
         except ValueError:
-            raise SecretKeyMissing(f"{ENV_SECRET_KEY} is not a valid key list (each key is 32 url-safe "
-                                   "base64-encoded bytes, as `fitpipe secrets new-key` prints)") from None
+            raise SecretKeyMissing(
+                f"{ENV_SECRET_KEY} is not a valid key list (each key is 32 url-safe "
+                "base64-encoded bytes, as `fitpipe secrets new-key` prints)"
+            ) from None
         return cls(keys)
 
     @staticmethod
@@ -84,8 +90,9 @@ class Keyring:
         try:
             return self._fernet(self.keys).decrypt(bytes(token)).decode()
         except InvalidToken:
-            raise SecretKeyMissing("a stored secret cannot be decrypted with the configured keys "
-                                   "(was the key replaced without rotating?)") from None
+            raise SecretKeyMissing(
+                "a stored secret cannot be decrypted with the configured keys (was the key replaced without rotating?)"
+            ) from None
 
     def rotate(self, token: bytes) -> bytes:
         return self._fernet(self.keys).rotate(bytes(token))
@@ -94,27 +101,33 @@ class Keyring:
 def store_secret(conn: psycopg.Connection, keyring: Keyring, user_id: int, source: str, secret: str) -> None:
     """Encrypt and store a participant's secret for a source; marks their credentials as ok."""
     with conn.transaction():
-        found = conn.execute("SELECT 1 FROM participant_sources WHERE user_id = %s AND source = %s",
-                             (user_id, source)).fetchone()
+        found = conn.execute(
+            "SELECT 1 FROM participant_sources WHERE user_id = %s AND source = %s", (user_id, source)
+        ).fetchone()
         if not found:
             raise FitpipeError(f"participant {user_id} is not enrolled with source {source!r}")
         conn.execute(
             "INSERT INTO source_credentials (user_id, source, ciphertext, key_id) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (user_id, source) DO UPDATE SET ciphertext = excluded.ciphertext, key_id = excluded.key_id, "
             "updated_at = now()",
-            (user_id, source, keyring.encrypt(secret), keyring.primary_id))
+            (user_id, source, keyring.encrypt(secret), keyring.primary_id),
+        )
         set_credential_state(conn, user_id, source, "ok", "secret stored")
 
 
 def load_secret(conn: psycopg.Connection, keyring: Keyring, user_id: int, source: str) -> str | None:
-    row = conn.execute("SELECT ciphertext FROM source_credentials WHERE user_id = %s AND source = %s",
-                       (user_id, source)).fetchone()
+    row = conn.execute(
+        "SELECT ciphertext FROM source_credentials WHERE user_id = %s AND source = %s", (user_id, source)
+    ).fetchone()
     return keyring.decrypt(row[0]) if row else None
 
 
 def set_credential_state(conn: psycopg.Connection, user_id: int, source: str, state: str, note: str) -> None:
-    conn.execute("UPDATE participant_sources SET credential_state = %s, credential_note = %s, updated_at = now() "
-                 "WHERE user_id = %s AND source = %s", (state, note, user_id, source))
+    conn.execute(
+        "UPDATE participant_sources SET credential_state = %s, credential_note = %s, updated_at = now() "
+        "WHERE user_id = %s AND source = %s",
+        (state, note, user_id, source),
+    )
 
 
 def rotate_secrets(conn: psycopg.Connection, keyring: Keyring) -> tuple[int, int]:
@@ -126,8 +139,10 @@ def rotate_secrets(conn: psycopg.Connection, keyring: Keyring) -> tuple[int, int
             if kid == keyring.primary_id:
                 current += 1
                 continue
-            conn.execute("UPDATE source_credentials SET ciphertext = %s, key_id = %s, updated_at = now() "
-                         "WHERE user_id = %s AND source = %s",
-                         (keyring.rotate(token), keyring.primary_id, user_id, source))
+            conn.execute(
+                "UPDATE source_credentials SET ciphertext = %s, key_id = %s, updated_at = now() "
+                "WHERE user_id = %s AND source = %s",
+                (keyring.rotate(token), keyring.primary_id, user_id, source),
+            )
             rotated += 1
     return rotated, current

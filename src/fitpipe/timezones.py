@@ -15,8 +15,8 @@ Rules, applied by `local_to_utc`:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import functools
+import os
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -46,7 +46,7 @@ def validate_timezone(name: str) -> str:
     return _validate_zone_name(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validate_zone_name(name: str) -> str:
     if not name or name.startswith(("/", ".")) or ".." in name or name in _HOST_DEPENDENT_ZONES:
         raise _unknown(name)
@@ -59,7 +59,7 @@ def _validate_zone_name(name: str) -> str:
     return name
 
 
-def local_to_utc(local: "np.ndarray", timezone: str, *, nonexistent: str = "NaT") -> "np.ndarray":
+def local_to_utc(local: np.ndarray, timezone: str, *, nonexistent: str = "NaT") -> np.ndarray:
     """Map naive local datetime64 values to naive UTC datetime64[us] values (see module rules)."""
     import numpy as np
     import pandas as pd
@@ -82,12 +82,12 @@ def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
     """
     zone = ZoneInfo(timezone)
     wall = dt.datetime(day.year, day.month, day.day, hour)
-    first = wall.replace(tzinfo=zone, fold=0).astimezone(dt.timezone.utc)
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(dt.UTC)
     if first.astimezone(zone).replace(tzinfo=None) == wall:
         return first  # exists; for a repeated time fold=0 is the first occurrence
     # In a gap: the day starts at the first instant that exists, the transition itself. It lies
     # between the two readings of the wall time (fold=1 uses the later offset).
-    low = wall.replace(tzinfo=zone, fold=1).astimezone(dt.timezone.utc)
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(dt.UTC)
     high = first
     if low > high:
         low, high = high, low
@@ -100,9 +100,9 @@ def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
     return high.replace(microsecond=0)
 
 
-def aware_utc(value: "np.datetime64") -> dt.datetime:
+def aware_utc(value: np.datetime64) -> dt.datetime:
     """A naive-UTC numpy datetime64 as an aware datetime, for SQL parameters."""
-    return value.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc)
+    return value.astype("datetime64[us]").item().replace(tzinfo=dt.UTC)
 
 
 ENV_TODAY = "FITPIPE_TODAY"
@@ -127,4 +127,4 @@ def today_in(timezone: str) -> dt.date:
 def now_in(timezone: str) -> dt.datetime:
     """The current instant (aware UTC); under FITPIPE_TODAY, that day's local midnight."""
     simulated = simulated_today()
-    return local_instant(simulated, 0, timezone) if simulated else dt.datetime.now(dt.timezone.utc)
+    return local_instant(simulated, 0, timezone) if simulated else dt.datetime.now(dt.UTC)

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import psycopg
 from psycopg.rows import dict_row
@@ -36,21 +36,32 @@ class Thresholds:
             raise BadInput("--min-sleep-minutes must be between 0 and 1440 (a day)")
 
 
-def adherence(conn: psycopg.Connection, user_ids: Sequence[int] = (), as_of: dt.date | None = None,
-              thresholds: Thresholds = Thresholds()) -> tuple[dt.date, list[dict]]:
+def adherence(
+    conn: psycopg.Connection,
+    user_ids: Sequence[int] = (),
+    as_of: dt.date | None = None,
+    thresholds: Thresholds = Thresholds(),
+) -> tuple[dt.date, list[dict]]:
     """Rows of fitpipe_adherence, worst first. as_of defaults to the newest ingested day."""
     thresholds.validate()
     users = list_users(conn, user_ids)
     if as_of is None:
-        as_of = conn.execute("SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)",
-                             ([u.user_id for u in users],)).fetchone()[0]
+        as_of = conn.execute(
+            "SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)", ([u.user_id for u in users],)
+        ).fetchone()[0]
         if as_of is None:
             raise BadInput("nothing has been ingested yet; give --as-of or run `fitpipe ingest` first")
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT * FROM fitpipe_adherence(%s::date, %s::real, make_interval(secs => %s::float8), %s::integer, %s::integer) "
             "WHERE user_id = ANY(%s)",
-            (as_of, thresholds.min_wear_share, thresholds.max_silence_hours * 3600, thresholds.min_nights,
-             thresholds.min_sleep_minutes, [u.user_id for u in users]),
+            (
+                as_of,
+                thresholds.min_wear_share,
+                thresholds.max_silence_hours * 3600,
+                thresholds.min_nights,
+                thresholds.min_sleep_minutes,
+                [u.user_id for u in users],
+            ),
         )
         return as_of, cur.fetchall()

@@ -51,7 +51,7 @@ def _median_profile(measured: np.ndarray, minute_of_day: np.ndarray) -> np.ndarr
     half = PROFILE_SMOOTHING_MINUTES // 2
     wrapped = pd.concat([median.iloc[-half:], median, median.iloc[:half]])
     smooth = wrapped.rolling(PROFILE_SMOOTHING_MINUTES, center=True, min_periods=PROFILE_SMOOTHING_MINUTES // 2).mean()
-    return smooth.iloc[half:half + 1440].to_numpy()
+    return smooth.iloc[half : half + 1440].to_numpy()
 
 
 def profile_reliability(measured: np.ndarray, minute_of_day: np.ndarray) -> float:
@@ -76,8 +76,9 @@ def daily_profile(measured: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray
     return level + profile_reliability(measured, minute_of_day) * (profile - level)
 
 
-def fill(measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: int,
-         profile: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fill(
+    measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: int, profile: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Imputed values (NaN where not imputed) and the gap length of each imputed minute.
 
     `measured` is a contiguous 1-minute series with NaN for missing minutes; `minute_of_day`
@@ -103,7 +104,7 @@ def fill(measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: 
     phi = ar1_coefficient(departure)
     for start, end in gaps:
         left, right = start - 1, end
-        if np.isnan(typical[left:right + 1]).any():
+        if np.isnan(typical[left : right + 1]).any():
             # Too few days seen at these minutes of the day for a profile: fall back to the line.
             weight = (np.arange(start, end) - left) / (right - left)
             imputed[start:end] = measured[left] + (measured[right] - measured[left]) * weight
@@ -131,4 +132,4 @@ def ar1_bridge(before: float, after: float, length: int, phi: float) -> np.ndarr
     n = length + 1
     a = np.arange(1, n, dtype=float)
     denominator = 1 - phi ** (2 * n)
-    return (before * (phi ** a - phi ** (2 * n - a)) + after * (phi ** (n - a) - phi ** (n + a))) / denominator
+    return (before * (phi**a - phi ** (2 * n - a)) + after * (phi ** (n - a) - phi ** (n + a))) / denominator

@@ -11,20 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import psycopg
 
-from fitpipe.catalogue import METRICS, Metric, metric as metric_named
+from fitpipe.catalogue import METRICS, Metric
+from fitpipe.catalogue import metric as metric_named
 from fitpipe.copybin import copy_rows
-from fitpipe.errors import BadInput
 from fitpipe.derive.imputation import METHODS, fill
 from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
+from fitpipe.errors import BadInput
 from fitpipe.locks import lock_user_exclusive
-from fitpipe.timezones import aware_utc
 from fitpipe.participants import User, list_users
+from fitpipe.timezones import aware_utc
 
 # Days either side of the range whose data shapes the participant's typical day.
 PROFILE_CONTEXT_DAYS = 28
@@ -77,8 +78,16 @@ def _local_minute_of_day(user: User, grid) -> np.ndarray:
     return minute_of_day
 
 
-def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: dt.date, last: dt.date,
-                   method: str, max_gap: int, report: ImputeReport) -> None:
+def _impute_metric(
+    conn: psycopg.Connection,
+    user: User,
+    metric: Metric,
+    first: dt.date,
+    last: dt.date,
+    method: str,
+    max_gap: int,
+    report: ImputeReport,
+) -> None:
     import pandas as pd
 
     day_lo = user.day_context(first).window(metric)[0]
@@ -86,15 +95,20 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
     lo, hi = aware_utc(day_lo), aware_utc(day_hi)
     context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
     rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
-    conn.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
-                 (user.user_id, metric.name, lo, hi))
-    conn.execute("INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
-                 (user.user_id, metric.name, lo, hi))
+    conn.execute(
+        "DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
+        (user.user_id, metric.name, lo, hi),
+    )
+    conn.execute(
+        "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, %s, %s, %s)",
+        (user.user_id, metric.name, lo, hi),
+    )
     if not rows:
         return
     grid = pd.date_range(rows[0][0], rows[-1][0], freq="1min")
-    measured = pd.DataFrame([r[1:] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]),
-                            columns=[c.name for c in metric.values]).reindex(grid)
+    measured = pd.DataFrame(
+        [r[1:] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), columns=[c.name for c in metric.values]
+    ).reindex(grid)
     minute_of_day = _local_minute_of_day(user, grid)
     inside = np.asarray((grid >= pd.Timestamp(lo)) & (grid < pd.Timestamp(hi)))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
@@ -107,21 +121,36 @@ def _impute_metric(conn: psycopg.Connection, user: User, metric: Metric, first: 
         if not count:
             continue
         copy_rows(
-            conn.cursor(), "imputed_values",
+            conn.cursor(),
+            "imputed_values",
             ("user_id", "metric", "field", "ts", "value", "method", "gap_minutes"),
             ("integer", "text", "text", "timestamptz", "real", "text", "integer"),
-            [np.full(count, user.user_id, dtype=np.int32), np.full(count, metric.name, dtype=object),
-             np.full(count, column.name, dtype=object), times[chosen], values[chosen].astype(np.float32),
-             np.full(count, method, dtype=object), gap_length[chosen]],
+            [
+                np.full(count, user.user_id, dtype=np.int32),
+                np.full(count, metric.name, dtype=object),
+                np.full(count, column.name, dtype=object),
+                times[chosen],
+                values[chosen].astype(np.float32),
+                np.full(count, method, dtype=object),
+                gap_length[chosen],
+            ],
         )
         report.values[metric.name] = report.values.get(metric.name, 0) + count
         starts = chosen & np.concatenate([[True], ~chosen[:-1]])
         report.gaps[metric.name] = report.gaps.get(metric.name, 0) + int(starts.sum())
 
 
-def impute(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, start: dt.date | None = None,
-           end: dt.date | None = None, metric_name: str | None = None, method: str = "profile",
-           max_gap_minutes: int = 120, refresh_rollups: bool = True) -> ImputeReport:
+def impute(
+    conn: psycopg.Connection,
+    user_ids: Sequence[int] = (),
+    *,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    metric_name: str | None = None,
+    method: str = "profile",
+    max_gap_minutes: int = 120,
+    refresh_rollups: bool = True,
+) -> ImputeReport:
     if method not in METHODS:
         raise BadInput(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
     if start and end and end < start:
@@ -142,8 +171,10 @@ def impute(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, start: dt.
         # One transaction per participant: their lock is held only while their values are replaced.
         with conn.transaction():
             lock_user_exclusive(conn, user.user_id)
-            span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
-                                (user.user_id, user.study_start)).fetchone()
+            span = conn.execute(
+                "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
+                (user.user_id, user.study_start),
+            ).fetchone()
             if span[0] is None:
                 continue
             first = max(start or user.study_start, user.study_start)

@@ -31,8 +31,10 @@ from fitpipe.derive.retention import RetentionReport
 from fitpipe.ingest.ledger import cursors
 from fitpipe.participants import list_users
 
-APACHE_NOTE = ("compression is unavailable: this server runs TimescaleDB's Apache edition "
-               "(timescaledb.license = apache); it needs the community edition")
+APACHE_NOTE = (
+    "compression is unavailable: this server runs TimescaleDB's Apache edition "
+    "(timescaledb.license = apache); it needs the community edition"
+)
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,16 @@ class CompressedTable:
 
 
 def compressed_tables() -> list[CompressedTable]:
-    tables = [CompressedTable(m.table, m.time_column, ("user_id",), (m.time_column, *(c.name for c in m.extra_key)),
-                              m.window is DayWindow.DATE)
-              for m in METRICS]
+    tables = [
+        CompressedTable(
+            m.table,
+            m.time_column,
+            ("user_id",),
+            (m.time_column, *(c.name for c in m.extra_key)),
+            m.window is DayWindow.DATE,
+        )
+        for m in METRICS
+    ]
     tables.append(CompressedTable("rollup_1min", "bucket", ("user_id", "metric", "field"), ("bucket",)))
     return tables
 
@@ -80,8 +89,10 @@ def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
     if not users:
         return None
     cursor_of = cursors(conn, [u.user_id for u in users])
-    starts = [u.day_start(cursor_of[u.user_id] + dt.timedelta(days=1)) if cursor_of[u.user_id]
-              else u.day_start(u.study_start) for u in users]
+    starts = [
+        u.day_start(cursor_of[u.user_id] + dt.timedelta(days=1)) if cursor_of[u.user_id] else u.day_start(u.study_start)
+        for u in users
+    ]
     return min(starts)
 
 
@@ -94,24 +105,33 @@ def lift_decompression_limit(conn: psycopg.Connection) -> None:
     them would leave a compressed store impossible to correct.
     """
     name = conn.execute("SELECT current_database()").fetchone()[0]
-    conn.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
-                 .format(psycopg.sql.Identifier(name)))
+    conn.execute(
+        psycopg.sql.SQL("ALTER DATABASE {} SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0").format(
+            psycopg.sql.Identifier(name)
+        )
+    )
     conn.execute("SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0")
 
 
 def configure_compression(conn: psycopg.Connection) -> list[str]:
     """Enable compression with fitpipe's settings on each table that lacks it (idempotent)."""
     lift_decompression_limit(conn)
-    enabled = {row[0] for row in conn.execute(
-        "SELECT hypertable_name FROM timescaledb_information.hypertables "
-        "WHERE hypertable_schema = 'public' AND compression_enabled").fetchall()}
+    enabled = {
+        row[0]
+        for row in conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables "
+            "WHERE hypertable_schema = 'public' AND compression_enabled"
+        ).fetchall()
+    }
     configured = []
     for target in compressed_tables():
         if target.table in enabled:
             continue
-        conn.execute(f"ALTER TABLE {target.table} SET (timescaledb.compress, "
-                     f"timescaledb.compress_segmentby = '{', '.join(target.segment_by)}', "
-                     f"timescaledb.compress_orderby = '{', '.join(target.order_by)}')")
+        conn.execute(
+            f"ALTER TABLE {target.table} SET (timescaledb.compress, "
+            f"timescaledb.compress_segmentby = '{', '.join(target.segment_by)}', "
+            f"timescaledb.compress_orderby = '{', '.join(target.order_by)}')"
+        )
         configured.append(target.table)
     return configured
 
@@ -120,16 +140,19 @@ def _chunks_to_compress(conn: psycopg.Connection, target: CompressedTable, horiz
     # Bit 1 of a chunk's status: compressed; bit 8: partial (rows written after compression).
     older_than = horizon.date() if target.date_partitioned else horizon
     # A date partition holds local dates; a date is settled everywhere once the horizon has passed it.
-    return [row[0] for row in conn.execute(
-        """
+    return [
+        row[0]
+        for row in conn.execute(
+            """
         SELECT s.chunk::text
         FROM show_chunks(%s::regclass, older_than => %s) AS s(chunk)
         JOIN _timescaledb_catalog.chunk c ON format('%%I.%%I', c.schema_name, c.table_name)::regclass = s.chunk
         WHERE c.status & 1 = 0 OR c.status & 8 <> 0
         ORDER BY 1
         """,
-        (target.table, older_than),
-    ).fetchall()]
+            (target.table, older_than),
+        ).fetchall()
+    ]
 
 
 def _relation_bytes(conn: psycopg.Connection, chunk: str) -> int:
@@ -165,8 +188,9 @@ def maintain(conn: psycopg.Connection, raw_retention_days: int | None = None) ->
             before = _relation_bytes(conn, chunk)
             # One transaction per chunk: a stop leaves every chunk either as it was or compressed.
             with conn.transaction():
-                compressed = conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)::text",
-                                          (chunk,)).fetchone()[0]
+                compressed = conn.execute(
+                    "SELECT compress_chunk(%s::regclass, if_not_compressed => true)::text", (chunk,)
+                ).fetchone()[0]
             report.chunks_compressed += 1
             report.bytes_before += before
             report.bytes_after += _compressed_bytes(conn, compressed or chunk)
@@ -187,30 +211,41 @@ def _compressed_bytes(conn: psycopg.Connection, chunk: str) -> int:
 def _hypertable_of(conn: psycopg.Connection, chunk: str) -> str:
     return conn.execute(
         "SELECT format('%%I.%%I', hypertable_schema, hypertable_name) FROM timescaledb_information.chunks "
-        "WHERE format('%%I.%%I', chunk_schema, chunk_name)::regclass = %s::regclass", (chunk,)).fetchone()[0]
+        "WHERE format('%%I.%%I', chunk_schema, chunk_name)::regclass = %s::regclass",
+        (chunk,),
+    ).fetchone()[0]
 
 
 def storage_report(conn: psycopg.Connection) -> list[dict]:
     """Bytes per hypertable: in total, in uncompressed chunks, in compressed chunks (and what those
     held before compression), and the compression ratio. Catalog functions only: fast at any size."""
     community = edition(conn) == "community"
-    tables = [row[0] for row in conn.execute(
-        "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' "
-        "ORDER BY hypertable_name").fetchall()]
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' "
+            "ORDER BY hypertable_name"
+        ).fetchall()
+    ]
     report = []
     for table in tables:
         total = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
         before = after = 0
         if community:
-            row = conn.execute("SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
-                               "FROM hypertable_compression_stats(%s::regclass)", (table,)).fetchone()
+            row = conn.execute(
+                "SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
+                "FROM hypertable_compression_stats(%s::regclass)",
+                (table,),
+            ).fetchone()
             before, after = int(row[0] or 0), int(row[1] or 0)
-        report.append({
-            "table": table,
-            "bytes": int(total),
-            "uncompressed_bytes": int(total) - after,
-            "compressed_bytes": after,
-            "before_compression_bytes": before,
-            "ratio": round(before / after, 1) if after else None,
-        })
+        report.append(
+            {
+                "table": table,
+                "bytes": int(total),
+                "uncompressed_bytes": int(total) - after,
+                "compressed_bytes": after,
+                "before_compression_bytes": before,
+                "ratio": round(before / after, 1) if after else None,
+            }
+        )
     return report

@@ -17,7 +17,7 @@ float64, so the sum equals the server's whatever the order.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import psycopg
@@ -26,10 +26,34 @@ from fitpipe.copybin import encode_row_groups
 from fitpipe.ingest.validate import Rows
 
 _MINUTE_US = 60_000_000
-_COLUMNS = ("user_id", "metric", "field", "bucket", "n_measured", "sum_measured", "min_measured", "max_measured",
-            "n_imputed", "sum_imputed", "min_imputed", "max_imputed")
-_TYPES = ("integer", "rollup_metric", "rollup_field", "timestamptz", "integer", "double precision", "real", "real",
-          "integer", "double precision", "real", "real")
+_COLUMNS = (
+    "user_id",
+    "metric",
+    "field",
+    "bucket",
+    "n_measured",
+    "sum_measured",
+    "min_measured",
+    "max_measured",
+    "n_imputed",
+    "sum_imputed",
+    "min_imputed",
+    "max_imputed",
+)
+_TYPES = (
+    "integer",
+    "rollup_metric",
+    "rollup_field",
+    "timestamptz",
+    "integer",
+    "double precision",
+    "real",
+    "real",
+    "integer",
+    "double precision",
+    "real",
+    "real",
+)
 
 
 def _label(text: str, n: int) -> np.ndarray:
@@ -62,20 +86,37 @@ def minute_row_groups(rows: Rows) -> list[tuple[tuple[str, ...], list[np.ndarray
             if not take.any():
                 continue
             n = int(take.sum())
-            groups.append((_TYPES, [
-                users[take], _label(metric.name, n), _label(column.name, n), buckets[take], counts[take], sums[take],
-                lows[take] if with_extremes else None, highs[take] if with_extremes else None,
-                zeros_n[take], zeros_s[take], None, None,
-            ]))
+            groups.append(
+                (
+                    _TYPES,
+                    [
+                        users[take],
+                        _label(metric.name, n),
+                        _label(column.name, n),
+                        buckets[take],
+                        counts[take],
+                        sums[take],
+                        lows[take] if with_extremes else None,
+                        highs[take] if with_extremes else None,
+                        zeros_n[take],
+                        zeros_s[take],
+                        None,
+                        None,
+                    ],
+                )
+            )
     return groups
 
 
-def replace_minutes(cur: psycopg.Cursor, user_id: int, windows: Iterable[tuple[str, dt.datetime, dt.datetime]],
-                    loaded: Iterable[Rows]) -> int:
+def replace_minutes(
+    cur: psycopg.Cursor, user_id: int, windows: Iterable[tuple[str, dt.datetime, dt.datetime]], loaded: Iterable[Rows]
+) -> int:
     """Delete the 1-minute rows of each (metric, lo, hi) window and COPY those of the loaded rows."""
     for metric_name, lo, hi in windows:
-        cur.execute("DELETE FROM rollup_1min WHERE user_id = %s AND metric = %s AND bucket >= %s AND bucket < %s",
-                    (user_id, metric_name, lo, hi))
+        cur.execute(
+            "DELETE FROM rollup_1min WHERE user_id = %s AND metric = %s AND bucket >= %s AND bucket < %s",
+            (user_id, metric_name, lo, hi),
+        )
     groups = [group for rows in loaded for group in minute_row_groups(rows)]
     if not groups:
         return 0

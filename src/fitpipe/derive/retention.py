@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import psycopg
 
@@ -59,11 +59,13 @@ def parse_retention_days(value: str | int | None) -> int | None:
     try:
         days = int(str(value).strip())
     except ValueError:
-        raise BadInput(f"--raw-retention-days ({ENV_RAW_RETENTION_DAYS}) must be a whole number of days, "
-                       f"got {value!r}") from None
+        raise BadInput(
+            f"--raw-retention-days ({ENV_RAW_RETENTION_DAYS}) must be a whole number of days, got {value!r}"
+        ) from None
     if not 1 <= days <= MAX_DAYS:
-        raise BadInput(f"--raw-retention-days ({ENV_RAW_RETENTION_DAYS}) must be between 1 and {MAX_DAYS:,}, "
-                       f"got {days}")
+        raise BadInput(
+            f"--raw-retention-days ({ENV_RAW_RETENTION_DAYS}) must be between 1 and {MAX_DAYS:,}, got {days}"
+        )
     return days
 
 
@@ -80,8 +82,10 @@ class RetentionReport:
 
 
 def rollup_only_days(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[int, set[dt.date]]:
-    rows = conn.execute("SELECT user_id, day FROM ingested_days WHERE user_id = ANY(%s) AND raw_dropped_at IS NOT NULL",
-                        (list(user_ids),)).fetchall()
+    rows = conn.execute(
+        "SELECT user_id, day FROM ingested_days WHERE user_id = ANY(%s) AND raw_dropped_at IS NOT NULL",
+        (list(user_ids),),
+    ).fetchall()
     found: dict[int, set[dt.date]] = {}
     for user_id, day in rows:
         found.setdefault(user_id, set()).add(day)
@@ -133,8 +137,8 @@ def raw_runs(first: dt.date, last: dt.date, rollup_only: set[dt.date]) -> list[t
 def _now() -> dt.datetime:
     simulated = simulated_today()
     if simulated:
-        return dt.datetime.combine(simulated, dt.time(), dt.timezone.utc)
-    return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.combine(simulated, dt.time(), dt.UTC)
+    return dt.datetime.now(dt.UTC)
 
 
 def drop_horizon(conn: psycopg.Connection) -> dt.datetime | None:
@@ -146,28 +150,35 @@ def drop_horizon(conn: psycopg.Connection) -> dt.datetime | None:
     if horizon is None:
         return None
     users = {u.user_id: u for u in list_users(conn)}
-    for user_id, day in conn.execute("SELECT user_id, min(day) FROM ingested_days WHERE state <> ALL(%s) "
-                                     "GROUP BY user_id", (list(SETTLED),)).fetchall():
+    for user_id, day in conn.execute(
+        "SELECT user_id, min(day) FROM ingested_days WHERE state <> ALL(%s) GROUP BY user_id", (list(SETTLED),)
+    ).fetchall():
         horizon = min(horizon, users[user_id].day_start(day))
     return horizon
 
 
-def _old_chunks(conn: psycopg.Connection, table: str, cutoff: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
+def _old_chunks(
+    conn: psycopg.Connection, table: str, cutoff: dt.datetime
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
     return conn.execute(
         "SELECT format('%%I.%%I', chunk_schema, chunk_name), range_start, range_end "
         "FROM timescaledb_information.chunks WHERE hypertable_schema = 'public' AND hypertable_name = %s "
         "AND range_end <= %s ORDER BY range_start",
-        (table, cutoff)).fetchall()
+        (table, cutoff),
+    ).fetchall()
 
 
 class _KeepChunk(Exception):
     """Rolls the drop of one chunk back; the message says why."""
 
 
-def _drop_chunk(conn: psycopg.Connection, table: str, metric_name: str, lo: dt.datetime, hi: dt.datetime,
-                report: RetentionReport) -> None:
-    candidates = conn.execute("SELECT DISTINCT user_id FROM ingested_days WHERE day BETWEEN %s AND %s ORDER BY 1",
-                              ((lo - _SLACK).date(), (hi + _SLACK).date())).fetchall()
+def _drop_chunk(
+    conn: psycopg.Connection, table: str, metric_name: str, lo: dt.datetime, hi: dt.datetime, report: RetentionReport
+) -> None:
+    candidates = conn.execute(
+        "SELECT DISTINCT user_id FROM ingested_days WHERE day BETWEEN %s AND %s ORDER BY 1",
+        ((lo - _SLACK).date(), (hi + _SLACK).date()),
+    ).fetchall()
     ids = sorted(row[0] for row in candidates)
     # Refresh locks first, then user locks, each in id order: the order refreshes and loads take theirs.
     for user_id in ids:
@@ -178,20 +189,23 @@ def _drop_chunk(conn: psycopg.Connection, table: str, metric_name: str, lo: dt.d
     size_before = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
     # Dropped first, checked after: the chunk's lock waits out anyone still writing or reading it,
     # so the checks see everything committed before the drop.
-    dropped = conn.execute("SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s, newer_than => %s)",
-                           (table, hi, lo)).fetchone()[0]
+    dropped = conn.execute(
+        "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s, newer_than => %s)", (table, hi, lo)
+    ).fetchone()[0]
     if not dropped:
         return
     # Any 1-second table's drop marks the day rollup-only, which stops heart_rate's refresh of it.
     pending = conn.execute(
         "SELECT count(*) FROM rollup_invalidations WHERE metric = ANY(%s) AND lo < %s AND hi > %s",
-        ([m.name for m in RETAINED if m.intraday], hi, lo)).fetchone()[0]
+        ([m.name for m in RETAINED if m.intraday], hi, lo),
+    ).fetchone()[0]
     if pending:
         raise _KeepChunk(f"{table} [{lo}, {hi}): {pending} rollup change(s) pending; run `fitpipe aggregate refresh`")
     ledger = conn.execute(
         "SELECT user_id, day, state, coalesce((rows_by_metric ->> %s)::bigint, 0) FROM ingested_days "
         "WHERE user_id = ANY(%s) AND day BETWEEN %s AND %s",
-        (metric_name, ids, (lo - _SLACK).date(), (hi + _SLACK).date())).fetchall()
+        (metric_name, ids, (lo - _SLACK).date(), (hi + _SLACK).date()),
+    ).fetchall()
     marks = []
     for user_id, day, state, rows in ledger:
         user = users[user_id]
@@ -206,7 +220,8 @@ def _drop_chunk(conn: psycopg.Connection, table: str, metric_name: str, lo: dt.d
             cur.execute(
                 "UPDATE ingested_days d SET raw_dropped_at = now() FROM unnest(%s::int[], %s::date[]) AS m(user_id, day) "
                 "WHERE d.user_id = m.user_id AND d.day = m.day AND d.raw_dropped_at IS NULL",
-                ([u for u, _ in marks], [d for _, d in marks]))
+                ([u for u, _ in marks], [d for _, d in marks]),
+            )
             report.days_marked += cur.rowcount
     size_after = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
     report.chunks_dropped += dropped

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -47,8 +47,10 @@ class RefreshReport:
 # The start of the local clock hour holding `bucket`, using the UTC offset in force at that
 # instant: zones like Asia/Kolkata (+05:30) or Lord Howe (half-hour DST) start their hours at :30.
 # Not time_bucket('1 hour', bucket, tz): that would merge the two repeated hours of a fall-back night.
-_LOCAL_HOUR = ("bucket - make_interval(secs => mod((extract(epoch FROM bucket) + extract(epoch FROM "
-               "(bucket AT TIME ZONE %(tz)s) - (bucket AT TIME ZONE 'UTC')))::numeric, 3600)::float8)")
+_LOCAL_HOUR = (
+    "bucket - make_interval(secs => mod((extract(epoch FROM bucket) + extract(epoch FROM "
+    "(bucket AT TIME ZONE %(tz)s) - (bucket AT TIME ZONE 'UTC')))::numeric, 3600)::float8)"
+)
 
 
 # A refresh works on *windows*: (participant, metric, [lo, hi) of whole local days in one zone).
@@ -64,8 +66,10 @@ _WINDOWS = f"windows AS ({_WINDOW_ROWS})"
 _BATCH_BOUNDS = "{col} >= %(batch_lo)s AND {col} < %(batch_hi)s"
 
 
-_COLUMNS = ("user_id, metric, field, bucket, n_measured, sum_measured, min_measured, max_measured, "
-            "n_imputed, sum_imputed, min_imputed, max_imputed")
+_COLUMNS = (
+    "user_id, metric, field, bucket, n_measured, sum_measured, min_measured, max_measured, "
+    "n_imputed, sum_imputed, min_imputed, max_imputed"
+)
 
 
 def _measured_minutes_sql(metric: Metric) -> str:
@@ -80,7 +84,7 @@ def _measured_minutes_sql(metric: Metric) -> str:
         JOIN {metric.table} t ON t.user_id = w.user_id AND t.{metric.time_column} >= w.lo
                              AND t.{metric.time_column} < w.hi
         CROSS JOIN LATERAL (VALUES {unpivot}) AS f(field, v)
-        WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col='t.' + metric.time_column)}
+        WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col="t." + metric.time_column)}
         GROUP BY 1, 2, 3
     """
 
@@ -112,17 +116,30 @@ def _whole_hours(user: User, first: dt.date, last: dt.date) -> bool:
 
 def _window(user: User, metric: Metric, first: dt.date, last: dt.date, minutes: bool) -> _Window:
     """Local days first..last of one participant, which share one zone (runs are cut where it changes)."""
-    return _Window(user.user_id, metric.name, user.day_start(first), user.day_start(last + dt.timedelta(days=1)),
-                   user.zone_on(first), user.day_start(last), (last - first).days + 1, minutes,
-                   _whole_hours(user, first, last))
+    return _Window(
+        user.user_id,
+        metric.name,
+        user.day_start(first),
+        user.day_start(last + dt.timedelta(days=1)),
+        user.zone_on(first),
+        user.day_start(last),
+        (last - first).days + 1,
+        minutes,
+        _whole_hours(user, first, last),
+    )
 
 
 def _window_params(windows: list[_Window]) -> dict:
     return {
-        "w_user": [w.user_id for w in windows], "w_metric": [w.metric for w in windows],
-        "w_lo": [w.lo for w in windows], "w_hi": [w.hi for w in windows], "w_tz": [w.tz for w in windows],
-        "w_last_start": [w.last_start for w in windows], "w_whole_hours": [w.whole_hours for w in windows],
-        "batch_lo": min(w.lo for w in windows), "batch_hi": max(w.hi for w in windows),
+        "w_user": [w.user_id for w in windows],
+        "w_metric": [w.metric for w in windows],
+        "w_lo": [w.lo for w in windows],
+        "w_hi": [w.hi for w in windows],
+        "w_tz": [w.tz for w in windows],
+        "w_last_start": [w.last_start for w in windows],
+        "w_whole_hours": [w.whole_hours for w in windows],
+        "batch_lo": min(w.lo for w in windows),
+        "batch_hi": max(w.hi for w in windows),
     }
 
 
@@ -135,9 +152,12 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
     for level in LEVELS:
         level_params = raw_params if level == "1min" else params
         if level_params:
-            cur.execute(f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
-                        "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
-                        f"AND {_BATCH_BOUNDS.format(col='r.bucket')}", level_params)
+            cur.execute(
+                f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
+                "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
+                f"AND {_BATCH_BOUNDS.format(col='r.bucket')}",
+                level_params,
+            )
     if raw_params:
         _rebuild_minutes(cur, raw_params, report)
     _rebuild_upper_levels(cur, params, report)
@@ -165,7 +185,7 @@ def _rebuild_minutes(cur: psycopg.Cursor, params: dict, report: RefreshReport) -
             FULL JOIN (SELECT i.user_id, i.field, i.ts, i.value
                        FROM windows w JOIN imputed_values i ON i.user_id = w.user_id AND i.metric = w.metric::text
                                                            AND i.ts >= w.lo AND i.ts < w.hi
-                       WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col='i.ts')}) i
+                       WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col="i.ts")}) i
               ON i.user_id = m.user_id AND i.field = m.field AND i.ts = m.bucket
             """,
             params,
@@ -190,7 +210,7 @@ def _rebuild_upper_levels(cur: psycopg.Cursor, params: dict, report: RefreshRepo
             FROM windows w
             JOIN rollup_{source} r ON r.user_id = w.user_id AND r.metric = w.metric
                                    AND r.bucket >= w.lo AND r.bucket < w.hi
-            WHERE {_BATCH_BOUNDS.format(col='r.bucket')}
+            WHERE {_BATCH_BOUNDS.format(col="r.bucket")}
             GROUP BY r.user_id, r.metric, r.field, 4
             """,
             params,
@@ -250,11 +270,15 @@ def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.
         "w_hi": [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs],
         "w_tz": [u.zone_on(first) for u, first, _ in runs],
         "w_last_start": [u.day_start(last) for u, _, last in runs],
-        "w_first": [first for _, first, _ in runs], "w_last": [last for _, _, last in runs],
+        "w_first": [first for _, first, _ in runs],
+        "w_last": [last for _, _, last in runs],
     }
     params["batch_lo"], params["batch_hi"] = min(params["w_lo"]), max(params["w_hi"])
-    cur.execute(f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
-                "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day", params)
+    cur.execute(
+        f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
+        "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day",
+        params,
+    )
     cur.execute(
         f"""
         WITH {_WEAR_WINDOWS},
@@ -264,7 +288,7 @@ def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.
                         ELSE w.last_day END AS day
             FROM w JOIN rollup_1min r ON r.user_id = w.user_id AND r.metric = 'heart_rate' AND r.field = 'bpm'
                                       AND r.bucket >= w.lo AND r.bucket < w.hi AND r.n_measured > 0
-            WHERE {_BATCH_BOUNDS.format(col='r.bucket')}
+            WHERE {_BATCH_BOUNDS.format(col="r.bucket")}
         ),
         worn AS (
             SELECT user_id, day, count(*) AS minutes, min(bucket) AS first_measured,
@@ -297,27 +321,34 @@ def _runs(days: set[dt.date], user: User) -> list[tuple[dt.date, dt.date]]:
     """Consecutive days in one zone grouped into [first, last] runs of at most MAX_DAYS_PER_STATEMENT days."""
     runs: list[list[dt.date]] = []
     for day in sorted(days):
-        if (runs and day - runs[-1][1] == dt.timedelta(days=1) and (day - runs[-1][0]).days < MAX_DAYS_PER_STATEMENT
-                and user.zone_on(day) == user.zone_on(runs[-1][0])):
+        if (
+            runs
+            and day - runs[-1][1] == dt.timedelta(days=1)
+            and (day - runs[-1][0]).days < MAX_DAYS_PER_STATEMENT
+            and user.zone_on(day) == user.zone_on(runs[-1][0])
+        ):
             runs[-1][1] = day
         else:
             runs.append([day, day])
     return [(a, b) for a, b in runs]
 
 
-def _days_to_rebuild(conn: psycopg.Connection, user: User, full: bool,
-                     pending: list[tuple]) -> tuple[dict[str, set[dt.date]], dict[str, set[dt.date]]]:
+def _days_to_rebuild(
+    conn: psycopg.Connection, user: User, full: bool, pending: list[tuple]
+) -> tuple[dict[str, set[dt.date]], dict[str, set[dt.date]]]:
     """Per metric: the local days to rebuild from the raw rows, and those whose minutes are current."""
     days_by_metric: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     minutes_current: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     if full:
-        span = conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s",
-                            (user.user_id,)).fetchone()
+        span = conn.execute(
+            "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s", (user.user_id,)
+        ).fetchone()
         if span[0]:
             for metric in INTRADAY:
                 # Night metrics of the last day reach into the next morning.
-                days_by_metric[metric.name] = {span[0] + dt.timedelta(days=i)
-                                               for i in range((span[1] - span[0]).days + 2)}
+                days_by_metric[metric.name] = {
+                    span[0] + dt.timedelta(days=i) for i in range((span[1] - span[0]).days + 2)
+                }
     else:
         for _, user_id, metric_name, lo, hi, current in pending:
             if user_id == user.user_id and metric_name in days_by_metric:
@@ -346,23 +377,29 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
         if full:
             keep = rollup_only_ranges(users, rollup_only)
             for level in LEVELS:
-                conn.execute(f"DELETE FROM rollup_{level} r WHERE r.user_id = ANY(%(ids)s) AND NOT {KEEP_ROLLUP_ONLY}",
-                             {"ids": ids, **keep})
+                conn.execute(
+                    f"DELETE FROM rollup_{level} r WHERE r.user_id = ANY(%(ids)s) AND NOT {KEEP_ROLLUP_ONLY}",
+                    {"ids": ids, **keep},
+                )
             conn.execute("DELETE FROM wear_days WHERE user_id = ANY(%s)", (ids,))
         windows: list[_Window] = []
         touched: dict[int, tuple[User, set[dt.date]]] = {}
         for user in users:
             from_raw, upper_only = _days_to_rebuild(conn, user, full, pending)
-            from_raw = {name: without_rollup_only(name, days, rollup_only.get(user.user_id, set()))
-                        for name, days in from_raw.items()}
+            from_raw = {
+                name: without_rollup_only(name, days, rollup_only.get(user.user_id, set()))
+                for name, days in from_raw.items()
+            }
             days = set().union(*from_raw.values(), *upper_only.values())
             report.days += len(days)
             if days:
                 touched[user.user_id] = (user, days)
             for metric in INTRADAY:
                 for minutes, days_of_metric in ((True, from_raw), (False, upper_only)):
-                    windows += [_window(user, metric, first, last, minutes)
-                                for first, last in _runs(days_of_metric[metric.name], user)]
+                    windows += [
+                        _window(user, metric, first, last, minutes)
+                        for first, last in _runs(days_of_metric[metric.name], user)
+                    ]
         report.day_ranges += len(windows)
         with conn.cursor() as cur:
             # Statements of bounded size: their sorts and WAL stay modest on a full rebuild.
@@ -376,8 +413,9 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
                 _rebuild(cur, batch, report)
             _rebuild_wear_days(cur, touched)
             if pending:
-                cur.execute("DELETE FROM rollup_invalidations WHERE invalidation_id = ANY(%s)",
-                            ([row[0] for row in pending],))
+                cur.execute(
+                    "DELETE FROM rollup_invalidations WHERE invalidation_id = ANY(%s)", ([row[0] for row in pending],)
+                )
         report.invalidations += len(pending)
 
 
@@ -389,17 +427,20 @@ def refresh(conn: psycopg.Connection, user_ids: Sequence[int] = (), *, full: boo
         users = list_users(conn, user_ids)
     else:
         # Only users with pending work: a refresh with nothing to do is one query.
-        pending = [r[0] for r in conn.execute(
-            "SELECT DISTINCT user_id FROM rollup_invalidations" + (" WHERE user_id = ANY(%s)" if user_ids else ""),
-            (list(user_ids),) if user_ids else None).fetchall()]
+        pending = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT user_id FROM rollup_invalidations" + (" WHERE user_id = ANY(%s)" if user_ids else ""),
+                (list(user_ids),) if user_ids else None,
+            ).fetchall()
+        ]
         users = list_users(conn, sorted(pending)) if pending else []
         if user_ids:
             list_users(conn, user_ids)  # unknown ids are still an error
     conn.commit()
     for i in range(0, len(users), USERS_PER_TRANSACTION):
-        batch = users[i:i + USERS_PER_TRANSACTION]
+        batch = users[i : i + USERS_PER_TRANSACTION]
         _refresh_users(conn, batch, full, report)
         report.users += len(batch)
     report.seconds = time.perf_counter() - started
     return report
-

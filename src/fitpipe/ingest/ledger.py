@@ -9,7 +9,7 @@ A day's state is one of:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Sequence
+from collections.abc import Sequence
 
 import psycopg
 
@@ -43,8 +43,9 @@ def cursors(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[int, dt.d
     return {user_id: found.get(user_id) for user_id in user_ids}
 
 
-def day_states(conn: psycopg.Connection, user_ids: Sequence[int], first: dt.date, last: dt.date
-               ) -> dict[tuple[int, dt.date], tuple[str, dt.datetime | None]]:
+def day_states(
+    conn: psycopg.Connection, user_ids: Sequence[int], first: dt.date, last: dt.date
+) -> dict[tuple[int, dt.date], tuple[str, dt.datetime | None]]:
     """(user, day) -> (state, retry_after) for the ledger rows in [first, last]."""
     rows = conn.execute(
         "SELECT user_id, day, state, retry_after FROM ingested_days WHERE user_id = ANY(%s) AND day BETWEEN %s AND %s",

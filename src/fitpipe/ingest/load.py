@@ -17,8 +17,8 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import psycopg
 
@@ -28,8 +28,8 @@ from fitpipe.copybin import copy_rows
 from fitpipe.days import DayContext
 from fitpipe.derive.minutes import replace_minutes
 from fitpipe.ingest.ledger import SETTLED
-from fitpipe.sources.contract import RetryLater
 from fitpipe.ingest.validate import ParsedDay
+from fitpipe.sources.contract import RetryLater
 
 
 @dataclass
@@ -68,8 +68,9 @@ def content_hash(parsed: ParsedDay) -> str:
     return digest.hexdigest()
 
 
-def _defer(cur: psycopg.Cursor, ctx: DayContext, source: str, run_id: int | None, exc: RetryLater,
-           outcome: DayOutcome) -> DayOutcome:
+def _defer(
+    cur: psycopg.Cursor, ctx: DayContext, source: str, run_id: int | None, exc: RetryLater, outcome: DayOutcome
+) -> DayOutcome:
     # A provisional day keeps its rows and state; a day never loaded is recorded as deferred.
     row = cur.execute(
         """
@@ -133,7 +134,8 @@ def replace_day(
             conn.execute(
                 "UPDATE ingested_days SET state = %s, checked_at = now(), retry_after = NULL, attempts = 0, "
                 "note = NULL, run_id = %s WHERE user_id = %s AND day = %s",
-                (state, run_id, ctx.user_id, ctx.day))
+                (state, run_id, ctx.user_id, ctx.day),
+            )
             outcome.status = "unchanged"
             return outcome
         # The loader rewrites the day's 1-minute rollup rows itself unless a refresh of this
@@ -148,27 +150,39 @@ def replace_day(
             for metric in METRICS:
                 column = metric.time_column
                 if metric.window is DayWindow.DATE:
-                    cur.execute(f"DELETE FROM {metric.table} WHERE user_id = %s AND {column} = %s",
-                                (ctx.user_id, ctx.day))
+                    cur.execute(
+                        f"DELETE FROM {metric.table} WHERE user_id = %s AND {column} = %s", (ctx.user_id, ctx.day)
+                    )
                     continue
                 lo, hi = ctx.bounds(metric.window)
-                cur.execute(f"DELETE FROM {metric.table} WHERE user_id = %s AND {column} >= %s AND {column} < %s",
-                            (ctx.user_id, lo, hi))
+                cur.execute(
+                    f"DELETE FROM {metric.table} WHERE user_id = %s AND {column} >= %s AND {column} < %s",
+                    (ctx.user_id, lo, hi),
+                )
                 if metric.imputable:
-                    cur.execute("DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
-                                (ctx.user_id, metric.name, lo, hi))
+                    cur.execute(
+                        "DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
+                        (ctx.user_id, metric.name, lo, hi),
+                    )
                 if metric.intraday:
                     invalidations.append((ctx.user_id, metric.name, lo, hi, writes_minutes))
             cur.execute("DELETE FROM quarantine WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day))
             for table, rows in parsed.rows.items():
                 metric = rows.metric
                 outcome.rows_by_metric[metric.name] = copy_rows(
-                    cur, table, metric.column_names, [c.pg_type for c in metric.columns],
+                    cur,
+                    table,
+                    metric.column_names,
+                    [c.pg_type for c in metric.columns],
                     [rows.columns[name] for name in metric.column_names],
                 )
             if writes_minutes:
-                replace_minutes(cur, ctx.user_id, [(name, lo, hi) for _, name, lo, hi, _ in invalidations],
-                                [rows for rows in parsed.rows.values() if rows.metric.intraday])
+                replace_minutes(
+                    cur,
+                    ctx.user_id,
+                    [(name, lo, hi) for _, name, lo, hi, _ in invalidations],
+                    [rows for rows in parsed.rows.values() if rows.metric.intraday],
+                )
             if parsed.quarantined:
                 with cur.copy("COPY quarantine (user_id, day, metric, raw_value, reason, run_id) FROM STDIN") as copy:
                     for q in parsed.quarantined:
@@ -187,12 +201,23 @@ def replace_day(
                     state = excluded.state, content_hash = excluded.content_hash, checked_at = now(),
                     retry_after = NULL, attempts = 0, note = NULL, ingested_at = now(), raw_dropped_at = NULL
                 """,
-                (ctx.user_id, ctx.day, source, run_id, outcome.rows, json.dumps(outcome.rows_by_metric),
-                 outcome.quarantined, state, digest),
+                (
+                    ctx.user_id,
+                    ctx.day,
+                    source,
+                    run_id,
+                    outcome.rows,
+                    json.dumps(outcome.rows_by_metric),
+                    outcome.quarantined,
+                    state,
+                    digest,
+                ),
             )
-            cur.executemany("INSERT INTO rollup_invalidations (user_id, metric, lo, hi, minutes_current) "
-                            "VALUES (%s, %s, %s, %s, %s)",
-                            invalidations)
+            cur.executemany(
+                "INSERT INTO rollup_invalidations (user_id, metric, lo, hi, minutes_current) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                invalidations,
+            )
     # Measured after the commit, so the WAL flush counts as loading.
     outcome.seconds["load"] = time.perf_counter() - started
     return outcome

@@ -21,10 +21,11 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 import psycopg
 
@@ -120,6 +121,7 @@ class _Silent:
 
 # --- planning -------------------------------------------------------------------------------
 
+
 def _participants(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[User]:
     users = list_users(conn, user_ids)
     withdrawn = [u.user_id for u in users if u.withdrawn_at]
@@ -127,8 +129,10 @@ def _participants(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[Use
         raise BadInput(f"participant(s) {', '.join(map(str, withdrawn))} withdrew; nothing is ingested for them")
     users = [u for u in users if not u.withdrawn_at]
     if not users:
-        raise BadInput("there are no enrolled participants; add them with `fitpipe participants add` "
-                       "or `fitpipe seed-users --count N`")
+        raise BadInput(
+            "there are no enrolled participants; add them with `fitpipe participants add` "
+            "or `fitpipe seed-users --count N`"
+        )
     return users
 
 
@@ -147,7 +151,7 @@ def plan_ingest(conn: psycopg.Connection, user_ids: Sequence[int], days: int) ->
             continue
         states = day_states(conn, [user.user_id], first, last)
         # retry_after is a real instant, even when FITPIPE_TODAY simulates the day.
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         new_days = 0
         for day in days_between(first, last):
             state, retry_after = states.get((user.user_id, day), (None, None))
@@ -161,8 +165,7 @@ def plan_ingest(conn: psycopg.Connection, user_ids: Sequence[int], days: int) ->
     return Plan("ingest", tasks, {"days": days, "users": list(user_ids)})
 
 
-def plan_backfill(conn: psycopg.Connection, user_ids: Sequence[int], start: dt.date, end: dt.date,
-                  force: bool) -> Plan:
+def plan_backfill(conn: psycopg.Connection, user_ids: Sequence[int], start: dt.date, end: dt.date, force: bool) -> Plan:
     users = _participants(conn, user_ids)
     latest = max(last_complete_day(u) for u in users)
     if end > latest:
@@ -226,9 +229,9 @@ def _secret_reader(conn: psycopg.Connection, user: User):
 def run_task(item: tuple[Task, int]) -> DayOutcome:
     task, run_id = item
     from fitpipe.ingest.load import replace_day
+    from fitpipe.ingest.validate import parse_day
     from fitpipe.sources import RetryLater, SourceFailed, source_for
     from fitpipe.sources.contract import BudgetLedger, Fetch
-    from fitpipe.ingest.validate import parse_day
 
     user = task.user
     ctx = user.day_context(task.day)
@@ -259,21 +262,38 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
             seconds["parse"] = time.perf_counter() - started
             return parsed
 
-        outcome = replace_day(conn, ctx, produce, source=source.name, run_id=run_id,
-                              skip_if_done=task.skip_if_done, settled=settled,
-                              rewrite_unchanged=task.rewrite_unchanged)
+        outcome = replace_day(
+            conn,
+            ctx,
+            produce,
+            source=source.name,
+            run_id=run_id,
+            skip_if_done=task.skip_if_done,
+            settled=settled,
+            rewrite_unchanged=task.rewrite_unchanged,
+        )
     except SourceFailed as exc:
         outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"source failed: {exc.reason}"))
     except psycopg.errors.LockNotAvailable:
-        outcome = DayOutcome(ctx.user_id, ctx.day, "failed",
-                             error=f"another session held participant {ctx.user_id}'s lock longer than the lock "
-                                   f"timeout ({ENV_LOCK_TIMEOUT}); the day was left as it was")
+        outcome = DayOutcome(
+            ctx.user_id,
+            ctx.day,
+            "failed",
+            error=f"another session held participant {ctx.user_id}'s lock longer than the lock "
+            f"timeout ({ENV_LOCK_TIMEOUT}); the day was left as it was",
+        )
     except psycopg.errors.QueryCanceled:
-        outcome = DayOutcome(ctx.user_id, ctx.day, "failed",
-                             error=f"a statement ran longer than the statement timeout ({ENV_STATEMENT_TIMEOUT}); "
-                                   "the day was left as it was")
+        outcome = DayOutcome(
+            ctx.user_id,
+            ctx.day,
+            "failed",
+            error=f"a statement ran longer than the statement timeout ({ENV_STATEMENT_TIMEOUT}); "
+            "the day was left as it was",
+        )
     except Exception as exc:  # one bad day must not stop the others
-        outcome = DayOutcome(ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}"))
+        outcome = DayOutcome(
+            ctx.user_id, ctx.day, "failed", error=mask_secrets(f"{type(exc).__name__}: {first_line(exc)}")
+        )
     outcome.seconds.update(seconds)
     outcome.budget_spent = tuple(budget.spent) if budget else task.budget_spent
     return outcome
@@ -298,8 +318,12 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
         source_class(name).parsers()
         source_class(name).prepare_workers()
     participants = len({t.user.user_id for t in tasks})
-    executor = ProcessPoolExecutor(min(workers, participants), mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_init_worker, initargs=(url, os.getpid()))
+    executor = ProcessPoolExecutor(
+        min(workers, participants),
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(url, os.getpid()),
+    )
     executor.submit(int).result()  # with fork, the first submit starts every worker
     return executor
 
@@ -309,7 +333,9 @@ def _outcome_of(future, task: Task) -> DayOutcome:
         return future.result()
     except BrokenProcessPool:
         # A worker died (killed, out of memory): its day rolled back; this one was never done.
-        return DayOutcome(task.user.user_id, task.day, "failed", error="a worker process died; the day was left as it was")
+        return DayOutcome(
+            task.user.user_id, task.day, "failed", error="a worker process died; the day was left as it was"
+        )
 
 
 # How often the scheduler looks for a stop request while it waits for days to finish.
@@ -342,8 +368,16 @@ def _stop_requests() -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
-def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int, summary: RunSummary,
-              progress: Progress, max_wait: float, running: dict, stop: threading.Event) -> None:
+def _schedule(
+    executor: ProcessPoolExecutor,
+    tasks: Sequence[Task],
+    run_id: int,
+    summary: RunSummary,
+    progress: Progress,
+    max_wait: float,
+    running: dict,
+    stop: threading.Event,
+) -> None:
     """Run each participant's days in order, one at a time; short RetryLater waits are waited out.
 
     `running` (future -> task) is the caller's, so that after an interrupt it can collect the
@@ -365,8 +399,11 @@ def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int,
         except BrokenProcessPool:
             # A worker died earlier: this participant's remaining days are left as they were.
             for left in (task, *queues.pop(task.user.user_id, ())):
-                finish(DayOutcome(left.user.user_id, left.day, "failed",
-                                  error="a worker process died; the day was left as it was"))
+                finish(
+                    DayOutcome(
+                        left.user.user_id, left.day, "failed", error="a worker process died; the day was left as it was"
+                    )
+                )
 
     for queue in list(queues.values()):
         submit(queue.popleft())
@@ -381,8 +418,12 @@ def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int,
             task = running.pop(future)
             outcome = _outcome_of(future, task)
             budget = outcome.budget_spent or task.budget_spent
-            if (outcome.status == "deferred" and outcome.retry_after is not None
-                    and outcome.retry_after <= max_wait and task.attempt < MAX_ATTEMPTS_PER_RUN):
+            if (
+                outcome.status == "deferred"
+                and outcome.retry_after is not None
+                and outcome.retry_after <= max_wait
+                and task.attempt < MAX_ATTEMPTS_PER_RUN
+            ):
                 again = replace(task, budget_spent=budget, attempt=task.attempt + 1)
                 heapq.heappush(waiting, (time.monotonic() + outcome.retry_after, next(order), again))
                 continue
@@ -393,6 +434,7 @@ def _schedule(executor: ProcessPoolExecutor, tasks: Sequence[Task], run_id: int,
 
 
 # --- the run --------------------------------------------------------------------------------------
+
 
 def _start_run(conn: psycopg.Connection, command: str, arguments: dict) -> int:
     with conn.transaction():
@@ -422,14 +464,30 @@ def _finish_run(conn: psycopg.Connection, summary: RunSummary, status: str, erro
                    quarantined = %s, skipped = %s, failed = %s, deferred = %s, unchanged = %s, error = %s
             WHERE run_id = %s
             """,
-            (status, summary.count("loaded"), summary.rows, summary.quarantined,
-             summary.count("done") + summary.count("busy"), summary.count("failed"), summary.count("deferred"),
-             summary.count("unchanged"), error, summary.run_id),
+            (
+                status,
+                summary.count("loaded"),
+                summary.rows,
+                summary.quarantined,
+                summary.count("done") + summary.count("busy"),
+                summary.count("failed"),
+                summary.count("deferred"),
+                summary.count("unchanged"),
+                error,
+                summary.run_id,
+            ),
         )
 
 
-def run_plan(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | None = None,
-             progress: Progress | None = None, max_wait: float = DEFAULT_MAX_WAIT) -> RunSummary:
+def run_plan(
+    conn: psycopg.Connection,
+    plan: Plan,
+    *,
+    url: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    max_wait: float = DEFAULT_MAX_WAIT,
+) -> RunSummary:
     """Run a plan's user-days and record the run in ingest_runs; returns what happened to each day.
 
     `conn` keeps the run log; workers open their own connections to `url`. Deferred days are
@@ -455,8 +513,11 @@ def run_plan(conn: psycopg.Connection, plan: Plan, *, url: str, workers: int | N
                     raise KeyboardInterrupt
         except BaseException as exc:
             summary.status = "interrupted"
-            error = ("interrupted" if isinstance(exc, KeyboardInterrupt)
-                     else f"stopped by {type(exc).__name__}: {first_line(exc)}")
+            error = (
+                "interrupted"
+                if isinstance(exc, KeyboardInterrupt)
+                else f"stopped by {type(exc).__name__}: {first_line(exc)}"
+            )
             raise
         else:
             error = None

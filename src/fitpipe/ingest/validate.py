@@ -8,9 +8,9 @@ the day that owns them by fitpipe.days) go to quarantine with the reason; the re
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +18,14 @@ from fitpipe.catalogue import DayWindow, Metric
 from fitpipe.days import DayContext
 from fitpipe.timezones import local_to_utc
 
-_NUMPY_TYPES = {"smallint": np.int16, "integer": np.int32, "bigint": np.int64, "real": np.float32,
-                "double precision": np.float64, "boolean": np.bool_}
+_NUMPY_TYPES = {
+    "smallint": np.int16,
+    "integer": np.int32,
+    "bigint": np.int64,
+    "real": np.float32,
+    "double precision": np.float64,
+    "boolean": np.bool_,
+}
 
 
 @dataclass
@@ -100,8 +106,7 @@ class RowBuilder:
             self.quarantine(self.raw[index], reason)
         if not keep.any():
             return
-        columns = {"user_id": np.full(int(keep.sum()), ctx.user_id, dtype=np.int32),
-                   metric.time_column: times[keep]}
+        columns = {"user_id": np.full(int(keep.sum()), ctx.user_id, dtype=np.int32), metric.time_column: times[keep]}
         columns.update({name: array[keep] for name, array in arrays.items()})
         self.parsed.rows[metric.table] = Rows(metric, columns)
 
@@ -133,8 +138,10 @@ class RowBuilder:
             array = np.array(["" if v is None else str(v) for v in values], dtype=object)
             reject(np.array([v is None for v in values], dtype=bool), f"{column.name} is missing")
             if column.allowed:
-                reject(np.array([v is not None and str(v) not in column.allowed for v in values], dtype=bool),
-                       f"{column.name} is not one of {', '.join(column.allowed)}")
+                reject(
+                    np.array([v is not None and str(v) not in column.allowed for v in values], dtype=bool),
+                    f"{column.name} is not one of {', '.join(column.allowed)}",
+                )
             return array
         if column.pg_type in ("timestamptz", "date"):
             unit = "D" if column.pg_type == "date" else "s"
@@ -157,8 +164,12 @@ class RowBuilder:
             reject(missing & given, f"{column.name} is not a number")
         with np.errstate(invalid="ignore"):
             outside = ~missing & ~_within(numbers, column.low, column.high)
-        reject(outside, f"{column.name} outside its valid range {column.low:g}..{column.high:g}"
-               if column.low is not None else f"{column.name} out of range")
+        reject(
+            outside,
+            f"{column.name} outside its valid range {column.low:g}..{column.high:g}"
+            if column.low is not None
+            else f"{column.name} out of range",
+        )
         if column.nullable:
             return np.where(missing, np.nan, numbers)
         target = _NUMPY_TYPES[column.pg_type]
@@ -171,7 +182,11 @@ class RowBuilder:
 
 def _datetime_or_nat(value: Any, unit: str) -> np.datetime64:
     try:
-        return np.datetime64(str(value)[:19] if unit == "s" else value, unit) if isinstance(value, str) else np.datetime64("NaT")
+        return (
+            np.datetime64(str(value)[:19] if unit == "s" else value, unit)
+            if isinstance(value, str)
+            else np.datetime64("NaT")
+        )
     except ValueError:
         return np.datetime64("NaT")
 
@@ -235,8 +250,6 @@ def records_at(container: Any, *path: str) -> Iterable[Any]:
                 nxt.extend(value if isinstance(value, list) else [value])
         items = nxt
     return items
-
-
 
 
 # A parser reads one day's payloads and adds rows (or quarantined records) to the day.

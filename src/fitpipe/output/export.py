@@ -16,20 +16,22 @@ from __future__ import annotations
 import datetime as dt
 import select
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import psycopg
 from psycopg import sql
 
-from fitpipe.catalogue import DayWindow, Metric, metric as metric_named
+from fitpipe.catalogue import DayWindow, Metric
+from fitpipe.catalogue import metric as metric_named
 from fitpipe.errors import BadInput
 from fitpipe.output.target import check_target, open_target
 from fitpipe.participants import User, list_users
 
 RESOLUTIONS = ("raw", "1min", "1h", "1d")
 DEFAULT_MAX_ROWS = 1_000_000
-_TIME_FORMAT = "YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM"
+_TIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SSTZH:TZM'
 
 
 @dataclass
@@ -41,8 +43,8 @@ class ExportResult:
 
 def _bounds(user: User, start: dt.date | None, end: dt.date | None, hour: int = 0) -> tuple[dt.datetime, dt.datetime]:
     """[lo, hi) of the local days start..end, each starting at `hour` (12 for night metrics)."""
-    lo = user.day_start(start, hour) if start else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    hi = user.day_start(end + dt.timedelta(days=1), hour) if end else dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc)
+    lo = user.day_start(start, hour) if start else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    hi = user.day_start(end + dt.timedelta(days=1), hour) if end else dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
     return lo, hi
 
 
@@ -57,24 +59,30 @@ def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
     time_col = metric.time_column
     values = [c.name for c in metric.values]
     keys = [c.name for c in metric.extra_key]
-    measured = (f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
-                + (", false AS imputed" if metric.imputable else "")
-                + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s")
+    measured = (
+        f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
+        + (", false AS imputed" if metric.imputable else "")
+        + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s"
+    )
     if metric.window is DayWindow.DATE:
         measured = measured.replace("%(lo)s", "%(lo_day)s").replace("%(hi)s", "%(hi_day)s")
     body = measured
     if metric.imputable and with_imputed:
         pivot = ", ".join(f"max(value) FILTER (WHERE field = '{v}')" for v in values)
-        body += (f" UNION ALL SELECT user_id, ts, {pivot}, true FROM imputed_values"
-                 f" WHERE user_id = %(user_id)s AND metric = '{metric.name}' AND ts >= %(lo)s AND ts < %(hi)s"
-                 " GROUP BY user_id, ts")
+        body += (
+            f" UNION ALL SELECT user_id, ts, {pivot}, true FROM imputed_values"
+            f" WHERE user_id = %(user_id)s AND metric = '{metric.name}' AND ts >= %(lo)s AND ts < %(hi)s"
+            " GROUP BY user_id, ts"
+        )
     shown = ", ".join(keys + values) + (", imputed" if metric.imputable else "")
     if typed:
         outer_time = "t"
     else:
         outer_time = "to_char(t, '" + _TIME_FORMAT + "')" if metric.window is not DayWindow.DATE else "t::text"
-    return (f"SELECT user_id, {outer_time} AS {time_col}, {shown} FROM ({body}) rows"
-            f" ORDER BY user_id, rows.t{''.join(', ' + k for k in keys)}")
+    return (
+        f"SELECT user_id, {outer_time} AS {time_col}, {shown} FROM ({body}) rows"
+        f" ORDER BY user_id, rows.t{''.join(', ' + k for k in keys)}"
+    )
 
 
 def _rollup_query(metric: Metric, level: str, with_imputed: bool, typed: bool = False) -> str:
@@ -88,22 +96,31 @@ def _rollup_query(metric: Metric, level: str, with_imputed: bool, typed: bool = 
         else:
             total, count, low, high = "sum_measured", "n_measured", "min_measured", "max_measured"
         value = total if metric.rollup == "sum" else f"{total} / nullif({count}, 0)"
-        columns += [f"max({value}) FILTER (WHERE {only}) AS {column.name}",
-                    f"max({low}) FILTER (WHERE {only}) AS {column.name}_min",
-                    f"max({high}) FILTER (WHERE {only}) AS {column.name}_max"]
+        columns += [
+            f"max({value}) FILTER (WHERE {only}) AS {column.name}",
+            f"max({low}) FILTER (WHERE {only}) AS {column.name}_min",
+            f"max({high}) FILTER (WHERE {only}) AS {column.name}_max",
+        ]
     n = "max(n_measured + n_imputed)" if with_imputed else "max(n_measured)"
     columns.append(f"{n} AS n")
     if metric.imputable:
         columns.append("bool_or(n_imputed > 0) AS imputed" if with_imputed else "false AS imputed")
-        columns.append("round((max(n_imputed)::numeric / nullif(max(n_measured + n_imputed), 0)), 4)::float8 "
-                       "AS imputed_share" if with_imputed else "0::float8 AS imputed_share")
+        columns.append(
+            "round((max(n_imputed)::numeric / nullif(max(n_measured + n_imputed), 0)), 4)::float8 AS imputed_share"
+            if with_imputed
+            else "0::float8 AS imputed_share"
+        )
     # metric is an enum in the rollups; the cast keeps the index usable when a client binds varchar.
-    where = "user_id = %(user_id)s AND metric = CAST(%(metric)s AS rollup_metric) AND bucket >= %(lo)s AND bucket < %(hi)s"
+    where = (
+        "user_id = %(user_id)s AND metric = CAST(%(metric)s AS rollup_metric) AND bucket >= %(lo)s AND bucket < %(hi)s"
+    )
     if not with_imputed:
         where += " AND n_measured > 0"
     bucket = f"rollup_{level}.bucket" if typed else f"to_char(bucket, '{_TIME_FORMAT}')"
-    return (f"SELECT user_id, {bucket} AS bucket, {', '.join(columns)}"
-            f" FROM rollup_{level} WHERE {where} GROUP BY user_id, rollup_{level}.bucket ORDER BY rollup_{level}.bucket")
+    return (
+        f"SELECT user_id, {bucket} AS bucket, {', '.join(columns)}"
+        f" FROM rollup_{level} WHERE {where} GROUP BY user_id, rollup_{level}.bucket ORDER BY rollup_{level}.bucket"
+    )
 
 
 def estimate_rows(conn: psycopg.Connection, metric: Metric, users: Sequence[User], start, end) -> dict[str, int]:
@@ -153,15 +170,23 @@ def copy_out(conn: psycopg.Connection, copy_sql: str, out: BinaryIO) -> int:
     return rows
 
 
-def query_params(user: User, metric: Metric, start: dt.date | None, end: dt.date | None,
-                 resolution: str = "raw") -> dict:
+def query_params(
+    user: User, metric: Metric, start: dt.date | None, end: dt.date | None, resolution: str = "raw"
+) -> dict:
     lo, hi = _bounds(user, start, end, _owned_from_hour(metric, resolution))
-    return {"user_id": user.user_id, "metric": metric.name, "lo": lo, "hi": hi,
-            "lo_day": start or dt.date(1970, 1, 1), "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1)}
+    return {
+        "user_id": user.user_id,
+        "metric": metric.name,
+        "lo": lo,
+        "hi": hi,
+        "lo_day": start or dt.date(1970, 1, 1),
+        "hi_day": (end or dt.date(9000, 12, 31)) + dt.timedelta(days=1),
+    }
 
 
-def query_parts(users: Sequence[User], metric: Metric, start, end, tz: str,
-                resolution: str = "raw") -> list[tuple[str, dict]]:
+def query_parts(
+    users: Sequence[User], metric: Metric, start, end, tz: str, resolution: str = "raw"
+) -> list[tuple[str, dict]]:
     """(session zone, parameters) per participant, and per zone they lived in for --tz local:
     to_char() writes times in the session zone, so each span is read in its own zone."""
     parts = []
@@ -201,9 +226,19 @@ class ExportQuery:
     note: str = ""
 
 
-def prepare(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
-            end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
-            max_rows: int = DEFAULT_MAX_ROWS, typed: bool = False) -> ExportQuery:
+def prepare(
+    conn: psycopg.Connection,
+    *,
+    metric_name: str,
+    user_ids: Sequence[int] = (),
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    resolution: str = "auto",
+    with_imputed: bool = False,
+    tz: str = "utc",
+    max_rows: int = DEFAULT_MAX_ROWS,
+    typed: bool = False,
+) -> ExportQuery:
     """Check an export request and build its query; shared by `fitpipe export` and `Store.frame`."""
     metric = metric_named(metric_name)
     if tz not in ("utc", "local"):
@@ -221,18 +256,34 @@ def prepare(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[in
     note = ""
     if resolution == "auto":
         resolution = choose_resolution(estimates, max_rows) if metric.intraday else "raw"
-        note = (f"auto resolution: {resolution} (about {estimates[resolution]:,} rows; budget {max_rows:,}; "
-                f"raw would be about {estimates['raw']:,})")
+        note = (
+            f"auto resolution: {resolution} (about {estimates[resolution]:,} rows; budget {max_rows:,}; "
+            f"raw would be about {estimates['raw']:,})"
+        )
     if estimates["raw"] == 0 and not with_imputed:
         raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
-    query = (_raw_query(metric, with_imputed, typed) if resolution == "raw"
-             else _rollup_query(metric, resolution, with_imputed, typed))
+    query = (
+        _raw_query(metric, with_imputed, typed)
+        if resolution == "raw"
+        else _rollup_query(metric, resolution, with_imputed, typed)
+    )
     return ExportQuery(metric, resolution, query, query_parts(users, metric, start, end, tz, resolution), note)
 
 
-def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int] = (), start: dt.date | None = None,
-           end: dt.date | None = None, resolution: str = "auto", with_imputed: bool = False, tz: str = "utc",
-           output: str = "-", max_rows: int = DEFAULT_MAX_ROWS, fmt: str = "csv") -> ExportResult:
+def export(
+    conn: psycopg.Connection,
+    *,
+    metric_name: str,
+    user_ids: Sequence[int] = (),
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    resolution: str = "auto",
+    with_imputed: bool = False,
+    tz: str = "utc",
+    output: str = "-",
+    max_rows: int = DEFAULT_MAX_ROWS,
+    fmt: str = "csv",
+) -> ExportResult:
     if fmt not in ("csv", "parquet"):
         raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
     if fmt == "parquet" and output == "-":
@@ -240,8 +291,18 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
     # The path is checked before any query runs, so a bad one costs nothing.
     target = None if output == "-" else check_target(output, "--output")
     typed = fmt == "parquet"
-    prepared = prepare(conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, resolution=resolution,
-                       with_imputed=with_imputed, tz=tz, max_rows=max_rows, typed=typed)
+    prepared = prepare(
+        conn,
+        metric_name=metric_name,
+        user_ids=user_ids,
+        start=start,
+        end=end,
+        resolution=resolution,
+        with_imputed=with_imputed,
+        tz=tz,
+        max_rows=max_rows,
+        typed=typed,
+    )
     metric, resolution, query, note = prepared.metric, prepared.resolution, prepared.query, prepared.note
     conn.commit()
     if target is None:
@@ -258,6 +319,8 @@ def export(conn: psycopg.Connection, *, metric_name: str, user_ids: Sequence[int
         else:
             rows = _stream(conn, prepared.parts, query, out)
         if rows == 0 and not target.write_through:
-            raise BadInput(f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
-                           + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else ""))
+            raise BadInput(
+                f"no {metric.name} rows at resolution {resolution} in the range; nothing written"
+                + (" (run `fitpipe aggregate refresh`?)" if resolution != "raw" else "")
+            )
     return ExportResult(resolution, rows, note)

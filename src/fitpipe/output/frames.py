@@ -22,8 +22,16 @@ import psycopg
 from fitpipe.output.export import copy_out
 
 # PostgreSQL type oid -> (big-endian wire type, how the column is handed over)
-_FIXED = {16: ("u1", "bool"), 20: (">i8", "int64"), 21: (">i2", "int64"), 23: (">i4", "int64"),
-          700: (">f4", "float32"), 701: (">f8", "float64"), 1184: (">i8", "timestamptz"), 1082: (">i4", "date")}
+_FIXED = {
+    16: ("u1", "bool"),
+    20: (">i8", "int64"),
+    21: (">i2", "int64"),
+    23: (">i4", "int64"),
+    700: (">f4", "float32"),
+    701: (">f8", "float64"),
+    1184: (">i8", "timestamptz"),
+    1082: (">i4", "date"),
+}
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 # PostgreSQL counts timestamps and dates from 2000-01-01.
 _EPOCH_2000_US = np.int64(946_684_800_000_000)
@@ -49,7 +57,7 @@ def _records(data: memoryview, wire_types: list[str]) -> np.ndarray | None:
     if bytes(data[:11]) != _SIGNATURE:
         return None
     extension = int.from_bytes(data[15:19], "big")
-    body = data[19 + extension:-2]  # the file trailer is an int16 -1
+    body = data[19 + extension : -2]  # the file trailer is an int16 -1
     fields = [("count", ">i2")]
     for i, wire in enumerate(wire_types):
         fields += [(f"n{i}", ">i4"), (f"v{i}", wire)]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -36,9 +36,9 @@ GAUGES = {
     "fitpipe_last_success_timestamp_seconds": "Unix time when the command last succeeded.",
     # Written only by commands that pass them (see write_metrics); absent until then.
     "fitpipe_deferred_days": "User-days the last run left for a later run because their source could not "
-                             "deliver them yet.",
+    "deliver them yet.",
     "fitpipe_participants_needing_reconsent": "Participants whose source refused their credentials in the "
-                                              "last run: they must consent again.",
+    "last run: they must consent again.",
 }
 RUNS = "fitpipe_runs"  # exposed as fitpipe_runs_total
 RUNS_HELP = "Runs finished, by command and result (ok or failed)."
@@ -78,9 +78,19 @@ class _RunsCounter:
         yield family
 
 
-def write_metrics(path: Path, command: str, *, duration: float, user_days: int, rows: int,
-                  quarantined: int, failures: int, success: bool,
-                  deferred_days: int | None = None, needing_reconsent: int | None = None) -> None:
+def write_metrics(
+    path: Path,
+    command: str,
+    *,
+    duration: float,
+    user_days: int,
+    rows: int,
+    quarantined: int,
+    failures: int,
+    success: bool,
+    deferred_days: int | None = None,
+    needing_reconsent: int | None = None,
+) -> None:
     """Record one finished run of `command`.
 
     deferred_days and needing_reconsent are for commands whose sources can defer days or lose
@@ -89,8 +99,11 @@ def write_metrics(path: Path, command: str, *, duration: float, user_days: int, 
     target = check_metrics_file(path)
     target.path.parent.mkdir(parents=True, exist_ok=True)
     current: dict[str, float] = {
-        "fitpipe_run_duration_seconds": duration, "fitpipe_run_user_days": user_days, "fitpipe_run_rows": rows,
-        "fitpipe_run_quarantined_rows": quarantined, "fitpipe_run_failures": failures,
+        "fitpipe_run_duration_seconds": duration,
+        "fitpipe_run_user_days": user_days,
+        "fitpipe_run_rows": rows,
+        "fitpipe_run_quarantined_rows": quarantined,
+        "fitpipe_run_failures": failures,
         "fitpipe_run_success": 1.0 if success else 0.0,
     }
     if deferred_days is not None:
@@ -165,13 +178,23 @@ class RunRecord:
             failed = sum(1 for o in outcomes if o.status == "failed")
             if not success and not self.summary:
                 failed += max(self.planned - len(outcomes), 0)  # days an interrupt left undone
-            figures = {"duration": self.summary.seconds if self.summary else time.monotonic() - self.started,
-                       "user_days": loaded, "rows": sum(o.rows for o in outcomes),
-                       "quarantined": sum(o.quarantined for o in outcomes), "failures": failed}
+            figures = {
+                "duration": self.summary.seconds if self.summary else time.monotonic() - self.started,
+                "user_days": loaded,
+                "rows": sum(o.rows for o in outcomes),
+                "quarantined": sum(o.quarantined for o in outcomes),
+                "failures": failed,
+            }
         if not success:
             figures["failures"] = max(figures.get("failures", 0), 1)
-        write_metrics(path, self.command, success=success, deferred_days=self.deferred_days,
-                      needing_reconsent=self.needing_reconsent, **figures)
+        write_metrics(
+            path,
+            self.command,
+            success=success,
+            deferred_days=self.deferred_days,
+            needing_reconsent=self.needing_reconsent,
+            **figures,
+        )
 
 
 class _Both:

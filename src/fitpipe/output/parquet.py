@@ -4,15 +4,26 @@ so memory stays bounded by the batch size whatever the range. Times are UTC inst
 from __future__ import annotations
 
 import decimal
-from typing import BinaryIO, Sequence
+from collections.abc import Sequence
+from typing import BinaryIO
 
 import psycopg
 
 ROW_GROUP_ROWS = 100_000
 
 # PostgreSQL type oid -> Arrow type name
-_ARROW_TYPES = {16: "bool_", 20: "int64", 21: "int16", 23: "int32", 25: "string", 700: "float32",
-                701: "float64", 1700: "float64", 1082: "date32", 1184: "timestamp"}
+_ARROW_TYPES = {
+    16: "bool_",
+    20: "int64",
+    21: "int16",
+    23: "int32",
+    25: "string",
+    700: "float32",
+    701: "float64",
+    1700: "float64",
+    1082: "date32",
+    1184: "timestamp",
+}
 
 
 def _arrow_type(oid: int):

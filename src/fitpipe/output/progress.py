@@ -14,7 +14,7 @@ from fitpipe.ingest.load import DayOutcome
 
 
 def _stamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Reporter:
@@ -35,10 +35,15 @@ class Reporter:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
-                TextColumn(f"{self.command} run {run_id}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("user-days"), TextColumn("{task.fields[rows]:,} rows"),
-                TextColumn("{task.fields[rate]:,.0f} rows/s"), TimeElapsedColumn(),
-                console=self.console, transient=False,
+                TextColumn(f"{self.command} run {run_id}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("user-days"),
+                TextColumn("{task.fields[rows]:,} rows"),
+                TextColumn("{task.fields[rate]:,.0f} rows/s"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
             )
             self.task = self.progress.add_task(self.command, total=total, rows=0, rate=0.0)
             self.progress.start()
@@ -56,19 +61,29 @@ class Reporter:
             if self.progress:
                 from rich.markup import escape
 
-                self.progress.console.print(f"[red]failed[/red] user {outcome.user_id} day {outcome.day}: "
-                                            f"{escape(outcome.error or '')}", markup=True, highlight=False)
+                self.progress.console.print(
+                    f"[red]failed[/red] user {outcome.user_id} day {outcome.day}: {escape(outcome.error or '')}",
+                    markup=True,
+                    highlight=False,
+                )
             else:
-                self._line(f"user={outcome.user_id} day={outcome.day} status=failed error={outcome.error!r}", error=True)
+                self._line(
+                    f"user={outcome.user_id} day={outcome.day} status=failed error={outcome.error!r}", error=True
+                )
         if self.progress:
             elapsed = self.progress.tasks[0].elapsed or 1e-9
             self.progress.update(self.task, advance=1, rows=self.rows, rate=self.rows / elapsed)
         elif not self.quiet and outcome.status != "failed":
-            note = {"done": " note=already-settled", "busy": " note=held-by-another-run",
-                    "deferred": f" note={outcome.error!r}"}.get(outcome.status, "")
+            note = {
+                "done": " note=already-settled",
+                "busy": " note=held-by-another-run",
+                "deferred": f" note={outcome.error!r}",
+            }.get(outcome.status, "")
             state = f" state={outcome.state}" if outcome.state else ""
-            self._line(f"user={outcome.user_id} day={outcome.day} status={outcome.status}{state} rows={outcome.rows} "
-                       f"quarantined={outcome.quarantined}{note}")
+            self._line(
+                f"user={outcome.user_id} day={outcome.day} status={outcome.status}{state} rows={outcome.rows} "
+                f"quarantined={outcome.quarantined}{note}"
+            )
 
     def stop(self) -> None:
         if self.progress:
@@ -79,10 +94,12 @@ class Reporter:
         if self.quiet:
             return
         rate = summary.rows / summary.seconds if summary.seconds else 0.0
-        fields = (f"run={summary.run_id} status=finished user_days={summary.count('loaded')} rows={summary.rows} "
-                  f"quarantined={summary.quarantined} skipped_already_ingested={summary.count('done')} "
-                  f"skipped_held_by_another_run={summary.count('busy')} unchanged={summary.count('unchanged')} "
-                  f"deferred={summary.count('deferred')} failed={summary.count('failed')} seconds={summary.seconds:.1f} rows_per_s={rate:.0f}")
+        fields = (
+            f"run={summary.run_id} status=finished user_days={summary.count('loaded')} rows={summary.rows} "
+            f"quarantined={summary.quarantined} skipped_already_ingested={summary.count('done')} "
+            f"skipped_held_by_another_run={summary.count('busy')} unchanged={summary.count('unchanged')} "
+            f"deferred={summary.count('deferred')} failed={summary.count('failed')} seconds={summary.seconds:.1f} rows_per_s={rate:.0f}"
+        )
         if not self.interactive:
             self._line(fields)
             return

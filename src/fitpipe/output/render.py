@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
-def users_table(users: Iterable) -> "object":
+def users_table(users: Iterable) -> object:
     from rich.table import Table
 
     table = Table(title="participants")
@@ -17,7 +17,7 @@ def users_table(users: Iterable) -> "object":
     return table
 
 
-def participants_table(rows: list[dict]) -> "object":
+def participants_table(rows: list[dict]) -> object:
     from rich.table import Table
 
     table = Table(title="participants")
@@ -25,8 +25,15 @@ def participants_table(rows: list[dict]) -> "object":
         table.add_column(column)
     for r in rows:
         zones = "; ".join(f"{z['timezone']} ({z['from']})" for z in r["timezone_history"] or [])
-        table.add_row(str(r["user_id"]), r["display_name"], r["source"], zones, str(r["study_start"]),
-                      r["credential_state"] or "-", str(r["withdrawn_at"] or "-"))
+        table.add_row(
+            str(r["user_id"]),
+            r["display_name"],
+            r["source"],
+            zones,
+            str(r["study_start"]),
+            r["credential_state"] or "-",
+            str(r["withdrawn_at"] or "-"),
+        )
     return table
 
 
@@ -34,15 +41,38 @@ def status_tables(report: dict) -> list:
     from rich.table import Table
 
     users = Table(title="ingestion per participant")
-    for column in ("id", "timezone", "start", "cursor", "last day", "complete", "empty", "provisional", "deferred",
-                   "missing", "after gap", "quarantined", "rollup only", "credentials"):
+    for column in (
+        "id",
+        "timezone",
+        "start",
+        "cursor",
+        "last day",
+        "complete",
+        "empty",
+        "provisional",
+        "deferred",
+        "missing",
+        "after gap",
+        "quarantined",
+        "rollup only",
+        "credentials",
+    ):
         users.add_column(column, no_wrap=True)
     for u in report["users"]:
         users.add_row(
-            str(u["user_id"]), u["timezone"], str(u["study_start"]), str(u["cursor"] or "-"),
-            str(u["last_ingested"] or "-"), str(u["states"]["complete"]), str(u["states"]["empty"]),
-            str(u["states"]["provisional"]), str(u["states"]["deferred"]), str(len(u["missing_days"])),
-            str(u["days_after_gap"]), str(u["quarantined"]), str(u["rollup_only"]["days"]),
+            str(u["user_id"]),
+            u["timezone"],
+            str(u["study_start"]),
+            str(u["cursor"] or "-"),
+            str(u["last_ingested"] or "-"),
+            str(u["states"]["complete"]),
+            str(u["states"]["empty"]),
+            str(u["states"]["provisional"]),
+            str(u["states"]["deferred"]),
+            str(len(u["missing_days"])),
+            str(u["days_after_gap"]),
+            str(u["quarantined"]),
+            str(u["rollup_only"]["days"]),
             u["credentials"] + (" (withdrawn)" if u["withdrawn"] else "") if u["credentials"] else "-",
         )
     rows = Table(title="rows per metric")
@@ -63,8 +93,10 @@ def status_tables(report: dict) -> list:
     for u in report["users"]:
         only = u["rollup_only"]
         if only["days"]:
-            tables.append(f"user {u['user_id']} has rollups only (raw 1 Hz rows dropped by retention) for "
-                          f"{only['days']} day(s) from {only['first']} to {only['last']}")
+            tables.append(
+                f"user {u['user_id']} has rollups only (raw 1 Hz rows dropped by retention) for "
+                f"{only['days']} day(s) from {only['first']} to {only['last']}"
+            )
     for u in report["users"]:
         if u["credentials"] in ("missing", "needs_reconsent") and not u["withdrawn"]:
             tables.append(f"user {u['user_id']} credentials {u['credentials']}: {u.get('credential_note') or '-'}")
@@ -89,9 +121,11 @@ def retention_lines(report) -> list[str]:
     if report.cutoff is None:
         return [f"raw retention ({report.days} days): no enrolled participant has settled days yet; nothing dropped"]
     tables = ", ".join(report.tables) or "the 1 Hz raw tables"
-    lines = [f"raw retention ({report.days} days): dropped {report.chunks_dropped} chunk(s) of {tables} before "
-             f"{report.cutoff:%Y-%m-%d %H:%M %Z}, {report.bytes_freed:,} bytes freed; "
-             f"{report.days_marked} participant-day(s) now have rollups only"]
+    lines = [
+        f"raw retention ({report.days} days): dropped {report.chunks_dropped} chunk(s) of {tables} before "
+        f"{report.cutoff:%Y-%m-%d %H:%M %Z}, {report.bytes_freed:,} bytes freed; "
+        f"{report.days_marked} participant-day(s) now have rollups only"
+    ]
     return lines + report.kept
 
 
@@ -102,8 +136,14 @@ def storage_table(storage: list[dict]):
     for column in ("table", "bytes", "uncompressed", "compressed", "before compression", "ratio"):
         table.add_column(column, justify="left" if column == "table" else "right", no_wrap=True)
     for row in storage:
-        table.add_row(row["table"], f"{row['bytes']:,}", f"{row['uncompressed_bytes']:,}", f"{row['compressed_bytes']:,}",
-                      f"{row['before_compression_bytes']:,}", f"{row['ratio']}x" if row["ratio"] else "-")
+        table.add_row(
+            row["table"],
+            f"{row['bytes']:,}",
+            f"{row['uncompressed_bytes']:,}",
+            f"{row['compressed_bytes']:,}",
+            f"{row['before_compression_bytes']:,}",
+            f"{row['ratio']}x" if row["ratio"] else "-",
+        )
     return table
 
 
@@ -117,7 +157,8 @@ def adherence_table(as_of, rows: list[dict], flags: tuple[str, ...]):
         raised = [f.removeprefix("flag_").replace("_", " ") for f in flags if row[f]]
         hours = "-" if row["hours_since_data"] is None else f"{row['hours_since_data']:.0f}"
         table.add_row(
-            str(row["user_id"]), row["display_name"],
+            str(row["user_id"]),
+            row["display_name"],
             f"[red]{row['wear_share']:.0%}[/red]" if row["flag_low_wear"] else f"{row['wear_share']:.0%}",
             f"{row['worn_minutes'] / 60:,.0f}",
             f"[red]{hours}[/red]" if row["flag_no_recent_data"] else hours,
@@ -140,25 +181,35 @@ def import_listing(report: dict) -> list:
     ]
     if report["previous"]:
         lines.append(f"this archive is on record already (import {report['previous']})")
-    table = Table(title=f"what it holds: {report['first_day'] or '-'} .. {report['last_day'] or '-'}, "
-                        f"{report['days']} day(s) to load")
+    table = Table(
+        title=f"what it holds: {report['first_day'] or '-'} .. {report['last_day'] or '-'}, "
+        f"{report['days']} day(s) to load"
+    )
     for column in ("metric", "records read", "first", "last", "from", "not loaded"):
         table.add_column(column, no_wrap=column != "from")
     for m in report["metrics"]:
         dropped = [f"{n:,} copies in {escape(origin)}" for origin, n in m["copies_dropped"].items()]
         if m["health_connect_dropped"]:
             dropped.append(f"{m['health_connect_dropped']:,} Health Connect re-exports")
-        table.add_row(m["metric"], f"{m['records']:,}", str(m["first"] or "-"), str(m["last"] or "-"),
-                      "; ".join(f"{escape(origin)} ({n:,})" for origin, n in m["from"].items()) or "-",
-                      "; ".join(dropped) or "-")
+        table.add_row(
+            m["metric"],
+            f"{m['records']:,}",
+            str(m["first"] or "-"),
+            str(m["last"] or "-"),
+            "; ".join(f"{escape(origin)} ({n:,})" for origin, n in m["from"].items()) or "-",
+            "; ".join(dropped) or "-",
+        )
     lines.append(table)
-    lines.append(f"files: {report['files']:,} in the archive, {report['files_used']:,} read, "
-                 f"{report['files_skipped']:,} skipped")
+    lines.append(
+        f"files: {report['files']:,} in the archive, {report['files_used']:,} read, {report['files_skipped']:,} skipped"
+    )
     for reason, n in report["skipped_reasons"].items():
         lines.append(f"  skipped {n:,} file(s): {escape(reason)}")
     if report["not_over"]:
-        lines.append(f"left out {len(report['not_over'])} day(s) not over yet: {report['not_over'][0]} .. "
-                     f"{report['not_over'][-1]}")
+        lines.append(
+            f"left out {len(report['not_over'])} day(s) not over yet: {report['not_over'][0]} .. "
+            f"{report['not_over'][-1]}"
+        )
     for assumption in report["assumptions"]:
         lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")
     return lines

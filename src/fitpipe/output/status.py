@@ -3,7 +3,7 @@ it stays fast however many rows the metric tables hold."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import psycopg
 from psycopg import sql
@@ -48,9 +48,12 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         names = [m.name for m in METRICS]  # rows_by_metric is keyed by metric name
         sums = sql.SQL(", ").join(
             sql.SQL("sum((rows_by_metric ->> {})::bigint) AS {}").format(sql.Literal(name), sql.Identifier(name))
-            for name in names)
-        cur.execute(sql.SQL("SELECT user_id, {} FROM ingested_days WHERE user_id = ANY(%s) GROUP BY user_id")
-                    .format(sums), (ids,))
+            for name in names
+        )
+        cur.execute(
+            sql.SQL("SELECT user_id, {} FROM ingested_days WHERE user_id = ANY(%s) GROUP BY user_id").format(sums),
+            (ids,),
+        )
         rows: dict[int, dict[str, int]] = {}
         for row in cur.fetchall():
             rows[row["user_id"]] = {name: int(row[name]) for name in names if row[name] is not None}
@@ -62,57 +65,75 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
             """
         )
         last_run = cur.fetchone()
-        cur.execute("SELECT user_id, day, retry_after, attempts, note FROM ingested_days "
-                    "WHERE user_id = ANY(%s) AND state = 'deferred' ORDER BY user_id, day", (ids,))
+        cur.execute(
+            "SELECT user_id, day, retry_after, attempts, note FROM ingested_days "
+            "WHERE user_id = ANY(%s) AND state = 'deferred' ORDER BY user_id, day",
+            (ids,),
+        )
         deferred: dict[int, list] = {}
         for row in cur.fetchall():
             deferred.setdefault(row.pop("user_id"), []).append(row)
         # Token health: the credential state, why it last changed, and when the secret was stored.
-        cur.execute("SELECT s.user_id, s.credential_state, s.credential_note, c.updated_at AS secret_stored_at "
-                    "FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source "
-                    "LEFT JOIN source_credentials c ON c.user_id = s.user_id AND c.source = s.source "
-                    "WHERE s.user_id = ANY(%s)", (ids,))
+        cur.execute(
+            "SELECT s.user_id, s.credential_state, s.credential_note, c.updated_at AS secret_stored_at "
+            "FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source "
+            "LEFT JOIN source_credentials c ON c.user_id = s.user_id AND c.source = s.source "
+            "WHERE s.user_id = ANY(%s)",
+            (ids,),
+        )
         credentials = {row["user_id"]: row for row in cur.fetchall()}
     report_users = []
     for user in users:
         info = per_user.get(user.user_id, {})
         cursor = cursor_of.get(user.user_id)
         last = info.get("last_ingested")
-        report_users.append({
-            "user_id": user.user_id,
-            "display_name": user.display_name,
-            "timezone": user.timezone,
-            "study_start": user.study_start,
-            "cursor": cursor,
-            "last_ingested": last,
-            "days_ingested": int(info.get("days_ingested") or 0),
-            # Between the study start and the last ingested day; the cursor stops at the first of them.
-            "missing_days": list(info.get("missing_days") or []),
-            # Ingested days past the first missing one: they wait for the gap to be filled.
-            "days_after_gap": int(info.get("days_ingested") or 0) - ((cursor - user.study_start).days + 1 if cursor else 0),
-            "quarantined": int(info.get("quarantined") or 0),
-            "source": user.source,
-            "withdrawn": user.withdrawn_at is not None,
-            "credentials": credentials.get(user.user_id, {}).get("credential_state"),
-            "credential_note": credentials.get(user.user_id, {}).get("credential_note"),
-            "secret_stored_at": credentials.get(user.user_id, {}).get("secret_stored_at"),
-            "timezone_history": [{"from": start, "timezone": zone} for start, zone in user.zones],
-            "states": {"complete": int(info.get("complete") or 0), "empty": int(info.get("empty") or 0),
-                       "provisional": len(info.get("provisional_days") or []),
-                       "deferred": len(info.get("deferred_days") or [])},
-            "provisional_days": list(info.get("provisional_days") or []),
-            "deferred": deferred.get(user.user_id, []),
-            "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
-            # Days whose raw 1 Hz rows raw retention dropped (fitpipe maintain --raw-retention-days).
-            "rollup_only": {"days": int(info.get("rollup_only") or 0), "first": info.get("rollup_only_first"),
-                            "last": info.get("rollup_only_last")},
-        })
+        report_users.append(
+            {
+                "user_id": user.user_id,
+                "display_name": user.display_name,
+                "timezone": user.timezone,
+                "study_start": user.study_start,
+                "cursor": cursor,
+                "last_ingested": last,
+                "days_ingested": int(info.get("days_ingested") or 0),
+                # Between the study start and the last ingested day; the cursor stops at the first of them.
+                "missing_days": list(info.get("missing_days") or []),
+                # Ingested days past the first missing one: they wait for the gap to be filled.
+                "days_after_gap": int(info.get("days_ingested") or 0)
+                - ((cursor - user.study_start).days + 1 if cursor else 0),
+                "quarantined": int(info.get("quarantined") or 0),
+                "source": user.source,
+                "withdrawn": user.withdrawn_at is not None,
+                "credentials": credentials.get(user.user_id, {}).get("credential_state"),
+                "credential_note": credentials.get(user.user_id, {}).get("credential_note"),
+                "secret_stored_at": credentials.get(user.user_id, {}).get("secret_stored_at"),
+                "timezone_history": [{"from": start, "timezone": zone} for start, zone in user.zones],
+                "states": {
+                    "complete": int(info.get("complete") or 0),
+                    "empty": int(info.get("empty") or 0),
+                    "provisional": len(info.get("provisional_days") or []),
+                    "deferred": len(info.get("deferred_days") or []),
+                },
+                "provisional_days": list(info.get("provisional_days") or []),
+                "deferred": deferred.get(user.user_id, []),
+                "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
+                # Days whose raw 1 Hz rows raw retention dropped (fitpipe maintain --raw-retention-days).
+                "rollup_only": {
+                    "days": int(info.get("rollup_only") or 0),
+                    "first": info.get("rollup_only_first"),
+                    "last": info.get("rollup_only_last"),
+                },
+            }
+        )
     from fitpipe.derive.maintain import storage_report
-
     from fitpipe.sources import registered_classes
 
-    report = {"metrics": [m.name for m in METRICS], "users": report_users, "last_run": last_run,
-              "storage": storage_report(conn)}
+    report = {
+        "metrics": [m.name for m in METRICS],
+        "users": report_users,
+        "last_run": last_run,
+        "storage": storage_report(conn),
+    }
     for source in registered_classes():
         report.update(source.status_sections(conn, ids))
     return report

@@ -20,9 +20,10 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from fitpipe.errors import BadInput
 
@@ -59,8 +60,9 @@ def _nearest_existing_folder(folder: Path) -> Path:
     return folder
 
 
-def check_target(given: str | os.PathLike, flag: str, *, regular_only: bool = False,
-                 create_folders: bool = False) -> Target:
+def check_target(
+    given: str | os.PathLike, flag: str, *, regular_only: bool = False, create_folders: bool = False
+) -> Target:
     """Check that `given` can be written, and say how; raises BadInput naming it otherwise."""
     text = os.fspath(given)
     if not text.strip():

@@ -13,8 +13,19 @@ import importlib
 from fitpipe.errors import BadInput
 from fitpipe.sources.contract import MissingExtra, RequestBudget, RetryLater, Source, SourceFailed
 
-__all__ = ["SOURCES", "MissingExtra", "RequestBudget", "RetryLater", "Source", "SourceFailed", "register",
-           "registered", "registered_classes", "source_class", "source_for"]
+__all__ = [
+    "SOURCES",
+    "MissingExtra",
+    "RequestBudget",
+    "RetryLater",
+    "Source",
+    "SourceFailed",
+    "register",
+    "registered",
+    "registered_classes",
+    "source_class",
+    "source_for",
+]
 
 # name -> "module:Class"; imported on first use, so a source's heavy libraries cost nothing elsewhere.
 SOURCES: dict[str, str] = {

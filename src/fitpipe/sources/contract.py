@@ -32,8 +32,9 @@ import datetime as dt
 import time
 import types
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from fitpipe.errors import BadInput
 
@@ -71,8 +72,10 @@ class MissingExtra(BadInput):
     """A source's libraries are not installed: the message names the extra that brings them."""
 
     def __init__(self, source: str, extra: str, module: str):
-        super().__init__(f"the {source} source needs {module}, which is not installed; "
-                         f"install it with: pip install 'fitpipe[{extra}]'")
+        super().__init__(
+            f"the {source} source needs {module}, which is not installed; "
+            f"install it with: pip install 'fitpipe[{extra}]'"
+        )
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ import functools
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from fitpipe.errors import BadInput
 from fitpipe.sources.contract import BudgetLedger, RequestBudget, RetryLater
@@ -56,10 +57,12 @@ class CallPolicy:
     timeout: float = 30.0
 
     @classmethod
-    def from_environment(cls) -> "CallPolicy":
+    def from_environment(cls) -> CallPolicy:
         try:
-            return cls(max_attempts=int(os.environ.get(ENV_MAX_ATTEMPTS) or cls.max_attempts),
-                       timeout=float(os.environ.get(ENV_TIMEOUT) or cls.timeout))
+            return cls(
+                max_attempts=int(os.environ.get(ENV_MAX_ATTEMPTS) or cls.max_attempts),
+                timeout=float(os.environ.get(ENV_TIMEOUT) or cls.timeout),
+            )
         except ValueError:
             raise BadInput(f"{ENV_MAX_ATTEMPTS} must be a whole number and {ENV_TIMEOUT} a number of seconds") from None
 
@@ -68,8 +71,13 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     import requests
     from google.api_core import exceptions
 
-    return (exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.GatewayTimeout,
-            requests.exceptions.Timeout, requests.exceptions.ConnectionError)
+    return (
+        exceptions.TooManyRequests,
+        exceptions.ServiceUnavailable,
+        exceptions.GatewayTimeout,
+        requests.exceptions.Timeout,
+        requests.exceptions.ConnectionError,
+    )
 
 
 def retry_after_seconds(exc: BaseException, now: Callable[[], float] = time.time) -> float | None:
@@ -86,7 +94,7 @@ def retry_after_seconds(exc: BaseException, now: Callable[[], float] = time.time
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(when.astimezone(dt.timezone.utc).timestamp() - now(), 0.0)
+    return max(when.astimezone(dt.UTC).timestamp() - now(), 0.0)
 
 
 def describe(exc: BaseException) -> str:
@@ -101,8 +109,14 @@ class StudyRetry:
     429/503/504 and timeouts with exponential back-off and jitter (or the server's Retry-After),
     and past `max_attempts` raises RetryLater so the runner waits or defers the day."""
 
-    def __init__(self, policy: CallPolicy, budget: BudgetLedger, *, sleep: Callable[[float], None] = time.sleep,
-                 jitter: Callable[[], float] = random.random):
+    def __init__(
+        self,
+        policy: CallPolicy,
+        budget: BudgetLedger,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ):
         self.policy, self.budget, self.sleep, self.jitter = policy, budget, sleep, jitter
         self.requests = 0
 
@@ -145,8 +159,9 @@ class StudyRetry:
                     asked = retry_after_seconds(exc)
                     pause = asked if asked is not None else self.backoff(attempt)
                     if attempt == self.policy.max_attempts or pause > self.policy.max_pause:
-                        raise RetryLater(f"{describe(exc)} after {attempt} attempt(s)",
-                                         after=max(pause, self.backoff(attempt + 1))) from None
+                        raise RetryLater(
+                            f"{describe(exc)} after {attempt} attempt(s)", after=max(pause, self.backoff(attempt + 1))
+                        ) from None
                     self.sleep(pause)
                     continue
                 except BaseException:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -14,13 +13,19 @@ from fitpipe.cli_support import console, database, handles_errors, parse_day
 @handles_errors
 def enroll(
     user_id: int = typer.Option(..., "--user", min=1, help="Participant id (new, or enrolled with google-health)."),
-    no_browser: bool = typer.Option(False, "--no-browser", help="Print the consent URL and wait, for a headless server."),
-    client_secrets: Optional[str] = typer.Option(
-        None, "--client-secrets", envvar="FITPIPE_GOOGLE_CLIENT_SECRETS", show_envvar=True,
-        help="The OAuth client's JSON (Desktop app) from the Google Cloud console."),
-    timezone: Optional[str] = typer.Option(None, "--timezone", help="IANA zone; required for a new participant."),
-    study_start: Optional[str] = typer.Option(None, "--study-start", help="First local day, YYYY-MM-DD. Default: today."),
-    name: Optional[str] = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
+    no_browser: bool = typer.Option(
+        False, "--no-browser", help="Print the consent URL and wait, for a headless server."
+    ),
+    client_secrets: str | None = typer.Option(
+        None,
+        "--client-secrets",
+        envvar="FITPIPE_GOOGLE_CLIENT_SECRETS",
+        show_envvar=True,
+        help="The OAuth client's JSON (Desktop app) from the Google Cloud console.",
+    ),
+    timezone: str | None = typer.Option(None, "--timezone", help="IANA zone; required for a new participant."),
+    study_start: str | None = typer.Option(None, "--study-start", help="First local day, YYYY-MM-DD. Default: today."),
+    name: str | None = typer.Option(None, "--name", help="Label. Default: participant-NNNN."),
 ) -> None:
     """Enrol a participant with the Google Health API (source google-health), or renew their consent.
 
@@ -45,7 +50,18 @@ def enroll(
         sys.stdout.flush()
 
     with database() as conn:
-        created = enroll_participant(conn, keyring, user_id, client_secrets=client_secrets, open_browser=not no_browser,
-                                     announce=announce, timezone=timezone, study_start=start, display_name=name)
-    console().print(f"participant {user_id} {'enrolled' if created else 're-consented'} with google-health; "
-                    f"consent stored encrypted (key {keyring.primary_id})")
+        created = enroll_participant(
+            conn,
+            keyring,
+            user_id,
+            client_secrets=client_secrets,
+            open_browser=not no_browser,
+            announce=announce,
+            timezone=timezone,
+            study_start=start,
+            display_name=name,
+        )
+    console().print(
+        f"participant {user_id} {'enrolled' if created else 're-consented'} with google-health; "
+        f"consent stored encrypted (key {keyring.primary_id})"
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fitpipe.errors import BadInput, FitpipeError
 from fitpipe.sources.google_health import ENV_CLIENT_SECRETS
@@ -35,8 +36,10 @@ class ConsentRefused(FitpipeError):
 def client_secrets_path(given: str | None) -> Path:
     path = given or os.environ.get(ENV_CLIENT_SECRETS)
     if not path:
-        raise BadInput(f"name the OAuth client's JSON file with --client-secrets or {ENV_CLIENT_SECRETS} "
-                       "(Google Cloud console > APIs & Services > Credentials > Desktop app > Download JSON)")
+        raise BadInput(
+            f"name the OAuth client's JSON file with --client-secrets or {ENV_CLIENT_SECRETS} "
+            "(Google Cloud console > APIs & Services > Credentials > Desktop app > Download JSON)"
+        )
     file = Path(path)
     try:
         config = json.loads(file.read_text())
@@ -45,8 +48,10 @@ def client_secrets_path(given: str | None) -> Path:
     except ValueError:
         raise BadInput(f"the client-secrets file {file} is not JSON") from None
     if "installed" not in config:
-        raise BadInput(f"the client-secrets file {file} is not for a Desktop app (no \"installed\" section); "
-                       "create an OAuth client of type Desktop app")
+        raise BadInput(
+            f'the client-secrets file {file} is not for a Desktop app (no "installed" section); '
+            "create an OAuth client of type Desktop app"
+        )
     return file
 
 
@@ -61,8 +66,13 @@ def _allow_plain_http_to_loopback(*uris: str) -> None:
         os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 
-def run_consent_flow(client_secrets: Path, *, open_browser: bool, announce: Callable[[str], None],
-                     timeout_seconds: int = CONSENT_TIMEOUT_SECONDS) -> str:
+def run_consent_flow(
+    client_secrets: Path,
+    *,
+    open_browser: bool,
+    announce: Callable[[str], None],
+    timeout_seconds: int = CONSENT_TIMEOUT_SECONDS,
+) -> str:
     """The installed-app flow: PKCE, a loopback redirect on 127.0.0.1 (a free port), offline access.
 
     Returns the grant to store (JSON without the access token). `announce` shows the URL.
@@ -78,19 +88,24 @@ def run_consent_flow(client_secrets: Path, *, open_browser: bool, announce: Call
     _announce_url_with(flow, announce)
     try:
         credentials = flow.run_local_server(
-            host="127.0.0.1", port=0, open_browser=open_browser,
+            host="127.0.0.1",
+            port=0,
+            open_browser=open_browser,
             # Empty: the flow would print() its prompt; _announce_url_with shows ours instead.
             authorization_prompt_message="",
             success_message="fitpipe received the consent. You can close this window.",
-            timeout_seconds=timeout_seconds, access_type="offline",
+            timeout_seconds=timeout_seconds,
+            access_type="offline",
             # Always show the consent screen, so a re-consent yields a new refresh token.
             prompt="consent",
         )
     except Exception as exc:  # the flow raises oauthlib, requests and WSGI errors alike
         raise ConsentRefused(f"the consent did not complete: {_consent_error(exc)}") from None
     if credentials is None or not credentials.refresh_token:
-        raise ConsentRefused("Google returned no refresh token; revoke fitpipe's access in the Google account "
-                             "(myaccount.google.com > Security > Third-party apps) and enrol again")
+        raise ConsentRefused(
+            "Google returned no refresh token; revoke fitpipe's access in the Google account "
+            "(myaccount.google.com > Security > Third-party apps) and enrol again"
+        )
     granted = set(credentials.granted_scopes or credentials.scopes or ())
     missing = [s.rsplit(".", 2)[-2] for s in SCOPES if s not in granted]
     if missing:
@@ -105,8 +120,10 @@ def _announce_url_with(flow, announce: Callable[[str], None]) -> None:
 
     def authorization_url(**kwargs):
         url, state = make_url(**kwargs)
-        announce("Ask the participant to open this URL, sign in with the Google account of their Fitbit "
-                 f"or Pixel Watch, and allow access:\n{url}\nWaiting for the consent...")
+        announce(
+            "Ask the participant to open this URL, sign in with the Google account of their Fitbit "
+            f"or Pixel Watch, and allow access:\n{url}\nWaiting for the consent..."
+        )
         return url, state
 
     flow.authorization_url = authorization_url
@@ -135,9 +152,13 @@ def credentials_from_grant(grant: str, *, client_secrets: str | None = None) -> 
         info = None
     if not isinstance(info, dict):
         config = json.loads(client_secrets_path(client_secrets).read_text())["installed"]
-        info = {"refresh_token": grant.strip(), "client_id": config["client_id"],
-                "client_secret": config.get("client_secret"), "token_uri": config["token_uri"],
-                "scopes": list(SCOPES)}
+        info = {
+            "refresh_token": grant.strip(),
+            "client_id": config["client_id"],
+            "client_secret": config.get("client_secret"),
+            "token_uri": config["token_uri"],
+            "scopes": list(SCOPES),
+        }
     token_uri = info.get("token_uri") or GOOGLE_TOKEN_URI
     # google-auth's from_authorized_user_info always uses Google's token URI; we build the
     # Credentials ourselves so the local test server works, but allow no other host.
@@ -147,9 +168,14 @@ def credentials_from_grant(grant: str, *, client_secrets: str | None = None) -> 
     missing = [k for k in ("refresh_token", "client_id", "client_secret") if not info.get(k)]
     if missing:
         raise BadInput(f"the stored Google grant lacks {', '.join(missing)}; enrol the participant again")
-    return Credentials(token=None, refresh_token=info["refresh_token"], token_uri=token_uri,
-                       client_id=info["client_id"], client_secret=info["client_secret"],
-                       scopes=info.get("scopes") or list(SCOPES))
+    return Credentials(
+        token=None,
+        refresh_token=info["refresh_token"],
+        token_uri=token_uri,
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        scopes=info.get("scopes") or list(SCOPES),
+    )
 
 
 def is_revoked(exc: BaseException) -> bool:
@@ -164,14 +190,25 @@ def is_revoked(exc: BaseException) -> bool:
 def revocation_reason(exc: BaseException) -> str:
     details = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
     said = details.get("error_description") or "Token has been expired or revoked."
-    return (f"Google refused the stored grant (invalid_grant: {said}) - the participant revoked access, "
-            "or the OAuth app is in Testing mode, where refresh tokens expire after 7 days; "
-            "re-consent with `fitpipe enroll --user ID`")
+    return (
+        f"Google refused the stored grant (invalid_grant: {said}) - the participant revoked access, "
+        "or the OAuth app is in Testing mode, where refresh tokens expire after 7 days; "
+        "re-consent with `fitpipe enroll --user ID`"
+    )
 
 
-def enroll_participant(conn, keyring, user_id: int, *, client_secrets: str | None, open_browser: bool,
-                       announce: Callable[[str], None], timezone: str | None = None, study_start=None,
-                       display_name: str | None = None) -> bool:
+def enroll_participant(
+    conn,
+    keyring,
+    user_id: int,
+    *,
+    client_secrets: str | None,
+    open_browser: bool,
+    announce: Callable[[str], None],
+    timezone: str | None = None,
+    study_start=None,
+    display_name: str | None = None,
+) -> bool:
     """Add (or re-consent) a participant with the google-health source: run the consent flow, store
     the grant encrypted, mark the credentials ok, and make days deferred for want of consent due
     now. Returns True when the participant was created. Nothing is written if the consent fails."""
@@ -180,8 +217,11 @@ def enroll_participant(conn, keyring, user_id: int, *, client_secrets: str | Non
     from fitpipe.timezones import today_in, validate_timezone
 
     source = "google-health"
-    existing = list_users(conn, [user_id], enrolled_only=True) if conn.execute(
-        "SELECT 1 FROM users WHERE user_id = %s", (user_id,)).fetchone() else []
+    existing = (
+        list_users(conn, [user_id], enrolled_only=True)
+        if conn.execute("SELECT 1 FROM users WHERE user_id = %s", (user_id,)).fetchone()
+        else []
+    )
     if existing:
         user = existing[0]
         if user.source != source:
@@ -197,13 +237,22 @@ def enroll_participant(conn, keyring, user_id: int, *, client_secrets: str | Non
     grant = run_consent_flow(secrets_file, open_browser=open_browser, announce=announce)
     created = False
     if not existing:
-        created = add_participant(conn, user_id, source=source, timezone=timezone,
-                                  study_start=study_start or today_in(timezone), display_name=display_name)
+        created = add_participant(
+            conn,
+            user_id,
+            source=source,
+            timezone=timezone,
+            study_start=study_start or today_in(timezone),
+            display_name=display_name,
+        )
     store_secret(conn, keyring, user_id, source, grant)
     with conn.transaction():
-        conn.execute("UPDATE participant_sources SET credential_note = %s WHERE user_id = %s AND source = %s",
-                     ("consent given with `fitpipe enroll`", user_id, source))
+        conn.execute(
+            "UPDATE participant_sources SET credential_note = %s WHERE user_id = %s AND source = %s",
+            ("consent given with `fitpipe enroll`", user_id, source),
+        )
         # Days deferred while consent was missing or revoked are due again now.
-        conn.execute("UPDATE ingested_days SET retry_after = now() WHERE user_id = %s AND state = 'deferred'",
-                     (user_id,))
+        conn.execute(
+            "UPDATE ingested_days SET retry_after = now() WHERE user_id = %s AND state = 'deferred'", (user_id,)
+        )
     return created

@@ -24,7 +24,8 @@ Mapping onto fitpipe's tables:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +77,9 @@ def instant(value: Any) -> np.datetime64:
 def micros(timestamps: list[Any]) -> np.ndarray:
     """Protobuf Timestamps as datetime64[us]: instant() for a whole page at once, without a
     function call per point (a day of heart rate is 86,400 of them)."""
-    return np.fromiter((t.seconds * 1_000_000 + t.nanos // 1000 for t in timestamps), dtype=np.int64,
-                       count=len(timestamps)).astype("datetime64[us]")
+    return np.fromiter(
+        (t.seconds * 1_000_000 + t.nanos // 1000 for t in timestamps), dtype=np.int64, count=len(timestamps)
+    ).astype("datetime64[us]")
 
 
 def _enum(message: Any, field: str) -> str:
@@ -143,20 +145,37 @@ def parse_hrv_intraday(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["hrv_intraday"], parsed)
     for time, data in zip(*_sample_times(payloads, "heart-rate-variability", "heart_rate_variability")):
         metadata = data.metadata if data.HasField("metadata") else None
-        builder.add(time, {"rmssd": data.root_mean_square_of_successive_differences_milliseconds, "coverage": None,
-                           "hf": metadata.high_frequency_power if metadata else None,
-                           "lf": metadata.low_frequency_power if metadata else None}, data)
+        builder.add(
+            time,
+            {
+                "rmssd": data.root_mean_square_of_successive_differences_milliseconds,
+                "coverage": None,
+                "hf": metadata.high_frequency_power if metadata else None,
+                "lf": metadata.low_frequency_power if metadata else None,
+            },
+            data,
+        )
     builder.finish()
 
 
 def parse_breathing_rate(payloads, ctx, parsed) -> None:
     # The query selected the summaries measured in this day's night window: they are this day's.
     builder = RowBuilder(ctx, BY_NAME["breathing_rate"], parsed)
-    stats = {"full_sleep": "full_sleep_stats", "deep_sleep": "deep_sleep_stats", "light_sleep": "light_sleep_stats",
-             "rem_sleep": "rem_sleep_stats"}
+    stats = {
+        "full_sleep": "full_sleep_stats",
+        "deep_sleep": "deep_sleep_stats",
+        "light_sleep": "light_sleep_stats",
+        "rem_sleep": "rem_sleep_stats",
+    }
     for _, data in points(payloads, "respiratory-rate-sleep-summary", "respiratory_rate_sleep_summary"):
-        builder.add(ctx.day.isoformat(), {column: getattr(data, field).breaths_per_minute if data.HasField(field) else None
-                                          for column, field in stats.items()}, data)
+        builder.add(
+            ctx.day.isoformat(),
+            {
+                column: getattr(data, field).breaths_per_minute if data.HasField(field) else None
+                for column, field in stats.items()
+            },
+            data,
+        )
     builder.finish()
 
 
@@ -182,20 +201,37 @@ def parse_sleep(payloads, ctx, parsed) -> None:
         if not lo <= start < hi:
             continue  # a session of the night before or after, which the end-time filter also matched
         summary, metadata = data.summary, data.metadata
-        sessions.add(start, {
-            "end_ts": end, "date_of_sleep": ctx.day.isoformat(), "log_id": _session_id(point),
-            "is_main_sleep": metadata.main_sleep, "duration_s": _seconds(start, end), "efficiency": None,
-            "minutes_asleep": summary.minutes_asleep, "minutes_awake": summary.minutes_awake,
-            "minutes_to_fall_asleep": summary.minutes_to_fall_asleep,
-            "minutes_after_wakeup": summary.minutes_after_wake_up, "time_in_bed": summary.minutes_in_sleep_period,
-        }, point.data_point_name)
+        sessions.add(
+            start,
+            {
+                "end_ts": end,
+                "date_of_sleep": ctx.day.isoformat(),
+                "log_id": _session_id(point),
+                "is_main_sleep": metadata.main_sleep,
+                "duration_s": _seconds(start, end),
+                "efficiency": None,
+                "minutes_asleep": summary.minutes_asleep,
+                "minutes_awake": summary.minutes_awake,
+                "minutes_to_fall_asleep": summary.minutes_to_fall_asleep,
+                "minutes_after_wakeup": summary.minutes_after_wake_up,
+                "time_in_bed": summary.minutes_in_sleep_period,
+            },
+            point.data_point_name,
+        )
         awake = "awake" if _enum(data, "type_") == "CLASSIC" else "wake"
         for is_short, segments in ((False, data.stages), (True, data.short_awakenings)):
             for stage in segments:
                 begin, finish = instant(stage.start_time), instant(stage.end_time)
                 kind = _enum(stage, "type_")
-                stages.add(begin, {"is_short": is_short, "stage": awake if kind == "AWAKE" else STAGES.get(kind, kind),
-                                   "seconds": _seconds(begin, finish)}, stage)
+                stages.add(
+                    begin,
+                    {
+                        "is_short": is_short,
+                        "stage": awake if kind == "AWAKE" else STAGES.get(kind, kind),
+                        "seconds": _seconds(begin, finish),
+                    },
+                    stage,
+                )
     sessions.finish()
     stages.finish()
 
@@ -213,10 +249,14 @@ def parse_hrv_daily(payloads, ctx, parsed) -> None:
         morning = date_of(data.date)
         # Dated by the morning the night ends; fitpipe's day is the evening it starts.
         evening = (dt.date.fromisoformat(morning) - dt.timedelta(days=1)).isoformat() if morning else None
-        builder.add(evening, {
-            "daily_rmssd": data.average_heart_rate_variability_milliseconds,
-            "deep_rmssd": data.deep_sleep_root_mean_square_of_successive_differences_milliseconds,
-        }, data)
+        builder.add(
+            evening,
+            {
+                "daily_rmssd": data.average_heart_rate_variability_milliseconds,
+                "deep_rmssd": data.deep_sleep_root_mean_square_of_successive_differences_milliseconds,
+            },
+            data,
+        )
     builder.finish()
 
 
@@ -257,21 +297,37 @@ def parse_device_offsets(payloads, ctx, parsed) -> None:
         reported = np.array(offsets, dtype=np.int64)
         expected = np.empty(len(utc), dtype=np.int64)
         next_day_starts = pd.Timestamp(ctx.bounds(DayWindow.CALENDAR)[1].replace(tzinfo=None))
-        for zone, chosen in ((ctx.timezone, utc < next_day_starts),
-                             (ctx.next_timezone or ctx.timezone, utc >= next_day_starts)):
+        for zone, chosen in (
+            (ctx.timezone, utc < next_day_starts),
+            (ctx.next_timezone or ctx.timezone, utc >= next_day_starts),
+        ):
             local = utc[chosen].tz_localize("UTC").tz_convert(zone).tz_localize(None)
             expected[chosen] = ((local - utc[chosen]) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
         differs = reported != expected
         for offset in sorted(set(reported[differs].tolist())):
             chosen = utc[differs & (reported == offset)]
-            builder.add(ctx.day.isoformat(), {
-                "utc_offset_s": offset, "points": len(chosen),
-                "first_ts": chosen.min().to_datetime64(), "last_ts": chosen.max().to_datetime64(),
-            }, {"utc_offset_s": offset})
+            builder.add(
+                ctx.day.isoformat(),
+                {
+                    "utc_offset_s": offset,
+                    "points": len(chosen),
+                    "first_ts": chosen.min().to_datetime64(),
+                    "last_ts": chosen.max().to_datetime64(),
+                },
+                {"utc_offset_s": offset},
+            )
     builder.finish()
 
 
 PARSERS = (
-    parse_heart_rate, parse_active_zone_minutes, parse_spo2, parse_hrv_intraday, parse_breathing_rate,
-    parse_sleep, parse_heart_rate_daily, parse_daily_activity, parse_hrv_daily, parse_device_offsets,
+    parse_heart_rate,
+    parse_active_zone_minutes,
+    parse_spo2,
+    parse_hrv_intraday,
+    parse_breathing_rate,
+    parse_sleep,
+    parse_heart_rate_daily,
+    parse_daily_activity,
+    parse_hrv_daily,
+    parse_device_offsets,
 )

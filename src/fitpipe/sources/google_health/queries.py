@@ -50,24 +50,44 @@ class DataTypeQuery:
 
 
 def rfc3339(instant: dt.datetime) -> str:
-    return instant.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 QUERIES: tuple[DataTypeQuery, ...] = (
     DataTypeQuery("heart-rate", "heartRate", "heart_rate.sample_time.physical_time", DayWindow.CALENDAR),
-    DataTypeQuery("active-zone-minutes", "activeZoneMinutes", "active_zone_minutes.interval.start_time",
-                  DayWindow.CALENDAR),
+    DataTypeQuery(
+        "active-zone-minutes", "activeZoneMinutes", "active_zone_minutes.interval.start_time", DayWindow.CALENDAR
+    ),
     DataTypeQuery("steps", "steps", "steps.interval.start_time", DayWindow.CALENDAR),
-    DataTypeQuery("oxygen-saturation", "oxygenSaturation", "oxygen_saturation.sample_time.physical_time",
-                  DayWindow.NIGHT),
-    DataTypeQuery("heart-rate-variability", "heartRateVariability",
-                  "heart_rate_variability.sample_time.physical_time", DayWindow.NIGHT),
-    DataTypeQuery("respiratory-rate-sleep-summary", "respiratoryRateSleepSummary",
-                  "respiratory_rate_sleep_summary.sample_time.physical_time", DayWindow.NIGHT),
-    DataTypeQuery("sleep", "sleep", "sleep.interval.end_time", DayWindow.NIGHT, page_size=MAX_SESSION_PAGE_SIZE,
-                  end_slack=dt.timedelta(days=1)),
-    DataTypeQuery("daily-resting-heart-rate", "dailyRestingHeartRate", "daily_resting_heart_rate.date",
-                  DayWindow.DATE),
-    DataTypeQuery("daily-heart-rate-variability", "dailyHeartRateVariability", "daily_heart_rate_variability.date",
-                  DayWindow.DATE, date_shift=1),
+    DataTypeQuery(
+        "oxygen-saturation", "oxygenSaturation", "oxygen_saturation.sample_time.physical_time", DayWindow.NIGHT
+    ),
+    DataTypeQuery(
+        "heart-rate-variability",
+        "heartRateVariability",
+        "heart_rate_variability.sample_time.physical_time",
+        DayWindow.NIGHT,
+    ),
+    DataTypeQuery(
+        "respiratory-rate-sleep-summary",
+        "respiratoryRateSleepSummary",
+        "respiratory_rate_sleep_summary.sample_time.physical_time",
+        DayWindow.NIGHT,
+    ),
+    DataTypeQuery(
+        "sleep",
+        "sleep",
+        "sleep.interval.end_time",
+        DayWindow.NIGHT,
+        page_size=MAX_SESSION_PAGE_SIZE,
+        end_slack=dt.timedelta(days=1),
+    ),
+    DataTypeQuery("daily-resting-heart-rate", "dailyRestingHeartRate", "daily_resting_heart_rate.date", DayWindow.DATE),
+    DataTypeQuery(
+        "daily-heart-rate-variability",
+        "dailyHeartRateVariability",
+        "daily_heart_rate_variability.date",
+        DayWindow.DATE,
+        date_shift=1,
+    ),
 )

@@ -25,14 +25,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
+from fitpipe.sources.contract import Fetch, MissingExtra, RequestBudget, RetryLater, Source, SourceFailed
 from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL
 from fitpipe.sources.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
 from fitpipe.sources.google_health.queries import QUERIES
 from fitpipe.sources.google_health.wire import wire_from_environment
-from fitpipe.sources.contract import Fetch, MissingExtra, RequestBudget, RetryLater, Source, SourceFailed
 
 if TYPE_CHECKING:
     import typer
@@ -93,8 +94,19 @@ class GoogleHealthSource(Source):
     settle_days = DEFAULT_SETTLE_DAYS
     request_budget = DEFAULT_BUDGET
     settings = GoogleHealthSettings
-    produces = ("heart_rate", "active_zone_minutes", "spo2", "hrv_intraday", "breathing_rate", "sleep_sessions",
-                "sleep_stages", "heart_rate_daily", "hrv_daily", "daily_activity", "device_utc_offsets")
+    produces = (
+        "heart_rate",
+        "active_zone_minutes",
+        "spo2",
+        "hrv_intraday",
+        "breathing_rate",
+        "sleep_sessions",
+        "sleep_stages",
+        "heart_rate_daily",
+        "hrv_daily",
+        "daily_activity",
+        "device_utc_offsets",
+    )
 
     def __init__(self) -> None:
         self.policy = CallPolicy.from_environment()
@@ -143,8 +155,9 @@ class GoogleHealthSource(Source):
 
         grant = fetch.secret()
         if not grant:
-            raise RetryLater(f"no Google consent stored; run `fitpipe enroll --user {participant.user_id}`",
-                             after=WAIT_FOR_CONSENT)
+            raise RetryLater(
+                f"no Google consent stored; run `fitpipe enroll --user {participant.user_id}`", after=WAIT_FOR_CONSENT
+            )
         grant_key = (participant.user_id, hashlib.sha256(grant.encode()).hexdigest())
         if grant_key in _revoked:
             raise SourceFailed(_revoked[grant_key], needs_reconsent=True)
@@ -156,8 +169,11 @@ class GoogleHealthSource(Source):
         try:
             for query in QUERIES:
                 request = health_v4.ReconcileDataPointsRequest.pb()(
-                    parent=query.parent, filter=query.day_filter(ctx), page_size=query.page_size,
-                    data_source_family=family)
+                    parent=query.parent,
+                    filter=query.day_filter(ctx),
+                    page_size=query.page_size,
+                    data_source_family=family,
+                )
                 payloads[query.data_type] = found = []
                 while True:
                     found.append(retry(pages.page)(request, self.policy.timeout))
@@ -168,13 +184,16 @@ class GoogleHealthSource(Source):
             if is_revoked(exc):
                 _revoked[grant_key] = revocation_reason(exc)
                 raise SourceFailed(_revoked[grant_key], needs_reconsent=True) from None
-            raise RetryLater("Google's token endpoint did not refresh the access token; will retry",
-                             after=300) from None
+            raise RetryLater(
+                "Google's token endpoint did not refresh the access token; will retry", after=300
+            ) from None
         except (api_errors.Unauthenticated, api_errors.PermissionDenied) as exc:
             # Still refused after google-auth refreshed the token: the grant lost its scopes.
-            raise SourceFailed(f"the Google Health API refused the participant's grant (HTTP {exc.code}); "
-                               f"re-consent with `fitpipe enroll --user {participant.user_id}`",
-                               needs_reconsent=True) from None
+            raise SourceFailed(
+                f"the Google Health API refused the participant's grant (HTTP {exc.code}); "
+                f"re-consent with `fitpipe enroll --user {participant.user_id}`",
+                needs_reconsent=True,
+            ) from None
         except api_errors.GoogleAPICallError as exc:
             raise SourceFailed(f"the Google Health API answered HTTP {exc.code}: {exc.message}") from None
         return payloads

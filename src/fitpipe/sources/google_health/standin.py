@@ -38,9 +38,10 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -100,11 +101,29 @@ class _Builders:
         h, ts, du, da, tod = _types()
         self.h = h
         self.Timestamp, self.Duration, self.Date, self.TimeOfDay = ts.Timestamp, du.Duration, da.Date, tod.TimeOfDay
-        pb = {name: getattr(h, name).pb() for name in (
-            "DataPoint", "ReconciledDataPoint", "ListDataPointsResponse", "ReconcileDataPointsResponse", "HeartRate",
-            "ActiveZoneMinutes", "Steps", "OxygenSaturation", "HeartRateVariability", "RespiratoryRateSleepSummary",
-            "Sleep", "DailyRestingHeartRate", "DailyHeartRateVariability", "ObservationSampleTime",
-            "ObservationTimeInterval", "SessionTimeInterval", "CivilDateTime", "DataSource")}
+        pb = {
+            name: getattr(h, name).pb()
+            for name in (
+                "DataPoint",
+                "ReconciledDataPoint",
+                "ListDataPointsResponse",
+                "ReconcileDataPointsResponse",
+                "HeartRate",
+                "ActiveZoneMinutes",
+                "Steps",
+                "OxygenSaturation",
+                "HeartRateVariability",
+                "RespiratoryRateSleepSummary",
+                "Sleep",
+                "DailyRestingHeartRate",
+                "DailyHeartRateVariability",
+                "ObservationSampleTime",
+                "ObservationTimeInterval",
+                "SessionTimeInterval",
+                "CivilDateTime",
+                "DataSource",
+            )
+        }
         self.pb = pb
         self.HrvMetadata = h.HeartRateVariability.HeartRateVariabilityMetadata.pb()
         self.RespStats = h.RespiratoryRateSleepSummary.RespiratoryRateSleepSummaryStatistics.pb()
@@ -118,28 +137,42 @@ class _Builders:
 
     def civil(self, instant: dt.datetime, offset: int):
         wall = (instant + dt.timedelta(seconds=offset)).replace(tzinfo=None)
-        return self.pb["CivilDateTime"](date=self.Date(year=wall.year, month=wall.month, day=wall.day),
-                                        time=self.TimeOfDay(hours=wall.hour, minutes=wall.minute, seconds=wall.second))
+        return self.pb["CivilDateTime"](
+            date=self.Date(year=wall.year, month=wall.month, day=wall.day),
+            time=self.TimeOfDay(hours=wall.hour, minutes=wall.minute, seconds=wall.second),
+        )
 
     def sample_time(self, instant: dt.datetime, offset: int):
-        return self.pb["ObservationSampleTime"](physical_time=self.timestamp(instant),
-                                                utc_offset=self.Duration(seconds=offset),
-                                                civil_time=self.civil(instant, offset))
+        return self.pb["ObservationSampleTime"](
+            physical_time=self.timestamp(instant),
+            utc_offset=self.Duration(seconds=offset),
+            civil_time=self.civil(instant, offset),
+        )
 
     def interval(self, kind: str, start: dt.datetime, end: dt.datetime, start_offset: int, end_offset: int):
-        return self.pb[kind](start_time=self.timestamp(start), start_utc_offset=self.Duration(seconds=start_offset),
-                             end_time=self.timestamp(end), end_utc_offset=self.Duration(seconds=end_offset),
-                             civil_start_time=self.civil(start, start_offset), civil_end_time=self.civil(end, end_offset))
+        return self.pb[kind](
+            start_time=self.timestamp(start),
+            start_utc_offset=self.Duration(seconds=start_offset),
+            end_time=self.timestamp(end),
+            end_utc_offset=self.Duration(seconds=end_offset),
+            civil_start_time=self.civil(start, start_offset),
+            civil_end_time=self.civil(end, end_offset),
+        )
 
     def data_source(self, source: str):
         return self.pb["DataSource"](
             recording_method="PASSIVELY_MEASURED",
-            device=self.Device(form_factor=FORM_FACTORS[source], manufacturer="Google",
-                               display_name="Pixel Watch" if source == "watch" else "Pixel phone"),
-            platform="FITBIT" if source == "watch" else "HEALTH_CONNECT")
+            device=self.Device(
+                form_factor=FORM_FACTORS[source],
+                manufacturer="Google",
+                display_name="Pixel Watch" if source == "watch" else "Pixel phone",
+            ),
+            platform="FITBIT" if source == "watch" else "HEALTH_CONNECT",
+        )
 
 
 # --- the data: synthetic days turned into Google Health points ------------------------------------
+
 
 def _instants(day: dt.date, clocks: list[str], timezone: str) -> list[dt.datetime | None]:
     """Local wall times of `day` (or full ISO stamps) as aware UTC instants, by fitpipe's own rule
@@ -150,7 +183,7 @@ def _instants(day: dt.date, clocks: list[str], timezone: str) -> list[dt.datetim
 
     stamps = [c if len(c) > 8 else f"{day.isoformat()}T{c}" for c in clocks]
     utc = local_to_utc(np.array([s[:19] for s in stamps], dtype="datetime64[s]"), timezone)
-    return [None if np.isnat(u) else u.astype("datetime64[us]").item().replace(tzinfo=dt.timezone.utc) for u in utc]
+    return [None if np.isnat(u) else u.astype("datetime64[us]").item().replace(tzinfo=dt.UTC) for u in utc]
 
 
 class DayMaker:
@@ -167,20 +200,35 @@ class DayMaker:
     def make(self, account: Account, day: dt.date) -> list[Point]:
         if account.no_data:
             return []
-        from fitpipe.sources.contract import BudgetLedger, Fetch
-        from fitpipe.sources.synthetic.source import SyntheticSource
         from fitpipe.ingest.validate import records_at
         from fitpipe.participants import User
+        from fitpipe.sources.contract import BudgetLedger, Fetch
+        from fitpipe.sources.synthetic.source import SyntheticSource
 
-        user = User(0, account.name, account.timezone, "synthetic", day,
-                    settings={"seed": account.seed, "wear_gaps": account.wear_gaps, "sync_lag_hours": 0})
-        payloads = SyntheticSource().fetch_day(user, day, Fetch(now=dt.datetime.now(dt.timezone.utc),
-                                                                budget=BudgetLedger(None)))
+        user = User(
+            0,
+            account.name,
+            account.timezone,
+            "synthetic",
+            day,
+            settings={"seed": account.seed, "wear_gaps": account.wear_gaps, "sync_lag_hours": 0},
+        )
+        payloads = SyntheticSource().fetch_day(user, day, Fetch(now=dt.datetime.now(dt.UTC), budget=BudgetLedger(None)))
         out: list[Point] = []
-        out += self._heart_rate(account, day, list(records_at(payloads["intraday_heart_rate"], "heart_rate_day",
-                                                               "activities-heart-intraday", "dataset")))
-        out += self._zone_minutes(account, day, list(records_at(payloads["intraday_active_zone_minute"],
-                                                                 "activities-active-zone-minutes-intraday", "minutes")))
+        out += self._heart_rate(
+            account,
+            day,
+            list(records_at(payloads["intraday_heart_rate"], "heart_rate_day", "activities-heart-intraday", "dataset")),
+        )
+        out += self._zone_minutes(
+            account,
+            day,
+            list(
+                records_at(
+                    payloads["intraday_active_zone_minute"], "activities-active-zone-minutes-intraday", "minutes"
+                )
+            ),
+        )
         out += self._steps(account, day, list(records_at(payloads["steps"], "activities-steps")))
         out += self._spo2(account, day, list(records_at(payloads["intraday_spo2"], "minutes")))
         out += self._hrv(account, day, list(records_at(payloads["intraday_hrv"], "hrv", "minutes")))
@@ -189,19 +237,30 @@ class DayMaker:
         out += self._breathing(account, day, list(records_at(payloads["intraday_breath_rate"], "br")), sleeps)
         out += self._daily(account, day, payloads)
         if account.phone_duplicates:
-            out += [Point(p.data_type, p.field_name, p.message, p.order, p.filters, p.known_at, "phone")
-                    for p in out if p.data_type in ("heart-rate", "steps")]
+            out += [
+                Point(p.data_type, p.field_name, p.message, p.order, p.filters, p.known_at, "phone")
+                for p in out
+                if p.data_type in ("heart-rate", "steps")
+            ]
         return out
 
     # Where each kind of point keeps the time the API filters and orders it by.
-    _TIME_FIELDS = {"sample": ("sample_time.physical_time", "sample_time.civil_time"),
-                    "interval": ("interval.start_time", "interval.civil_start_time")}
+    _TIME_FIELDS = {
+        "sample": ("sample_time.physical_time", "sample_time.civil_time"),
+        "interval": ("interval.start_time", "interval.civil_start_time"),
+    }
 
     def _point(self, account, kind, data_type, field_name, start, known_at, message) -> Point:
         physical, civil = self._TIME_FIELDS[kind]
         wall = (start + dt.timedelta(seconds=self.offset(account, start))).replace(tzinfo=None)
-        return Point(data_type, field_name, message, start,
-                     {f"{field_name}.{physical}": start, f"{field_name}.{civil}": wall}, known_at)
+        return Point(
+            data_type,
+            field_name,
+            message,
+            start,
+            {f"{field_name}.{physical}": start, f"{field_name}.{civil}": wall},
+            known_at,
+        )
 
     def _heart_rate(self, account, day, dataset):
         instants = _instants(day, [r["time"] for r in dataset], account.timezone)
@@ -210,14 +269,19 @@ class DayMaker:
         for index, (record, instant) in enumerate(zip(dataset, instants)):
             if instant is None or index % account.heart_rate_every:
                 continue  # a wall time the DST gap skipped: no device measures at it
-            message = HeartRate(sample_time=self.b.sample_time(instant, self.offset(account, instant)),
-                                beats_per_minute=int(round(float(record["value"]))))
+            message = HeartRate(
+                sample_time=self.b.sample_time(instant, self.offset(account, instant)),
+                beats_per_minute=int(round(float(record["value"]))),
+            )
             out.append(self._point(account, "sample", "heart-rate", "heart_rate", instant, instant, message))
         return out
 
     def _zone_minutes(self, account, day, minutes):
-        zones = (("fatBurnActiveZoneMinutes", "FAT_BURN"), ("cardioActiveZoneMinutes", "CARDIO"),
-                 ("peakActiveZoneMinutes", "PEAK"))
+        zones = (
+            ("fatBurnActiveZoneMinutes", "FAT_BURN"),
+            ("cardioActiveZoneMinutes", "CARDIO"),
+            ("peakActiveZoneMinutes", "PEAK"),
+        )
         instants = _instants(day, [m["minute"] for m in minutes], account.timezone)
         out = []
         for record, start in zip(minutes, instants):
@@ -227,12 +291,17 @@ class DayMaker:
             for key, zone in zones:
                 credit = (record.get("value") or {}).get(key)
                 if credit:
-                    interval = self.b.interval("ObservationTimeInterval", start, end, self.offset(account, start),
-                                               self.offset(account, end))
-                    message = self.b.pb["ActiveZoneMinutes"](interval=interval, heart_rate_zone=zone,
-                                                              active_zone_minutes=int(credit))
-                    out.append(self._point(account, "interval", "active-zone-minutes", "active_zone_minutes",
-                                           start, end, message))
+                    interval = self.b.interval(
+                        "ObservationTimeInterval", start, end, self.offset(account, start), self.offset(account, end)
+                    )
+                    message = self.b.pb["ActiveZoneMinutes"](
+                        interval=interval, heart_rate_zone=zone, active_zone_minutes=int(credit)
+                    )
+                    out.append(
+                        self._point(
+                            account, "interval", "active-zone-minutes", "active_zone_minutes", start, end, message
+                        )
+                    )
         return out
 
     def _steps(self, account, day, totals):
@@ -241,7 +310,10 @@ class DayMaker:
         out = []
         for record in totals:
             total = int(record.get("value") or 0)
-            lo, hi = local_instant(day, 0, account.timezone), local_instant(day + dt.timedelta(days=1), 0, account.timezone)
+            lo, hi = (
+                local_instant(day, 0, account.timezone),
+                local_instant(day + dt.timedelta(days=1), 0, account.timezone),
+            )
             hours = int((hi - lo).total_seconds() // 3600)
             # Spread over the day's hours (Google stores steps as intervals; the day's sum is what counts).
             for hour in range(hours):
@@ -249,35 +321,76 @@ class DayMaker:
                 if not count:
                     continue
                 start, end = lo + dt.timedelta(hours=hour), lo + dt.timedelta(hours=hour + 1)
-                interval = self.b.interval("ObservationTimeInterval", start, end, self.offset(account, start),
-                                           self.offset(account, end))
-                out.append(self._point(account, "interval", "steps", "steps", start, end,
-                                       self.b.pb["Steps"](interval=interval, count=count)))
+                interval = self.b.interval(
+                    "ObservationTimeInterval", start, end, self.offset(account, start), self.offset(account, end)
+                )
+                out.append(
+                    self._point(
+                        account,
+                        "interval",
+                        "steps",
+                        "steps",
+                        start,
+                        end,
+                        self.b.pb["Steps"](interval=interval, count=count),
+                    )
+                )
         return out
 
     def _night_samples(self, account, day, minutes, data_type, field_name, build):
         """Sample points from wearipedia's per-minute night records; `build(record, sample_time)`."""
         instants = _instants(day, [str(m["minute"])[:19] for m in minutes], account.timezone)
-        return [self._point(account, "sample", data_type, field_name, instant, instant,
-                            build(record, self.b.sample_time(instant, self.offset(account, instant))))
-                for record, instant in zip(minutes, instants) if instant is not None]
+        return [
+            self._point(
+                account,
+                "sample",
+                data_type,
+                field_name,
+                instant,
+                instant,
+                build(record, self.b.sample_time(instant, self.offset(account, instant))),
+            )
+            for record, instant in zip(minutes, instants)
+            if instant is not None
+        ]
 
     def _spo2(self, account, day, minutes):
-        return self._night_samples(account, day, minutes, "oxygen-saturation", "oxygen_saturation", lambda record, when:
-                                   self.b.pb["OxygenSaturation"](sample_time=when, percentage=float(record["value"])))
+        return self._night_samples(
+            account,
+            day,
+            minutes,
+            "oxygen-saturation",
+            "oxygen_saturation",
+            lambda record, when: self.b.pb["OxygenSaturation"](sample_time=when, percentage=float(record["value"])),
+        )
 
     def _hrv(self, account, day, minutes):
         # The API has no coverage; rmssd, HF and LF power it has.
-        return self._night_samples(account, day, minutes, "heart-rate-variability", "heart_rate_variability",
-                                   lambda record, when: self.b.pb["HeartRateVariability"](
-                                       sample_time=when,
-                                       root_mean_square_of_successive_differences_milliseconds=float(record["value"]["rmssd"]),
-                                       metadata=self.b.HrvMetadata(high_frequency_power=float(record["value"]["hf"]),
-                                                                   low_frequency_power=float(record["value"]["lf"]))))
+        return self._night_samples(
+            account,
+            day,
+            minutes,
+            "heart-rate-variability",
+            "heart_rate_variability",
+            lambda record, when: self.b.pb["HeartRateVariability"](
+                sample_time=when,
+                root_mean_square_of_successive_differences_milliseconds=float(record["value"]["rmssd"]),
+                metadata=self.b.HrvMetadata(
+                    high_frequency_power=float(record["value"]["hf"]), low_frequency_power=float(record["value"]["lf"])
+                ),
+            ),
+        )
 
     def _sleep(self, account, day, logs):
-        stage_names = {"wake": "AWAKE", "awake": "AWAKE", "light": "LIGHT", "deep": "DEEP", "rem": "REM",
-                       "asleep": "ASLEEP", "restless": "RESTLESS"}
+        stage_names = {
+            "wake": "AWAKE",
+            "awake": "AWAKE",
+            "light": "LIGHT",
+            "deep": "DEEP",
+            "rem": "REM",
+            "asleep": "ASLEEP",
+            "restless": "RESTLESS",
+        }
         out = []
         for log in logs:
             start, end = _instants(day, [log["startTime"][:19], log["endTime"][:19]], account.timezone)
@@ -291,30 +404,53 @@ class DayMaker:
                     if begin is None:
                         continue
                     finish = begin + dt.timedelta(seconds=int(segment["seconds"]))
-                    made.append(self.b.SleepStage(
-                        start_time=self.b.timestamp(begin), start_utc_offset=self.b.Duration(seconds=self.offset(account, begin)),
-                        end_time=self.b.timestamp(finish), end_utc_offset=self.b.Duration(seconds=self.offset(account, finish)),
-                        type_=stage_names[segment["level"]]))
+                    made.append(
+                        self.b.SleepStage(
+                            start_time=self.b.timestamp(begin),
+                            start_utc_offset=self.b.Duration(seconds=self.offset(account, begin)),
+                            end_time=self.b.timestamp(finish),
+                            end_utc_offset=self.b.Duration(seconds=self.offset(account, finish)),
+                            type_=stage_names[segment["level"]],
+                        )
+                    )
                 return made
 
             levels = log.get("levels") or {}
             message = self.b.pb["Sleep"](
-                interval=self.b.interval("SessionTimeInterval", start, end, self.offset(account, start),
-                                         self.offset(account, end)),
+                interval=self.b.interval(
+                    "SessionTimeInterval", start, end, self.offset(account, start), self.offset(account, end)
+                ),
                 type_="STAGES" if log.get("type") == "stages" else "CLASSIC",
-                stages=stages(levels.get("data") or []), short_awakenings=stages(levels.get("shortData") or []),
-                metadata=self.b.SleepMetadata(main_sleep=bool(log["isMainSleep"]), nap=not log["isMainSleep"],
-                                              processed=True),
-                summary=self.b.SleepSummary(minutes_asleep=int(log["minutesAsleep"]), minutes_awake=int(log["minutesAwake"]),
-                                            minutes_to_fall_asleep=int(log["minutesToFallAsleep"]),
-                                            minutes_after_wake_up=int(log["minutesAfterWakeup"]),
-                                            minutes_in_sleep_period=int(log["timeInBed"])),
-                create_time=self.b.timestamp(end), update_time=self.b.timestamp(end))
+                stages=stages(levels.get("data") or []),
+                short_awakenings=stages(levels.get("shortData") or []),
+                metadata=self.b.SleepMetadata(
+                    main_sleep=bool(log["isMainSleep"]), nap=not log["isMainSleep"], processed=True
+                ),
+                summary=self.b.SleepSummary(
+                    minutes_asleep=int(log["minutesAsleep"]),
+                    minutes_awake=int(log["minutesAwake"]),
+                    minutes_to_fall_asleep=int(log["minutesToFallAsleep"]),
+                    minutes_after_wake_up=int(log["minutesAfterWakeup"]),
+                    minutes_in_sleep_period=int(log["timeInBed"]),
+                ),
+                create_time=self.b.timestamp(end),
+                update_time=self.b.timestamp(end),
+            )
             offset = self.offset(account, end)
-            out.append(Point("sleep", "sleep", message, start,
-                             {"sleep.interval.end_time": end,
-                              "sleep.interval.civil_end_time": (end + dt.timedelta(seconds=offset)).replace(tzinfo=None)},
-                             end, name=f"users/{account.account_id}/dataTypes/sleep/dataPoints/{int(log['logId'])}"))
+            out.append(
+                Point(
+                    "sleep",
+                    "sleep",
+                    message,
+                    start,
+                    {
+                        "sleep.interval.end_time": end,
+                        "sleep.interval.civil_end_time": (end + dt.timedelta(seconds=offset)).replace(tzinfo=None),
+                    },
+                    end,
+                    name=f"users/{account.account_id}/dataTypes/sleep/dataPoints/{int(log['logId'])}",
+                )
+            )
         return out
 
     def _breathing(self, account, day, records, sleeps):
@@ -324,24 +460,39 @@ class DayMaker:
         out = []
         for record in records:
             # Measured over the night: stamped at its end (or the next morning without a sleep log).
-            when = (_instants(day, [main[0]["endTime"][:19]], account.timezone)[0] if main else None) \
-                or local_instant(day + dt.timedelta(days=1), 7, account.timezone)
+            when = (_instants(day, [main[0]["endTime"][:19]], account.timezone)[0] if main else None) or local_instant(
+                day + dt.timedelta(days=1), 7, account.timezone
+            )
             value = record.get("value") or {}
             stats = {}
-            for key, name in (("fullSleepSummary", "full_sleep_stats"), ("deepSleepSummary", "deep_sleep_stats"),
-                              ("lightSleepSummary", "light_sleep_stats"), ("remSleepSummary", "rem_sleep_stats")):
+            for key, name in (
+                ("fullSleepSummary", "full_sleep_stats"),
+                ("deepSleepSummary", "deep_sleep_stats"),
+                ("lightSleepSummary", "light_sleep_stats"),
+                ("remSleepSummary", "rem_sleep_stats"),
+            ):
                 rate = (value.get(key) or {}).get("breathingRate")
                 if rate is not None:
                     stats[name] = self.b.RespStats(breaths_per_minute=float(rate))
             message = self.b.pb["RespiratoryRateSleepSummary"](
-                sample_time=self.b.sample_time(when, self.offset(account, when)), **stats)
-            out.append(self._point(account, "sample", "respiratory-rate-sleep-summary",
-                                   "respiratory_rate_sleep_summary", when, when, message))
+                sample_time=self.b.sample_time(when, self.offset(account, when)), **stats
+            )
+            out.append(
+                self._point(
+                    account,
+                    "sample",
+                    "respiratory-rate-sleep-summary",
+                    "respiratory_rate_sleep_summary",
+                    when,
+                    when,
+                    message,
+                )
+            )
         return out
 
     def _daily(self, account, day, payloads):
-        from fitpipe.sources.synthetic.parse import _find_daily_hrv
         from fitpipe.ingest.validate import records_at
+        from fitpipe.sources.synthetic.parse import _find_daily_hrv
         from fitpipe.timezones import local_instant
 
         out = []
@@ -350,10 +501,18 @@ class DayMaker:
             if resting is None:
                 continue
             message = self.b.pb["DailyRestingHeartRate"](
-                date=self.b.Date(year=day.year, month=day.month, day=day.day), beats_per_minute=int(resting))
-            out.append(Point("daily-resting-heart-rate", "daily_resting_heart_rate", message, day,
-                             {"daily_resting_heart_rate.date": day},
-                             local_instant(day + dt.timedelta(days=1), 0, account.timezone)))
+                date=self.b.Date(year=day.year, month=day.month, day=day.day), beats_per_minute=int(resting)
+            )
+            out.append(
+                Point(
+                    "daily-resting-heart-rate",
+                    "daily_resting_heart_rate",
+                    message,
+                    day,
+                    {"daily_resting_heart_rate.date": day},
+                    local_instant(day + dt.timedelta(days=1), 0, account.timezone),
+                )
+            )
         for record in _find_daily_hrv(payloads["hrv"]):
             # Google dates a night's summary by the morning it ends.
             morning = day + dt.timedelta(days=1)
@@ -363,14 +522,21 @@ class DayMaker:
                 fields["average_heart_rate_variability_milliseconds"] = float(value["dailyRmssd"])
             if value.get("deepRmssd") is not None:
                 fields["deep_sleep_root_mean_square_of_successive_differences_milliseconds"] = float(value["deepRmssd"])
-            out.append(Point("daily-heart-rate-variability", "daily_heart_rate_variability",
-                             self.b.pb["DailyHeartRateVariability"](**fields), morning,
-                             {"daily_heart_rate_variability.date": morning},
-                             local_instant(morning, 12, account.timezone)))
+            out.append(
+                Point(
+                    "daily-heart-rate-variability",
+                    "daily_heart_rate_variability",
+                    self.b.pb["DailyHeartRateVariability"](**fields),
+                    morning,
+                    {"daily_heart_rate_variability.date": morning},
+                    local_instant(morning, 12, account.timezone),
+                )
+            )
         return out
 
 
 # --- filters ----------------------------------------------------------------------------------------
+
 
 class BadRequest(Exception):
     pass
@@ -398,7 +564,7 @@ def _literal(name: str, text: str) -> Any:
             return dt.datetime.fromisoformat(text)
         if not text.endswith("Z"):
             raise ValueError
-        return dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.UTC)
     except ValueError:
         raise BadRequest(f"bad literal {text!r} for {name}") from None
 
@@ -432,11 +598,13 @@ def _days_for(clauses, timezone: str) -> list[dt.date]:
 
 # --- state ----------------------------------------------------------------------------------------------
 
+
 class HealthApi:
     """The server's state; thread-safe. Tests drive it directly, the CLI through /_control."""
 
-    def __init__(self, *, client_secret: str | None = None, quota: tuple[int, float] = (300, 60.0),
-                 latency: float = 0.0):
+    def __init__(
+        self, *, client_secret: str | None = None, quota: tuple[int, float] = (300, 60.0), latency: float = 0.0
+    ):
         self.client_id = CLIENT_ID
         self.client_secret = client_secret or secrets.token_urlsafe(24)
         self.quota = quota
@@ -509,10 +677,16 @@ class HealthApi:
 
     def client_secrets(self) -> dict:
         """The client-secrets JSON of a Desktop-app OAuth client, pointing at this server."""
-        return {"installed": {
-            "client_id": self.client_id, "client_secret": self.client_secret, "project_id": "fitpipe-local",
-            "auth_uri": f"{self.base_url}/o/oauth2/v2/auth", "token_uri": f"{self.base_url}/token",
-            "redirect_uris": ["http://localhost"]}}
+        return {
+            "installed": {
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "project_id": "fitpipe-local",
+                "auth_uri": f"{self.base_url}/o/oauth2/v2/auth",
+                "token_uri": f"{self.base_url}/token",
+                "redirect_uris": ["http://localhost"],
+            }
+        }
 
     def requests_per_window(self, name: str, seconds: float) -> int:
         """The most data requests of the account in any window of `seconds`."""
@@ -543,8 +717,13 @@ class HealthApi:
             if name not in self.accounts:
                 raise BadRequest(f"no such account: {name}")
             code = secrets.token_urlsafe(24)
-            self.codes[code] = {"account": name, "redirect_uri": redirect, "challenge": query["code_challenge"],
-                                "scope": query.get("scope", ""), "offline": query.get("access_type") == "offline"}
+            self.codes[code] = {
+                "account": name,
+                "redirect_uri": redirect,
+                "challenge": query["code_challenge"],
+                "scope": query.get("scope", ""),
+                "offline": query.get("access_type") == "offline",
+            }
         params = {"code": code, "scope": query.get("scope", "")}
         if query.get("state"):
             params["state"] = query["state"]
@@ -560,14 +739,22 @@ class HealthApi:
                 code = self.codes.get(form.get("code", ""))
                 verifier = form.get("code_verifier", "")
                 challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
-                if not code or code.get("used") or code["redirect_uri"] != form.get("redirect_uri") \
-                        or challenge != code["challenge"]:
+                if (
+                    not code
+                    or code.get("used")
+                    or code["redirect_uri"] != form.get("redirect_uri")
+                    or challenge != code["challenge"]
+                ):
                     return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
                 code["used"] = True
                 answer = self._access_token(code["account"], code["scope"])
                 if code["offline"]:
                     refresh = secrets.token_urlsafe(32)
-                    self.refresh_tokens[refresh] = {"account": code["account"], "scope": code["scope"], "revoked": False}
+                    self.refresh_tokens[refresh] = {
+                        "account": code["account"],
+                        "scope": code["scope"],
+                        "revoked": False,
+                    }
                     answer["refresh_token"] = refresh
                 return 200, answer
             if grant == "refresh_token":
@@ -646,7 +833,9 @@ class HealthApi:
         """One page of the answer, serialised for the wire `$alt` asks for: protobuf for
         `proto`, else JSON (enums as numbers when `enum-encoding=int`, as the generated client asks)."""
         family = query.get("dataSourceFamily", "").rsplit("/", 1)[-1] or "all-sources"
-        fingerprint = hashlib.sha256(f"{data_type}|{query.get('filter')}|{family}|{reconcile}".encode()).hexdigest()[:16]
+        fingerprint = hashlib.sha256(f"{data_type}|{query.get('filter')}|{family}|{reconcile}".encode()).hexdigest()[
+            :16
+        ]
         with self.lock:
             answer = self._answers.get((name, fingerprint))
         if answer is None:
@@ -677,29 +866,39 @@ class HealthApi:
             else:
                 from google.protobuf.json_format import MessageToDict
 
-                page = (json.dumps(MessageToDict(response, use_integers_for_enums="enum-encoding=int" in alt)).encode(),
-                        JSON)
+                page = (
+                    json.dumps(MessageToDict(response, use_integers_for_enums="enum-encoding=int" in alt)).encode(),
+                    JSON,
+                )
             with self.lock:
                 built[(offset, size, alt)] = page
         return page
 
     def _page(self, found: list[Point], offset: int, size: int, fingerprint: str, reconcile: bool):
-        page = found[offset:offset + size]
+        page = found[offset : offset + size]
         b = self._builders
         if reconcile:
-            response = b.pb["ReconcileDataPointsResponse"](data_points=[
-                b.pb["ReconciledDataPoint"](data_point_name=p.name, **{p.field_name: p.message}) for p in page])
+            response = b.pb["ReconcileDataPointsResponse"](
+                data_points=[
+                    b.pb["ReconciledDataPoint"](data_point_name=p.name, **{p.field_name: p.message}) for p in page
+                ]
+            )
         else:
-            response = b.pb["ListDataPointsResponse"](data_points=[
-                b.pb["DataPoint"](name=p.name, data_source=b.data_source(p.source), **{p.field_name: p.message})
-                for p in page])
+            response = b.pb["ListDataPointsResponse"](
+                data_points=[
+                    b.pb["DataPoint"](name=p.name, data_source=b.data_source(p.source), **{p.field_name: p.message})
+                    for p in page
+                ]
+            )
         if offset + size < len(found):
             response.next_page_token = base64.urlsafe_b64encode(
-                json.dumps({"offset": offset + size, "query": fingerprint}).encode()).decode()
+                json.dumps({"offset": offset + size, "query": fingerprint}).encode()
+            ).decode()
         return response
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------
+
 
 def _status_body(code: int, status: str, message: str) -> dict:
     return {"error": {"code": code, "message": message, "status": status}}
@@ -724,8 +923,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and the demo read stdout
         pass
 
-    def _send(self, code: int, body: dict | bytes | None = None, headers: dict | None = None,
-              content_type: str = JSON) -> None:
+    def _send(
+        self, code: int, body: dict | bytes | None = None, headers: dict | None = None, content_type: str = JSON
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
         wait = getattr(self, "_answer_at", 0.0) - time.monotonic()
         if wait > 0:
@@ -798,7 +998,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"ok": True})
             elif path == "/_control/sync":
                 until = form.get("synced_until")
-                self.api.update_account(form["account"], synced_until=dt.datetime.fromisoformat(until) if until else None)
+                self.api.update_account(
+                    form["account"], synced_until=dt.datetime.fromisoformat(until) if until else None
+                )
                 self._send(200, {"ok": True})
             else:
                 self._send(404, _status_body(404, "NOT_FOUND", f"no such resource: {path}"))
@@ -826,10 +1028,13 @@ class _Handler(BaseHTTPRequestHandler):
         if name is None:
             with self.api.lock:
                 self.api.requests.append(("", arrived, path, 401))
-            self._send(401, _status_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
-                       {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
+            self._send(
+                401,
+                _status_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
+                {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+            )
             return
-        rest = path[len("/v4/users/me/dataTypes/"):]
+        rest = path[len("/v4/users/me/dataTypes/") :]
         data_type, _, method = rest.partition("/")
         reconcile = method == "dataPoints:reconcile"
         status = 200
@@ -875,7 +1080,7 @@ class HealthApiServer:
         self.api.base_url = self.url
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="health-api", daemon=True)
 
-    def __enter__(self) -> "HealthApiServer":
+    def __enter__(self) -> HealthApiServer:
         self.thread.start()
         return self
 
@@ -893,13 +1098,20 @@ def synthetic_seed(user_id: int) -> int:
 
 
 def main(argv: Iterable[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fitpipe.sources.google_health.standin", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fitpipe.sources.google_health.standin", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--participants", type=int, default=3, help="accounts participant-1..N (synthetic seeds 1..N)")
     parser.add_argument("--timezone", default="America/New_York")
     parser.add_argument("--client-secrets", required=True, help="write the OAuth client's JSON here")
-    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
-                        help="delay every data request's answer by this long (a simulated round trip)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay every data request's answer by this long (a simulated round trip)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.latency < 0:
         parser.error("--latency must be 0 or more seconds")
@@ -909,8 +1121,11 @@ def main(argv: Iterable[str] | None = None) -> None:
     with open(args.client_secrets, "w") as file:
         json.dump(server.api.client_secrets(), file, indent=2)
     delayed = f", {args.latency * 1000:g} ms per data request" if args.latency else ""
-    print(f"Google Health API stand-in on {server.url} with {args.participants} account(s){delayed}; "
-          f"OAuth client in {args.client_secrets}. Ctrl-C stops it.", flush=True)
+    print(
+        f"Google Health API stand-in on {server.url} with {args.participants} account(s){delayed}; "
+        f"OAuth client in {args.client_secrets}. Ctrl-C stops it.",
+        flush=True,
+    )
     try:
         server.httpd.serve_forever()
     except KeyboardInterrupt:

@@ -75,7 +75,8 @@ def request_slot() -> contextlib.AbstractContextManager:
 
 def _http_rule() -> list[dict[str, str]]:
     from google.devicesandservices.health_v4.services.data_points_service.transports.rest_base import (
-        _BaseDataPointsServiceRestTransport as Rest)
+        _BaseDataPointsServiceRestTransport as Rest,
+    )
 
     return Rest._BaseReconcileDataPoints._get_http_options()
 
@@ -128,9 +129,12 @@ class ReconcilePages:
         transcoded, _, query = rest_helpers.transcode_request(self.rule, request, rest_numeric_enums=True)
         query["$alt"] = ALT[self.wire]
         with request_slot():
-            response = self.session.request(transcoded["method"].upper(), self.endpoint + transcoded["uri"],
-                                            params=rest_helpers.flatten_query_params(query, strict=True),
-                                            timeout=timeout)
+            response = self.session.request(
+                transcoded["method"].upper(),
+                self.endpoint + transcoded["uri"],
+                params=rest_helpers.flatten_query_params(query, strict=True),
+                timeout=timeout,
+            )
         if response.status_code >= 400:
             raise api_error(response)
         # By what arrived, not what was asked: a server that ignores `$alt` still answers JSON.

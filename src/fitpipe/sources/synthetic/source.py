@@ -10,11 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from typing import Any
-from zoneinfo import ZoneInfo
-
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -27,15 +26,33 @@ if TYPE_CHECKING:
 
 # wearipedia's payload kinds that fitpipe reads (see ../shared/reference/wearipedia-fitbit.md).
 PAYLOAD_KINDS = (
-    "intraday_heart_rate", "heart_rate_day", "intraday_active_zone_minute", "intraday_spo2", "intraday_hrv",
-    "intraday_breath_rate", "sleep", "hrv", "steps", "distance", "minutesSedentary", "minutesLightlyActive",
-    "minutesFairlyActive", "minutesVeryActive",
+    "intraday_heart_rate",
+    "heart_rate_day",
+    "intraday_active_zone_minute",
+    "intraday_spo2",
+    "intraday_hrv",
+    "intraday_breath_rate",
+    "sleep",
+    "hrv",
+    "steps",
+    "distance",
+    "minutesSedentary",
+    "minutesLightlyActive",
+    "minutesFairlyActive",
+    "minutesVeryActive",
 )
 # What a night off removes: everything measured in that night.
 NIGHT_KINDS = ("intraday_spo2", "intraday_hrv", "intraday_breath_rate", "sleep", "hrv")
 # Whole-day summaries: they reach the phone once the day is over.
-DAILY_KINDS = ("heart_rate_day", "steps", "distance", "minutesSedentary", "minutesLightlyActive",
-               "minutesFairlyActive", "minutesVeryActive")
+DAILY_KINDS = (
+    "heart_rate_day",
+    "steps",
+    "distance",
+    "minutesSedentary",
+    "minutesLightlyActive",
+    "minutesFairlyActive",
+    "minutesVeryActive",
+)
 
 
 def _seconds(clock: str) -> int:
@@ -139,8 +156,18 @@ class SyntheticSource(Source):
     name = "synthetic"
     credential_kind = "none"
     settings = SyntheticSettings
-    produces = ("heart_rate", "active_zone_minutes", "spo2", "hrv_intraday", "breathing_rate", "sleep_sessions",
-                "sleep_stages", "heart_rate_daily", "daily_activity", "hrv_daily")
+    produces = (
+        "heart_rate",
+        "active_zone_minutes",
+        "spo2",
+        "hrv_intraday",
+        "breathing_rate",
+        "sleep_sessions",
+        "sleep_stages",
+        "heart_rate_daily",
+        "daily_activity",
+        "hrv_daily",
+    )
 
     @classmethod
     def parsers(cls) -> Sequence[Parser]:

@@ -54,7 +54,7 @@ def _tree_of(parts: tuple[str, ...]) -> tuple[int, str]:
     for generation, _, marker in reversed(GENERATIONS):
         width = len(marker)
         for start in range(len(parts) - width + 1):
-            if parts[start:start + width] == marker:
+            if parts[start : start + width] == marker:
                 # MyFitbitData/<account name>/... : the account folder belongs to the tree.
                 end = start + width + (1 if generation == 1 and len(parts) >= start + width + 1 else 0)
                 return generation, "/".join(parts[:end])
@@ -73,23 +73,30 @@ class Archive:
             self.kind = "folder"
             # The folder's own name counts: PATH may be the extracted Takeout/ folder itself.
             names = sorted(p for p in path.rglob("*") if p.is_file())
-            self.members = [self._member((path.name, *p.relative_to(path).parts), p.relative_to(path).as_posix(),
-                                         p.stat().st_size) for p in names]
+            self.members = [
+                self._member((path.name, *p.relative_to(path).parts), p.relative_to(path).as_posix(), p.stat().st_size)
+                for p in names
+            ]
         else:
             self.kind = "zip"
             try:
                 self._zip = zipfile.ZipFile(path)
             except zipfile.BadZipFile as exc:
-                raise BadInput(f"{path}: not a readable .zip archive ({exc}); give a Takeout .zip or an "
-                               "extracted folder") from None
+                raise BadInput(
+                    f"{path}: not a readable .zip archive ({exc}); give a Takeout .zip or an extracted folder"
+                ) from None
             except OSError as exc:
                 raise BadInput(f"{path}: cannot read it ({exc.strerror or exc})") from None
-            self.members = [self._member(tuple(PurePosixPath(i.filename).parts), i.filename, i.file_size)
-                            for i in self._zip.infolist() if not i.is_dir()]
+            self.members = [
+                self._member(tuple(PurePosixPath(i.filename).parts), i.filename, i.file_size)
+                for i in self._zip.infolist()
+                if not i.is_dir()
+            ]
         self.trees = sorted({(m.generation, m.tree) for m in self.members if m.generation}, reverse=True)
         if not self.trees:
-            raise BadInput(f"{path}: unknown layout: no MyFitbitData/, Takeout/Fitbit/ or Takeout/Google Health/ "
-                           "folder in it")
+            raise BadInput(
+                f"{path}: unknown layout: no MyFitbitData/, Takeout/Fitbit/ or Takeout/Google Health/ folder in it"
+            )
 
     @staticmethod
     def _member(parts: tuple[str, ...], path: str, size: int) -> Member:

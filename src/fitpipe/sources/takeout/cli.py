@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,9 +16,12 @@ from fitpipe.cli_support import console, database, database_url, handles_errors
 def import_archive(
     path: Path = typer.Argument(..., help="The Takeout .zip, or the folder it was extracted to."),
     user: int = typer.Option(..., "--user", help="The participant the archive belongs to."),
-    timezone: Optional[str] = typer.Option(
-        None, "--timezone", help="Read the archive's zone-less times in this IANA zone instead of the participant's "
-        "timezone history (e.g. for history from before enrolment, lived elsewhere)."),
+    timezone: str | None = typer.Option(
+        None,
+        "--timezone",
+        help="Read the archive's zone-less times in this IANA zone instead of the participant's "
+        "timezone history (e.g. for history from before enrolment, lived elsewhere).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
     force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
     workers: Workers = None,
@@ -64,19 +66,32 @@ def import_archive(
             return progress_and_record(reporters[0], record)
 
         with database() as conn:
-            outcome = run_import(conn, path, user, url=database_url(), timezone=timezone, dry_run=dry_run, force=force,
-                                 workers=workers, refresh=refresh, count_attention=metrics_file is not None,
-                                 on_file=None if quiet else _file_progress(out), on_report=show_report,
-                                 on_plan=on_plan)
+            outcome = run_import(
+                conn,
+                path,
+                user,
+                url=database_url(),
+                timezone=timezone,
+                dry_run=dry_run,
+                force=force,
+                workers=workers,
+                refresh=refresh,
+                count_attention=metrics_file is not None,
+                on_file=None if quiet else _file_progress(out),
+                on_report=show_report,
+                on_plan=on_plan,
+            )
         if outcome.loaded is None:
             record.nothing_ran = True
             if dry_run:
                 out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
             else:
                 known = outcome.previous
-                out.print(f"archive {outcome.sha256[:12]} was already imported for participant {user} "
-                          f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
-                          "(--force loads it again)")
+                out.print(
+                    f"archive {outcome.sha256[:12]} was already imported for participant {user} "
+                    f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
+                    "(--force loads it again)"
+                )
             return
         run = outcome.loaded.run
         record.summary = run.summary
@@ -98,8 +113,14 @@ def _file_progress(out):
             if "bar" not in state_of:
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-                bar = Progress(TextColumn("reading archive"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                               console=out, transient=True)
+                bar = Progress(
+                    TextColumn("reading archive"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("files"),
+                    console=out,
+                    transient=True,
+                )
                 state_of["bar"], state_of["task"] = bar, bar.add_task("read", total=total)
                 bar.start()
             state_of["bar"].update(state_of["task"], completed=number)
@@ -110,5 +131,3 @@ def _file_progress(out):
             sys.stdout.flush()
 
     return on_file
-
-

@@ -20,8 +20,9 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Callable, Iterator
+from typing import IO
 
 import pandas as pd
 
@@ -53,9 +54,16 @@ class Family:
 # kind -> which local day owns a record: "calendar" (its instant's day) or "night" (the night
 # window that contains it: fitpipe's convention, the night starting on day D is D's).
 KINDS = {
-    "heart_rate": "calendar", "active_zone_minutes": "calendar", "steps": "calendar", "resting_heart_rate": "calendar",
-    "spo2": "night", "hrv_intraday": "night", "hrv_daily": "night", "breathing_rate": "night",
-    "sleep_sessions": "night", "sleep_stages": "night",
+    "heart_rate": "calendar",
+    "active_zone_minutes": "calendar",
+    "steps": "calendar",
+    "resting_heart_rate": "calendar",
+    "spo2": "night",
+    "hrv_intraday": "night",
+    "hrv_daily": "night",
+    "breathing_rate": "night",
+    "sleep_sessions": "night",
+    "sleep_stages": "night",
 }
 # kind -> the catalogue metric its quarantined records are filed under.
 METRIC_OF = {"steps": "daily_activity", "resting_heart_rate": "heart_rate_daily"}
@@ -104,13 +112,22 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
         missing = [name for name in wanted if name not in header]
         if missing:
             raise FileProblem(f"unrecognised columns {header}; expected {sorted(wanted)}")
-        keep = {original: wanted.get(name, "data_source")
-                for original, name in zip(columns, header) if name in wanted or name == "data source"}
+        keep = {
+            original: wanted.get(name, "data_source")
+            for original, name in zip(columns, header)
+            if name in wanted or name == "data source"
+        }
         try:
-            frames = pd.read_csv(text, names=columns, header=None,
-                                 usecols=list(keep), dtype=str, keep_default_na=False,
-                                 chunksize=CSV_CHUNK_ROWS if chunked else None)
-            for frame in (frames if chunked else [frames]):
+            frames = pd.read_csv(
+                text,
+                names=columns,
+                header=None,
+                usecols=list(keep),
+                dtype=str,
+                keep_default_na=False,
+                chunksize=CSV_CHUNK_ROWS if chunked else None,
+            )
+            for frame in frames if chunked else [frames]:
                 yield frame.rename(columns=keep)
         except pd.errors.ParserError as exc:
             raise FileProblem(f"malformed CSV ({str(exc).strip()})") from None
@@ -120,11 +137,13 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
 
 def _heart_rate_json(stream, member) -> Iterator[pd.DataFrame]:
     records = _json(stream)
-    yield pd.DataFrame({
-        "time": [_get(r, "dateTime") for r in records],
-        "bpm": [_get(r, "value", "bpm") for r in records],
-        "confidence": [_get(r, "value", "confidence") for r in records],
-    })
+    yield pd.DataFrame(
+        {
+            "time": [_get(r, "dateTime") for r in records],
+            "bpm": [_get(r, "value", "bpm") for r in records],
+            "confidence": [_get(r, "value", "confidence") for r in records],
+        }
+    )
 
 
 def _steps_json(stream, member) -> Iterator[pd.DataFrame]:
@@ -136,11 +155,17 @@ def _steps_json(stream, member) -> Iterator[pd.DataFrame]:
 def _resting_heart_rate_json(stream, member) -> Iterator[pd.DataFrame]:
     records = _json(stream)
     # value.date names the day; the outer dateTime is that day's midnight.
-    yield pd.DataFrame({
-        "time": [(_get(r, "value", "date") + " 00:00:00") if isinstance(_get(r, "value", "date"), str)
-                 else _get(r, "dateTime") for r in records],
-        "bpm": [_get(r, "value", "value") for r in records],
-    })
+    yield pd.DataFrame(
+        {
+            "time": [
+                (_get(r, "value", "date") + " 00:00:00")
+                if isinstance(_get(r, "value", "date"), str)
+                else _get(r, "dateTime")
+                for r in records
+            ],
+            "bpm": [_get(r, "value", "value") for r in records],
+        }
+    )
 
 
 def _sleep_json(stream, member) -> Iterator[pd.DataFrame]:
@@ -159,60 +184,183 @@ _STAGES = ("full", "deep", "light", "rem")
 
 FAMILIES: tuple[Family, ...] = (
     # heart rate: the CSV twin with Z wins over the disputed JSON.
-    Family("heart-rate-csv", f"{GOOGLE_DATA}/heart_rate_*.csv", _p(rf"^heart_rate_{_DATE}\.csv$"), "heart_rate", "utc", 0,
-           _csv({"timestamp": "time", "beats per minute": "bpm"}, chunked=True)),
-    Family("heart-rate-json", "Global Export Data/heart_rate-*.json", _p(rf"^heart_rate-{_DATE}\.json$"), "heart_rate",
-           "us-local", 2, _heart_rate_json),
-    Family("resting-heart-rate-csv", f"{GOOGLE_DATA}/daily_resting_heart_rate*.csv",
-           _p(rf"^daily_resting_heart_rate(_{_DATE})?\.csv$"), "resting_heart_rate", "utc", 0,
-           _csv({"timestamp": "time", "beats per minute": "bpm"}), daily=True),
-    Family("resting-heart-rate-json", "Global Export Data/resting_heart_rate-*.json",
-           _p(rf"^resting_heart_rate-{_DATE}\.json$"), "resting_heart_rate", "us-local", 2, _resting_heart_rate_json,
-           daily=True),
-    Family("steps-csv", f"{GOOGLE_DATA}/steps_*.csv", _p(rf"^steps_{_DATE}\.csv$"), "steps", "utc", 0,
-           _csv({"timestamp": "time", "steps": "steps"}, chunked=True)),
-    Family("steps-json", "Global Export Data/steps-*.json", _p(rf"^steps-{_DATE}\.json$"), "steps", "us-local", 2,
-           _steps_json),
-    Family("azm-csv-googledata", f"{GOOGLE_DATA}/active_zone_minutes_*.csv", _p(rf"^active_zone_minutes_{_DATE}\.csv$"),
-           "active_zone_minutes", "utc", 0,
-           _csv({"timestamp": "time", "heart rate zone": "zone", "total minutes": "total"})),
-    Family("azm-csv", "Active Zone Minutes (AZM)/Active Zone Minutes - *.csv",
-           _p(rf"^Active Zone Minutes - {_DATE}\.csv$"), "active_zone_minutes", "local", 1,
-           _csv({"date_time": "time", "heart_zone_id": "zone", "total_minutes": "total"})),
-    Family("spo2-minute", "Oxygen Saturation (SpO2)/Minute SpO2 - *.csv", _p(r"^Minute SpO2 - .*\.csv$"), "spo2", "utc", 0,
-           _csv({"timestamp": "time", "value": "spo2_pct"})),
-    Family("hrv-details", "Heart Rate Variability/Heart Rate Variability Details - *.csv",
-           _p(r"^Heart Rate Variability Details - .*\.csv$"), "hrv_intraday", "local", 1,
-           _csv({"timestamp": "time", "rmssd": "rmssd", "coverage": "coverage", "low_frequency": "lf",
-                 "high_frequency": "hf"})),
-    Family("hrv-daily", "Heart Rate Variability/Daily Heart Rate Variability Summary - *.csv",
-           _p(r"^Daily Heart Rate Variability Summary - .*\.csv$"), "hrv_daily", "local", 1,
-           _csv({"timestamp": "time", "rmssd": "daily_rmssd"}), daily=True),
+    Family(
+        "heart-rate-csv",
+        f"{GOOGLE_DATA}/heart_rate_*.csv",
+        _p(rf"^heart_rate_{_DATE}\.csv$"),
+        "heart_rate",
+        "utc",
+        0,
+        _csv({"timestamp": "time", "beats per minute": "bpm"}, chunked=True),
+    ),
+    Family(
+        "heart-rate-json",
+        "Global Export Data/heart_rate-*.json",
+        _p(rf"^heart_rate-{_DATE}\.json$"),
+        "heart_rate",
+        "us-local",
+        2,
+        _heart_rate_json,
+    ),
+    Family(
+        "resting-heart-rate-csv",
+        f"{GOOGLE_DATA}/daily_resting_heart_rate*.csv",
+        _p(rf"^daily_resting_heart_rate(_{_DATE})?\.csv$"),
+        "resting_heart_rate",
+        "utc",
+        0,
+        _csv({"timestamp": "time", "beats per minute": "bpm"}),
+        daily=True,
+    ),
+    Family(
+        "resting-heart-rate-json",
+        "Global Export Data/resting_heart_rate-*.json",
+        _p(rf"^resting_heart_rate-{_DATE}\.json$"),
+        "resting_heart_rate",
+        "us-local",
+        2,
+        _resting_heart_rate_json,
+        daily=True,
+    ),
+    Family(
+        "steps-csv",
+        f"{GOOGLE_DATA}/steps_*.csv",
+        _p(rf"^steps_{_DATE}\.csv$"),
+        "steps",
+        "utc",
+        0,
+        _csv({"timestamp": "time", "steps": "steps"}, chunked=True),
+    ),
+    Family(
+        "steps-json",
+        "Global Export Data/steps-*.json",
+        _p(rf"^steps-{_DATE}\.json$"),
+        "steps",
+        "us-local",
+        2,
+        _steps_json,
+    ),
+    Family(
+        "azm-csv-googledata",
+        f"{GOOGLE_DATA}/active_zone_minutes_*.csv",
+        _p(rf"^active_zone_minutes_{_DATE}\.csv$"),
+        "active_zone_minutes",
+        "utc",
+        0,
+        _csv({"timestamp": "time", "heart rate zone": "zone", "total minutes": "total"}),
+    ),
+    Family(
+        "azm-csv",
+        "Active Zone Minutes (AZM)/Active Zone Minutes - *.csv",
+        _p(rf"^Active Zone Minutes - {_DATE}\.csv$"),
+        "active_zone_minutes",
+        "local",
+        1,
+        _csv({"date_time": "time", "heart_zone_id": "zone", "total_minutes": "total"}),
+    ),
+    Family(
+        "spo2-minute",
+        "Oxygen Saturation (SpO2)/Minute SpO2 - *.csv",
+        _p(r"^Minute SpO2 - .*\.csv$"),
+        "spo2",
+        "utc",
+        0,
+        _csv({"timestamp": "time", "value": "spo2_pct"}),
+    ),
+    Family(
+        "hrv-details",
+        "Heart Rate Variability/Heart Rate Variability Details - *.csv",
+        _p(r"^Heart Rate Variability Details - .*\.csv$"),
+        "hrv_intraday",
+        "local",
+        1,
+        _csv(
+            {
+                "timestamp": "time",
+                "rmssd": "rmssd",
+                "coverage": "coverage",
+                "low_frequency": "lf",
+                "high_frequency": "hf",
+            }
+        ),
+    ),
+    Family(
+        "hrv-daily",
+        "Heart Rate Variability/Daily Heart Rate Variability Summary - *.csv",
+        _p(r"^Daily Heart Rate Variability Summary - .*\.csv$"),
+        "hrv_daily",
+        "local",
+        1,
+        _csv({"timestamp": "time", "rmssd": "daily_rmssd"}),
+        daily=True,
+    ),
     # breathing rate: per-stage summaries before whole-night ones; milli-breaths become breaths.
-    Family("breathing-sleep-csv", f"{GOOGLE_DATA}/respiratory_rate_sleep_summary_*.csv",
-           _p(rf"^respiratory_rate_sleep_summary_{_DATE}\.csv$"), "breathing_rate", "utc", 0,
-           _csv({"timestamp": "time", **{f"{s} sleep stats - milli breaths per minute": f"milli_{s}_sleep"
-                                          for s in _STAGES}})),
-    Family("breathing-daily-csv", f"{GOOGLE_DATA}/daily_respiratory_rate_*.csv",
-           _p(rf"^daily_respiratory_rate(_{_DATE})?\.csv$"), "breathing_rate", "utc", 2,
-           _csv({"timestamp": "time", "breaths per minute": "full_sleep"}), daily=True),
-    Family("breathing-summary", "Heart Rate Variability/Respiratory Rate Summary - *.csv",
-           _p(r"^Respiratory Rate Summary - .*\.csv$"), "breathing_rate", "local", 1,
-           _csv({"timestamp": "time", **{f"{s}_sleep_breathing_rate": f"{s}_sleep" for s in _STAGES}})),
-    Family("breathing-daily-summary", "Heart Rate Variability/Daily Respiratory Rate Summary - *.csv",
-           _p(r"^Daily Respiratory Rate Summary - .*\.csv$"), "breathing_rate", "local", 3,
-           _csv({"timestamp": "time", "daily_respiratory_rate": "full_sleep"}), daily=True),
-    Family("sleep-json", "Global Export Data/sleep-*.json", _p(rf"^sleep-{_DATE}\.json$"), "sleep_sessions", "session", 1,
-           _sleep_json),
+    Family(
+        "breathing-sleep-csv",
+        f"{GOOGLE_DATA}/respiratory_rate_sleep_summary_*.csv",
+        _p(rf"^respiratory_rate_sleep_summary_{_DATE}\.csv$"),
+        "breathing_rate",
+        "utc",
+        0,
+        _csv(
+            {
+                "timestamp": "time",
+                **{f"{s} sleep stats - milli breaths per minute": f"milli_{s}_sleep" for s in _STAGES},
+            }
+        ),
+    ),
+    Family(
+        "breathing-daily-csv",
+        f"{GOOGLE_DATA}/daily_respiratory_rate_*.csv",
+        _p(rf"^daily_respiratory_rate(_{_DATE})?\.csv$"),
+        "breathing_rate",
+        "utc",
+        2,
+        _csv({"timestamp": "time", "breaths per minute": "full_sleep"}),
+        daily=True,
+    ),
+    Family(
+        "breathing-summary",
+        "Heart Rate Variability/Respiratory Rate Summary - *.csv",
+        _p(r"^Respiratory Rate Summary - .*\.csv$"),
+        "breathing_rate",
+        "local",
+        1,
+        _csv({"timestamp": "time", **{f"{s}_sleep_breathing_rate": f"{s}_sleep" for s in _STAGES}}),
+    ),
+    Family(
+        "breathing-daily-summary",
+        "Heart Rate Variability/Daily Respiratory Rate Summary - *.csv",
+        _p(r"^Daily Respiratory Rate Summary - .*\.csv$"),
+        "breathing_rate",
+        "local",
+        3,
+        _csv({"timestamp": "time", "daily_respiratory_rate": "full_sleep"}),
+        daily=True,
+    ),
+    Family(
+        "sleep-json",
+        "Global Export Data/sleep-*.json",
+        _p(rf"^sleep-{_DATE}\.json$"),
+        "sleep_sessions",
+        "session",
+        1,
+        _sleep_json,
+    ),
 )
 
 # Files known and deliberately not loaded, with the reason the import report gives.
 NOT_LOADED: tuple[tuple[re.Pattern, str], ...] = (
     (_p(r"^oxygen_saturation_.*\.csv$"), "same minutes as the Minute SpO2 files, which are loaded"),
-    (_p(r"^heart_rate_variability_.*\.csv$"),
-     "lacks coverage and LF/HF; the Heart Rate Variability Details files are loaded"),
+    (
+        _p(r"^heart_rate_variability_.*\.csv$"),
+        "lacks coverage and LF/HF; the Heart Rate Variability Details files are loaded",
+    ),
     (_p(r"^Daily SpO2 - .*\.csv$"), "a nightly SpO2 summary; fitpipe keeps the minutes, which are loaded"),
-    (_p(r"^UserSleep(s|Stages)_.*\.csv$"), "the same sleep as sleep-*.json, which is loaded (it keeps logId and the stages)"),
+    (
+        _p(r"^UserSleep(s|Stages)_.*\.csv$"),
+        "the same sleep as sleep-*.json, which is loaded (it keeps logId and the stages)",
+    ),
     (_p(r"^daily_heart_rate_zones.*\.csv$"), "invalid pseudo-JSON with 1970 dates (a known Takeout defect)"),
     (_p(r"^(UserActivityProbabilities|UserSensorCompressionToken).*"), "device-internal data, no fitpipe metric"),
 )

@@ -14,9 +14,9 @@ import datetime as dt
 import json
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import psycopg
 from psycopg.rows import dict_row
@@ -25,13 +25,13 @@ from fitpipe.days import days_between
 from fitpipe.errors import BadInput
 from fitpipe.ingest.ledger import last_complete_day
 from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task
+from fitpipe.participants import User, list_users
 from fitpipe.pipeline import RunResult, run
-from fitpipe.sources.takeout.source import STAGE_SETTING
 from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
 from fitpipe.sources.takeout.families import FAMILIES
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
 from fitpipe.sources.takeout.index import metric_of as metric_name
-from fitpipe.participants import User, list_users
+from fitpipe.sources.takeout.source import STAGE_SETTING
 from fitpipe.timezones import validate_timezone
 
 SOURCE = "takeout"
@@ -74,23 +74,48 @@ class ImportPlan:
         per_kind = index.per_kind()
         metrics = []
         for kind, entry in sorted(per_kind.items()):
-            metrics.append({
-                "metric": _SHOWN_AS.get(kind, kind), "records": entry["records"], "first": entry["first"], "last": entry["last"],
-                "from": dict(entry["used"]), "copies_dropped": dict(entry["copies_dropped"]),
-                "health_connect_dropped": index.health_connect.get(kind, 0),
-            })
+            metrics.append(
+                {
+                    "metric": _SHOWN_AS.get(kind, kind),
+                    "records": entry["records"],
+                    "first": entry["first"],
+                    "last": entry["last"],
+                    "from": dict(entry["used"]),
+                    "copies_dropped": dict(entry["copies_dropped"]),
+                    "health_connect_dropped": index.health_connect.get(kind, 0),
+                }
+            )
         for kind, n in index.health_connect.items():
             if kind not in per_kind:
-                metrics.append({"metric": _SHOWN_AS.get(kind, kind), "records": 0, "first": None, "last": None, "from": {},
-                                "copies_dropped": {}, "health_connect_dropped": n})
+                metrics.append(
+                    {
+                        "metric": _SHOWN_AS.get(kind, kind),
+                        "records": 0,
+                        "first": None,
+                        "last": None,
+                        "from": {},
+                        "copies_dropped": {},
+                        "health_connect_dropped": n,
+                    }
+                )
         skipped = collections.Counter(s["reason"] for s in index.files_skipped)
         return {
-            "path": str(self.archive.path), "kind": self.archive.kind, "sha256": self.sha256,
-            "layout": index.layout, "layout_description": LAYOUT_DESCRIPTIONS[index.layout], "trees": index.trees,
-            "files": len(self.archive.members), "files_used": len(index.files_used),
-            "files_skipped": len(index.files_skipped), "skipped_reasons": dict(skipped.most_common()),
-            "first_day": self.first_day, "last_day": self.last_day, "days": len(self.days),
-            "not_over": self.not_over, "metrics": metrics, "assumptions": self.assumptions,
+            "path": str(self.archive.path),
+            "kind": self.archive.kind,
+            "sha256": self.sha256,
+            "layout": index.layout,
+            "layout_description": LAYOUT_DESCRIPTIONS[index.layout],
+            "trees": index.trees,
+            "files": len(self.archive.members),
+            "files_used": len(index.files_used),
+            "files_skipped": len(index.files_skipped),
+            "skipped_reasons": dict(skipped.most_common()),
+            "first_day": self.first_day,
+            "last_day": self.last_day,
+            "days": len(self.days),
+            "not_over": self.not_over,
+            "metrics": metrics,
+            "assumptions": self.assumptions,
             "previous": self.previous.import_id if self.previous else None,
         }
 
@@ -123,7 +148,9 @@ def open_import(conn: psycopg.Connection, path: Path, user_id: int, timezone: st
         sha256 = archive.sha256()
         row = conn.execute(
             "SELECT import_id, imported_at, run_id FROM takeout_imports WHERE user_id = %s AND sha256 = %s "
-            "AND status = 'done' ORDER BY import_id DESC LIMIT 1", (user_id, sha256)).fetchone()
+            "AND status = 'done' ORDER BY import_id DESC LIMIT 1",
+            (user_id, sha256),
+        ).fetchone()
     except BaseException:
         archive.close()
         raise
@@ -161,15 +188,20 @@ def _assumptions(plan: ImportPlan) -> list[str]:
         if key[2] in _DISPUTED_KINDS:
             disputed_days[metric_name(kind)] += 1
     if disputed_days:
-        found.append("Global Export Data JSON times (MM/DD/YY, no zone) read as local wall time in "
-                     f"{_zone_description(plan)}, where no CSV twin with UTC times exists: "
-                     + ", ".join(f"{metric} on {n} day(s)" for metric, n in sorted(disputed_days.items())))
+        found.append(
+            "Global Export Data JSON times (MM/DD/YY, no zone) read as local wall time in "
+            f"{_zone_description(plan)}, where no CSV twin with UTC times exists: "
+            + ", ".join(f"{metric} on {n} day(s)" for metric, n in sorted(disputed_days.items()))
+        )
     if plan.timezone:
-        found.append(f"ISO local times (no zone) read in {plan.timezone} (--timezone), not in the participant's "
-                     "timezone history")
+        found.append(
+            f"ISO local times (no zone) read in {plan.timezone} (--timezone), not in the participant's timezone history"
+        )
     if index.profile_timezone and (index.profile_timezone != (plan.timezone or plan.user.timezone)):
-        found.append(f"Profile.csv names the time zone {index.profile_timezone}; local times were read in "
-                     f"{_zone_description(plan)}")
+        found.append(
+            f"Profile.csv names the time zone {index.profile_timezone}; local times were read in "
+            f"{_zone_description(plan)}"
+        )
     return found
 
 
@@ -191,12 +223,29 @@ class ImportResult:
     import_id: int
 
 
-def load(conn: psycopg.Connection, plan: ImportPlan, *, url: str, workers: int | None = None,
-         progress: Progress | None = None, force: bool = False, refresh: bool = True,
-         count_attention: bool = False, days_plan: Plan | None = None) -> ImportResult:
+def load(
+    conn: psycopg.Connection,
+    plan: ImportPlan,
+    *,
+    url: str,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
+    refresh: bool = True,
+    count_attention: bool = False,
+    days_plan: Plan | None = None,
+) -> ImportResult:
     """Load the staged days through the pipeline (each day atomic), then record the import."""
-    result = run(conn, days_plan or _days_plan(plan, force), url=url, workers=workers, progress=progress, refresh=refresh,
-                 count_attention=count_attention, retry_hint="import the archive again to finish")
+    result = run(
+        conn,
+        days_plan or _days_plan(plan, force),
+        url=url,
+        workers=workers,
+        progress=progress,
+        refresh=refresh,
+        count_attention=count_attention,
+        retry_hint="import the archive again to finish",
+    )
     return ImportResult(result, _record(conn, plan, result.summary))
 
 
@@ -213,11 +262,22 @@ class ImportOutcome:
         return self.loaded.run.problem() if self.loaded else None
 
 
-def import_archive(conn: psycopg.Connection, path: Path, user_id: int, *, url: str, timezone: str | None = None,
-                   dry_run: bool = False, force: bool = False, workers: int | None = None, refresh: bool = True,
-                   count_attention: bool = False, on_file: Callable[[int, int, Member], None] | None = None,
-                   on_report: Callable[[dict], None] | None = None,
-                   on_plan: Callable[[Plan], Progress | None] | None = None) -> ImportOutcome:
+def import_archive(
+    conn: psycopg.Connection,
+    path: Path,
+    user_id: int,
+    *,
+    url: str,
+    timezone: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    workers: int | None = None,
+    refresh: bool = True,
+    count_attention: bool = False,
+    on_file: Callable[[int, int, Member], None] | None = None,
+    on_report: Callable[[dict], None] | None = None,
+    on_plan: Callable[[Plan], Progress | None] | None = None,
+) -> ImportOutcome:
     """Import an archive exactly once: an archive on record does nothing unless `force`; a dry run
     reads it and reports. Hooks: on_file while reading, on_report once read, on_plan before loading."""
     plan = open_import(conn, path, user_id, timezone)
@@ -233,8 +293,17 @@ def import_archive(conn: psycopg.Connection, path: Path, user_id: int, *, url: s
             return outcome
         days_plan = _days_plan(plan, force)
         progress = on_plan(days_plan) if on_plan else None
-        outcome.loaded = load(conn, plan, url=url, workers=workers, progress=progress, force=force, refresh=refresh,
-                              count_attention=count_attention, days_plan=days_plan)
+        outcome.loaded = load(
+            conn,
+            plan,
+            url=url,
+            workers=workers,
+            progress=progress,
+            force=force,
+            refresh=refresh,
+            count_attention=count_attention,
+            days_plan=days_plan,
+        )
         return outcome
     finally:
         plan.close()
@@ -244,9 +313,16 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
     # A day held by another run (busy) or deferred was not loaded from this archive: importing again finishes it.
     complete = summary.status == "ok" and all(o.status in ("loaded", "unchanged") for o in summary.outcomes)
     status = "done" if complete and len(summary.outcomes) == len(plan.days) else "partial"
-    settings = {"archive": {"path": str(plan.archive.path), "sha256": plan.sha256, "layout": plan.index.layout,
-                            "first_day": str(plan.first_day), "last_day": str(plan.last_day),
-                            "assumptions": plan.assumptions}}
+    settings = {
+        "archive": {
+            "path": str(plan.archive.path),
+            "sha256": plan.sha256,
+            "layout": plan.index.layout,
+            "first_day": str(plan.first_day),
+            "last_day": str(plan.last_day),
+            "assumptions": plan.assumptions,
+        }
+    }
     with conn.transaction():
         import_id = conn.execute(
             """
@@ -254,10 +330,22 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
                                          files_skipped, assumptions, rows_by_metric, dropped, run_id, status)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING import_id
             """,
-            (plan.user.user_id, plan.sha256, str(plan.archive.path), plan.index.layout, json.dumps(plan.index.trees),
-             plan.first_day, plan.last_day, json.dumps(plan.index.files_used), json.dumps(plan.index.files_skipped),
-             json.dumps(plan.assumptions), json.dumps(summary.rows_by_metric()), json.dumps(plan.dropped()),
-             summary.run_id, status),
+            (
+                plan.user.user_id,
+                plan.sha256,
+                str(plan.archive.path),
+                plan.index.layout,
+                json.dumps(plan.index.trees),
+                plan.first_day,
+                plan.last_day,
+                json.dumps(plan.index.files_used),
+                json.dumps(plan.index.files_skipped),
+                json.dumps(plan.assumptions),
+                json.dumps(summary.rows_by_metric()),
+                json.dumps(plan.dropped()),
+                summary.run_id,
+                status,
+            ),
         ).fetchone()[0]
         # The archive is this source's credential: on file now. Settings keep no secrets, only where it came from.
         conn.execute(
@@ -267,7 +355,12 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
             ON CONFLICT (user_id, source) DO UPDATE SET settings = participant_sources.settings || excluded.settings,
                 credential_state = 'ok', credential_note = excluded.credential_note, updated_at = now()
             """,
-            (plan.user.user_id, SOURCE, json.dumps(settings), f"archive {plan.sha256[:12]} imported (import {import_id})"),
+            (
+                plan.user.user_id,
+                SOURCE,
+                json.dumps(settings),
+                f"archive {plan.sha256[:12]} imported (import {import_id})",
+            ),
         )
     return import_id
 

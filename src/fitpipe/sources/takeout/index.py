@@ -20,9 +20,10 @@ import collections
 import datetime as dt
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,7 @@ import pandas as pd
 from fitpipe.catalogue import DayWindow
 from fitpipe.errors import BadInput
 from fitpipe.sources.takeout.archive import Archive, Member
-from fitpipe.sources.takeout.families import (FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem,
-                                             family_of)
+from fitpipe.sources.takeout.families import FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem, family_of
 from fitpipe.timezones import local_instant, local_to_utc
 
 Key = tuple  # (preference, -generation, family id): lower wins
@@ -119,9 +119,17 @@ class DayCutter:
             hi = max(hi, self.first + dt.timedelta(days=len(self.starts)))
         hour = 12 if self.window is DayWindow.NIGHT else 0
         count = (hi - lo).days + 2
-        self.starts = np.array([np.datetime64(local_instant(lo + dt.timedelta(days=i), hour,
-                                                            self.user.zone_on(lo + dt.timedelta(days=i)))
-                                              .replace(tzinfo=None), "us") for i in range(count)])
+        self.starts = np.array(
+            [
+                np.datetime64(
+                    local_instant(
+                        lo + dt.timedelta(days=i), hour, self.user.zone_on(lo + dt.timedelta(days=i))
+                    ).replace(tzinfo=None),
+                    "us",
+                )
+                for i in range(count)
+            ]
+        )
         self.first = lo
 
     def days(self, utc: np.ndarray) -> np.ndarray:
@@ -163,8 +171,16 @@ class Index:
         winners = self.winners()
         report: dict[str, dict] = {}
         for (kind, day, key), n in sorted(self.counts.items()):
-            entry = report.setdefault(kind, {"records": 0, "first": day, "last": day, "used": collections.Counter(),
-                                             "copies_dropped": collections.Counter()})
+            entry = report.setdefault(
+                kind,
+                {
+                    "records": 0,
+                    "first": day,
+                    "last": day,
+                    "used": collections.Counter(),
+                    "copies_dropped": collections.Counter(),
+                },
+            )
             if winners[(kind, day)] == key:
                 entry["records"] += n
                 entry["used"][self.origins[key]] += n
@@ -232,8 +248,9 @@ class Indexer:
                     utc[midnight] = self._localise(utc[midnight].astype("datetime64[s]"))
             return utc, readable
         pattern = "%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "%Y-%m-%dT%H:%M:%S"
-        local = pd.to_datetime(text.str.slice(0, 19) if family.clock != "us-local" else text, format=pattern,
-                               errors="coerce").to_numpy(dtype="datetime64[s]")
+        local = pd.to_datetime(
+            text.str.slice(0, 19) if family.clock != "us-local" else text, format=pattern, errors="coerce"
+        ).to_numpy(dtype="datetime64[s]")
         return self._localise(local), ~np.isnat(local)
 
     # --- reading --------------------------------------------------------------------------------
@@ -339,7 +356,9 @@ class Indexer:
             columns[name.removeprefix("milli_")] = columns.pop(name) / 1000.0
         self._stage_by_day(member, family, key, family.kind, columns)
 
-    def _stage_by_day(self, member: Member, family: Family, key: Key, kind: str, columns: dict[str, np.ndarray]) -> None:
+    def _stage_by_day(
+        self, member: Member, family: Family, key: Key, kind: str, columns: dict[str, np.ndarray]
+    ) -> None:
         ts = columns["ts"]
         if not len(ts):
             return
@@ -350,7 +369,7 @@ class Indexer:
         unique, starts = np.unique(sorted_days, return_index=True)
         bounds = list(starts) + [len(order)]
         for i, day in enumerate(unique):
-            rows = order[bounds[i]:bounds[i + 1]]
+            rows = order[bounds[i] : bounds[i + 1]]
             block = StagedBlock(kind, key, family.origin, member.path, {n: a[rows] for n, a in columns.items()})
             day = day.item()
             self.index.counts[(kind, day, key)] += len(rows)
@@ -358,9 +377,12 @@ class Indexer:
 
     def _time_problems(self, member, family, key, frame, readable, bad) -> None:
         file_day = _file_day(member)
-        local_days = pd.to_datetime(frame["time"].astype("string").str.slice(0, 19),
-                                    format="%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "ISO8601",
-                                    errors="coerce", utc=family.clock == "utc")
+        local_days = pd.to_datetime(
+            frame["time"].astype("string").str.slice(0, 19),
+            format="%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "ISO8601",
+            errors="coerce",
+            utc=family.clock == "utc",
+        )
         for position in np.flatnonzero(bad):
             record = {"file": member.path, **{k: v for k, v in frame.iloc[position].items() if k != "log"}}
             if readable[position]:
@@ -383,11 +405,18 @@ class Indexer:
                 start = dt.datetime.fromisoformat(str(log["startTime"])[:19])
                 zone = _zone(self.zone_on(start.date()))
                 aware = start.replace(tzinfo=zone, fold=0)
-                if aware.astimezone(dt.timezone.utc).astimezone(zone).replace(tzinfo=None) != start:
+                if aware.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != start:
                     day = start.date()
-                    self._problem(day, StagedProblem("sleep_sessions", repr(_brief(log)),
-                                                     f"start time does not exist in {zone.key} (DST gap)",
-                                                     "sleep_sessions", key))
+                    self._problem(
+                        day,
+                        StagedProblem(
+                            "sleep_sessions",
+                            repr(_brief(log)),
+                            f"start time does not exist in {zone.key} (DST gap)",
+                            "sleep_sessions",
+                            key,
+                        ),
+                    )
                     continue
                 offset = aware.utcoffset()
 
@@ -395,36 +424,59 @@ class Indexer:
                     return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
 
                 main = log.get("mainSleep", log.get("isMainSleep"))
-                row = {"ts": utc(log["startTime"]), "end_ts": utc(log["endTime"]),
-                       "date_of_sleep": np.datetime64(str(log["dateOfSleep"])[:10], "D"), "log_id": int(log["logId"]),
-                       "is_main_sleep": bool(main) if main is not None else None,
-                       "duration_s": (log["duration"] / 1000) if log.get("duration") is not None else None,
-                       **{column: log.get(field) for column, field in _SLEEP_FIELDS}}
+                row = {
+                    "ts": utc(log["startTime"]),
+                    "end_ts": utc(log["endTime"]),
+                    "date_of_sleep": np.datetime64(str(log["dateOfSleep"])[:10], "D"),
+                    "log_id": int(log["logId"]),
+                    "is_main_sleep": bool(main) if main is not None else None,
+                    "duration_s": (log["duration"] / 1000) if log.get("duration") is not None else None,
+                    **{column: log.get(field) for column, field in _SLEEP_FIELDS},
+                }
                 segments = []
                 levels = log.get("levels") or {}
                 for is_short, name in ((False, "data"), (True, "shortData")):
                     for segment in levels.get(name) or []:
-                        segments.append({"ts": utc(segment["dateTime"]), "is_short": is_short,
-                                         "stage": segment["level"], "seconds": segment["seconds"]})
+                        segments.append(
+                            {
+                                "ts": utc(segment["dateTime"]),
+                                "is_short": is_short,
+                                "stage": segment["level"],
+                                "seconds": segment["seconds"],
+                            }
+                        )
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 day = _file_day(member)
                 if day is not None:
-                    self._problem(day, StagedProblem("sleep_sessions", repr(_brief(log)),
-                                                     f"malformed sleep log ({type(exc).__name__}: {exc})",
-                                                     "sleep_sessions", key))
+                    self._problem(
+                        day,
+                        StagedProblem(
+                            "sleep_sessions",
+                            repr(_brief(log)),
+                            f"malformed sleep log ({type(exc).__name__}: {exc})",
+                            "sleep_sessions",
+                            key,
+                        ),
+                    )
                 continue
             sessions["all"].append(row)
             stages["all"].extend(segments)
         for kind, rows in (("sleep_sessions", sessions["all"]), ("sleep_stages", stages["all"])):
             if rows:
-                columns = {name: np.array([r[name] for r in rows], dtype=_SLEEP_DTYPES.get(name, object))
-                           for name in rows[0]}
+                columns = {
+                    name: np.array([r[name] for r in rows], dtype=_SLEEP_DTYPES.get(name, object)) for name in rows[0]
+                }
                 self._stage_by_day(member, family, key, kind, columns)
 
 
-_SLEEP_FIELDS = (("efficiency", "efficiency"), ("minutes_asleep", "minutesAsleep"), ("minutes_awake", "minutesAwake"),
-                 ("minutes_to_fall_asleep", "minutesToFallAsleep"), ("minutes_after_wakeup", "minutesAfterWakeup"),
-                 ("time_in_bed", "timeInBed"))
+_SLEEP_FIELDS = (
+    ("efficiency", "efficiency"),
+    ("minutes_asleep", "minutesAsleep"),
+    ("minutes_awake", "minutesAwake"),
+    ("minutes_to_fall_asleep", "minutesToFallAsleep"),
+    ("minutes_after_wakeup", "minutesAfterWakeup"),
+    ("time_in_bed", "timeInBed"),
+)
 _SLEEP_DTYPES = {"ts": "datetime64[us]", "end_ts": "datetime64[us]", "date_of_sleep": "datetime64[D]"}
 
 
@@ -443,4 +495,3 @@ def zlib_error():
     import zlib
 
     return zlib.error
-

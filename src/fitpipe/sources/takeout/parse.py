@@ -10,15 +10,16 @@ quarantine are the engine's. For each kind of record, only the day's winning cop
 from __future__ import annotations
 
 import collections
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
-from fitpipe.sources.takeout.index import StagedBlock, metric_of
 from fitpipe.ingest.validate import ParsedDay, Quarantined, RowBuilder
+from fitpipe.sources.takeout.index import StagedBlock, metric_of
 
 # Fitbit's minute SpO2 files write 50.0 where the reading was invalid (about 15 % of rows).
 SPO2_INVALID_FLOOR = 50.0
@@ -29,13 +30,15 @@ class UtcRowBuilder(RowBuilder):
     """A RowBuilder for records whose times are already naive-UTC instants (or dates, for dated
     metrics), given as whole column arrays."""
 
-    def __init__(self, ctx: DayContext, metric, parsed: ParsedDay, times: np.ndarray,
-                 columns: Mapping[str, Any], raw: "LazyRaw"):
+    def __init__(
+        self, ctx: DayContext, metric, parsed: ParsedDay, times: np.ndarray, columns: Mapping[str, Any], raw: LazyRaw
+    ):
         super().__init__(ctx, metric, parsed)
         n = len(times)
         self.times = times
-        self.values = {name: columns[name] if name in columns else np.full(n, None, dtype=object)
-                       for name in self.values}
+        self.values = {
+            name: columns[name] if name in columns else np.full(n, None, dtype=object) for name in self.values
+        }
         self.raw = raw
 
     def _times(self, reject) -> np.ndarray:
@@ -99,8 +102,10 @@ def _merged(blocks: list[StagedBlock]) -> tuple[dict[str, np.ndarray], np.ndarra
             names[name] = True
     columns = {}
     for name in names:
-        parts = [block.columns[name] if name in block.columns else np.full(len(block), None, dtype=object)
-                 for block in blocks]
+        parts = [
+            block.columns[name] if name in block.columns else np.full(len(block), None, dtype=object)
+            for block in blocks
+        ]
         columns[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
     files = np.repeat(np.array([b.file for b in blocks], dtype=object), [len(b) for b in blocks])
     return columns, files
@@ -112,8 +117,9 @@ def _winning_columns(payloads: Mapping[str, Any], kind: str) -> tuple[dict[str, 
     return _merged(blocks) if blocks else None
 
 
-def _build(ctx: DayContext, parsed: ParsedDay, metric_name: str, times: np.ndarray, columns: Mapping[str, Any],
-           raw: LazyRaw) -> None:
+def _build(
+    ctx: DayContext, parsed: ParsedDay, metric_name: str, times: np.ndarray, columns: Mapping[str, Any], raw: LazyRaw
+) -> None:
     UtcRowBuilder(ctx, BY_NAME[metric_name], parsed, times, columns, raw).finish()
 
 
@@ -148,8 +154,14 @@ def parse_heart_rate(payloads, ctx, parsed) -> None:
     if given.any():
         _, first = np.unique(columns["ts"][given], return_index=True)
         rows = np.flatnonzero(given)[first]
-        _build(ctx, parsed, "heart_rate_confidence", columns["ts"][rows], {"confidence": confidence[rows]},
-               LazyRaw({n: a[rows] for n, a in columns.items()}, files[rows]))
+        _build(
+            ctx,
+            parsed,
+            "heart_rate_confidence",
+            columns["ts"][rows],
+            {"confidence": confidence[rows]},
+            LazyRaw({n: a[rows] for n, a in columns.items()}, files[rows]),
+        )
 
 
 def parse_spo2(payloads, ctx, parsed) -> None:
@@ -189,8 +201,14 @@ def parse_resting_heart_rate(payloads, ctx, parsed) -> None:
     if found is None:
         return
     columns, files = found
-    _build(ctx, parsed, "heart_rate_daily", _dated(ctx, len(files)), {"resting_bpm": columns["bpm"]},
-           LazyRaw(columns, files))
+    _build(
+        ctx,
+        parsed,
+        "heart_rate_daily",
+        _dated(ctx, len(files)),
+        {"resting_bpm": columns["bpm"]},
+        LazyRaw(columns, files),
+    )
 
 
 def parse_sleep(payloads, ctx, parsed) -> None:
@@ -201,8 +219,12 @@ def parse_sleep(payloads, ctx, parsed) -> None:
             _build(ctx, parsed, kind, columns["ts"], columns, LazyRaw(columns, files))
 
 
-_ZONES = {"fat burn": "fat_burn_minutes", "fat_burn": "fat_burn_minutes", "cardio": "cardio_minutes",
-          "peak": "peak_minutes"}
+_ZONES = {
+    "fat burn": "fat_burn_minutes",
+    "fat_burn": "fat_burn_minutes",
+    "cardio": "cardio_minutes",
+    "peak": "peak_minutes",
+}
 
 
 def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
@@ -216,23 +238,32 @@ def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
     unknown = zone.isna().to_numpy()
     for i in np.flatnonzero(unknown):
         _quarantine(parsed, "active_zone_minutes", raw[i], "heart rate zone is not one of fat burn, cardio, peak")
-    frame = pd.DataFrame({"minute": columns["ts"].astype("datetime64[m]"), "zone": zone,
-                          "total": columns["total"]})[~unknown]
+    frame = pd.DataFrame({"minute": columns["ts"].astype("datetime64[m]"), "zone": zone, "total": columns["total"]})[
+        ~unknown
+    ]
     if frame.empty:
         return
     flags = pd.get_dummies(frame["zone"]).reindex(columns=sorted(set(_ZONES.values())), fill_value=0).astype(int)
     frame = pd.concat([frame[["minute", "total"]], flags], axis=1)
     # min_count: a minute with an unreadable total stays NaN, so the engine quarantines it.
     per_minute = frame.groupby("minute", sort=True).agg(
-        total=("total", lambda s: s.sum(min_count=len(s))),
-        **{name: (name, "sum") for name in flags.columns})
+        total=("total", lambda s: s.sum(min_count=len(s))), **{name: (name, "sum") for name in flags.columns}
+    )
     # A minute's row is built from several records: name the day's files rather than one.
     grouped_files = np.full(len(per_minute), ", ".join(dict.fromkeys(files)), dtype=object)
-    minute_columns = {"active_zone_minutes": per_minute["total"].to_numpy(dtype=float),
-                      **{name: per_minute[name].to_numpy(dtype=float) for name in flags.columns}}
+    minute_columns = {
+        "active_zone_minutes": per_minute["total"].to_numpy(dtype=float),
+        **{name: per_minute[name].to_numpy(dtype=float) for name in flags.columns},
+    }
     times = per_minute.index.to_numpy(dtype="datetime64[us]")
-    _build(ctx, parsed, "active_zone_minutes", times, minute_columns,
-           LazyRaw({"minute": times, **minute_columns}, grouped_files))
+    _build(
+        ctx,
+        parsed,
+        "active_zone_minutes",
+        times,
+        minute_columns,
+        LazyRaw({"minute": times, **minute_columns}, grouped_files),
+    )
 
 
 def parse_daily_activity(payloads, ctx, parsed) -> None:
@@ -247,8 +278,14 @@ def parse_daily_activity(payloads, ctx, parsed) -> None:
     for i in np.flatnonzero(unreadable):
         _quarantine(parsed, "daily_activity", raw[i], "steps is not a number")
     total = float(steps[~unreadable].sum()) if (~unreadable).any() else np.nan
-    _build(ctx, parsed, "daily_activity", _dated(ctx, 1), {"steps": np.array([total])},
-           LazyRaw({"day": np.array([str(ctx.day)]), "steps": np.array([total])}, np.array([files[0]], dtype=object)))
+    _build(
+        ctx,
+        parsed,
+        "daily_activity",
+        _dated(ctx, 1),
+        {"steps": np.array([total])},
+        LazyRaw({"day": np.array([str(ctx.day)]), "steps": np.array([total])}, np.array([files[0]], dtype=object)),
+    )
 
 
 def parse_data_sources(payloads, ctx, parsed) -> None:
@@ -265,15 +302,32 @@ def parse_data_sources(payloads, ctx, parsed) -> None:
     if not counts:
         return
     keys = sorted(counts)
-    columns = {"metric": np.array([k[0] for k in keys], dtype=object),
-               "origin": np.array([k[1] for k in keys], dtype=object),
-               "data_source": np.array([k[2] for k in keys], dtype=object),
-               "samples": np.array([counts[k] for k in keys], dtype=float)}
-    _build(ctx, parsed, "data_sources", _dated(ctx, len(keys)), columns,
-           LazyRaw(columns, np.array(["(summary)"] * len(keys), dtype=object)))
+    columns = {
+        "metric": np.array([k[0] for k in keys], dtype=object),
+        "origin": np.array([k[1] for k in keys], dtype=object),
+        "data_source": np.array([k[2] for k in keys], dtype=object),
+        "samples": np.array([counts[k] for k in keys], dtype=float),
+    }
+    _build(
+        ctx,
+        parsed,
+        "data_sources",
+        _dated(ctx, len(keys)),
+        columns,
+        LazyRaw(columns, np.array(["(summary)"] * len(keys), dtype=object)),
+    )
 
 
 PARSERS = (
-    parse_problems, parse_heart_rate, parse_active_zone_minutes, parse_spo2, parse_hrv_intraday, parse_breathing_rate,
-    parse_sleep, parse_resting_heart_rate, parse_daily_activity, parse_hrv_daily, parse_data_sources,
+    parse_problems,
+    parse_heart_rate,
+    parse_active_zone_minutes,
+    parse_spo2,
+    parse_hrv_intraday,
+    parse_breathing_rate,
+    parse_sleep,
+    parse_resting_heart_rate,
+    parse_daily_activity,
+    parse_hrv_daily,
+    parse_data_sources,
 )

@@ -13,9 +13,10 @@ archive is imported: such a day is deferred, and `status` says why.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fitpipe.sources.contract import Fetch, RetryLater, Source
 
@@ -46,9 +47,20 @@ class TakeoutSource(Source):
     # replaces it (imports never skip settled days).
     settle_days = 0
     settings = TakeoutSettings
-    produces = ("heart_rate", "heart_rate_confidence", "spo2", "hrv_intraday", "hrv_daily", "breathing_rate",
-                "heart_rate_daily", "sleep_sessions", "sleep_stages", "active_zone_minutes", "daily_activity",
-                "data_sources")
+    produces = (
+        "heart_rate",
+        "heart_rate_confidence",
+        "spo2",
+        "hrv_intraday",
+        "hrv_daily",
+        "breathing_rate",
+        "heart_rate_daily",
+        "sleep_sessions",
+        "sleep_stages",
+        "active_zone_minutes",
+        "daily_activity",
+        "data_sources",
+    )
 
     @classmethod
     def parsers(cls) -> Sequence[Parser]:
@@ -78,7 +90,8 @@ class TakeoutSource(Source):
             lines.append(
                 f"user {i['user_id']} Takeout import {i['import_id']} ({i['status']}): {i['layout']}, sha256 "
                 f"{i['sha256'][:12]}, {i['first_day']} .. {i['last_day']}, {i['rows']:,} rows, run {i['run_id']}, "
-                f"{i['imported_at']:%Y-%m-%d %H:%M %Z}")
+                f"{i['imported_at']:%Y-%m-%d %H:%M %Z}"
+            )
             for assumption in i["assumptions"]:
                 lines.append(f"  assumption: {escape(assumption)}")
         return lines
