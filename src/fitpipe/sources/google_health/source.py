@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from fitpipe.sources.contract import Fetch, MissingExtra, RequestBudget, RetryLater, Source, SourceFailed
 from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL
 from fitpipe.sources.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
-from fitpipe.sources.google_health.queries import QUERIES
 from fitpipe.sources.google_health.wire import wire_from_environment
 
 if TYPE_CHECKING:
@@ -152,6 +151,7 @@ class GoogleHealthSource(Source):
         from google.devicesandservices import health_v4
 
         from fitpipe.sources.google_health.consent import is_revoked, revocation_reason
+        from fitpipe.sources.google_health.queries import QUERIES
 
         grant = fetch.secret()
         if not grant:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
-
 from fitpipe.sources.contract import Fetch, MissingExtra, Source
 from fitpipe.sources.synthetic.wear_gaps import DayGaps, gaps_for, stable_seed
 
@@ -191,6 +189,8 @@ class SyntheticSource(Source):
         return math.ceil((12 + lag) / 24) if lag else 0
 
     def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        import numpy as np
+
         create_syn_data = _generator()
         settings = participant.settings
         user_seed = int(settings["seed"])
