@@ -35,6 +35,7 @@ from fitpipe.errors import BadInput, first_line
 from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
 from fitpipe.participants import User, list_users
+from fitpipe.sources.contract import Source
 from fitpipe.timezones import now_in
 
 # A source's RetryLater shorter than this is waited out within the run (rate limits);
@@ -56,6 +57,9 @@ class Task:
     attempt: int = 1
     # None: as replace_day decides from skip_if_done (see there).
     rewrite_unchanged: bool | None = None
+    # The source to fetch with, when a run made its own (an import's, holding its staged archive);
+    # None: the participant's registered source.
+    source: Source | None = None
 
 
 @dataclass
@@ -238,7 +242,7 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
     seconds: dict[str, float] = {}
     budget = None
     try:
-        source = source_for(user.source)
+        source = task.source or source_for(user.source)
         budget = BudgetLedger(source.budget(), list(task.budget_spent))
         # Day D can change until settle_days after it; yesterday is the last day that is over.
         settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)

@@ -31,7 +31,7 @@ from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
 from fitpipe.sources.takeout.families import FAMILIES
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
 from fitpipe.sources.takeout.index import metric_of as metric_name
-from fitpipe.sources.takeout.source import STAGE_SETTING
+from fitpipe.sources.takeout.source import TakeoutSource
 from fitpipe.timezones import validate_timezone
 
 SOURCE = "takeout"
@@ -206,11 +206,12 @@ def _assumptions(plan: ImportPlan) -> list[str]:
 
 
 def _days_plan(plan: ImportPlan, force: bool) -> Plan:
-    user = replace(plan.user, source=SOURCE, settings={STAGE_SETTING: str(plan.stage_dir)})
+    user = replace(plan.user, source=SOURCE, settings={})
+    source = TakeoutSource(Stage(plan.stage_dir))
     # Imports never skip settled days: a newer archive replaces the days it covers. A day whose
     # content is unchanged is left untouched (same content hash), unless forced: then, like
     # `backfill --force`, every day is rewritten, which repairs rows changed outside fitpipe.
-    tasks = [Task(user, day, skip_if_done=False, rewrite_unchanged=force) for day in plan.days]
+    tasks = [Task(user, day, skip_if_done=False, rewrite_unchanged=force, source=source) for day in plan.days]
     arguments = {"archive": str(plan.archive.path), "sha256": plan.sha256, "users": [plan.user.user_id]}
     return Plan("import", tasks, arguments)
 

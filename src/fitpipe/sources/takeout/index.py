@@ -17,8 +17,9 @@ covers still loads from it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
-import pickle
+import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,29 +75,76 @@ class StagedProblem:
 
 
 class Stage:
-    """Per-day files of pickled blocks, appended as files are read. directory None: count only."""
+    """Per-day staged records in a folder this process made (mkdtemp, mode 0700), appended as
+    files are read. Typed arrays go to .npz files read back with allow_pickle=False; everything
+    else is JSON. Nothing is unpickled, so a staged file can hold data but never code.
+    directory None: count only."""
 
     def __init__(self, directory: Path | None):
         self.directory = directory
+        self._blocks = 0
 
     def add(self, day: dt.date, item: StagedBlock | StagedProblem) -> None:
         if self.directory is None:
             return
-        with open(self.directory / f"{day.isoformat()}.pkl", "ab") as handle:
-            pickle.dump(item, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        if isinstance(item, StagedProblem):
+            entry = {"problem": dataclasses.asdict(item)}
+        else:
+            self._blocks += 1
+            arrays = {n: a for n, a in item.columns.items() if a.dtype != object}
+            name = f"block-{self._blocks}.npz"
+            np.savez(self.directory / name, **arrays)
+            entry = {
+                "block": {
+                    "kind": item.kind,
+                    "key": list(item.key),
+                    "origin": item.origin,
+                    "file": item.file,
+                    "arrays": name,
+                    "order": list(item.columns),
+                    "objects": {n: a.tolist() for n, a in item.columns.items() if a.dtype == object},
+                }
+            }
+        with open(self.directory / f"{day.isoformat()}.jsonl", "a") as handle:
+            handle.write(json.dumps(entry, default=_plain) + "\n")
 
-    @staticmethod
-    def read(directory: Path, day: dt.date) -> list:
-        path = Path(directory) / f"{day.isoformat()}.pkl"
-        items = []
+    def read(self, day: dt.date) -> list[StagedBlock | StagedProblem]:
+        if self.directory is None:
+            return []
+        path = self.directory / f"{day.isoformat()}.jsonl"
         if not path.exists():
-            return items
-        with open(path, "rb") as handle:
-            while True:
-                try:
-                    items.append(pickle.load(handle))
-                except EOFError:
-                    return items
+            return []
+        items: list[StagedBlock | StagedProblem] = []
+        with open(path) as handle:
+            for line in handle:
+                entry = json.loads(line)
+                if "problem" in entry:
+                    problem = entry["problem"]
+                    key = tuple(problem["key"]) if problem["key"] is not None else None
+                    items.append(StagedProblem(**{**problem, "key": key}))
+                    continue
+                block = entry["block"]
+                with np.load(self.directory / block["arrays"], allow_pickle=False) as arrays:
+                    typed = {n: arrays[n] for n in arrays.files}
+                objects = {n: _object_array(values) for n, values in block["objects"].items()}
+                columns = {n: typed[n] if n in typed else objects[n] for n in block["order"]}
+                items.append(StagedBlock(block["kind"], tuple(block["key"]), block["origin"], block["file"], columns))
+        return items
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what object columns hold besides str, int, float, bool and None."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    raise TypeError(f"cannot stage a {type(value).__name__}")
+
+
+def _object_array(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 class DayCutter:
@@ -239,7 +287,7 @@ class Indexer:
         text = times.astype("string").str.strip()
         if family.clock == "utc":
             aware = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-            utc = aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+            utc = aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]", copy=True)
             readable = ~np.isnat(utc)
             if family.daily:
                 # A daily value stamped at midnight UTC names a date; read it as that date's local midnight.

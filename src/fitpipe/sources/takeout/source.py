@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fitpipe.sources.contract import Fetch, RetryLater, Source
@@ -26,9 +25,8 @@ if TYPE_CHECKING:
 
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
+    from fitpipe.sources.takeout.index import Stage
 
-# Set on the participant's settings for the length of one import run (never stored).
-STAGE_SETTING = "stage"
 NOT_IMPORTED = "not in any imported Takeout archive yet; import a newer archive with `fitpipe import`"
 
 
@@ -96,10 +94,12 @@ class TakeoutSource(Source):
                 lines.append(f"  assumption: {escape(assumption)}")
         return lines
 
-    def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
-        from fitpipe.sources.takeout.index import Stage
+    def __init__(self, stage: Stage | None = None):
+        # Only `fitpipe import` makes a source with a stage, for its own run's tasks: the folder
+        # never comes from the database, so no stored setting can point the loader at files.
+        self.stage = stage
 
-        stage = participant.settings.get(STAGE_SETTING)
-        if not stage:
+    def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
+        if self.stage is None:
             raise RetryLater(NOT_IMPORTED, after=dt.timedelta(days=1))
-        return {"items": Stage.read(Path(stage), day)}
+        return {"items": self.stage.read(day)}
