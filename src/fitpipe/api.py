@@ -155,7 +155,7 @@ class Store:
 
     @staticmethod
     def _require_schema(conn) -> None:
-        from fitpipe.db import require_schema
+        from fitpipe.migrate import require_schema
 
         require_schema(conn)
 

@@ -749,10 +749,14 @@ def secrets_rotate() -> None:
 
 def _add_source_commands() -> None:
     """Each source's own sub-commands (`import`, `enroll`), asked through the contract."""
+    import importlib
+
     from fitpipe.sources import registered_classes
 
     for source in registered_classes():
-        source.register_commands(app)
+        for name, target in source.commands.items():
+            module, _, function = target.partition(":")
+            app.command(name)(getattr(importlib.import_module(module), function))
 
 
 _add_source_commands()

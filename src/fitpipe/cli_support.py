@@ -60,7 +60,8 @@ def database_url() -> str:
 @contextlib.contextmanager
 def database(*, schema: bool = True) -> Iterator[Any]:
     """A connection to this invocation's database; with `schema`, one that fitpipe has migrated."""
-    from fitpipe.db import connection, require_schema
+    from fitpipe.db import connection
+    from fitpipe.migrate import require_schema
 
     with connection(database_url()) as conn:
         if schema:

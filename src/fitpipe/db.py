@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.errors import BadInput, DatabaseUnavailable, SchemaError, first_line
+from fitpipe.errors import BadInput, DatabaseUnavailable, first_line
 
 FIX_NO_TIMESCALEDB = (
     "start the local server with `scripts/dev-db.sh start`, "
@@ -84,17 +84,6 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
         raise DatabaseUnavailable(f"lost the database connection: {mask_secrets(first_line(exc))}") from None
     finally:
         conn.close()
-
-
-def require_schema(conn: psycopg.Connection) -> None:
-    """Fail with a hint when init-db has not been run on this database."""
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not row[0]:
-        raise SchemaError("this database has no fitpipe schema; run `fitpipe init-db` first")
-    from fitpipe.migrate import check_schema_version
-
-    check_schema_version(conn)
-    conn.commit()
 
 
 def timescaledb_available(conn: psycopg.Connection) -> bool:

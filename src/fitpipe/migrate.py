@@ -165,3 +165,12 @@ def apply_migrations(conn: psycopg.Connection, directory: Path | None = None) ->
             )
         report.applied.append(migration.name)
     return report
+
+
+def require_schema(conn: psycopg.Connection) -> None:
+    """Fail with a hint when init-db has not been run on this database."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not row[0]:
+        raise SchemaError("this database has no fitpipe schema; run `fitpipe init-db` first")
+    check_schema_version(conn)
+    conn.commit()

@@ -27,9 +27,9 @@ import psycopg
 import psycopg.sql
 
 from fitpipe.catalogue import METRICS, DayWindow
-from fitpipe.derive.retention import RetentionReport
-from fitpipe.ingest.ledger import cursors
-from fitpipe.participants import list_users
+from fitpipe.derive.retention import RetentionReport, drop_raw
+from fitpipe.derive.rollups import refresh
+from fitpipe.ingest.ledger import settled_horizon
 
 APACHE_NOTE = (
     "compression is unavailable: this server runs TimescaleDB's Apache edition "
@@ -81,19 +81,6 @@ class MaintainReport:
     seconds: float = 0.0
     # Set when raw retention ran (fitpipe.derive.retention).
     retention: RetentionReport | None = None
-
-
-def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
-    """The earliest start of a not-yet-settled local day among enrolled participants."""
-    users = list_users(conn, enrolled_only=True)
-    if not users:
-        return None
-    cursor_of = cursors(conn, [u.user_id for u in users])
-    starts = [
-        u.day_start(cursor_of[u.user_id] + dt.timedelta(days=1)) if cursor_of[u.user_id] else u.day_start(u.study_start)
-        for u in users
-    ]
-    return min(starts)
 
 
 def lift_decompression_limit(conn: psycopg.Connection) -> None:
@@ -162,8 +149,6 @@ def _relation_bytes(conn: psycopg.Connection, chunk: str) -> int:
 def maintain(conn: psycopg.Connection, raw_retention_days: int | None = None) -> MaintainReport:
     """Refresh pending rollups, drop raw 1 Hz chunks past the retention (when set, both editions),
     then compress every chunk that holds settled days only."""
-    from fitpipe.derive.retention import drop_raw
-    from fitpipe.derive.rollups import refresh
 
     started = time.perf_counter()
     report = MaintainReport(edition=edition(conn))

@@ -36,7 +36,7 @@ import psycopg
 
 from fitpipe.catalogue import METRICS, DayWindow
 from fitpipe.errors import BadInput
-from fitpipe.ingest.ledger import SETTLED
+from fitpipe.ingest.ledger import SETTLED, settled_horizon
 from fitpipe.locks import lock_refresh, lock_user_exclusive
 from fitpipe.participants import User, list_users
 from fitpipe.timezones import simulated_today
@@ -144,8 +144,6 @@ def _now() -> dt.datetime:
 def drop_horizon(conn: psycopg.Connection) -> dt.datetime | None:
     """Before this instant every ledger day is settled: the cohort's settled horizon, or the start
     of an earlier unsettled day of a participant outside it (withdrawn)."""
-    from fitpipe.derive.maintain import settled_horizon
-
     horizon = settled_horizon(conn)
     if horizon is None:
         return None

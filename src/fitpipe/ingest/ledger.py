@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import psycopg
 
 from fitpipe.days import ONE_DAY, days_between
-from fitpipe.participants import User
+from fitpipe.participants import User, list_users
 from fitpipe.timezones import today_in
 
 SETTLED = ("complete", "empty")
@@ -66,4 +66,26 @@ def is_due(state: str | None, retry_after: dt.datetime | None, now: dt.datetime)
     return state != "deferred" or retry_after is None or retry_after <= now
 
 
-__all__ = ["SETTLED", "STATES", "cursors", "day_states", "days_between", "is_due", "last_complete_day"]
+__all__ = [
+    "SETTLED",
+    "STATES",
+    "cursors",
+    "day_states",
+    "days_between",
+    "is_due",
+    "last_complete_day",
+    "settled_horizon",
+]
+
+
+def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
+    """The earliest start of a not-yet-settled local day among enrolled participants."""
+    users = list_users(conn, enrolled_only=True)
+    if not users:
+        return None
+    cursor_of = cursors(conn, [u.user_id for u in users])
+    starts = [
+        u.day_start(cursor_of[u.user_id] + dt.timedelta(days=1)) if cursor_of[u.user_id] else u.day_start(u.study_start)
+        for u in users
+    ]
+    return min(starts)

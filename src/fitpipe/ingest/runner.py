@@ -221,6 +221,17 @@ def _worker_connection() -> psycopg.Connection:
     return conn
 
 
+def _worker_source(name: str) -> Source:
+    """One instance of each source per worker, kept for the run, so what a source caches (a
+    participant's authorised session) serves all the days the worker loads."""
+    from fitpipe.sources import source_for
+
+    sources = _worker.setdefault("sources", {})
+    if name not in sources:
+        sources[name] = source_for(name)
+    return sources[name]
+
+
 def _secret_reader(conn: psycopg.Connection, user: User):
     def read() -> str | None:
         from fitpipe.secrets import Keyring, load_secret
@@ -234,7 +245,7 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
     task, run_id = item
     from fitpipe.ingest.load import replace_day
     from fitpipe.ingest.validate import parse_day
-    from fitpipe.sources import RetryLater, SourceFailed, source_for
+    from fitpipe.sources import RetryLater, SourceFailed
     from fitpipe.sources.contract import BudgetLedger, Fetch
 
     user = task.user
@@ -242,7 +253,7 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
     seconds: dict[str, float] = {}
     budget = None
     try:
-        source = task.source or source_for(user.source)
+        source = task.source or _worker_source(user.source)
         budget = BudgetLedger(source.budget(), list(task.budget_spent))
         # Day D can change until settle_days after it; yesterday is the last day that is over.
         settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)

@@ -9,6 +9,7 @@ A source is a class with a few declarations, the way a Singer stream declares it
         request_budget = RequestBudget(300, 60)   # per participant, or None
         settings = MySettings               # a dataclass: what `participants add --setting` accepts
         produces = ("heart_rate", "steps")  # the catalogue metrics its parsers can write
+        commands = {"enroll": "my_package.cli:enroll"}   # its own `fitpipe` sub-commands
 
         def fetch_day(self, participant, day, fetch): ...
 
@@ -17,7 +18,7 @@ A source is a class with a few declarations, the way a Singer stream declares it
 
 and small named hooks with defaults: `default_settings` (what `participants add` stores),
 `settle_days_for` (when the window depends on the participant's settings), `prepare_workers`
-(before a run forks), `register_commands` (its own CLI sub-commands), `status_sections` and `status_lines`
+(before a run forks), `status_sections` and `status_lines`
 (what `fitpipe status` shows about it).
 
 `fetch_day` returns the day's payloads keyed by payload kind. It raises RetryLater when the day
@@ -40,8 +41,6 @@ from fitpipe.errors import BadInput
 
 if TYPE_CHECKING:
     import psycopg
-    import typer
-
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
 
@@ -162,6 +161,9 @@ class Source:
     request_budget: ClassVar[RequestBudget | None] = None
     settings: ClassVar[type] = NoSettings
     produces: ClassVar[tuple[str, ...]] = ()
+    # Its own sub-commands of `fitpipe`: command name -> "module:function" (a typer command
+    # function), imported when the CLI starts. Named, not imported, so the source never imports its CLI.
+    commands: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def parsers(cls) -> Sequence[Parser]:
@@ -188,10 +190,6 @@ class Source:
     def prepare_workers(cls) -> None:
         """Called by a run before it forks its workers: heavy imports and state the workers share
         (a semaphore) are made here."""
-
-    @classmethod
-    def register_commands(cls, app: typer.Typer) -> None:
-        """Add this source's own sub-commands to the `fitpipe` command (e.g. `import`, `enroll`)."""
 
     @classmethod
     def status_sections(cls, conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[str, list[dict]]:

@@ -11,6 +11,16 @@ runs the installed-app consent flow. This package holds only what is particular 
 - `consent`: scopes, the client-secrets file, the enrolment flow and the stored grant.
 """
 
+from fitpipe.sources.contract import MissingExtra
+
 ENV_API_URL = "FITPIPE_HEALTH_API_URL"
 DEFAULT_API_URL = "https://health.googleapis.com"
 ENV_CLIENT_SECRETS = "FITPIPE_GOOGLE_CLIENT_SECRETS"
+
+
+def require_google_libraries() -> None:
+    try:
+        import google.auth.transport.requests  # noqa: F401
+        from google.devicesandservices import health_v4  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtra("google-health", "google-health", exc.name or "Google's client libraries") from None

@@ -37,8 +37,8 @@ def enroll(
     Example: fitpipe enroll --user 7 --timezone Europe/Berlin --study-start 2024-03-01 --no-browser
     """
     from fitpipe.secrets import Keyring
+    from fitpipe.sources.google_health import require_google_libraries
     from fitpipe.sources.google_health.consent import enroll_participant
-    from fitpipe.sources.google_health.source import require_google_libraries
 
     require_google_libraries()
 

@@ -29,14 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fitpipe.sources.contract import Fetch, MissingExtra, RequestBudget, RetryLater, Source, SourceFailed
-from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL
+from fitpipe.sources.contract import Fetch, RequestBudget, RetryLater, Source, SourceFailed
+from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL, require_google_libraries
 from fitpipe.sources.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
 from fitpipe.sources.google_health.wire import wire_from_environment
 
 if TYPE_CHECKING:
-    import typer
-
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
 
@@ -44,11 +42,6 @@ if TYPE_CHECKING:
 # this long; `fitpipe enroll` makes their deferred days due at once.
 WAIT_FOR_CONSENT = dt.timedelta(hours=24)
 DEFAULT_SETTLE_DAYS = 3
-
-# Per worker process: credentials (with their access token) in a session, so one refresh serves
-# a participant's days; keyed by a digest of the grant, so a new consent starts afresh.
-_sessions: dict[tuple[int, str, str, str], Any] = {}
-_revoked: dict[tuple[int, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -63,28 +56,8 @@ class GoogleHealthSettings:
     api_url: str | None = None
 
 
-def require_google_libraries() -> None:
-    try:
-        import google.auth.transport.requests  # noqa: F401
-        from google.devicesandservices import health_v4  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtra("google-health", "google-health", exc.name or "Google's client libraries") from None
-
-
 def api_url(participant: Participant) -> str:
     return participant.settings.get("api_url") or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
-
-
-def _pages_for(user_id: int, grant: str, endpoint: str, wire: str):
-    from google.auth.transport.requests import AuthorizedSession
-
-    from fitpipe.sources.google_health.consent import credentials_from_grant
-    from fitpipe.sources.google_health.wire import ReconcilePages
-
-    key = (user_id, hashlib.sha256(grant.encode()).hexdigest(), endpoint, wire)
-    if key not in _sessions:
-        _sessions[key] = ReconcilePages(AuthorizedSession(credentials_from_grant(grant)), endpoint, wire)
-    return _sessions[key]
 
 
 class GoogleHealthSource(Source):
@@ -93,6 +66,7 @@ class GoogleHealthSource(Source):
     settle_days = DEFAULT_SETTLE_DAYS
     request_budget = DEFAULT_BUDGET
     settings = GoogleHealthSettings
+    commands = {"enroll": "fitpipe.sources.google_health.cli:enroll"}
     produces = (
         "heart_rate",
         "active_zone_minutes",
@@ -110,6 +84,22 @@ class GoogleHealthSource(Source):
     def __init__(self) -> None:
         self.policy = CallPolicy.from_environment()
         self.wire = wire_from_environment()
+        # A worker keeps one instance for its whole run (fitpipe.ingest.runner), so these live as
+        # long as the worker: credentials (with their access token) in a session, so one refresh
+        # serves a participant's days; keyed by a digest of the grant, so a new consent starts afresh.
+        self._sessions: dict[tuple[int, str, str, str], Any] = {}
+        self._revoked: dict[tuple[int, str], str] = {}
+
+    def _pages_for(self, user_id: int, grant: str, endpoint: str) -> Any:
+        from google.auth.transport.requests import AuthorizedSession
+
+        from fitpipe.sources.google_health.consent import credentials_from_grant
+        from fitpipe.sources.google_health.wire import ReconcilePages
+
+        key = (user_id, hashlib.sha256(grant.encode()).hexdigest(), endpoint, self.wire)
+        if key not in self._sessions:
+            self._sessions[key] = ReconcilePages(AuthorizedSession(credentials_from_grant(grant)), endpoint, self.wire)
+        return self._sessions[key]
 
     @classmethod
     def parsers(cls) -> Sequence[Parser]:
@@ -135,12 +125,6 @@ class GoogleHealthSource(Source):
 
         wire.share_request_slots()
 
-    @classmethod
-    def register_commands(cls, app: typer.Typer) -> None:
-        from fitpipe.sources.google_health.cli import enroll
-
-        app.command("enroll")(enroll)
-
     def settle_days_for(self, participant: Participant) -> int:
         return int(participant.settings.get("settle_days", self.settle_days))
 
@@ -159,9 +143,9 @@ class GoogleHealthSource(Source):
                 f"no Google consent stored; run `fitpipe enroll --user {participant.user_id}`", after=WAIT_FOR_CONSENT
             )
         grant_key = (participant.user_id, hashlib.sha256(grant.encode()).hexdigest())
-        if grant_key in _revoked:
-            raise SourceFailed(_revoked[grant_key], needs_reconsent=True)
-        pages = _pages_for(participant.user_id, grant, api_url(participant), self.wire)
+        if grant_key in self._revoked:
+            raise SourceFailed(self._revoked[grant_key], needs_reconsent=True)
+        pages = self._pages_for(participant.user_id, grant, api_url(participant))
         ctx = participant.day_context(day)
         family = f"users/me/dataSourceFamilies/{participant.settings.get('data_source_family', 'google-wearables')}"
         retry = StudyRetry(self.policy, fetch.budget)
@@ -182,8 +166,8 @@ class GoogleHealthSource(Source):
                     request.page_token = found[-1].next_page_token
         except RefreshError as exc:
             if is_revoked(exc):
-                _revoked[grant_key] = revocation_reason(exc)
-                raise SourceFailed(_revoked[grant_key], needs_reconsent=True) from None
+                self._revoked[grant_key] = revocation_reason(exc)
+                raise SourceFailed(self._revoked[grant_key], needs_reconsent=True) from None
             raise RetryLater(
                 "Google's token endpoint did not refresh the access token; will retry", after=300
             ) from None

@@ -14,12 +14,11 @@ import datetime as dt
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
-from psycopg.rows import dict_row
 
 from fitpipe.days import days_between
 from fitpipe.errors import BadInput
@@ -364,18 +363,3 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
             ),
         )
     return import_id
-
-
-def imports_of(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:
-    """The Takeout archives imported for these participants (fitpipe import), newest first, with
-    the time-zone assumptions each import made."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            """
-            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, run_id,
-                   imported_at, (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(rows_by_metric)) AS rows
-            FROM takeout_imports WHERE user_id = ANY(%s) ORDER BY user_id, import_id DESC
-            """,
-            (list(user_ids),),
-        )
-        return [{**row, "rows": int(row["rows"])} for row in cur.fetchall()]

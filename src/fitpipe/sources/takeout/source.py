@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from psycopg.rows import dict_row
+
 from fitpipe.sources.contract import Fetch, RetryLater, Source
 
 if TYPE_CHECKING:
     import psycopg
-    import typer
-
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
     from fitpipe.sources.takeout.index import Stage
@@ -45,6 +45,7 @@ class TakeoutSource(Source):
     # replaces it (imports never skip settled days).
     settle_days = 0
     settings = TakeoutSettings
+    commands = {"import": "fitpipe.sources.takeout.cli:import_archive"}
     produces = (
         "heart_rate",
         "heart_rate_confidence",
@@ -67,15 +68,7 @@ class TakeoutSource(Source):
         return PARSERS
 
     @classmethod
-    def register_commands(cls, app: typer.Typer) -> None:
-        from fitpipe.sources.takeout.cli import import_archive
-
-        app.command("import")(import_archive)
-
-    @classmethod
     def status_sections(cls, conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[str, list[dict]]:
-        from fitpipe.sources.takeout.importer import imports_of
-
         return {"imports": imports_of(conn, user_ids)}
 
     @classmethod
@@ -103,3 +96,18 @@ class TakeoutSource(Source):
         if self.stage is None:
             raise RetryLater(NOT_IMPORTED, after=dt.timedelta(days=1))
         return {"items": self.stage.read(day)}
+
+
+def imports_of(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:
+    """The Takeout archives imported for these participants (fitpipe import), newest first, with
+    the time-zone assumptions each import made."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            """
+            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, run_id,
+                   imported_at, (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(rows_by_metric)) AS rows
+            FROM takeout_imports WHERE user_id = ANY(%s) ORDER BY user_id, import_id DESC
+            """,
+            (list(user_ids),),
+        )
+        return [{**row, "rows": int(row["rows"])} for row in cur.fetchall()]
