@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from fitpipe.catalogue import DayWindow, Metric
 from fitpipe.timezones import local_instant
 
 ONE_DAY = dt.timedelta(days=1)
+
+
+class ZoneHistory(Protocol):
+    def zone_on(self, day: dt.date) -> str: ...
 
 
 def start_hour(window: DayWindow) -> int:
@@ -57,3 +62,45 @@ class DayContext:
 def days_between(first: dt.date, last: dt.date):
     for offset in range((last - first).days + 1):
         yield first + dt.timedelta(days=offset)
+
+
+class DayCutter:
+    """The rule above for many instants at once: which local day owns each instant under one
+    window, by the participant's timezone history. Day D owns [start(D), start(D+1)), the starts
+    DayContext.bounds gives, so the cut is exactly the one replace_day deletes by. Used where
+    records arrive unsorted by day (a Takeout archive's files)."""
+
+    def __init__(self, user: ZoneHistory, window: DayWindow):
+        self.user, self.window = user, window
+        self.first: dt.date | None = None
+        self.starts = np.array([], dtype="datetime64[us]")
+
+    def _cover(self, lo: dt.date, hi: dt.date) -> None:
+        if self.first is not None and lo >= self.first and hi < self.first + dt.timedelta(days=len(self.starts) - 1):
+            return
+        if self.first is not None:
+            lo = min(lo, self.first)
+            hi = max(hi, self.first + dt.timedelta(days=len(self.starts)))
+        hour = start_hour(self.window)
+        count = (hi - lo).days + 2
+        self.starts = np.array(
+            [
+                np.datetime64(
+                    local_instant(
+                        lo + dt.timedelta(days=i), hour, self.user.zone_on(lo + dt.timedelta(days=i))
+                    ).replace(tzinfo=None),
+                    "us",
+                )
+                for i in range(count)
+            ]
+        )
+        self.first = lo
+
+    def days(self, utc: np.ndarray) -> np.ndarray:
+        """datetime64[D] local day per instant (utc without NaT)."""
+        if not len(utc):
+            return np.array([], dtype="datetime64[D]")
+        approx = utc.astype("datetime64[D]")
+        self._cover(approx.min().item() - dt.timedelta(days=2), approx.max().item() + dt.timedelta(days=2))
+        index = np.searchsorted(self.starts, utc, side="right") - 1
+        return np.datetime64(self.first, "D") + index

@@ -30,10 +30,11 @@ import numpy as np
 import pandas as pd
 
 from fitpipe.catalogue import DayWindow
+from fitpipe.days import DayCutter
 from fitpipe.errors import BadInput
 from fitpipe.sources.takeout.archive import Archive, Member
 from fitpipe.sources.takeout.families import FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem, family_of
-from fitpipe.timezones import local_instant, local_to_utc
+from fitpipe.timezones import local_to_utc
 
 Key = tuple  # (preference, -generation, family id): lower wins
 
@@ -145,49 +146,6 @@ def _object_array(values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-class DayCutter:
-    """Which local day owns each instant under one window, by the participant's timezone history.
-
-    Day D owns [start(D), start(D+1)), with start() from DayContext.bounds, so the cut is exactly
-    the one replace_day deletes by.
-    """
-
-    def __init__(self, user: Any, window: DayWindow):
-        self.user, self.window = user, window
-        self.first: dt.date | None = None
-        self.starts = np.array([], dtype="datetime64[us]")
-
-    def _cover(self, lo: dt.date, hi: dt.date) -> None:
-        if self.first is not None and lo >= self.first and hi < self.first + dt.timedelta(days=len(self.starts) - 1):
-            return
-        if self.first is not None:
-            lo = min(lo, self.first)
-            hi = max(hi, self.first + dt.timedelta(days=len(self.starts)))
-        hour = 12 if self.window is DayWindow.NIGHT else 0
-        count = (hi - lo).days + 2
-        self.starts = np.array(
-            [
-                np.datetime64(
-                    local_instant(
-                        lo + dt.timedelta(days=i), hour, self.user.zone_on(lo + dt.timedelta(days=i))
-                    ).replace(tzinfo=None),
-                    "us",
-                )
-                for i in range(count)
-            ]
-        )
-        self.first = lo
-
-    def days(self, utc: np.ndarray) -> np.ndarray:
-        """datetime64[D] local day per instant (utc without NaT)."""
-        if not len(utc):
-            return np.array([], dtype="datetime64[D]")
-        approx = utc.astype("datetime64[D]")
-        self._cover(approx.min().item() - dt.timedelta(days=2), approx.max().item() + dt.timedelta(days=2))
-        index = np.searchsorted(self.starts, utc, side="right") - 1
-        return np.datetime64(self.first, "D") + index
 
 
 @dataclass
