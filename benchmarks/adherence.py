@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 
 import _common as c
-from fitpipe.derive.rollups import update_running_totals
+from fitpipe.derive.adherence import update_running_totals
 
 START = dt.date(2024, 1, 1)
 DEFAULTS = {"wear_threshold": "0.7", "max_silence_hours": "48", "min_nights": "5", "min_sleep_minutes": "180"}

@@ -1,5 +1,7 @@
-"""The study team's adherence flags, computed by the SQL function fitpipe_adherence()
-(migrations/0004_adherence.sql), which the Grafana Adherence dashboard calls too."""
+"""Adherence: the derived table wear_days (worn minutes and main sleep per participant-day,
+rebuilt by each rollup refresh from the fresh 1-minute rollup) and the study team's flags read
+from it by the SQL function fitpipe_adherence() (migrations 0040, 0051), which the Grafana
+Adherence dashboard calls too."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
+from fitpipe.derive.batches import BATCH_BOUNDS, MAX_DAYS_PER_STATEMENT, day_runs
 from fitpipe.errors import BadInput
-from fitpipe.participants import list_users
+from fitpipe.participants import User, list_users
 
 MAX_SILENCE_HOURS = 24 * 3653
 FLAGS = ("flag_low_wear", "flag_no_recent_data", "flag_low_sleep_capture", "flag_no_credentials")
@@ -65,3 +68,96 @@ def adherence(
             ),
         )
         return as_of, cur.fetchall()
+
+
+_WEAR_WINDOWS = """
+    w AS (SELECT * FROM unnest(%(w_user)s::int[], %(w_lo)s::timestamptz[], %(w_hi)s::timestamptz[], %(w_tz)s::text[],
+                               %(w_last_start)s::timestamptz[], %(w_first)s::date[], %(w_last)s::date[])
+                        AS w(user_id, lo, hi, tz, last_start, first_day, last_day))"""
+
+
+def rebuild_wear_days(cur: psycopg.Cursor, days_of: dict[int, tuple[User, set[dt.date]]]) -> None:
+    """Rebuild wear_days for the local days a refresh touched, from the fresh 1-minute rollup.
+
+    A minute belongs to the local day whose window holds it (the same rule as rollup_1d), and the
+    main sleep to the day it ends on (date_of_sleep), as adherence has always counted them.
+    """
+    if not days_of:
+        return
+    runs = [(user, first, last) for user, days in days_of.values() for first, last in day_runs(days, user)]
+    # Statements of bounded size, like the rollups' own.
+    batch: list[tuple[User, dt.date, dt.date]] = []
+    for run in runs:
+        batch.append(run)
+        if sum((last - first).days + 1 for _, first, last in batch) >= MAX_DAYS_PER_STATEMENT * 4:
+            _rebuild_wear_batch(cur, batch)
+            batch = []
+    if batch:
+        _rebuild_wear_batch(cur, batch)
+    update_running_totals(cur, list(days_of), [min(days) for _, days in days_of.values()])
+
+
+def update_running_totals(cur: psycopg.Cursor, user_ids: list[int], since: list[dt.date]) -> None:
+    """wear_days' running totals from each participant's `since` day on (a night's refresh: a few rows)."""
+    cur.execute(
+        """
+        UPDATE wear_days w SET worn_minutes_to_date = s.worn, last_measured_to_date = s.last
+        FROM (SELECT d.user_id, d.day,
+                     coalesce(sum(CASE WHEN d.day >= u.study_start THEN d.worn_minutes END)
+                              OVER (PARTITION BY d.user_id ORDER BY d.day), 0) AS worn,
+                     max(CASE WHEN d.day >= u.study_start THEN d.last_measured END)
+                         OVER (PARTITION BY d.user_id ORDER BY d.day) AS last
+              FROM wear_days d JOIN users u USING (user_id) WHERE d.user_id = ANY(%(users)s)) s,
+             unnest(%(users)s::int[], %(since)s::date[]) AS touched(user_id, since)
+        WHERE w.user_id = s.user_id AND w.day = s.day AND touched.user_id = w.user_id AND w.day >= touched.since
+        """,
+        {"users": user_ids, "since": since},
+    )
+
+
+def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.date]]) -> None:
+    params = {
+        "w_user": [u.user_id for u, _, _ in runs],
+        "w_lo": [u.day_start(first) for u, first, _ in runs],
+        "w_hi": [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs],
+        "w_tz": [u.zone_on(first) for u, first, _ in runs],
+        "w_last_start": [u.day_start(last) for u, _, last in runs],
+        "w_first": [first for _, first, _ in runs],
+        "w_last": [last for _, _, last in runs],
+    }
+    params["batch_lo"], params["batch_hi"] = min(params["w_lo"]), max(params["w_hi"])
+    cur.execute(
+        f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
+        "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day",
+        params,
+    )
+    cur.execute(
+        f"""
+        WITH {_WEAR_WINDOWS},
+        minutes AS (
+            SELECT w.user_id, r.bucket,
+                   CASE WHEN r.bucket < w.last_start THEN (time_bucket('1 day', r.bucket, w.tz) AT TIME ZONE w.tz)::date
+                        ELSE w.last_day END AS day
+            FROM w JOIN rollup_1min r ON r.user_id = w.user_id AND r.metric = 'heart_rate' AND r.field = 'bpm'
+                                      AND r.bucket >= w.lo AND r.bucket < w.hi AND r.n_measured > 0
+            WHERE {BATCH_BOUNDS.format(col="r.bucket")}
+        ),
+        worn AS (
+            SELECT user_id, day, count(*) AS minutes, min(bucket) AS first_measured,
+                   max(bucket) + interval '1 minute' AS last_measured
+            FROM minutes GROUP BY 1, 2
+        ),
+        sleep AS (
+            SELECT s.user_id, s.date_of_sleep AS day, max(s.duration_s) AS seconds
+            FROM w JOIN sleep_sessions s ON s.user_id = w.user_id AND s.is_main_sleep
+                                         AND s.date_of_sleep BETWEEN w.first_day AND w.last_day
+            GROUP BY 1, 2
+        )
+        INSERT INTO wear_days (user_id, day, worn_minutes, first_measured, last_measured, main_sleep_seconds)
+        SELECT w.user_id, g.day::date, coalesce(worn.minutes, 0), worn.first_measured, worn.last_measured, sleep.seconds
+        FROM w CROSS JOIN LATERAL generate_series(w.first_day, w.last_day, interval '1 day') AS g(day)
+        LEFT JOIN worn ON worn.user_id = w.user_id AND worn.day = g.day::date
+        LEFT JOIN sleep ON sleep.user_id = w.user_id AND sleep.day = g.day::date
+        """,
+        params,
+    )

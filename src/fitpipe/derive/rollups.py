@@ -22,13 +22,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fitpipe.catalogue import INTRADAY, Metric
+from fitpipe.derive.adherence import rebuild_wear_days
+from fitpipe.derive.batches import BATCH_BOUNDS, MAX_DAYS_PER_STATEMENT, day_runs
 from fitpipe.derive.retention import KEEP_ROLLUP_ONLY, rollup_only_days, rollup_only_ranges, without_rollup_only
 from fitpipe.locks import lock_refresh
 from fitpipe.participants import User, list_users
 
 LEVELS = ("1min", "1h", "1d")
-# Longest stretch rebuilt in one statement, to keep each statement's sort and WAL modest.
-MAX_DAYS_PER_STATEMENT = 31
 # Participants refreshed in one transaction: a night's refresh of 1,000 is ten transactions, each
 # holding 100 advisory locks (well under max_locks_per_transaction x max_connections).
 USERS_PER_TRANSACTION = 100
@@ -62,8 +62,6 @@ _WINDOW_ROWS = """
                          %(w_whole_hours)s::boolean[])
                   AS w(user_id, metric, lo, hi, tz, last_start, whole_hours)"""
 _WINDOWS = f"windows AS ({_WINDOW_ROWS})"
-# Bounds of the whole batch as plain values, so the planner excludes chunks outside them.
-_BATCH_BOUNDS = "{col} >= %(batch_lo)s AND {col} < %(batch_hi)s"
 
 
 _COLUMNS = (
@@ -84,7 +82,7 @@ def _measured_minutes_sql(metric: Metric) -> str:
         JOIN {metric.table} t ON t.user_id = w.user_id AND t.{metric.time_column} >= w.lo
                              AND t.{metric.time_column} < w.hi
         CROSS JOIN LATERAL (VALUES {unpivot}) AS f(field, v)
-        WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col="t." + metric.time_column)}
+        WHERE w.metric = '{metric.name}' AND {BATCH_BOUNDS.format(col="t." + metric.time_column)}
         GROUP BY 1, 2, 3
     """
 
@@ -155,7 +153,7 @@ def _rebuild(cur: psycopg.Cursor, windows: list[_Window], report: RefreshReport)
             cur.execute(
                 f"DELETE FROM rollup_{level} r USING ({_WINDOW_ROWS}) w "
                 "WHERE r.user_id = w.user_id AND r.metric = w.metric AND r.bucket >= w.lo AND r.bucket < w.hi "
-                f"AND {_BATCH_BOUNDS.format(col='r.bucket')}",
+                f"AND {BATCH_BOUNDS.format(col='r.bucket')}",
                 level_params,
             )
     if raw_params:
@@ -185,7 +183,7 @@ def _rebuild_minutes(cur: psycopg.Cursor, params: dict, report: RefreshReport) -
             FULL JOIN (SELECT i.user_id, i.field, i.ts, i.value
                        FROM windows w JOIN imputed_values i ON i.user_id = w.user_id AND i.metric = w.metric::text
                                                            AND i.ts >= w.lo AND i.ts < w.hi
-                       WHERE w.metric = '{metric.name}' AND {_BATCH_BOUNDS.format(col="i.ts")}) i
+                       WHERE w.metric = '{metric.name}' AND {BATCH_BOUNDS.format(col="i.ts")}) i
               ON i.user_id = m.user_id AND i.field = m.field AND i.ts = m.bucket
             """,
             params,
@@ -210,7 +208,7 @@ def _rebuild_upper_levels(cur: psycopg.Cursor, params: dict, report: RefreshRepo
             FROM windows w
             JOIN rollup_{source} r ON r.user_id = w.user_id AND r.metric = w.metric
                                    AND r.bucket >= w.lo AND r.bucket < w.hi
-            WHERE {_BATCH_BOUNDS.format(col="r.bucket")}
+            WHERE {BATCH_BOUNDS.format(col="r.bucket")}
             GROUP BY r.user_id, r.metric, r.field, 4
             """,
             params,
@@ -218,119 +216,10 @@ def _rebuild_upper_levels(cur: psycopg.Cursor, params: dict, report: RefreshRepo
         report.buckets[level] += cur.rowcount
 
 
-_WEAR_WINDOWS = """
-    w AS (SELECT * FROM unnest(%(w_user)s::int[], %(w_lo)s::timestamptz[], %(w_hi)s::timestamptz[], %(w_tz)s::text[],
-                               %(w_last_start)s::timestamptz[], %(w_first)s::date[], %(w_last)s::date[])
-                        AS w(user_id, lo, hi, tz, last_start, first_day, last_day))"""
-
-
-def _rebuild_wear_days(cur: psycopg.Cursor, days_of: dict[int, tuple[User, set[dt.date]]]) -> None:
-    """Rebuild wear_days for the local days a refresh touched, from the fresh 1-minute rollup.
-
-    A minute belongs to the local day whose window holds it (the same rule as rollup_1d), and the
-    main sleep to the day it ends on (date_of_sleep), as adherence has always counted them.
-    """
-    if not days_of:
-        return
-    runs = [(user, first, last) for user, days in days_of.values() for first, last in _runs(days, user)]
-    # Statements of bounded size, like the rollups' own.
-    batch: list[tuple[User, dt.date, dt.date]] = []
-    for run in runs:
-        batch.append(run)
-        if sum((last - first).days + 1 for _, first, last in batch) >= MAX_DAYS_PER_STATEMENT * 4:
-            _rebuild_wear_batch(cur, batch)
-            batch = []
-    if batch:
-        _rebuild_wear_batch(cur, batch)
-    update_running_totals(cur, list(days_of), [min(days) for _, days in days_of.values()])
-
-
-def update_running_totals(cur: psycopg.Cursor, user_ids: list[int], since: list[dt.date]) -> None:
-    """wear_days' running totals from each participant's `since` day on (a night's refresh: a few rows)."""
-    cur.execute(
-        """
-        UPDATE wear_days w SET worn_minutes_to_date = s.worn, last_measured_to_date = s.last
-        FROM (SELECT d.user_id, d.day,
-                     coalesce(sum(CASE WHEN d.day >= u.study_start THEN d.worn_minutes END)
-                              OVER (PARTITION BY d.user_id ORDER BY d.day), 0) AS worn,
-                     max(CASE WHEN d.day >= u.study_start THEN d.last_measured END)
-                         OVER (PARTITION BY d.user_id ORDER BY d.day) AS last
-              FROM wear_days d JOIN users u USING (user_id) WHERE d.user_id = ANY(%(users)s)) s,
-             unnest(%(users)s::int[], %(since)s::date[]) AS touched(user_id, since)
-        WHERE w.user_id = s.user_id AND w.day = s.day AND touched.user_id = w.user_id AND w.day >= touched.since
-        """,
-        {"users": user_ids, "since": since},
-    )
-
-
-def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.date]]) -> None:
-    params = {
-        "w_user": [u.user_id for u, _, _ in runs],
-        "w_lo": [u.day_start(first) for u, first, _ in runs],
-        "w_hi": [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs],
-        "w_tz": [u.zone_on(first) for u, first, _ in runs],
-        "w_last_start": [u.day_start(last) for u, _, last in runs],
-        "w_first": [first for _, first, _ in runs],
-        "w_last": [last for _, _, last in runs],
-    }
-    params["batch_lo"], params["batch_hi"] = min(params["w_lo"]), max(params["w_hi"])
-    cur.execute(
-        f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
-        "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day",
-        params,
-    )
-    cur.execute(
-        f"""
-        WITH {_WEAR_WINDOWS},
-        minutes AS (
-            SELECT w.user_id, r.bucket,
-                   CASE WHEN r.bucket < w.last_start THEN (time_bucket('1 day', r.bucket, w.tz) AT TIME ZONE w.tz)::date
-                        ELSE w.last_day END AS day
-            FROM w JOIN rollup_1min r ON r.user_id = w.user_id AND r.metric = 'heart_rate' AND r.field = 'bpm'
-                                      AND r.bucket >= w.lo AND r.bucket < w.hi AND r.n_measured > 0
-            WHERE {_BATCH_BOUNDS.format(col="r.bucket")}
-        ),
-        worn AS (
-            SELECT user_id, day, count(*) AS minutes, min(bucket) AS first_measured,
-                   max(bucket) + interval '1 minute' AS last_measured
-            FROM minutes GROUP BY 1, 2
-        ),
-        sleep AS (
-            SELECT s.user_id, s.date_of_sleep AS day, max(s.duration_s) AS seconds
-            FROM w JOIN sleep_sessions s ON s.user_id = w.user_id AND s.is_main_sleep
-                                         AND s.date_of_sleep BETWEEN w.first_day AND w.last_day
-            GROUP BY 1, 2
-        )
-        INSERT INTO wear_days (user_id, day, worn_minutes, first_measured, last_measured, main_sleep_seconds)
-        SELECT w.user_id, g.day::date, coalesce(worn.minutes, 0), worn.first_measured, worn.last_measured, sleep.seconds
-        FROM w CROSS JOIN LATERAL generate_series(w.first_day, w.last_day, interval '1 day') AS g(day)
-        LEFT JOIN worn ON worn.user_id = w.user_id AND worn.day = g.day::date
-        LEFT JOIN sleep ON sleep.user_id = w.user_id AND sleep.day = g.day::date
-        """,
-        params,
-    )
-
-
 def _local_days(lo: dt.datetime, hi: dt.datetime, user: User) -> set[dt.date]:
     first = user.local_day_of(lo)
     last = user.local_day_of(hi - dt.timedelta(microseconds=1))
     return {first + dt.timedelta(days=i) for i in range((last - first).days + 1)}
-
-
-def _runs(days: set[dt.date], user: User) -> list[tuple[dt.date, dt.date]]:
-    """Consecutive days in one zone grouped into [first, last] runs of at most MAX_DAYS_PER_STATEMENT days."""
-    runs: list[list[dt.date]] = []
-    for day in sorted(days):
-        if (
-            runs
-            and day - runs[-1][1] == dt.timedelta(days=1)
-            and (day - runs[-1][0]).days < MAX_DAYS_PER_STATEMENT
-            and user.zone_on(day) == user.zone_on(runs[-1][0])
-        ):
-            runs[-1][1] = day
-        else:
-            runs.append([day, day])
-    return [(a, b) for a, b in runs]
 
 
 def _days_to_rebuild(
@@ -398,7 +287,7 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
                 for minutes, days_of_metric in ((True, from_raw), (False, upper_only)):
                     windows += [
                         _window(user, metric, first, last, minutes)
-                        for first, last in _runs(days_of_metric[metric.name], user)
+                        for first, last in day_runs(days_of_metric[metric.name], user)
                     ]
         report.day_ranges += len(windows)
         with conn.cursor() as cur:
@@ -411,7 +300,7 @@ def _refresh_users(conn: psycopg.Connection, users: list[User], full: bool, repo
                     batch = []
             if batch:
                 _rebuild(cur, batch, report)
-            _rebuild_wear_days(cur, touched)
+            rebuild_wear_days(cur, touched)
             if pending:
                 cur.execute(
                     "DELETE FROM rollup_invalidations WHERE invalidation_id = ANY(%s)", ([row[0] for row in pending],)
