@@ -185,8 +185,40 @@ def google_health_day(request) -> tuple[User, Fetch]:
     return participant_for(cls, api_url=server.url), Fetch(now=fetch.now, budget=fetch.budget, secret=lambda: grant)
 
 
+def takeout_day(request) -> tuple[User, Fetch]:
+    """A small archive in the folder layout (Global Export Data JSON), indexed into a stage as
+    `fitpipe import` does before the source hands its days to the loader."""
+    from fitpipe.sources.takeout.archive import Archive
+    from fitpipe.sources.takeout.index import Indexer, Stage
+    from fitpipe.sources.takeout.source import STAGE_SETTING
+
+    root = request.getfixturevalue("tmp_path") / "archive"
+    export = root / "Takeout" / "Fitbit" / "Global Export Data"
+    export.mkdir(parents=True)
+    beats = [
+        {"dateTime": f"{DAY:%m/%d/%y} {hour:02d}:{minute:02d}:05", "value": {"bpm": 60 + hour, "confidence": 2}}
+        for hour in range(24)
+        for minute in range(0, 60, 15)
+    ]
+    (export / f"heart_rate-{DAY}.json").write_text(json.dumps(beats))
+    resting = [{"dateTime": f"{DAY:%m/%d/%y} 00:00:00", "value": {"date": f"{DAY:%m/%d/%y}", "value": 57.5}}]
+    (export / f"resting_heart_rate-{DAY}.json").write_text(json.dumps(resting))
+    participant = participant_for(declared("takeout"))
+    stage = root.parent / "stage"
+    stage.mkdir()
+    archive = Archive(root)
+    try:
+        Indexer(archive, participant, Stage(stage)).run()
+    finally:
+        archive.close()
+    return dataclasses.replace(participant, settings={STAGE_SETTING: str(stage)}), fetch_now()
+
+
 # Sources whose day needs more than their default settings: how to make one here.
-DAY_MAKERS: dict[str, Callable[[typing.Any], tuple[User, Fetch]]] = {"google-health": google_health_day}
+DAY_MAKERS: dict[str, Callable[[typing.Any], tuple[User, Fetch]]] = {
+    "google-health": google_health_day,
+    "takeout": takeout_day,
+}
 
 
 def fetch_one_day(name: str, request) -> tuple[User, typing.Mapping[str, typing.Any]]:
