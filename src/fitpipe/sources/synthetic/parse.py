@@ -192,21 +192,22 @@ def parse_daily_activity(payloads, ctx, parsed) -> None:
     builder.finish()
 
 
-def _find_daily_hrv(node: Any) -> Iterable[dict]:
-    # wearipedia nests the daily HRV records several "hrv" levels deep; the Web API has one.
+def daily_hrv_records(node: Any) -> Iterable[dict]:
+    """The daily HRV records of a synthetic `hrv` payload. wearipedia nests them several "hrv"
+    levels deep (the Web API has one); the Google Health stand-in reads them here too."""
     if isinstance(node, list):
         for item in node:
-            yield from _find_daily_hrv(item)
+            yield from daily_hrv_records(item)
     elif isinstance(node, dict):
         if "dateTime" in node and isinstance(node.get("value"), dict) and "dailyRmssd" in node["value"]:
             yield node
         else:
-            yield from _find_daily_hrv(node.get("hrv"))
+            yield from daily_hrv_records(node.get("hrv"))
 
 
 def parse_hrv_daily(payloads, ctx, parsed) -> None:
     builder = RowBuilder(ctx, BY_NAME["hrv_daily"], parsed)
-    for record in _find_daily_hrv(payloads.get("hrv", [])):
+    for record in daily_hrv_records(payloads.get("hrv", [])):
         builder.add(
             record["dateTime"],
             {"daily_rmssd": record["value"].get("dailyRmssd"), "deep_rmssd": record["value"].get("deepRmssd")},
