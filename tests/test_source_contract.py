@@ -11,6 +11,7 @@ import base64
 import dataclasses
 import datetime as dt
 import hashlib
+import importlib
 import json
 import secrets
 import typing
@@ -174,7 +175,7 @@ def grant_from(api, account: str) -> str:
     )
 
 
-def google_health_day(request) -> tuple[User, Fetch]:
+def google_health_day(request) -> tuple[User, Fetch, Source]:
     server = request.getfixturevalue("health_api")
     from fitpipe.sources.google_health.standin import synthetic_seed
 
@@ -182,15 +183,15 @@ def google_health_day(request) -> tuple[User, Fetch]:
     grant = grant_from(server.api, "contract")
     cls = declared("google-health")
     fetch = fetch_now()
-    return participant_for(cls, api_url=server.url), Fetch(now=fetch.now, budget=fetch.budget, secret=lambda: grant)
+    participant = participant_for(cls, api_url=server.url)
+    return participant, Fetch(now=fetch.now, budget=fetch.budget, secret=lambda: grant), cls()
 
 
-def takeout_day(request) -> tuple[User, Fetch]:
+def takeout_day(request) -> tuple[User, Fetch, Source]:
     """A small archive in the folder layout (Global Export Data JSON), indexed into a stage as
-    `fitpipe import` does before the source hands its days to the loader."""
+    `fitpipe import` does; the import's own source instance hands its days to the loader."""
     from fitpipe.sources.takeout.archive import Archive
     from fitpipe.sources.takeout.index import Indexer, Stage
-    from fitpipe.sources.takeout.source import STAGE_SETTING
 
     root = request.getfixturevalue("tmp_path") / "archive"
     export = root / "Takeout" / "Fitbit" / "Global Export Data"
@@ -211,11 +212,11 @@ def takeout_day(request) -> tuple[User, Fetch]:
         Indexer(archive, participant, Stage(stage)).run()
     finally:
         archive.close()
-    return dataclasses.replace(participant, settings={STAGE_SETTING: str(stage)}), fetch_now()
+    return participant, fetch_now(), declared("takeout")(Stage(stage))
 
 
 # Sources whose day needs more than their default settings: how to make one here.
-DAY_MAKERS: dict[str, Callable[[typing.Any], tuple[User, Fetch]]] = {
+DAY_MAKERS: dict[str, Callable[[typing.Any], tuple[User, Fetch, Source]]] = {
     "google-health": google_health_day,
     "takeout": takeout_day,
 }
@@ -224,16 +225,16 @@ DAY_MAKERS: dict[str, Callable[[typing.Any], tuple[User, Fetch]]] = {
 def fetch_one_day(name: str, request) -> tuple[User, typing.Mapping[str, typing.Any]]:
     cls = declared(name)
     if name in DAY_MAKERS:
-        participant, fetch = DAY_MAKERS[name](request)
+        participant, fetch, source = DAY_MAKERS[name](request)
     elif cls.credential_kind == "none":
-        participant, fetch = participant_for(cls), fetch_now()
+        participant, fetch, source = participant_for(cls), fetch_now(), cls()
     else:
         pytest.skip(f"{name} needs a {cls.credential_kind} credential this suite cannot make")
     try:
         cls.prepare_workers()
     except BadInput as exc:  # an extra that is not installed
         pytest.skip(str(exc))
-    payloads = cls().fetch_day(participant, DAY, fetch)
+    payloads = source.fetch_day(participant, DAY, fetch)
     assert isinstance(payloads, typing.Mapping) and payloads
     return participant, payloads
 
@@ -313,21 +314,22 @@ def command_names(typer_app: typer.Typer) -> list[str]:
     return [info.name or info.callback.__name__.replace("_", "-") for info in typer_app.registered_commands]
 
 
+CORE_COMMANDS = {"init-db", "seed-users", "ingest", "backfill", "status", "export", "participants", "aggregate"}
+
+
 @pytest.mark.parametrize("name", SOURCES)
-def test_register_commands_only_adds_commands(name):
-    probe = typer.Typer()
-
-    @probe.command("ingest")
-    def ingest() -> None:
-        """A core command a source must leave alone."""
-
-    groups, callback = list(probe.registered_groups), probe.registered_callback
-    before = list(probe.registered_commands)
-    declared(name).register_commands(probe)
-    assert probe.registered_commands[: len(before)] == before
-    assert probe.registered_groups == groups and probe.registered_callback is callback
-    added = command_names(probe)[len(before) :]
-    assert "ingest" not in added and len(set(added)) == len(added)
+def test_declared_commands_name_typer_commands_and_leave_the_core_alone(name):
+    commands = declared(name).commands
+    assert not set(commands) & CORE_COMMANDS
+    for command, target in commands.items():
+        module, _, function = target.partition(":")
+        assert module.startswith(declared(name).__module__.rpartition(".")[0]), (
+            "a source's commands live in its package"
+        )
+        probe = typer.Typer()
+        probe.command(command)(getattr(importlib.import_module(module), function))
+        help_text = CliRunner().invoke(probe, ["--help"])
+        assert help_text.exit_code == 0 and "Example:" in help_text.stdout
 
 
 def test_the_cli_has_each_sources_commands_once():
