@@ -43,7 +43,9 @@ def health(server, tmp_path, monkeypatch, db):
     monkeypatch.setenv("FITPIPE_SECRET_KEY", new_key())
     monkeypatch.setenv("FITPIPE_HEALTH_API_URL", server.url)
     monkeypatch.setenv("FITPIPE_GOOGLE_CLIENT_SECRETS", str(secrets_file))
-    monkeypatch.setenv("FITPIPE_HEALTH_TIMEOUT", "10")
+    # Generous: on a loaded machine the stand-in can take seconds to generate a day, and a client
+    # timeout would retry the request and change the counts these tests assert.
+    monkeypatch.setenv("FITPIPE_HEALTH_TIMEOUT", "60")
     return server
 
 
@@ -341,6 +343,7 @@ def _two_participants(health, url, *, faulty: dict | None = None, clean: dict | 
 
 def test_429_503_504_and_a_slow_response_are_retried_and_the_day_loads_unchanged(health, database_url, db, monkeypatch):
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    monkeypatch.setenv("FITPIPE_HEALTH_TIMEOUT", "10")  # the injected 11 s delay must time out
     _two_participants(health, database_url)
     health.api.inject(
         "faulty", {"status": 429, "retry_after": 1}, {"status": 429}, {"status": 503}, {"status": 504}, {"delay": 11}
