@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 
 from fitpipe.cli import app
@@ -39,6 +40,7 @@ def test_the_reference_has_a_section_for_every_command_and_sub_command():
     assert len(sections) == len(set(sections))
 
 
+@pytest.mark.slow
 def test_every_section_holds_the_description_and_example_its_command_prints():
     reference = render()
     for path in command_paths(app):
