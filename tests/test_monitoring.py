@@ -1,6 +1,6 @@
 """The monitoring files checked by the tools that will read them (promtool, amtool), the alert
 rules' unit tests, the alert-log receiver, the metrics file's additions, the dashboards and the
-README's runbook. The running stack is tested in tests/test_monitoring_integration.py."""
+runbook in docs/monitoring.md. The running stack is tested in tests/test_monitoring_integration.py."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from monitoring_support import (
     wait_for,
 )
 
-README = (ROOT / "README.md").read_text()
+RUNBOOK_DOC = (ROOT / "docs" / "monitoring.md").read_text()
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.timescale.yml").read_text())
 
 
@@ -92,9 +92,9 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_a_runbook_line():
     names = alert_names()
     assert len(names) >= 13
     assert set(names) == fired, f"alerts never shown firing: {set(names) - fired}"
-    runbook = README.split("### Alerts", 1)[1].split("\n## ", 1)[0]
+    runbook = RUNBOOK_DOC.split("### Alerts", 1)[1].split("\n## ", 1)[0]
     for name in names:
-        assert re.search(rf"^\| `{name}` \|.+\|.+\|$", runbook, re.M), f"README has no runbook line for {name}"
+        assert re.search(rf"^\| `{name}` \|.+\|.+\|$", runbook, re.M), f"docs/monitoring.md has no runbook line for {name}"
 
 
 def test_rule_unit_tests_can_fail(tmp_path):
