@@ -72,7 +72,9 @@ class ImportPlan:
         index = self.index
         per_kind = index.per_kind()
         metrics = []
-        for kind, entry in sorted(per_kind.items()):
+        empty = {"records": 0, "first": None, "last": None, "used": {}, "copies_dropped": {}}
+        for kind in sorted(set(per_kind) | set(index.health_connect) | set(index.no_value)):
+            entry = per_kind.get(kind, empty)
             metrics.append(
                 {
                     "metric": _SHOWN_AS.get(kind, kind),
@@ -82,21 +84,9 @@ class ImportPlan:
                     "from": dict(entry["used"]),
                     "copies_dropped": dict(entry["copies_dropped"]),
                     "health_connect_dropped": index.health_connect.get(kind, 0),
+                    "no_value": index.no_value.get(kind, 0),
                 }
             )
-        for kind, n in index.health_connect.items():
-            if kind not in per_kind:
-                metrics.append(
-                    {
-                        "metric": _SHOWN_AS.get(kind, kind),
-                        "records": 0,
-                        "first": None,
-                        "last": None,
-                        "from": {},
-                        "copies_dropped": {},
-                        "health_connect_dropped": n,
-                    }
-                )
         skipped = collections.Counter(s["reason"] for s in index.files_skipped)
         return {
             "path": str(self.archive.path),
@@ -126,6 +116,8 @@ class ImportPlan:
                 counts[f"{entry['metric']}: copy in another folder"] = copies
             if entry["health_connect_dropped"]:
                 counts[f"{entry['metric']}: Health Connect re-export"] = entry["health_connect_dropped"]
+            if entry["no_value"]:
+                counts[f"{entry['metric']}: Fitbit's no-value marker"] = entry["no_value"]
         return counts
 
     def close(self) -> None:

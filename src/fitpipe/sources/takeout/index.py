@@ -158,6 +158,7 @@ class Index:
     origins: dict = field(default_factory=dict)  # key -> origin
     problem_days: collections.Counter = field(default_factory=collections.Counter)
     health_connect: collections.Counter = field(default_factory=collections.Counter)  # kind -> records dropped
+    no_value: collections.Counter = field(default_factory=collections.Counter)  # kind -> Fitbit placeholders skipped
     profile_timezone: str | None = None
     files_by_key: collections.Counter = field(default_factory=collections.Counter)
 
@@ -343,6 +344,12 @@ class Indexer:
             if foreign.any():
                 self.index.health_connect[family.kind] += int(foreign.sum())
                 frame = frame[~foreign]
+        if family.placeholder is not None:
+            marker = family.placeholder(frame).to_numpy(dtype=bool)
+            if marker.any():
+                self.index.no_value[family.kind] += int(marker.sum())
+                frame = frame[~marker]
+            frame = frame.drop(columns=["error"], errors="ignore")
         utc, readable = self.instants(family, frame["time"])
         bad = np.isnat(utc)
         if bad.any():
