@@ -8,7 +8,7 @@ import datetime as dt
 import json
 
 from conftest import fitpipe
-from test_takeout_archives import TakeoutBuilder, sleep_log, to_utc
+from test_takeout_archives import TakeoutBuilder
 
 MELBOURNE = "Australia/Melbourne"
 
@@ -35,13 +35,14 @@ def test_no_value_markers_are_counted_not_quarantined(database_url, db, tmp_path
     days = [dt.date(2018, 3, 1) + dt.timedelta(days=i) for i in range(5)]
     values = [61.5, None, 60.25, None, None]
     b = TakeoutBuilder(2)
-    b.put("Global Export Data", "resting_heart_rate-2018-03-01.json", resting_json(list(zip(days, values))))
+    body = resting_json(list(zip(days, values, strict=True)))
+    b.put("Global Export Data", "resting_heart_rate-2018-03-01.json", body)
     path = b.write_zip(tmp_path / "t.zip")
     dry = fitpipe(database_url, "import", str(path), "--user", "1", "--dry-run")
     assert "3 no-value markers" in dry.stdout
     fitpipe(database_url, "import", str(path), "--user", "1", "--workers", "1")
     loaded = db.execute("SELECT day, resting_bpm FROM heart_rate_daily ORDER BY day").fetchall()
-    assert loaded == [(d, v) for d, v in zip(days, values) if v is not None]
+    assert loaded == [(d, v) for d, v in zip(days, values, strict=True) if v is not None]
     assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
     (dropped,) = db.execute("SELECT dropped FROM takeout_imports").fetchone()
     assert dropped == {"heart_rate_daily.resting_bpm: Fitbit's no-value marker": values.count(None)}

@@ -70,9 +70,10 @@ class ImportPlan:
     def report(self) -> dict:
         """What the archive holds and what the import will load or skip, for the listing."""
         index = self.index
+        assert index is not None, "index the archive first"
         per_kind = index.per_kind()
         metrics = []
-        empty = {"records": 0, "first": None, "last": None, "used": {}, "copies_dropped": {}}
+        empty: dict = {"records": 0, "first": None, "last": None, "used": {}, "copies_dropped": {}}
         for kind in sorted(set(per_kind) | set(index.health_connect) | set(index.no_value)):
             entry = per_kind.get(kind, empty)
             metrics.append(

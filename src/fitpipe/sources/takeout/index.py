@@ -380,7 +380,7 @@ class Indexer:
         order = np.argsort(days, kind="stable")
         sorted_days = days[order]
         unique, starts = np.unique(sorted_days, return_index=True)
-        bounds = list(starts) + [len(order)]
+        bounds = [*starts, len(order)]
         for i, day in enumerate(unique):
             rows = order[bounds[i] : bounds[i + 1]]
             block = StagedBlock(kind, key, family.origin, member.path, {n: a[rows] for n, a in columns.items()})
@@ -431,9 +431,9 @@ class Indexer:
                         ),
                     )
                     continue
-                offset = aware.utcoffset()
+                offset = aware.utcoffset() or dt.timedelta(0)
 
-                def utc(text: Any) -> np.datetime64:
+                def utc(text: Any, offset: dt.timedelta = offset) -> np.datetime64:
                     return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
 
                 main = log.get("mainSleep", log.get("isMainSleep"))
