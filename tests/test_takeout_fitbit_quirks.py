@@ -8,7 +8,7 @@ import datetime as dt
 import json
 
 from conftest import fitpipe
-from test_takeout_archives import TakeoutBuilder
+from test_takeout_archives import TakeoutBuilder, sleep_log, to_utc
 
 MELBOURNE = "Australia/Melbourne"
 
@@ -46,3 +46,49 @@ def test_no_value_markers_are_counted_not_quarantined(database_url, db, tmp_path
     assert db.execute("SELECT count(*) FROM quarantine").fetchone()[0] == 0
     (dropped,) = db.execute("SELECT dropped FROM takeout_imports").fetchone()
     assert dropped == {"heart_rate_daily.resting_bpm: Fitbit's no-value marker": values.count(None)}
+
+
+def local(day: dt.date, hour: int, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, minute, second)
+
+
+def test_records_repeated_across_files_load_once_and_are_counted(database_url, db, tmp_path):
+    enrol(database_url, 1, "Europe/London", "2021-01-01")
+    d1, d2 = dt.date(2021, 1, 30), dt.date(2021, 1, 31)
+    b = TakeoutBuilder(2)
+    log = sleep_log(30001, local(d1, 23), [("light", 3600), ("deep", 1800), ("rem", 1200)])
+    # The same log in two monthly files; only its 30-day averages differ.
+    later = json.loads(json.dumps(log))
+    log["levels"]["summary"] = {"deep": {"count": 1, "minutes": 30, "thirtyDayAvgMinutes": 55}}
+    later["levels"]["summary"] = {"deep": {"count": 1, "minutes": 30, "thirtyDayAvgMinutes": 61}}
+    b.sleep_json(dt.date(2021, 1, 1), [log])
+    b.sleep_json(dt.date(2021, 1, 31), [later])
+    # Steps files overlap by two minutes, holding the same values there.
+    b.steps_json(d1, [(local(d2, 9, 0), "10"), (local(d2, 9, 1), "20"), (local(d2, 9, 2), "30")])
+    b.steps_json(d2, [(local(d2, 9, 1), "20"), (local(d2, 9, 2), "30"), (local(d2, 9, 3), "40")])
+    # Heart rate: one sample repeated with its value (a copy), one repeated with another value (wrong).
+    b.heart_rate_json(d1, [(local(d2, 0, 0, 5), 60, 2), (local(d2, 0, 0, 10), 61, 2)])
+    b.heart_rate_json(d2, [(local(d2, 0, 0, 5), 60, 2), (local(d2, 0, 0, 10), 75, 2), (local(d2, 0, 0, 15), 62, 2)])
+    path = b.write_zip(tmp_path / "t.zip")
+    dry = fitpipe(database_url, "import", str(path), "--user", "1", "--dry-run")
+    assert "1 repeated in another file" in dry.stdout  # the sleep session
+    fitpipe(database_url, "import", str(path), "--user", "1", "--workers", "1")
+    assert db.execute("SELECT log_id FROM sleep_sessions").fetchall() == [(30001,)]
+    assert db.execute("SELECT count(*) FROM sleep_stages").fetchone()[0] == 3
+    assert db.execute("SELECT day, steps FROM daily_activity").fetchall() == [(d2, 100)]
+    london = "Europe/London"
+    assert db.execute("SELECT ts, bpm FROM heart_rate ORDER BY ts").fetchall() == [
+        (to_utc(local(d2, 0, 0, 5), london), 60),
+        (to_utc(local(d2, 0, 0, 10), london), 61),  # the engine keeps the first of two differing values
+        (to_utc(local(d2, 0, 0, 15), london), 62),
+    ]
+    quarantined = db.execute("SELECT metric, reason, raw_value FROM quarantine").fetchall()
+    assert [(m, r) for m, r, _ in quarantined] == [("heart_rate", "duplicate key in the payload")]
+    assert "75" in quarantined[0][2]
+    (dropped,) = db.execute("SELECT dropped FROM takeout_imports").fetchone()
+    assert dropped == {
+        "sleep_sessions: same record in an earlier file": 1,
+        "sleep_stages: same record in an earlier file": 3,
+        "daily_activity.steps: same record in an earlier file": 2,
+        "heart_rate: same record in an earlier file": 1,
+    }

@@ -191,6 +191,8 @@ def import_listing(report: dict) -> list:
         dropped = [f"{n:,} copies in {escape(origin)}" for origin, n in m["copies_dropped"].items()]
         if m["health_connect_dropped"]:
             dropped.append(f"{m['health_connect_dropped']:,} Health Connect re-exports")
+        if m.get("repeated"):
+            dropped.append(f"{m['repeated']:,} repeated in another file")
         if m.get("no_value"):
             dropped.append(f"{m['no_value']:,} no-value markers")
         table.add_row(

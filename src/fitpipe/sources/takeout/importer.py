@@ -74,7 +74,7 @@ class ImportPlan:
         per_kind = index.per_kind()
         metrics = []
         empty: dict = {"records": 0, "first": None, "last": None, "used": {}, "copies_dropped": {}}
-        for kind in sorted(set(per_kind) | set(index.health_connect) | set(index.no_value)):
+        for kind in sorted(set(per_kind) | set(index.health_connect) | set(index.no_value) | set(index.repeated)):
             entry = per_kind.get(kind, empty)
             metrics.append(
                 {
@@ -86,6 +86,7 @@ class ImportPlan:
                     "copies_dropped": dict(entry["copies_dropped"]),
                     "health_connect_dropped": index.health_connect.get(kind, 0),
                     "no_value": index.no_value.get(kind, 0),
+                    "repeated": index.repeated.get(kind, 0),
                 }
             )
         skipped = collections.Counter(s["reason"] for s in index.files_skipped)
@@ -117,6 +118,8 @@ class ImportPlan:
                 counts[f"{entry['metric']}: copy in another folder"] = copies
             if entry["health_connect_dropped"]:
                 counts[f"{entry['metric']}: Health Connect re-export"] = entry["health_connect_dropped"]
+            if entry["repeated"]:
+                counts[f"{entry['metric']}: same record in an earlier file"] = entry["repeated"]
             if entry["no_value"]:
                 counts[f"{entry['metric']}: Fitbit's no-value marker"] = entry["no_value"]
         return counts
@@ -278,7 +281,9 @@ def import_archive(
         outcome = ImportOutcome(plan.sha256, plan.previous)
         if plan.previous and not force and not dry_run:
             return outcome
-        index_archive(plan, stage=not dry_run, on_file=on_file)
+        # A dry run stages too: records repeated across files are found by comparing staged days,
+        # so its listing counts what the import would load.
+        index_archive(plan, stage=True, on_file=on_file)
         outcome.report = plan.report()
         if on_report:
             on_report(outcome.report)

@@ -109,6 +109,14 @@ class Stage:
         with open(self.directory / f"{day.isoformat()}.jsonl", "a") as handle:
             handle.write(json.dumps(entry, default=_plain) + "\n")
 
+    def replace(self, day: dt.date, items: list[StagedBlock | StagedProblem]) -> None:
+        """Stage exactly these items for the day (the blocks' old arrays stay until the folder goes)."""
+        if self.directory is None:
+            return
+        (self.directory / f"{day.isoformat()}.jsonl").unlink(missing_ok=True)
+        for item in items:
+            self.add(day, item)
+
     def read(self, day: dt.date) -> list[StagedBlock | StagedProblem]:
         if self.directory is None:
             return []
@@ -159,6 +167,8 @@ class Index:
     problem_days: collections.Counter = field(default_factory=collections.Counter)
     health_connect: collections.Counter = field(default_factory=collections.Counter)  # kind -> records dropped
     no_value: collections.Counter = field(default_factory=collections.Counter)  # kind -> Fitbit placeholders skipped
+    # kind -> records dropped because an earlier file of the same family held the same record
+    repeated: collections.Counter = field(default_factory=collections.Counter)
     profile_timezone: str | None = None
     files_by_key: collections.Counter = field(default_factory=collections.Counter)
 
@@ -220,6 +230,11 @@ class Indexer:
         self.archive, self.user, self.stage, self.timezone = archive, user, stage, timezone
         self.cutters = {window: DayCutter(user, window) for window in (DayWindow.CALENDAR, DayWindow.NIGHT)}
         self.index = Index(archive.layout, [tree for _, tree in archive.trees])
+        self._sleep_logs: dict[Key, set[int]] = collections.defaultdict(set)
+        # (kind, day, key) -> (file, first, last instant) of each block staged: files whose spans
+        # overlap on a day may repeat records, and only those days are compared row by row.
+        self._spans: dict[tuple, list[tuple[str, np.datetime64, np.datetime64]]] = collections.defaultdict(list)
+        self._overlapping: set[tuple] = set()
 
     def zone_on(self, day: dt.date) -> str:
         return self.timezone or self.user.zone_on(day)
@@ -278,7 +293,34 @@ class Indexer:
                 self.index.files_skipped.append({"file": member.path, "reason": reason})
                 continue
             self._read(member, family)
+        self._drop_repeats()
         return self.index
+
+    def _drop_repeats(self) -> None:
+        """Drop records that an earlier file of the same family already staged for the day (real
+        monthly files overlap), counting them as repeats: the same record twice is not bad data."""
+        for day in sorted({day for _, day, _ in self._overlapping}):
+            items = self.stage.read(day)
+            seen: dict[tuple, np.ndarray] = {}
+            kept: list[StagedBlock | StagedProblem] = []
+            for item in items:
+                target = (item.kind, day, item.key)
+                if not isinstance(item, StagedBlock) or target not in self._overlapping:
+                    kept.append(item)
+                    continue
+                hashes = pd.util.hash_pandas_object(pd.DataFrame(item.columns), index=False).to_numpy()
+                earlier = seen.get(target)
+                repeat = np.isin(hashes, earlier) if earlier is not None else np.zeros(len(hashes), dtype=bool)
+                seen[target] = hashes if earlier is None else np.concatenate([earlier, hashes])
+                if repeat.any():
+                    self.index.repeated[item.kind] += int(repeat.sum())
+                    self.index.counts[target] -= int(repeat.sum())
+                    item = StagedBlock(
+                        item.kind, item.key, item.origin, item.file, {n: a[~repeat] for n, a in item.columns.items()}
+                    )
+                if len(item):
+                    kept.append(item)
+            self.stage.replace(day, kept)
 
     def _open(self, member: Member):
         return self.archive.open(member)
@@ -385,8 +427,16 @@ class Indexer:
             rows = order[bounds[i] : bounds[i + 1]]
             block = StagedBlock(kind, key, family.origin, member.path, {n: a[rows] for n, a in columns.items()})
             day = day.item()
+            self._note_span((kind, day, key), member.path, block.columns["ts"])
             self.index.counts[(kind, day, key)] += len(rows)
             self.stage.add(day, block)
+
+    def _note_span(self, target: tuple, file: str, ts: np.ndarray) -> None:
+        first, last = ts.min(), ts.max()
+        spans = self._spans[target]
+        if any(other != file and first <= end and start <= last for other, start, end in spans):
+            self._overlapping.add(target)
+        spans.append((file, first, last))
 
     def _time_problems(self, member, family, key, frame, readable, bad) -> None:
         file_day = _file_day(member)
@@ -472,6 +522,12 @@ class Indexer:
                         ),
                     )
                 continue
+            if row["log_id"] in self._sleep_logs[key]:
+                # The same log in two monthly files (only its 30-day averages differ): one copy loads.
+                self.index.repeated["sleep_sessions"] += 1
+                self.index.repeated["sleep_stages"] += len(segments)
+                continue
+            self._sleep_logs[key].add(row["log_id"])
             sessions["all"].append(row)
             stages["all"].extend(segments)
         for kind, rows in (("sleep_sessions", sessions["all"]), ("sleep_stages", stages["all"])):
