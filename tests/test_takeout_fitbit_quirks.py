@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from conftest import fitpipe
+import pytest
+
+from conftest import fitpipe, one_error_line
 from test_takeout_archives import TakeoutBuilder, sleep_log, to_utc
 
 MELBOURNE = "Australia/Melbourne"
@@ -92,3 +94,47 @@ def test_records_repeated_across_files_load_once_and_are_counted(database_url, d
         "daily_activity.steps: same record in an earlier file": 2,
         "heart_rate: same record in an earlier file": 1,
     }
+
+
+@pytest.mark.parametrize(
+    "root,as_zip,layout",
+    [
+        ("user-site-export", True, "user-site-export"),
+        ("data/user-site-export", False, "user-site-export"),
+        ("", True, "global-export-folder"),
+        ("", False, "global-export-folder"),
+        ("my files", True, "global-export-folder"),
+    ],
+)
+def test_layouts_as_people_have_them(database_url, db, tmp_path, root, as_zip, layout):
+    enrol(database_url, 1)
+    day = dt.date(2018, 3, 5)
+    b = TakeoutBuilder(2)
+    per_metric = layout == "user-site-export"  # user-site-export/<metric>/<file>
+    heart = json.dumps(
+        [{"dateTime": local(day, 9).strftime("%m/%d/%y %H:%M:%S"), "value": {"bpm": 64, "confidence": 2}}]
+    )
+    files = {
+        ("heart_rate", f"heart_rate-{day}.json"): heart,
+        ("resting_heart_rate", "resting_heart_rate-2018-03-01.json"): resting_json([(day, 58.5)]),
+    }
+    b.files = {
+        "/".join(p for p in (root, folder if per_metric else "", name) if p): body.encode()
+        for (folder, name), body in files.items()
+    }
+    path = b.write_zip(tmp_path / "t.zip") if as_zip else b.write_folder(tmp_path / "export")
+    result = fitpipe(database_url, "import", str(path), "--user", "1", "--workers", "1")
+    assert f"layout {layout}" in result.stdout
+    assert db.execute("SELECT ts, bpm FROM heart_rate").fetchall() == [(to_utc(local(day, 9), MELBOURNE), 64)]
+    assert db.execute("SELECT day, resting_bpm FROM heart_rate_daily").fetchall() == [(day, 58.5)]
+    assert db.execute("SELECT layout FROM takeout_imports").fetchall() == [(layout,)]
+
+
+def test_a_folder_without_fitbit_files_is_still_an_unknown_layout(database_url, db, tmp_path):
+    enrol(database_url, 1)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "notes-2018-03-01.txt").write_text("hello")
+    result = fitpipe(database_url, "import", str(tmp_path / "export"), "--user", "1", ok=False)
+    assert result.exit_code == 2
+    assert "unknown layout" in one_error_line(result)
+    assert db.execute("SELECT count(*) FROM takeout_imports").fetchone()[0] == 0

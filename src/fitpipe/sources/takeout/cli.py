@@ -29,8 +29,8 @@ def import_archive(
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
 ) -> None:
-    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com MyFitbitData archive),
-    exactly once.
+    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com MyFitbitData or
+    user-site-export archive, or a folder of Global Export Data files), exactly once.
 
     Recognises the layout generation, lists the metrics, files, date span and records it will load and what it skips
     and why, then loads day by day through the same per-day transaction as ingest.
