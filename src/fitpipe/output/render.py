@@ -226,6 +226,11 @@ def import_listing(report: dict) -> list:
             f"left out {len(report['not_over'])} day(s) not over yet: {report['not_over'][0]} .. "
             f"{report['not_over'][-1]}"
         )
+    for clock in report.get("clocks", {}).values():
+        lines.append(
+            f"clock of {escape(clock['origin'])}: [bold]{clock['clock']}[/bold] (by {clock['by']}: "
+            f"{escape(clock['figure'])})"
+        )
     for assumption in report["assumptions"]:
         lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")
     return lines

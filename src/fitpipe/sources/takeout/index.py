@@ -226,8 +226,17 @@ def _file_day(member: Member) -> dt.date | None:
 class Indexer:
     """Reads an archive into an Index and (unless counting only) a Stage."""
 
-    def __init__(self, archive: Archive, user: Any, stage: Stage, timezone: str | None = None):
+    def __init__(
+        self,
+        archive: Archive,
+        user: Any,
+        stage: Stage,
+        timezone: str | None = None,
+        clocks: dict[str, str] | None = None,
+    ):
         self.archive, self.user, self.stage, self.timezone = archive, user, stage, timezone
+        # family id -> "utc" or "local", as decided for this archive (fitpipe.sources.takeout.clocks)
+        self.clocks = clocks or {}
         self.cutters = {window: DayCutter(user, window) for window in (DayWindow.CALENDAR, DayWindow.NIGHT)}
         self.index = Index(archive.layout, [tree for _, tree in archive.trees])
         self._sleep_logs: dict[Key, set[int]] = collections.defaultdict(set)
@@ -256,10 +265,15 @@ class Indexer:
             out[positions[in_zone]] = local_to_utc(local[valid][in_zone], zone)
         return out
 
+    def clock_of(self, family: Family) -> str:
+        """The clock the family's times are read in: decided for this archive, else as documented."""
+        return self.clocks.get(family.id, "utc" if family.clock == "utc" else "local")
+
     def instants(self, family: Family, times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(naive UTC instants, whether each time was readable at all)."""
         text = times.astype("string").str.strip()
-        if family.clock == "utc":
+        clock = self.clock_of(family)
+        if family.clock == "utc" and clock == "utc":
             aware = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             utc = aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]", copy=True)
             readable = ~np.isnat(utc)
@@ -269,11 +283,14 @@ class Indexer:
                 if midnight.any():
                     utc[midnight] = self._localise(utc[midnight].astype("datetime64[s]"))
             return utc, readable
+        # As written, without any zone: a wall time on the file's clock.
         pattern = "%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "%Y-%m-%dT%H:%M:%S"
-        local = pd.to_datetime(
+        naive = pd.to_datetime(
             text.str.slice(0, 19) if family.clock != "us-local" else text, format=pattern, errors="coerce"
         ).to_numpy(dtype="datetime64[s]")
-        return self._localise(local), ~np.isnat(local)
+        if clock == "utc":
+            return naive.astype("datetime64[us]"), ~np.isnat(naive)
+        return self._localise(naive), ~np.isnat(naive)
 
     # --- reading --------------------------------------------------------------------------------
 
