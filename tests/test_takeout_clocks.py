@@ -34,8 +34,10 @@ def life(zone: str, first: dt.date, days: int, seed: int = 7):
         wall = moment.astimezone(tz).replace(tzinfo=None)
         hour = wall.hour + wall.minute / 60
         asleep = hour >= 23 or hour < 7
-        bpm = 52 + int(rng.integers(0, 4)) if asleep else int(70 + 12 * np.sin((hour - 7) / 16 * np.pi)) + int(
-            rng.integers(0, 6)
+        bpm = (
+            52 + int(rng.integers(0, 4))
+            if asleep
+            else int(70 + 12 * np.sin((hour - 7) / 16 * np.pi)) + int(rng.integers(0, 6))
         )
         steps = 0 if asleep else int(rng.integers(0, 40)) if rng.random() < 0.5 else 0
         minutes.append((moment, wall, bpm, steps))
@@ -44,7 +46,8 @@ def life(zone: str, first: dt.date, days: int, seed: int = 7):
 
 
 def archive_of(zone: str, first: dt.date, days: int, clock: str, *, twin: bool = False) -> TakeoutBuilder:
-    """Heart-rate and steps JSON written on `clock`; sleep logs local; with `twin`, a heart-rate CSV with Z times."""
+    """Heart-rate and steps JSON written on `clock`; sleep logs local; with `twin`, the same heart rate in CSVs
+    with Z times."""
     b = TakeoutBuilder(2)
     minutes = life(zone, first, days)
     written = [(m[0].replace(tzinfo=None) if clock == "utc" else m[1], m) for m in minutes]
@@ -57,7 +60,7 @@ def archive_of(zone: str, first: dt.date, days: int, clock: str, *, twin: bool =
         rows = written[chunk : chunk + 10 * 1440]
         b.steps_json(rows[0][0].date(), [(naive, str(m[3])) for naive, m in rows if m[3] or naive.minute % 7 == 0])
     if twin:
-        for day, rows in list(by_file.items())[: days // 2]:
+        for day, rows in by_file.items():
             b.heart_rate_csv(day, [(m[0], m[2], "Charge 2") for _, m in rows])
     logs = []
     for offset in range(-1, days):
