@@ -48,6 +48,7 @@ VALUE = {"heart_rate": "bpm", "steps": "steps"}
 SAMPLE_FILES = 40  # spread over the archive, per family, besides those near DST transitions
 DST_WINDOW_DAYS = 14  # days each side of a transition whose rhythm is compared
 BIN_MINUTES = 10
+DST_MARGIN_MINUTES = 30
 MIN_SLEEP_SESSIONS = 3
 MIN_TWIN_MINUTES = 30
 
@@ -123,7 +124,7 @@ def transitions(zone: str, first: dt.date, last: dt.date) -> list[tuple[dt.date,
         offset = dt.datetime(day.year, day.month, day.day, 12, tzinfo=tz).utcoffset()
         minutes = int(offset.total_seconds() // 60) if offset is not None else 0
         if previous is not None and minutes != previous:
-            found.append((day - dt.timedelta(days=1), minutes - previous))
+            found.append((day, minutes - previous))  # the change falls in the small hours of `day`
         previous, day = minutes, day + dt.timedelta(days=1)
     return found
 
@@ -285,10 +286,11 @@ def dst_evidence(minutes: pd.Series, zone_on) -> tuple[str, str] | None:
             seen.append((day, change, moved))
     votes = {"utc": 0, "local": 0}
     for _, change, moved in seen:
-        if abs(moved) <= BIN_MINUTES * 2 and abs(change) >= 40:
-            votes["local"] += 1
-        elif abs(moved + change) <= BIN_MINUTES * 2:
-            votes["utc"] += 1
+        # People drift too (a later bedtime after the change): the clock whose expected move (0 on a
+        # local clock, minus the change of offset on a UTC clock) is nearer wins, by a clear margin.
+        to_local, to_utc = abs(moved), abs(moved + change)
+        if abs(to_local - to_utc) >= DST_MARGIN_MINUTES:
+            votes["local" if to_local < to_utc else "utc"] += 1
     if not seen or votes["utc"] == votes["local"]:
         return None
     clock = "utc" if votes["utc"] > votes["local"] else "local"
