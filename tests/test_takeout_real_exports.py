@@ -108,3 +108,12 @@ def test_lockdown_2020_uk_heart_rate_files_as_a_bare_folder(database_url, db, tm
     tz = ZoneInfo(LONDON)
     expected = {(us_time(r["dateTime"]).replace(tzinfo=tz).astimezone(UTC), r["value"]["bpm"]) for r in samples}
     assert set(db.execute("SELECT ts, bpm FROM heart_rate").fetchall()) == expected
+
+
+def test_status_names_the_clock_each_family_was_read_in(database_url, db, tmp_path):
+    enrol(database_url, 1, MELBOURNE, "2018-01-01")
+    path = zipped(DATA / "fitport-2018-melbourne", "user-site-export", tmp_path / "fitport.zip")
+    fitpipe(database_url, "import", str(path), "--user", "1", "--workers", "1")
+    status = fitpipe(database_url, "status").stdout
+    assert "clock of heart-rate-json: utc (by sleep)" in status
+    assert "clock of steps-json: utc (by sleep)" in status

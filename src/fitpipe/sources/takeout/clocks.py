@@ -26,6 +26,8 @@ costs a small part of the import however large the archive.
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,11 +173,25 @@ def survey(archive: Archive, zone_on: Callable[[dt.date], str]) -> Survey:
     return found
 
 
+class _Damaged:
+    """A member that cannot be decompressed means a damaged archive: one clear line, nothing written."""
+
+    def __init__(self, archive: Archive, member: Member):
+        self.archive, self.member = archive, member
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if isinstance(exc, (zipfile.BadZipFile, EOFError, zlib.error)):
+            raise BadInput(f"{self.archive.path}: damaged archive: cannot read {self.member.path} ({exc})") from None
+
+
 def _minutes(archive: Archive, member: Member, family: Family) -> list[pd.Series]:
     column = VALUE[family.kind]
     parts = []
     try:
-        with archive.open(member) as stream:
+        with _Damaged(archive, member), archive.open(member) as stream:
             for frame in family.read(stream, member):
                 naive = _naive(family, frame["time"])
                 values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
@@ -195,7 +211,7 @@ def _sessions(archive: Archive, member: Member) -> list[tuple[Any, Any]]:
     assert family is not None
     sessions = []
     try:
-        with archive.open(member) as stream:
+        with _Damaged(archive, member), archive.open(member) as stream:
             for frame in family.read(stream, member):
                 for log in frame["log"]:
                     try:

@@ -30,6 +30,7 @@ from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
 from fitpipe.sources.takeout.clocks import ClockDecision, decide, parse_overrides
 from fitpipe.sources.takeout.families import FAMILIES
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
+from fitpipe.sources.takeout.index import metric_of as metric_name
 from fitpipe.sources.takeout.source import TakeoutSource
 from fitpipe.timezones import validate_timezone
 
@@ -191,13 +192,18 @@ def _zone_description(plan: ImportPlan) -> str:
 
 def _assumptions(plan: ImportPlan) -> list[str]:
     index, found = plan.index, []
+    won: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for (kind, _), key in index.winners().items():
+        won[key[2]][metric_name(kind)] += 1
     for family, decision in sorted(plan.clocks.items()):
-        if decision.by == "default":
+        # The documented default, where the evidence was silent, matters only for the days the family loads.
+        if decision.by == "default" and won[family]:
             kind = "Global Export Data JSON" if _ORIGIN[family].startswith("Global Export Data") else "CSV"
             found.append(
                 f"{kind} times ({_ORIGIN[family]}) read as {decision.clock} "
                 + (f"wall time in {_zone_description(plan)}" if decision.clock == "local" else "instants")
-                + ": the archive did not settle their clock (no UTC twin, DST signature or sleep agreement)"
+                + ", the archive not settling their clock (no UTC twin, DST signature or sleep agreement): "
+                + ", ".join(f"{metric} on {n} day(s)" for metric, n in sorted(won[family].items()))
             )
     if plan.timezone:
         found.append(
