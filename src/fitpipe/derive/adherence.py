@@ -1,6 +1,6 @@
 """Adherence: the derived table wear_days (worn minutes and main sleep per participant-day,
 rebuilt by each rollup refresh from the fresh 1-minute rollup) and the study team's flags read
-from it by the SQL function fitpipe_adherence() (migrations 0040, 0051), which the Grafana
+from it by the SQL function fitpipe_adherence() (migrations 0040, 0051, 0060), which the Grafana
 Adherence dashboard calls too."""
 
 from __future__ import annotations
