@@ -51,6 +51,7 @@ SAMPLE_FILES = 40  # spread over the archive, per family, besides those near DST
 DST_WINDOW_DAYS = 14  # days each side of a transition whose rhythm is compared
 BIN_MINUTES = 10
 DST_MARGIN_MINUTES = 30
+MIN_RHYTHM_DAYS = 5  # days with data on each side of a transition
 MIN_SLEEP_SESSIONS = 3
 MIN_TWIN_MINUTES = 30
 
@@ -132,16 +133,19 @@ def transitions(zone: str, first: dt.date, last: dt.date) -> list[tuple[dt.date,
 
 
 def _sample(members: list[Member], zone_on: Callable[[dt.date], str]) -> list[Member]:
-    """Files near DST transitions first, then files spread evenly over the archive."""
+    """The files around the first and the last DST transition, and files spread evenly over the archive."""
     dated = sorted((d, m) for m in members if (d := _file_date(m)) is not None)
     if len(dated) <= SAMPLE_FILES:
         return [m for _, m in dated] + [m for m in members if _file_date(m) is None]
     first, last = dated[0][0], dated[-1][0]
     near = set()
-    for day, _ in transitions(zone_on(first), first - dt.timedelta(days=31), last):
-        for file_day, member in dated:
-            if abs((file_day - day).days) <= DST_WINDOW_DAYS + 31:
-                near.add(member.path)
+    changes = transitions(zone_on(first), first, last)
+    for day, _ in changes[:1] + changes[-1:]:
+        lo, hi = day - dt.timedelta(days=DST_WINDOW_DAYS + 1), day + dt.timedelta(days=DST_WINDOW_DAYS + 1)
+        inside = [m.path for file_day, m in dated if lo <= file_day <= hi]
+        # A file of ~30 days (steps) that starts before the window covers its start.
+        earlier = [m.path for file_day, m in dated if file_day < lo][-1:]
+        near.update(inside + earlier)
     spread = {dated[int(i)][1].path for i in np.linspace(0, len(dated) - 1, SAMPLE_FILES)}
     chosen = near | spread
     return [m for _, m in dated if m.path in chosen]
@@ -258,11 +262,12 @@ def twin_evidence(json_minutes: pd.Series, twin_minutes: pd.Series, zone_on) -> 
 
 
 def _profile(minutes: pd.Series, lo: dt.date, hi: dt.date) -> np.ndarray:
-    """Mean value per 10-minute bin of the naive clock, over the days [lo, hi)."""
+    """Mean value per 10-minute bin of the naive clock, over the days [lo, hi); all NaN when fewer
+    than MIN_RHYTHM_DAYS days have data (one day's rhythm says little)."""
     index = pd.DatetimeIndex(minutes.index)
     chosen = minutes[(index >= pd.Timestamp(lo)) & (index < pd.Timestamp(hi))]
     bins = np.full(24 * 60 // BIN_MINUTES, np.nan)
-    if chosen.empty:
+    if len(np.unique(pd.DatetimeIndex(chosen.index).normalize())) < MIN_RHYTHM_DAYS:
         return bins
     times = pd.DatetimeIndex(chosen.index)
     of_day = (times.hour * 60 + times.minute) // BIN_MINUTES
