@@ -486,6 +486,10 @@ def adherence(
     Flags: low wear time, no recent data, low sleep capture, and no credentials on file (never
     for the synthetic source).
 
+    Each participant is measured over their own window: from their study start to --as-of, or, for a
+    participant whose data arrives only in archives (a retrospective Takeout import), to the last day
+    their archives hold; such a participant is marked "data ended" rather than flagged for silence.
+
     Example: fitpipe adherence --min-wear 0.8 --as-of 2024-01-31
     """
     from fitpipe.derive.adherence import FLAGS, Thresholds

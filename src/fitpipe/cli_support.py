@@ -86,9 +86,13 @@ def console(stderr: bool = False):
 
     out = Console(stderr=stderr, highlight=False)
     if not out.is_terminal:
-        # Logs and pipes get full rows rather than rich's 80-column default.
-        out = Console(stderr=stderr, highlight=False, width=160)
+        # Logs and pipes get whole rows rather than rich's 80-column default: a table keeps its
+        # natural width (rich shrinks columns to fit, cutting ids to "1…"), a line is not wrapped.
+        out = Console(stderr=stderr, highlight=False, width=OFF_TERMINAL_WIDTH)
     return out
+
+
+OFF_TERMINAL_WIDTH = 10_000
 
 
 def flowing(text: str) -> str:

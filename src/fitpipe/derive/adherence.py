@@ -1,6 +1,6 @@
 """Adherence: the derived table wear_days (worn minutes and main sleep per participant-day,
 rebuilt by each rollup refresh from the fresh 1-minute rollup) and the study team's flags read
-from it by the SQL function fitpipe_adherence() (migrations 0040, 0051), which the Grafana
+from it by the SQL function fitpipe_adherence() (migrations 0040, 0051, 0060), which the Grafana
 Adherence dashboard calls too."""
 
 from __future__ import annotations
@@ -39,13 +39,22 @@ class Thresholds:
             raise BadInput("--min-sleep-minutes must be between 0 and 1440 (a day)")
 
 
+def archive_sources() -> list[str]:
+    """Sources whose data arrives only in archives (credential "file", e.g. takeout): a participant
+    of one is measured up to the last day their archives hold, and marked ended after it."""
+    from fitpipe.sources import registered_classes
+
+    return [source.name for source in registered_classes() if source.credential_kind == "file"]
+
+
 def adherence(
     conn: psycopg.Connection,
     user_ids: Sequence[int] = (),
     as_of: dt.date | None = None,
     thresholds: Thresholds = Thresholds(),
 ) -> tuple[dt.date, list[dict]]:
-    """Rows of fitpipe_adherence, worst first. as_of defaults to the newest ingested day."""
+    """Rows of fitpipe_adherence, worst first, each over the participant's own window (window_end,
+    ended). as_of defaults to the newest ingested day."""
     thresholds.validate()
     users = list_users(conn, user_ids)
     if as_of is None:
@@ -56,14 +65,15 @@ def adherence(
             raise BadInput("nothing has been ingested yet; give --as-of or run `fitpipe ingest` first")
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT * FROM fitpipe_adherence(%s::date, %s::real, make_interval(secs => %s::float8), %s::integer, %s::integer) "
-            "WHERE user_id = ANY(%s)",
+            "SELECT * FROM fitpipe_adherence(%s::date, %s::real, make_interval(secs => %s::float8), %s::integer, "
+            "%s::integer, %s::text[]) WHERE user_id = ANY(%s)",
             (
                 as_of,
                 thresholds.min_wear_share,
                 thresholds.max_silence_hours * 3600,
                 thresholds.min_nights,
                 thresholds.min_sleep_minutes,
+                archive_sources(),
                 [u.user_id for u in users],
             ),
         )

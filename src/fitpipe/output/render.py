@@ -37,6 +37,15 @@ def participants_table(rows: list[dict]) -> object:
     return table
 
 
+def _whole(column: str, ids: list[str]) -> dict:
+    """Column options that never cut a value: on a narrow terminal long values fold onto more
+    lines instead of ending in "…", and the id column is never narrower than its widest id."""
+    options: dict = {"overflow": "fold"}
+    if column == "id":
+        options["min_width"] = max([len(i) for i in ids] + [2])
+    return options
+
+
 def status_tables(report: dict) -> list:
     from rich.table import Table
 
@@ -57,7 +66,7 @@ def status_tables(report: dict) -> list:
         "rollup only",
         "credentials",
     ):
-        users.add_column(column, no_wrap=True)
+        users.add_column(column, **_whole(column, [str(u["user_id"]) for u in report["users"]]))
     for u in report["users"]:
         users.add_row(
             str(u["user_id"]),
@@ -76,7 +85,7 @@ def status_tables(report: dict) -> list:
             u["credentials"] + (" (withdrawn)" if u["withdrawn"] else "") if u["credentials"] else "-",
         )
     rows = Table(title="rows per metric")
-    rows.add_column("metric", no_wrap=True)
+    rows.add_column("metric", overflow="fold")
     # One column per participant while that fits on a screen; a total otherwise.
     per_user = len(report["users"]) <= 5
     for u in report["users"] if per_user else []:
@@ -152,10 +161,13 @@ def adherence_table(as_of, rows: list[dict], flags: tuple[str, ...]):
 
     table = Table(title=f"adherence as of {as_of} (worst first)")
     for column in ("id", "participant", "wear", "worn h", "hours since data", "nights (of 7)", "flags"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, **_whole(column, [str(r["user_id"]) for r in rows]))
     for row in rows:
         raised = [f.removeprefix("flag_").replace("_", " ") for f in flags if row[f]]
         hours = "-" if row["hours_since_data"] is None else f"{row['hours_since_data']:.0f}"
+        if row.get("ended"):
+            # Measured over their own window: hours and nights count back from its last day.
+            hours += f" (data ended {row['window_end']})"
         table.add_row(
             str(row["user_id"]),
             row["display_name"],
@@ -191,6 +203,10 @@ def import_listing(report: dict) -> list:
         dropped = [f"{n:,} copies in {escape(origin)}" for origin, n in m["copies_dropped"].items()]
         if m["health_connect_dropped"]:
             dropped.append(f"{m['health_connect_dropped']:,} Health Connect re-exports")
+        if m.get("repeated"):
+            dropped.append(f"{m['repeated']:,} repeated in another file")
+        if m.get("no_value"):
+            dropped.append(f"{m['no_value']:,} no-value markers")
         table.add_row(
             m["metric"],
             f"{m['records']:,}",
@@ -209,6 +225,11 @@ def import_listing(report: dict) -> list:
         lines.append(
             f"left out {len(report['not_over'])} day(s) not over yet: {report['not_over'][0]} .. "
             f"{report['not_over'][-1]}"
+        )
+    for clock in report.get("clocks", {}).values():
+        lines.append(
+            f"clock of {escape(clock['origin'])}: [bold]{clock['clock']}[/bold] (by {clock['by']}: "
+            f"{escape(clock['figure'])})"
         )
     for assumption in report["assumptions"]:
         lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")

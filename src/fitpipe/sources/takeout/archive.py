@@ -8,6 +8,7 @@ is a BadInput raised before anything is written to the database.
 from __future__ import annotations
 
 import hashlib
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -17,16 +18,25 @@ from fitpipe.errors import BadInput
 
 # Layout generations, oldest first: the marker folders that start a tree, and the name a tree
 # of that generation gets in reports. A fitbit.com archive has one more level, the account name.
+# Generation 1 has no marker: a folder holding Global Export Data files itself (see _BARE_FILE).
+BARE = 1
 GENERATIONS = (
-    (1, "myfitbitdata", ("MyFitbitData",)),
-    (2, "takeout-fitbit", ("Takeout", "Fitbit")),
-    (3, "google-health", ("Takeout", "Google Health")),
+    (BARE, "global-export-folder", ()),
+    (2, "user-site-export", ("user-site-export",)),
+    (3, "myfitbitdata", ("MyFitbitData",)),
+    (4, "takeout-fitbit", ("Takeout", "Fitbit")),
+    (5, "google-health", ("Takeout", "Google Health")),
 )
 LAYOUT_DESCRIPTIONS = {
+    "global-export-folder": "a folder holding Global Export Data files (heart_rate-*.json, sleep-*.json, ...) itself",
+    "user-site-export": "fitbit.com export before 2019 (user-site-export/<metric>/)",
     "myfitbitdata": "fitbit.com account archive (MyFitbitData/)",
     "takeout-fitbit": "Google Takeout, Takeout/Fitbit/",
     "google-health": "Google Takeout, Takeout/Google Health/ (2026)",
 }
+# A Global Export Data file (heart_rate-2018-03-01.json, sleep-2018-02-05.json, ...) outside any
+# marked tree: its folder is a tree of its own, the files as their owner had them.
+_BARE_FILE = re.compile(r"^[a-z_]+-\d{4}-\d{2}-\d{2}\.json$", re.IGNORECASE)
 _HASH_BLOCK = 1 << 20
 
 
@@ -52,11 +62,13 @@ class Member:
 def _tree_of(parts: tuple[str, ...]) -> tuple[int, str]:
     """The newest generation whose marker folders appear in the path, and the tree's own path."""
     for generation, _, marker in reversed(GENERATIONS):
+        if not marker:
+            continue
         width = len(marker)
         for start in range(len(parts) - width + 1):
             if parts[start : start + width] == marker:
                 # MyFitbitData/<account name>/... : the account folder belongs to the tree.
-                end = start + width + (1 if generation == 1 and len(parts) >= start + width + 1 else 0)
+                end = start + width + (1 if generation == 3 and len(parts) >= start + width + 1 else 0)
                 return generation, "/".join(parts[:end])
     return 0, ""
 
@@ -95,12 +107,15 @@ class Archive:
         self.trees = sorted({(m.generation, m.tree) for m in self.members if m.generation}, reverse=True)
         if not self.trees:
             raise BadInput(
-                f"{path}: unknown layout: no MyFitbitData/, Takeout/Fitbit/ or Takeout/Google Health/ folder in it"
+                f"{path}: unknown layout: no MyFitbitData/, Takeout/Fitbit/, Takeout/Google Health/ or "
+                "user-site-export/ folder in it, nor Global Export Data files (heart_rate-*.json, ...)"
             )
 
     @staticmethod
     def _member(parts: tuple[str, ...], path: str, size: int) -> Member:
         generation, tree = _tree_of(parts[:-1])
+        if not generation and _BARE_FILE.match(parts[-1]):
+            generation, tree = BARE, "/".join(parts[:-1])
         if tree and not path.startswith(tree):
             # A folder archive: the tree path counted the folder's own name, which members lack.
             tree = tree.split("/", 1)[1] if "/" in tree else ""

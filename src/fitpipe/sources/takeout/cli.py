@@ -22,6 +22,12 @@ def import_archive(
         help="Read the archive's zone-less times in this IANA zone instead of the participant's "
         "timezone history (e.g. for history from before enrolment, lived elsewhere).",
     ),
+    clock: list[str] | None = typer.Option(
+        None,
+        "--clock",
+        help="FAMILY=utc|local: read this family's times in this clock, for when the archive's evidence cannot "
+        "settle it (FAMILY: heart_rate, steps, or a family id such as heart-rate-json). Repeatable.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
     force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
     workers: Workers = None,
@@ -29,15 +35,16 @@ def import_archive(
     quiet: Quiet = False,
     metrics_file: MetricsFile = None,
 ) -> None:
-    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com MyFitbitData archive),
-    exactly once.
+    """Import a participant's Fitbit history from a Google Takeout archive (or a fitbit.com MyFitbitData or
+    user-site-export archive, or a folder of Global Export Data files), exactly once.
 
     Recognises the layout generation, lists the metrics, files, date span and records it will load and what it skips
     and why, then loads day by day through the same per-day transaction as ingest.
 
-    UTC times (ending in Z) are instants; zone-less times are the participant's local wall time on that date; the
-    disputed Global Export Data JSON times give way to a CSV twin with UTC times, and where there is none they
-    are read as local time and the assumption is recorded.
+    UTC times (ending in Z) are instants; zone-less times are the participant's local wall time on that date. The
+    clock of the families real exports disagree on (heart rate and steps, JSON and CSV) is decided per archive from
+    its own evidence (a UTC twin, the DST signature of the daily rhythm, agreement with the sleep sessions); the
+    listing and the import record say which clock each got and the figure that decided it. --clock overrides it.
 
     Re-importing an archive on record does nothing unless --force (which rewrites every day); a newer archive
     replaces the days whose content it changes.
@@ -72,6 +79,7 @@ def import_archive(
                 user,
                 url=database_url(),
                 timezone=timezone,
+                clocks=clock,
                 dry_run=dry_run,
                 force=force,
                 workers=workers,

@@ -49,6 +49,8 @@ class Family:
     read: Callable[[IO[bytes], Member], Iterator[pd.DataFrame]]
     daily: bool = False
     folder: str | None = None  # the folder the file must be in, when the name alone is ambiguous
+    # Records Fitbit writes for "no value" (not readings): counted in the import record, never quarantined.
+    placeholder: Callable[[pd.DataFrame], pd.Series] | None = None
 
 
 # kind -> which local day owns a record: "calendar" (its instant's day) or "night" (the night
@@ -114,7 +116,7 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
             raise FileProblem(f"unrecognised columns {header}; expected {sorted(wanted)}")
         keep = {
             original: wanted.get(name, "data_source")
-            for original, name in zip(columns, header)
+            for original, name in zip(columns, header, strict=True)
             if name in wanted or name == "data source"
         }
         try:
@@ -164,8 +166,17 @@ def _resting_heart_rate_json(stream, member) -> Iterator[pd.DataFrame]:
                 for r in records
             ],
             "bpm": [_get(r, "value", "value") for r in records],
+            "error": [_get(r, "value", "error") for r in records],
         }
     )
+
+
+def _no_resting_value(frame: pd.DataFrame) -> pd.Series:
+    """Fitbit writes a day without a resting heart rate as value 0 with error 0 (and, in the JSON,
+    date null): a marker, not a reading of 0 bpm. A 0 with a real error stays a bad reading."""
+    value = pd.to_numeric(frame["bpm"], errors="coerce")
+    error = pd.to_numeric(frame["error"], errors="coerce") if "error" in frame else pd.Series(0.0, index=frame.index)
+    return (value == 0) & ((error == 0) | error.isna())
 
 
 def _sleep_json(stream, member) -> Iterator[pd.DataFrame]:
@@ -211,6 +222,7 @@ FAMILIES: tuple[Family, ...] = (
         0,
         _csv({"timestamp": "time", "beats per minute": "bpm"}),
         daily=True,
+        placeholder=_no_resting_value,
     ),
     Family(
         "resting-heart-rate-json",
@@ -221,6 +233,7 @@ FAMILIES: tuple[Family, ...] = (
         2,
         _resting_heart_rate_json,
         daily=True,
+        placeholder=_no_resting_value,
     ),
     Family(
         "steps-csv",

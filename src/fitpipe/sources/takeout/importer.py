@@ -27,6 +27,7 @@ from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task
 from fitpipe.participants import User, list_users
 from fitpipe.pipeline import RunResult, run
 from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
+from fitpipe.sources.takeout.clocks import ClockDecision, decide, parse_overrides
 from fitpipe.sources.takeout.families import FAMILIES
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
 from fitpipe.sources.takeout.index import metric_of as metric_name
@@ -36,7 +37,7 @@ from fitpipe.timezones import validate_timezone
 SOURCE = "takeout"
 # How the listing names a kind that fills one column of a daily table.
 _SHOWN_AS = {"steps": "daily_activity.steps", "resting_heart_rate": "heart_rate_daily.resting_bpm"}
-_DISPUTED_KINDS = {f.id: f.kind for f in FAMILIES if f.clock == "us-local"}
+_ORIGIN = {f.id: f.origin for f in FAMILIES}
 
 
 @dataclass
@@ -58,6 +59,12 @@ class ImportPlan:
     days: list[dt.date] = field(default_factory=list)  # what the load will do
     not_over: list[dt.date] = field(default_factory=list)  # in the archive but not over yet: left out
     assumptions: list[str] = field(default_factory=list)
+    clock_overrides: dict[str, str] = field(default_factory=dict)  # --clock FAMILY=utc|local
+    clocks: dict[str, ClockDecision] = field(default_factory=dict)  # decided per family for this archive
+
+    def clock_report(self) -> dict[str, dict]:
+        """Per family whose clock was decided: the clock, what decided it and the deciding figure."""
+        return {f: {"origin": _ORIGIN[f], **d.as_dict()} for f, d in sorted(self.clocks.items())}
 
     @property
     def first_day(self) -> dt.date | None:
@@ -70,9 +77,12 @@ class ImportPlan:
     def report(self) -> dict:
         """What the archive holds and what the import will load or skip, for the listing."""
         index = self.index
+        assert index is not None, "index the archive first"
         per_kind = index.per_kind()
         metrics = []
-        for kind, entry in sorted(per_kind.items()):
+        empty: dict = {"records": 0, "first": None, "last": None, "used": {}, "copies_dropped": {}}
+        for kind in sorted(set(per_kind) | set(index.health_connect) | set(index.no_value) | set(index.repeated)):
+            entry = per_kind.get(kind, empty)
             metrics.append(
                 {
                     "metric": _SHOWN_AS.get(kind, kind),
@@ -82,21 +92,10 @@ class ImportPlan:
                     "from": dict(entry["used"]),
                     "copies_dropped": dict(entry["copies_dropped"]),
                     "health_connect_dropped": index.health_connect.get(kind, 0),
+                    "no_value": index.no_value.get(kind, 0),
+                    "repeated": index.repeated.get(kind, 0),
                 }
             )
-        for kind, n in index.health_connect.items():
-            if kind not in per_kind:
-                metrics.append(
-                    {
-                        "metric": _SHOWN_AS.get(kind, kind),
-                        "records": 0,
-                        "first": None,
-                        "last": None,
-                        "from": {},
-                        "copies_dropped": {},
-                        "health_connect_dropped": n,
-                    }
-                )
         skipped = collections.Counter(s["reason"] for s in index.files_skipped)
         return {
             "path": str(self.archive.path),
@@ -115,6 +114,7 @@ class ImportPlan:
             "not_over": self.not_over,
             "metrics": metrics,
             "assumptions": self.assumptions,
+            "clocks": self.clock_report(),
             "previous": self.previous.import_id if self.previous else None,
         }
 
@@ -126,6 +126,10 @@ class ImportPlan:
                 counts[f"{entry['metric']}: copy in another folder"] = copies
             if entry["health_connect_dropped"]:
                 counts[f"{entry['metric']}: Health Connect re-export"] = entry["health_connect_dropped"]
+            if entry["repeated"]:
+                counts[f"{entry['metric']}: same record in an earlier file"] = entry["repeated"]
+            if entry["no_value"]:
+                counts[f"{entry['metric']}: Fitbit's no-value marker"] = entry["no_value"]
         return counts
 
     def close(self) -> None:
@@ -135,13 +139,16 @@ class ImportPlan:
             self.stage_dir = None
 
 
-def open_import(conn: psycopg.Connection, path: Path, user_id: int, timezone: str | None) -> ImportPlan:
+def open_import(
+    conn: psycopg.Connection, path: Path, user_id: int, timezone: str | None, clocks: list[str] | None = None
+) -> ImportPlan:
     """Check the participant, open the archive, recognise its layout and hash it. Raises BadInput."""
     user = list_users(conn, [user_id])[0]
     if user.withdrawn_at:
         raise BadInput(f"participant {user_id} withdrew; nothing is imported for them")
     if timezone:
         validate_timezone(timezone)
+    overrides = parse_overrides(clocks)
     archive = Archive(Path(path))
     try:
         sha256 = archive.sha256()
@@ -154,14 +161,17 @@ def open_import(conn: psycopg.Connection, path: Path, user_id: int, timezone: st
         archive.close()
         raise
     conn.commit()
-    return ImportPlan(user, archive, sha256, timezone, Previous(*row) if row else None)
+    return ImportPlan(user, archive, sha256, timezone, Previous(*row) if row else None, clock_overrides=overrides)
 
 
 def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int, Member], None] | None = None) -> None:
     """Read the whole archive once; with `stage`, keep each day's records on disk for the load."""
     if stage:
         plan.stage_dir = Path(tempfile.mkdtemp(prefix="fitpipe-takeout-"))
-    indexer = Indexer(plan.archive, plan.user, Stage(plan.stage_dir), plan.timezone)
+    zone_on = (lambda day: plan.timezone) if plan.timezone else plan.user.zone_on
+    plan.clocks = decide(plan.archive, zone_on, plan.clock_overrides)
+    clocks = {family: decision.clock for family, decision in plan.clocks.items()}
+    indexer = Indexer(plan.archive, plan.user, Stage(plan.stage_dir), plan.timezone, clocks)
     plan.index = indexer.run(on_file)
     days = plan.index.days
     if days:
@@ -182,16 +192,19 @@ def _zone_description(plan: ImportPlan) -> str:
 
 def _assumptions(plan: ImportPlan) -> list[str]:
     index, found = plan.index, []
-    disputed_days: dict[str, int] = collections.Counter()
+    won: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for (kind, _), key in index.winners().items():
-        if key[2] in _DISPUTED_KINDS:
-            disputed_days[metric_name(kind)] += 1
-    if disputed_days:
-        found.append(
-            "Global Export Data JSON times (MM/DD/YY, no zone) read as local wall time in "
-            f"{_zone_description(plan)}, where no CSV twin with UTC times exists: "
-            + ", ".join(f"{metric} on {n} day(s)" for metric, n in sorted(disputed_days.items()))
-        )
+        won[key[2]][metric_name(kind)] += 1
+    for family, decision in sorted(plan.clocks.items()):
+        # The documented default, where the evidence was silent, matters only for the days the family loads.
+        if decision.by == "default" and won[family]:
+            kind = "Global Export Data JSON" if _ORIGIN[family].startswith("Global Export Data") else "CSV"
+            found.append(
+                f"{kind} times ({_ORIGIN[family]}) read as {decision.clock} "
+                + (f"wall time in {_zone_description(plan)}" if decision.clock == "local" else "instants")
+                + ", the archive not settling their clock (no UTC twin, DST signature or sleep agreement): "
+                + ", ".join(f"{metric} on {n} day(s)" for metric, n in sorted(won[family].items()))
+            )
     if plan.timezone:
         found.append(
             f"ISO local times (no zone) read in {plan.timezone} (--timezone), not in the participant's timezone history"
@@ -269,6 +282,7 @@ def import_archive(
     *,
     url: str,
     timezone: str | None = None,
+    clocks: list[str] | None = None,
     dry_run: bool = False,
     force: bool = False,
     workers: int | None = None,
@@ -280,12 +294,14 @@ def import_archive(
 ) -> ImportOutcome:
     """Import an archive exactly once: an archive on record does nothing unless `force`; a dry run
     reads it and reports. Hooks: on_file while reading, on_report once read, on_plan before loading."""
-    plan = open_import(conn, path, user_id, timezone)
+    plan = open_import(conn, path, user_id, timezone, clocks)
     try:
         outcome = ImportOutcome(plan.sha256, plan.previous)
         if plan.previous and not force and not dry_run:
             return outcome
-        index_archive(plan, stage=not dry_run, on_file=on_file)
+        # A dry run stages too: records repeated across files are found by comparing staged days,
+        # so its listing counts what the import would load.
+        index_archive(plan, stage=True, on_file=on_file)
         outcome.report = plan.report()
         if on_report:
             on_report(outcome.report)
@@ -321,14 +337,15 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
             "first_day": str(plan.first_day),
             "last_day": str(plan.last_day),
             "assumptions": plan.assumptions,
+            "clocks": plan.clock_report(),
         }
     }
     with conn.transaction():
         import_id = conn.execute(
             """
             INSERT INTO takeout_imports (user_id, sha256, path, layout, trees, first_day, last_day, files_used,
-                                         files_skipped, assumptions, rows_by_metric, dropped, run_id, status)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING import_id
+                                         files_skipped, assumptions, rows_by_metric, dropped, run_id, status, clocks)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING import_id
             """,
             (
                 plan.user.user_id,
@@ -345,6 +362,7 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
                 json.dumps(plan.dropped()),
                 summary.run_id,
                 status,
+                json.dumps(plan.clock_report()),
             ),
         ).fetchone()[0]
         # The archive is this source's credential: on file now. Settings keep no secrets, only where it came from.

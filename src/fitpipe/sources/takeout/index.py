@@ -109,6 +109,14 @@ class Stage:
         with open(self.directory / f"{day.isoformat()}.jsonl", "a") as handle:
             handle.write(json.dumps(entry, default=_plain) + "\n")
 
+    def replace(self, day: dt.date, items: list[StagedBlock | StagedProblem]) -> None:
+        """Stage exactly these items for the day (the blocks' old arrays stay until the folder goes)."""
+        if self.directory is None:
+            return
+        (self.directory / f"{day.isoformat()}.jsonl").unlink(missing_ok=True)
+        for item in items:
+            self.add(day, item)
+
     def read(self, day: dt.date) -> list[StagedBlock | StagedProblem]:
         if self.directory is None:
             return []
@@ -158,6 +166,9 @@ class Index:
     origins: dict = field(default_factory=dict)  # key -> origin
     problem_days: collections.Counter = field(default_factory=collections.Counter)
     health_connect: collections.Counter = field(default_factory=collections.Counter)  # kind -> records dropped
+    no_value: collections.Counter = field(default_factory=collections.Counter)  # kind -> Fitbit placeholders skipped
+    # kind -> records dropped because an earlier file of the same family held the same record
+    repeated: collections.Counter = field(default_factory=collections.Counter)
     profile_timezone: str | None = None
     files_by_key: collections.Counter = field(default_factory=collections.Counter)
 
@@ -215,10 +226,24 @@ def _file_day(member: Member) -> dt.date | None:
 class Indexer:
     """Reads an archive into an Index and (unless counting only) a Stage."""
 
-    def __init__(self, archive: Archive, user: Any, stage: Stage, timezone: str | None = None):
+    def __init__(
+        self,
+        archive: Archive,
+        user: Any,
+        stage: Stage,
+        timezone: str | None = None,
+        clocks: dict[str, str] | None = None,
+    ):
         self.archive, self.user, self.stage, self.timezone = archive, user, stage, timezone
+        # family id -> "utc" or "local", as decided for this archive (fitpipe.sources.takeout.clocks)
+        self.clocks = clocks or {}
         self.cutters = {window: DayCutter(user, window) for window in (DayWindow.CALENDAR, DayWindow.NIGHT)}
         self.index = Index(archive.layout, [tree for _, tree in archive.trees])
+        self._sleep_logs: dict[Key, set[int]] = collections.defaultdict(set)
+        # (kind, day, key) -> (file, first, last instant) of each block staged: files whose spans
+        # overlap on a day may repeat records, and only those days are compared row by row.
+        self._spans: dict[tuple, list[tuple[str, np.datetime64, np.datetime64]]] = collections.defaultdict(list)
+        self._overlapping: set[tuple] = set()
 
     def zone_on(self, day: dt.date) -> str:
         return self.timezone or self.user.zone_on(day)
@@ -240,10 +265,15 @@ class Indexer:
             out[positions[in_zone]] = local_to_utc(local[valid][in_zone], zone)
         return out
 
+    def clock_of(self, family: Family) -> str:
+        """The clock the family's times are read in: decided for this archive, else as documented."""
+        return self.clocks.get(family.id, "utc" if family.clock == "utc" else "local")
+
     def instants(self, family: Family, times: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(naive UTC instants, whether each time was readable at all)."""
         text = times.astype("string").str.strip()
-        if family.clock == "utc":
+        clock = self.clock_of(family)
+        if family.clock == "utc" and clock == "utc":
             aware = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
             utc = aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]", copy=True)
             readable = ~np.isnat(utc)
@@ -253,11 +283,14 @@ class Indexer:
                 if midnight.any():
                     utc[midnight] = self._localise(utc[midnight].astype("datetime64[s]"))
             return utc, readable
+        # As written, without any zone: a wall time on the file's clock.
         pattern = "%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "%Y-%m-%dT%H:%M:%S"
-        local = pd.to_datetime(
+        naive = pd.to_datetime(
             text.str.slice(0, 19) if family.clock != "us-local" else text, format=pattern, errors="coerce"
         ).to_numpy(dtype="datetime64[s]")
-        return self._localise(local), ~np.isnat(local)
+        if clock == "utc":
+            return naive.astype("datetime64[us]"), ~np.isnat(naive)
+        return self._localise(naive), ~np.isnat(naive)
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -277,7 +310,34 @@ class Indexer:
                 self.index.files_skipped.append({"file": member.path, "reason": reason})
                 continue
             self._read(member, family)
+        self._drop_repeats()
         return self.index
+
+    def _drop_repeats(self) -> None:
+        """Drop records that an earlier file of the same family already staged for the day (real
+        monthly files overlap), counting them as repeats: the same record twice is not bad data."""
+        for day in sorted({day for _, day, _ in self._overlapping}):
+            items = self.stage.read(day)
+            seen: dict[tuple, np.ndarray] = {}
+            kept: list[StagedBlock | StagedProblem] = []
+            for item in items:
+                target = (item.kind, day, item.key)
+                if not isinstance(item, StagedBlock) or target not in self._overlapping:
+                    kept.append(item)
+                    continue
+                hashes = pd.util.hash_pandas_object(pd.DataFrame(item.columns), index=False).to_numpy()
+                earlier = seen.get(target)
+                repeat = np.isin(hashes, earlier) if earlier is not None else np.zeros(len(hashes), dtype=bool)
+                seen[target] = hashes if earlier is None else np.concatenate([earlier, hashes])
+                if repeat.any():
+                    self.index.repeated[item.kind] += int(repeat.sum())
+                    self.index.counts[target] -= int(repeat.sum())
+                    item = StagedBlock(
+                        item.kind, item.key, item.origin, item.file, {n: a[~repeat] for n, a in item.columns.items()}
+                    )
+                if len(item):
+                    kept.append(item)
+            self.stage.replace(day, kept)
 
     def _open(self, member: Member):
         return self.archive.open(member)
@@ -343,6 +403,12 @@ class Indexer:
             if foreign.any():
                 self.index.health_connect[family.kind] += int(foreign.sum())
                 frame = frame[~foreign]
+        if family.placeholder is not None:
+            marker = family.placeholder(frame).to_numpy(dtype=bool)
+            if marker.any():
+                self.index.no_value[family.kind] += int(marker.sum())
+                frame = frame[~marker]
+            frame = frame.drop(columns=["error"], errors="ignore")
         utc, readable = self.instants(family, frame["time"])
         bad = np.isnat(utc)
         if bad.any():
@@ -373,13 +439,21 @@ class Indexer:
         order = np.argsort(days, kind="stable")
         sorted_days = days[order]
         unique, starts = np.unique(sorted_days, return_index=True)
-        bounds = list(starts) + [len(order)]
+        bounds = [*starts, len(order)]
         for i, day in enumerate(unique):
             rows = order[bounds[i] : bounds[i + 1]]
             block = StagedBlock(kind, key, family.origin, member.path, {n: a[rows] for n, a in columns.items()})
             day = day.item()
+            self._note_span((kind, day, key), member.path, block.columns["ts"])
             self.index.counts[(kind, day, key)] += len(rows)
             self.stage.add(day, block)
+
+    def _note_span(self, target: tuple, file: str, ts: np.ndarray) -> None:
+        first, last = ts.min(), ts.max()
+        spans = self._spans[target]
+        if any(other != file and first <= end and start <= last for other, start, end in spans):
+            self._overlapping.add(target)
+        spans.append((file, first, last))
 
     def _time_problems(self, member, family, key, frame, readable, bad) -> None:
         file_day = _file_day(member)
@@ -424,9 +498,9 @@ class Indexer:
                         ),
                     )
                     continue
-                offset = aware.utcoffset()
+                offset = aware.utcoffset() or dt.timedelta(0)
 
-                def utc(text: Any) -> np.datetime64:
+                def utc(text: Any, offset: dt.timedelta = offset) -> np.datetime64:
                     return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
 
                 main = log.get("mainSleep", log.get("isMainSleep"))
@@ -465,6 +539,12 @@ class Indexer:
                         ),
                     )
                 continue
+            if row["log_id"] in self._sleep_logs[key]:
+                # The same log in two monthly files (only its 30-day averages differ): one copy loads.
+                self.index.repeated["sleep_sessions"] += 1
+                self.index.repeated["sleep_stages"] += len(segments)
+                continue
+            self._sleep_logs[key].add(row["log_id"])
             sessions["all"].append(row)
             stages["all"].extend(segments)
         for kind, rows in (("sleep_sessions", sessions["all"]), ("sleep_stages", stages["all"])):

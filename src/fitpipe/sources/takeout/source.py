@@ -23,6 +23,7 @@ from fitpipe.sources.contract import Fetch, RetryLater, Source
 
 if TYPE_CHECKING:
     import psycopg
+
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
     from fitpipe.sources.takeout.index import Stage
@@ -73,7 +74,8 @@ class TakeoutSource(Source):
 
     @classmethod
     def status_lines(cls, report: Mapping[str, Any]) -> list[str]:
-        """Each participant's Takeout imports, newest first, with their time-zone assumptions."""
+        """Each participant's Takeout imports, newest first, with the clock each file family was read in
+        and their time-zone assumptions."""
         from rich.markup import escape
 
         lines = []
@@ -83,6 +85,8 @@ class TakeoutSource(Source):
                 f"{i['sha256'][:12]}, {i['first_day']} .. {i['last_day']}, {i['rows']:,} rows, run {i['run_id']}, "
                 f"{i['imported_at']:%Y-%m-%d %H:%M %Z}"
             )
+            for family, clock in (i.get("clocks") or {}).items():
+                lines.append(f"  clock of {escape(family)}: {clock['clock']} (by {clock['by']})")
             for assumption in i["assumptions"]:
                 lines.append(f"  assumption: {escape(assumption)}")
         return lines
@@ -104,7 +108,7 @@ def imports_of(conn: psycopg.Connection, user_ids: Sequence[int]) -> list[dict]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             """
-            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, run_id,
+            SELECT import_id, user_id, status, layout, sha256, path, first_day, last_day, assumptions, clocks, run_id,
                    imported_at, (SELECT coalesce(sum(value::bigint), 0) FROM jsonb_each_text(rows_by_metric)) AS rows
             FROM takeout_imports WHERE user_id = ANY(%s) ORDER BY user_id, import_id DESC
             """,
