@@ -102,7 +102,7 @@ def sha256(path: Path) -> str:
 
 def first_difference(a: Path, b: Path) -> str:
     with open(a, "rb") as fa, open(b, "rb") as fb:
-        for n, (la, lb) in enumerate(zip(fa, fb), 1):
+        for n, (la, lb) in enumerate(zip(fa, fb, strict=False), 1):
             if la != lb:
                 return f"line {n}: fitpipe {la[:120]!r} vs psql {lb[:120]!r}"
     return "one file is a prefix of the other"

@@ -84,6 +84,7 @@ def main() -> None:
                 columns[0].tolist(),
                 [t.replace(tzinfo=dt.UTC) for t in columns[1].astype("datetime64[us]").tolist()],
                 columns[2].tolist(),
+                strict=True,
             )
         )
         all_rows_per_day = [parsed.row_count for _, parsed in days]

@@ -203,10 +203,10 @@ class Store:
             with self.engine.connect() as engine_conn:
                 pieces = [
                     pd.read_sql_query(_bind(prepared.query, params), engine_conn) if piece is None else piece
-                    for piece, (_, params) in zip(pieces, prepared.parts)
+                    for piece, (_, params) in zip(pieces, prepared.parts, strict=True)
                 ]
         time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
-        for piece, (zone, _) in zip(pieces, prepared.parts):
+        for piece, (zone, _) in zip(pieces, prepared.parts, strict=True):
             if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":
                 piece[time_column] = pd.to_datetime(piece[time_column], utc=True).dt.tz_convert(zone)
             else:

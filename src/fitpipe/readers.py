@@ -22,7 +22,9 @@ def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
     attributes = conn.execute(
         "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
     ).fetchone()
-    for allowed, what in zip(attributes, ("create roles", "create databases", "replicate", "bypass row security")):
+    for allowed, what in zip(
+        attributes, ("create roles", "create databases", "replicate", "bypass row security"), strict=True
+    ):
         if allowed:
             return f"it may {what}"
     other_roles = [

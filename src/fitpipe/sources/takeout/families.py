@@ -114,7 +114,7 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
             raise FileProblem(f"unrecognised columns {header}; expected {sorted(wanted)}")
         keep = {
             original: wanted.get(name, "data_source")
-            for original, name in zip(columns, header)
+            for original, name in zip(columns, header, strict=True)
             if name in wanted or name == "data source"
         }
         try:

@@ -23,6 +23,7 @@ from fitpipe.sources.contract import Fetch, RetryLater, Source
 
 if TYPE_CHECKING:
     import psycopg
+
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
     from fitpipe.sources.takeout.index import Stage
