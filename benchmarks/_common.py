@@ -29,7 +29,7 @@ from fitpipe.config import DEFAULT_DATABASE_URL, ENV_DATABASE_URL  # noqa: E402
 
 ADMIN_URL = os.environ.get("FITPIPE_BENCH_ADMIN_URL") or os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
 # Everything a load writes; TRUNCATE-ing these gives a database as after init-db + seed-users.
-DATA_TABLES = tuple(m.table for m in METRICS) + ("quarantine", "ingested_days", "rollup_invalidations")
+DATA_TABLES = (*(m.table for m in METRICS), "quarantine", "ingested_days", "rollup_invalidations")
 
 
 def interpreter() -> str:

@@ -41,8 +41,10 @@ def handles_errors(command: Command) -> Command:
             fail(f"database error ({type(exc).__name__}): {first_line(exc)}", 6)
         except BrokenPipeError:
             # The reader went away (e.g. `fitpipe export | head`): not an error worth a message.
-            sys.stdout = open(os.devnull, "w")
-            raise typer.Exit(0)
+            # Not a `with`: this stays open as the process's stdout until exit, so the final flush
+            # goes nowhere instead of raising a second BrokenPipeError.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            raise typer.Exit(0) from None
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             fail(f"{exc.strerror or first_line(exc)}{where}", 1)

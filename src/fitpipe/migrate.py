@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 COMMENT ON TABLE schema_migrations IS 'One row per migrations/NNNN_name.sql applied by fitpipe init-db.';
 COMMENT ON COLUMN schema_migrations.version IS 'The NNNN prefix of the migration file.';
 COMMENT ON COLUMN schema_migrations.name IS 'The file name, e.g. 0001_core.sql.';
-COMMENT ON COLUMN schema_migrations.checksum IS 'SHA-256 of the file as applied; init-db refuses a file whose content changed since.';
+COMMENT ON COLUMN schema_migrations.checksum IS 'SHA-256 of the file as applied; init-db refuses a file '
+    'whose content changed since.';
 COMMENT ON COLUMN schema_migrations.applied_at IS 'When the migration was applied.';
 """
 

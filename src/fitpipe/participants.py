@@ -234,7 +234,8 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
             r[0]
             for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
-                "(tablename LIKE 'rollup\\_%%' OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
+                "(tablename LIKE 'rollup\\_%%' "
+                "OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
             )
         ]
         for table in tables:

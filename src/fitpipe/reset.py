@@ -38,7 +38,8 @@ def plan(conn: psycopg.Connection) -> ResetPlan:
     present = {
         r[0]
         for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'"
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'"
         )
     }
     present_functions = {

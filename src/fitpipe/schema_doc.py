@@ -48,7 +48,8 @@ def render(conn: psycopg.Connection) -> str:
             lines.append(f"Primary key: ({key}).")
         lines += ["", "| column | type | null | description |", "|---|---|---|---|"]
         for column, type_name, not_null, description in conn.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, col_description(a.attrelid, a.attnum) "
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "col_description(a.attrelid, a.attnum) "
             "FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
             "ORDER BY a.attnum",
             (name,),
@@ -56,7 +57,8 @@ def render(conn: psycopg.Connection) -> str:
             lines.append(f"| {column} | {type_name} | {'no' if not_null else 'yes'} | {description or ''} |")
         lines.append("")
     functions = conn.execute(
-        "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', obj_description(p.oid, 'pg_proc') "
+        "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', "
+        "obj_description(p.oid, 'pg_proc') "
         "FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1"
     ).fetchall()
     if functions:

@@ -56,7 +56,8 @@ def adherence(
             raise BadInput("nothing has been ingested yet; give --as-of or run `fitpipe ingest` first")
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT * FROM fitpipe_adherence(%s::date, %s::real, make_interval(secs => %s::float8), %s::integer, %s::integer) "
+            "SELECT * FROM fitpipe_adherence(%s::date, %s::real, make_interval(secs => %s::float8), "
+            "%s::integer, %s::integer) "
             "WHERE user_id = ANY(%s)",
             (
                 as_of,

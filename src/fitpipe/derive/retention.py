@@ -114,7 +114,8 @@ def rollup_only_ranges(users: Sequence[User], rollup_only: dict[int, set[dt.date
 # For DELETE ... FROM rollup_x r: true for buckets of rollup-only days (parameters: rollup_only_ranges).
 KEEP_ROLLUP_ONLY = """EXISTS (SELECT 1 FROM unnest(%(k_user)s::int[], %(k_metric)s::text[], %(k_lo)s::timestamptz[],
                                                  %(k_hi)s::timestamptz[]) AS k(user_id, metric, lo, hi)
-                     WHERE k.user_id = r.user_id AND k.metric = r.metric::text AND r.bucket >= k.lo AND r.bucket < k.hi)"""
+                     WHERE k.user_id = r.user_id AND k.metric = r.metric::text
+                       AND r.bucket >= k.lo AND r.bucket < k.hi)"""
 
 
 def raw_runs(first: dt.date, last: dt.date, rollup_only: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
@@ -216,7 +217,8 @@ def _drop_chunk(
     if marks:
         with conn.cursor() as cur:
             cur.execute(
-                "UPDATE ingested_days d SET raw_dropped_at = now() FROM unnest(%s::int[], %s::date[]) AS m(user_id, day) "
+                "UPDATE ingested_days d SET raw_dropped_at = now() "
+                "FROM unnest(%s::int[], %s::date[]) AS m(user_id, day) "
                 "WHERE d.user_id = m.user_id AND d.day = m.day AND d.raw_dropped_at IS NULL",
                 ([u for u, _ in marks], [d for _, d in marks]),
             )

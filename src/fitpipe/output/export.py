@@ -243,7 +243,7 @@ def prepare(
     metric = metric_named(metric_name)
     if tz not in ("utc", "local"):
         raise BadInput(f"--tz must be utc or local, got {tz!r}")
-    if resolution not in RESOLUTIONS + ("auto",):
+    if resolution not in (*RESOLUTIONS, "auto"):
         raise BadInput(f"--resolution must be one of raw, 1min, 1h, 1d, auto; got {resolution!r}")
     if start and end and end < start:
         raise BadInput(f"--end {end} is before --start {start}")

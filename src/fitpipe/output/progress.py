@@ -98,7 +98,8 @@ class Reporter:
             f"run={summary.run_id} status=finished user_days={summary.count('loaded')} rows={summary.rows} "
             f"quarantined={summary.quarantined} skipped_already_ingested={summary.count('done')} "
             f"skipped_held_by_another_run={summary.count('busy')} unchanged={summary.count('unchanged')} "
-            f"deferred={summary.count('deferred')} failed={summary.count('failed')} seconds={summary.seconds:.1f} rows_per_s={rate:.0f}"
+            f"deferred={summary.count('deferred')} failed={summary.count('failed')} "
+            f"seconds={summary.seconds:.1f} rows_per_s={rate:.0f}"
         )
         if not self.interactive:
             self._line(fields)

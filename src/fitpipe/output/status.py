@@ -27,7 +27,8 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
                    coalesce(sum(d.quarantined), 0) AS quarantined,
                    count(*) FILTER (WHERE d.state = 'complete') AS complete,
                    count(*) FILTER (WHERE d.state = 'empty') AS empty,
-                   coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'provisional'), '{}') AS provisional_days,
+                   coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'provisional'), '{}')
+                       AS provisional_days,
                    coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'deferred'), '{}') AS deferred_days,
                    count(*) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only,
                    min(d.day) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only_first,

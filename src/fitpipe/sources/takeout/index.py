@@ -373,7 +373,7 @@ class Indexer:
         order = np.argsort(days, kind="stable")
         sorted_days = days[order]
         unique, starts = np.unique(sorted_days, return_index=True)
-        bounds = list(starts) + [len(order)]
+        bounds = [*starts, len(order)]
         for i, day in enumerate(unique):
             rows = order[bounds[i] : bounds[i + 1]]
             block = StagedBlock(kind, key, family.origin, member.path, {n: a[rows] for n, a in columns.items()})
@@ -424,15 +424,11 @@ class Indexer:
                         ),
                     )
                     continue
-                offset = aware.utcoffset()
-
-                def utc(text: Any) -> np.datetime64:
-                    return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
-
+                offset = aware.utcoffset() or dt.timedelta(0)
                 main = log.get("mainSleep", log.get("isMainSleep"))
                 row = {
-                    "ts": utc(log["startTime"]),
-                    "end_ts": utc(log["endTime"]),
+                    "ts": _at_offset_to_utc(log["startTime"], offset),
+                    "end_ts": _at_offset_to_utc(log["endTime"], offset),
                     "date_of_sleep": np.datetime64(str(log["dateOfSleep"])[:10], "D"),
                     "log_id": int(log["logId"]),
                     "is_main_sleep": bool(main) if main is not None else None,
@@ -445,7 +441,7 @@ class Indexer:
                     for segment in levels.get(name) or []:
                         segments.append(
                             {
-                                "ts": utc(segment["dateTime"]),
+                                "ts": _at_offset_to_utc(segment["dateTime"], offset),
                                 "is_short": is_short,
                                 "stage": segment["level"],
                                 "seconds": segment["seconds"],
@@ -484,6 +480,11 @@ _SLEEP_FIELDS = (
     ("time_in_bed", "timeInBed"),
 )
 _SLEEP_DTYPES = {"ts": "datetime64[us]", "end_ts": "datetime64[us]", "date_of_sleep": "datetime64[D]"}
+
+
+def _at_offset_to_utc(text: Any, offset: dt.timedelta) -> np.datetime64:
+    """A sleep log's local wall time (its first 19 characters), read at `offset` from UTC."""
+    return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
 
 
 def _brief(log: Any) -> Any:
