@@ -8,6 +8,7 @@ import re
 import psycopg
 from psycopg import sql
 
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput, SchemaError
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -48,11 +49,13 @@ def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
     ).fetchone()
     if writable:
         return f"it may change {writable[0]}"
-    if conn.execute(
-        "SELECT has_schema_privilege(%s, 'public', 'CREATE') "
-        "OR has_database_privilege(%s, current_database(), 'CREATE')",
-        (name, name),
-    ).fetchone()[0]:
+    if one_row(
+        conn.execute(
+            "SELECT has_schema_privilege(%s, 'public', 'CREATE') "
+            "OR has_database_privilege(%s, current_database(), 'CREATE')",
+            (name, name),
+        )
+    )[0]:
         return "it may create objects in this database"
     return None
 

@@ -10,6 +10,7 @@ import sys
 import psycopg
 
 from fitpipe.config import database_url
+from fitpipe.db import one_row
 
 
 def render(conn: psycopg.Connection) -> str:
@@ -37,13 +38,15 @@ def render(conn: psycopg.Connection) -> str:
         if name in hypertables:
             lines.append("")
             lines.append(f"Hypertable, chunk interval {hypertables[name]}.")
-        key = conn.execute(
-            "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c "
-            "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
-            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
-            "WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
-            (name,),
-        ).fetchone()[0]
+        key = one_row(
+            conn.execute(
+                "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c "
+                "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+                "WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
+                (name,),
+            )
+        )[0]
         if key:
             lines.append(f"Primary key: ({key}).")
         lines += ["", "| column | type | null | description |", "|---|---|---|---|"]

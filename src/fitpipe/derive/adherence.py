@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
+from fitpipe.db import one_row
 from fitpipe.derive.batches import BATCH_BOUNDS, MAX_DAYS_PER_STATEMENT, day_runs
 from fitpipe.errors import BadInput
 from fitpipe.participants import User, list_users
@@ -49,9 +50,9 @@ def adherence(
     thresholds.validate()
     users = list_users(conn, user_ids)
     if as_of is None:
-        as_of = conn.execute(
-            "SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)", ([u.user_id for u in users],)
-        ).fetchone()[0]
+        as_of = one_row(
+            conn.execute("SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)", ([u.user_id for u in users],))
+        )[0]
         if as_of is None:
             raise BadInput("nothing has been ingested yet; give --as-of or run `fitpipe ingest` first")
     with conn.cursor(row_factory=dict_row) as cur:

@@ -20,6 +20,7 @@ import psycopg
 from fitpipe.catalogue import METRICS, Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.copybin import copy_rows
+from fitpipe.db import one_row
 from fitpipe.derive.imputation import METHODS, fill
 from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
 from fitpipe.errors import BadInput
@@ -171,10 +172,12 @@ def impute(
         # One transaction per participant: their lock is held only while their values are replaced.
         with conn.transaction():
             lock_user_exclusive(conn, user.user_id)
-            span = conn.execute(
-                "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
-                (user.user_id, user.study_start),
-            ).fetchone()
+            span = one_row(
+                conn.execute(
+                    "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
+                    (user.user_id, user.study_start),
+                )
+            )
             if span[0] is None:
                 continue
             first = max(start or user.study_start, user.study_start)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fitpipe.catalogue import INTRADAY, Metric
+from fitpipe.db import one_row
 from fitpipe.derive.adherence import rebuild_wear_days
 from fitpipe.derive.batches import BATCH_BOUNDS, MAX_DAYS_PER_STATEMENT, day_runs
 from fitpipe.derive.retention import KEEP_ROLLUP_ONLY, rollup_only_days, rollup_only_ranges, without_rollup_only
@@ -229,9 +230,7 @@ def _days_to_rebuild(
     days_by_metric: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     minutes_current: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     if full:
-        span = conn.execute(
-            "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s", (user.user_id,)
-        ).fetchone()
+        span = one_row(conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s", (user.user_id,)))
         if span[0]:
             for metric in INTRADAY:
                 # Night metrics of the last day reach into the next morning.

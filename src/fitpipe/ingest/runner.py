@@ -30,7 +30,7 @@ from typing import Protocol
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect
+from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect, one_row
 from fitpipe.errors import BadInput, first_line
 from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
@@ -462,10 +462,12 @@ def _start_run(conn: psycopg.Connection, command: str, arguments: dict) -> int:
                 WHERE datname = current_database() AND application_name = 'fitpipe-run-' || ingest_runs.run_id)
             """
         )
-        run_id = conn.execute(
-            "INSERT INTO ingest_runs (command, arguments, host, pid) VALUES (%s, %s, %s, %s) RETURNING run_id",
-            (command, json.dumps(arguments, default=str), socket.gethostname(), os.getpid()),
-        ).fetchone()[0]
+        run_id = one_row(
+            conn.execute(
+                "INSERT INTO ingest_runs (command, arguments, host, pid) VALUES (%s, %s, %s, %s) RETURNING run_id",
+                (command, json.dumps(arguments, default=str), socket.gethostname(), os.getpid()),
+            )
+        )[0]
         # Named in the same transaction, so no other run ever sees this one without its connection.
         conn.execute("SELECT set_config('application_name', %s, false)", (f"fitpipe-run-{int(run_id)}",))
     return run_id

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 from fitpipe.days import days_between
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.ingest.ledger import last_complete_day
 from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task
@@ -324,29 +325,31 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
         }
     }
     with conn.transaction():
-        import_id = conn.execute(
-            """
+        import_id = one_row(
+            conn.execute(
+                """
             INSERT INTO takeout_imports (user_id, sha256, path, layout, trees, first_day, last_day, files_used,
                                          files_skipped, assumptions, rows_by_metric, dropped, run_id, status)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING import_id
             """,
-            (
-                plan.user.user_id,
-                plan.sha256,
-                str(plan.archive.path),
-                plan.index.layout,
-                json.dumps(plan.index.trees),
-                plan.first_day,
-                plan.last_day,
-                json.dumps(plan.index.files_used),
-                json.dumps(plan.index.files_skipped),
-                json.dumps(plan.assumptions),
-                json.dumps(summary.rows_by_metric()),
-                json.dumps(plan.dropped()),
-                summary.run_id,
-                status,
-            ),
-        ).fetchone()[0]
+                (
+                    plan.user.user_id,
+                    plan.sha256,
+                    str(plan.archive.path),
+                    plan.index.layout,
+                    json.dumps(plan.index.trees),
+                    plan.first_day,
+                    plan.last_day,
+                    json.dumps(plan.index.files_used),
+                    json.dumps(plan.index.files_skipped),
+                    json.dumps(plan.assumptions),
+                    json.dumps(summary.rows_by_metric()),
+                    json.dumps(plan.dropped()),
+                    summary.run_id,
+                    status,
+                ),
+            )
+        )[0]
         # The archive is this source's credential: on file now. Settings keep no secrets, only where it came from.
         conn.execute(
             """
