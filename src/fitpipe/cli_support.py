@@ -10,7 +10,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import click
 import typer
@@ -69,6 +69,14 @@ def database(*, schema: bool = True) -> Iterator[Any]:
         if schema:
             require_schema(conn)
         yield conn
+
+
+@overload
+def parse_day(value: str, flag: str) -> dt.date: ...
+@overload
+def parse_day(value: None, flag: str) -> None: ...
+@overload
+def parse_day(value: str | None, flag: str) -> dt.date | None: ...
 
 
 def parse_day(value: str | None, flag: str) -> dt.date | None:

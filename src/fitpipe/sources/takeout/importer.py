@@ -61,6 +61,13 @@ class ImportPlan:
     assumptions: list[str] = field(default_factory=list)
 
     @property
+    def indexed(self) -> Index:
+        """The archive's index, which index_archive sets before anything reads it."""
+        if self.index is None:
+            raise RuntimeError("the archive has not been indexed yet")
+        return self.index
+
+    @property
     def first_day(self) -> dt.date | None:
         return self.index.days[0] if self.index and self.index.days else None
 
@@ -70,7 +77,7 @@ class ImportPlan:
 
     def report(self) -> dict:
         """What the archive holds and what the import will load or skip, for the listing."""
-        index = self.index
+        index = self.indexed
         per_kind = index.per_kind()
         metrics = []
         for kind, entry in sorted(per_kind.items()):
@@ -182,7 +189,7 @@ def _zone_description(plan: ImportPlan) -> str:
 
 
 def _assumptions(plan: ImportPlan) -> list[str]:
-    index, found = plan.index, []
+    index, found = plan.indexed, []
     disputed_days: dict[str, int] = collections.Counter()
     for (kind, _), key in index.winners().items():
         if key[2] in _DISPUTED_KINDS:
@@ -318,7 +325,7 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
         "archive": {
             "path": str(plan.archive.path),
             "sha256": plan.sha256,
-            "layout": plan.index.layout,
+            "layout": plan.indexed.layout,
             "first_day": str(plan.first_day),
             "last_day": str(plan.last_day),
             "assumptions": plan.assumptions,
@@ -336,12 +343,12 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
                     plan.user.user_id,
                     plan.sha256,
                     str(plan.archive.path),
-                    plan.index.layout,
-                    json.dumps(plan.index.trees),
+                    plan.indexed.layout,
+                    json.dumps(plan.indexed.trees),
                     plan.first_day,
                     plan.last_day,
-                    json.dumps(plan.index.files_used),
-                    json.dumps(plan.index.files_skipped),
+                    json.dumps(plan.indexed.files_used),
+                    json.dumps(plan.indexed.files_skipped),
                     json.dumps(plan.assumptions),
                     json.dumps(summary.rows_by_metric()),
                     json.dumps(plan.dropped()),
