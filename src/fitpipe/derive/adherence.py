@@ -118,16 +118,19 @@ def update_running_totals(cur: psycopg.Cursor, user_ids: list[int], since: list[
 
 
 def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.date]]) -> None:
+    window_starts = [u.day_start(first) for u, first, _ in runs]
+    window_ends = [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs]
     params = {
         "w_user": [u.user_id for u, _, _ in runs],
-        "w_lo": [u.day_start(first) for u, first, _ in runs],
-        "w_hi": [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs],
+        "w_lo": window_starts,
+        "w_hi": window_ends,
         "w_tz": [u.zone_on(first) for u, first, _ in runs],
         "w_last_start": [u.day_start(last) for u, _, last in runs],
         "w_first": [first for _, first, _ in runs],
         "w_last": [last for _, _, last in runs],
+        "batch_lo": min(window_starts),
+        "batch_hi": max(window_ends),
     }
-    params["batch_lo"], params["batch_hi"] = min(params["w_lo"]), max(params["w_hi"])
     cur.execute(
         f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
         "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day",

@@ -91,8 +91,8 @@ def _impute_metric(
 ) -> None:
     import pandas as pd
 
-    day_lo = user.day_context(first).window(metric)[0]
-    day_hi = user.day_context(last).window(metric)[1]
+    day_lo = user.day_context(first).intraday_window(metric)[0]
+    day_hi = user.day_context(last).intraday_window(metric)[1]
     lo, hi = aware_utc(day_lo), aware_utc(day_hi)
     context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
     rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))

@@ -110,7 +110,8 @@ def _whole_hours(user: User, first: dt.date, last: dt.date) -> bool:
     # most twice a year, never twice within a day.
     zone = ZoneInfo(user.zone_on(first))
     instants = [user.day_start(first + dt.timedelta(days=i)) for i in range((last - first).days + 2)]
-    return all(instant.astimezone(zone).utcoffset().total_seconds() % 3600 == 0 for instant in instants)
+    offsets = [instant.astimezone(zone).utcoffset() or dt.timedelta(0) for instant in instants]  # never None here
+    return all(offset.total_seconds() % 3600 == 0 for offset in offsets)
 
 
 def _window(user: User, metric: Metric, first: dt.date, last: dt.date, minutes: bool) -> _Window:

@@ -100,9 +100,10 @@ class RunSummary:
         return dict(totals)
 
     def time_split(self) -> dict[str, float]:
-        totals: dict[str, float] = collections.Counter()
+        totals: dict[str, float] = collections.defaultdict(float)
         for outcome in self.outcomes:
-            totals.update(outcome.seconds)
+            for part, seconds in outcome.seconds.items():
+                totals[part] += seconds
         return dict(totals)
 
 
@@ -443,9 +444,9 @@ def _schedule(
                 heapq.heappush(waiting, (time.monotonic() + outcome.retry_after, next(order), again))
                 continue
             finish(outcome)
-            queue = queues.get(task.user.user_id)
-            if queue:
-                submit(replace(queue.popleft(), budget_spent=budget))
+            users_next = queues.get(task.user.user_id)
+            if users_next:
+                submit(replace(users_next.popleft(), budget_spent=budget))
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -522,6 +523,7 @@ def run_plan(
         run_id = _start_run(conn, plan.command, arguments)
         summary = RunSummary(run_id, plan.command, len(plan.tasks))
         progress.start(run_id, len(plan.tasks))
+        error: str | None
         try:
             with _stop_requests() as stop:
                 if executor:
