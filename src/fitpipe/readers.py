@@ -20,9 +20,11 @@ READER_MARK = "fitpipe read-only login (fitpipe create-reader)"
 
 def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
     """What an existing role may do beyond reading fitpipe's tables, or None for a pure reader."""
-    attributes = conn.execute(
-        "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
-    ).fetchone()
+    attributes = one_row(
+        conn.execute(
+            "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
+        )
+    )
     for allowed, what in zip(
         attributes, ("create roles", "create databases", "replicate", "bypass row security"), strict=True
     ):

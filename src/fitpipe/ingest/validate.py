@@ -64,9 +64,11 @@ class RowBuilder:
 
     def __init__(self, ctx: DayContext, metric: Metric, parsed: ParsedDay):
         self.ctx, self.metric, self.parsed = ctx, metric, parsed
-        self.times: list[Any] = []
-        self.values: dict[str, list[Any]] = {c.name: [] for c in metric.columns[2:]}
-        self.raw: list[Any] = []
+        # Lists filled record by record here (add, extend); a subclass may set whole numpy arrays and
+        # a lazy raw view instead, which finish() reads the same way, by length and index: so Any.
+        self.times: Any = []
+        self.values: dict[str, Any] = {c.name: [] for c in metric.columns[2:]}
+        self.raw: Any = []
 
     def quarantine(self, raw: Any, reason: str) -> None:
         self.parsed.quarantined.append(Quarantined(self.metric.name, _raw_text(raw), reason))

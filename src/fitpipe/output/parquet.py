@@ -48,6 +48,7 @@ def write_parquet(conn: psycopg.Connection, queries: Sequence[tuple[str, dict]],
                 cursor.execute(query, params)
                 while batch := cursor.fetchmany(ROW_GROUP_ROWS):
                     if writer is None:
+                        assert cursor.description is not None  # rows came back, so their columns are described
                         schema = pa.schema([(d.name, _arrow_type(d.type_code)) for d in cursor.description])
                         writer = pq.ParquetWriter(out, schema)
                     columns = list(zip(*batch, strict=True))

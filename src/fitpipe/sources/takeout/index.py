@@ -94,7 +94,8 @@ class Stage:
             self._blocks += 1
             arrays = {n: a for n, a in item.columns.items() if a.dtype != object}
             name = f"block-{self._blocks}.npz"
-            np.savez(self.directory / name, **arrays)
+            # allow_pickle is savez's default, named so that **arrays (column names) is not taken for it.
+            np.savez(self.directory / name, allow_pickle=True, **arrays)
             entry = {
                 "block": {
                     "kind": item.kind,
@@ -448,10 +449,10 @@ class Indexer:
                             }
                         )
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                day = _file_day(member)
-                if day is not None:
+                file_day = _file_day(member)
+                if file_day is not None:
                     self._problem(
-                        day,
+                        file_day,
                         StagedProblem(
                             "sleep_sessions",
                             repr(_brief(log)),

@@ -65,7 +65,7 @@ class LazyRaw:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int | np.integer) -> dict:
         record = {"file": self.files[i]}
         for name, array in self.columns.items():
             value = array[i]
