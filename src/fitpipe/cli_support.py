@@ -10,7 +10,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, overload
+from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
 import click
 import typer
@@ -18,21 +18,22 @@ import typer
 from fitpipe.config import mask_secrets
 from fitpipe.errors import BadInput, FitpipeError, first_line
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     # Plain write: rich would wrap the line at the terminal width.
     sys.stderr.write(f"error: {mask_secrets(message)}\n")
     raise typer.Exit(code)
 
 
-def handles_errors(command: Command) -> Command:
+def handles_errors(command: Callable[Params, Result]) -> Callable[Params, Result]:
     """Known errors become one line on stderr and their exit code; secrets are masked."""
     import psycopg
 
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
         try:
             return command(*args, **kwargs)
         except FitpipeError as exc:
@@ -51,7 +52,7 @@ def handles_errors(command: Command) -> Command:
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def database_url() -> str:
