@@ -196,12 +196,6 @@ class Index:
                 entry["copies_dropped"][self.origins[key]] += n
         return report
 
-    def used_keys(self) -> dict[str, set]:
-        keys: dict[str, set] = collections.defaultdict(set)
-        for (kind, _), key in self.winners().items():
-            keys[kind].add(key)
-        return keys
-
 
 def _file_day(member: Member) -> dt.date | None:
     found = FILE_DATE.search(member.name)
