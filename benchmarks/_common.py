@@ -29,7 +29,7 @@ from fitpipe.config import DEFAULT_DATABASE_URL, ENV_DATABASE_URL  # noqa: E402
 
 ADMIN_URL = os.environ.get("FITPIPE_BENCH_ADMIN_URL") or os.environ.get(ENV_DATABASE_URL) or DEFAULT_DATABASE_URL
 # Everything a load writes; TRUNCATE-ing these gives a database as after init-db + seed-users.
-DATA_TABLES = tuple(m.table for m in METRICS) + ("quarantine", "ingested_days", "rollup_invalidations")
+DATA_TABLES = (*(m.table for m in METRICS), "quarantine", "ingested_days", "rollup_invalidations")
 
 
 def interpreter() -> str:
@@ -138,7 +138,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -59,7 +59,8 @@ def build(url: str, users: int, days: int) -> float:
             INSERT INTO heart_rate (user_id, ts, bpm)
             SELECT u, m, (60 + 20 * random())::real
             FROM generate_series(1, %(users)s) u,
-                 generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 minute', interval '1 minute') m
+                 generate_series(%(start)s::timestamptz, %(end)s::timestamptz - interval '1 minute',
+                                 interval '1 minute') m
             WHERE random() > 0.25
             """,
             {"users": users, "start": START, "end": last + dt.timedelta(days=1)},
@@ -69,8 +70,8 @@ def build(url: str, users: int, days: int) -> float:
             INSERT INTO sleep_sessions (user_id, start_ts, end_ts, date_of_sleep, log_id, is_main_sleep, duration_s,
                                         efficiency, minutes_asleep, minutes_awake, minutes_to_fall_asleep,
                                         minutes_after_wakeup, time_in_bed)
-            SELECT u, d + interval '22 hours 30 minutes', d + interval '22 hours 30 minutes' + make_interval(secs => s), (d::date + 1), u * 100000 + i,
-                   true, s, 90, s / 60 - 20, 20, 5, 0, s / 60
+            SELECT u, d + interval '22 hours 30 minutes', d + interval '22 hours 30 minutes' + make_interval(secs => s),
+                   (d::date + 1), u * 100000 + i, true, s, 90, s / 60 - 20, 20, 5, 0, s / 60
             FROM generate_series(1, %(users)s) u,
                  generate_series(0, %(days)s - 1) i,
                  LATERAL (SELECT (%(start)s::date + i)::timestamp AS d, (4 * 3600 + random() * 5 * 3600)::int AS s) x
@@ -139,7 +140,7 @@ def timed(run, repeats: int) -> tuple[float, float]:
         run()
         seconds.append(time.perf_counter() - started)
     seconds.sort()
-    return statistics.median(seconds), seconds[min(len(seconds) - 1, int(round(0.95 * (len(seconds) - 1))))]
+    return statistics.median(seconds), seconds[min(len(seconds) - 1, round(0.95 * (len(seconds) - 1)))]
 
 
 def measure(label: str, url: str, users: int, days: int, repeats: int) -> list[list[object]]:
@@ -150,7 +151,7 @@ def measure(label: str, url: str, users: int, days: int, repeats: int) -> list[l
         daily_rows = conn.execute("SELECT count(*) FROM wear_days").fetchone()[0]
         baseline = timed(lambda: conn.execute(PER_MINUTE).fetchall(), max(3, repeats // 4))
         for title, sql in panels():
-            median, p95 = timed(lambda: conn.execute(sql).fetchall(), repeats)
+            median, p95 = timed(lambda sql=sql: conn.execute(sql).fetchall(), repeats)
             rows.append(
                 [label, f"panel: {title}", f"{median * 1000:.1f}", f"{p95 * 1000:.1f}", f"{median / baseline[0]:.3f}"]
             )
@@ -161,7 +162,7 @@ def measure(label: str, url: str, users: int, days: int, repeats: int) -> list[l
         ("fitpipe adherence --json", ["adherence", "--json"]),
         ("fitpipe status --json", ["status", "--json"]),
     ):
-        median, p95 = timed(lambda: c.fitpipe(url, *args), 5)
+        median, p95 = timed(lambda args=args: c.fitpipe(url, *args), 5)
         rows.append([label, name, f"{median * 1000:.0f}", f"{p95 * 1000:.0f}", ""])
     print(
         f"{label}: {users} participants x {days} days; rollup_1min {minute_rows:,} rows, wear_days {daily_rows:,} "
@@ -187,10 +188,10 @@ def main() -> None:
         build_daily_only(url, args.cohort, args.days)
         with psycopg.connect(url, autocommit=True) as conn:
             for title, sql in panels():
-                median, p95 = timed(lambda: conn.execute(sql).fetchall(), args.repeats)
+                median, p95 = timed(lambda sql=sql: conn.execute(sql).fetchall(), args.repeats)
                 rows.append(["cohort-year", f"panel: {title}", f"{median * 1000:.1f}", f"{p95 * 1000:.1f}", ""])
         for name, cli_args in (("fitpipe adherence --json", ["adherence", "--json"]),):
-            median, p95 = timed(lambda: c.fitpipe(url, *cli_args), 5)
+            median, p95 = timed(lambda cli_args=cli_args: c.fitpipe(url, *cli_args), 5)
             rows.append(["cohort-year", name, f"{median * 1000:.0f}", f"{p95 * 1000:.0f}", ""])
         print(f"cohort-year: {args.cohort} participants x {args.days} days of daily rows", flush=True)
     print(c.table(["store", "what", "median ms", "p95 ms", "x per-minute baseline"], rows))

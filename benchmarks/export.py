@@ -11,16 +11,16 @@ TimeZone='UTC'" -c "\\copy (QUERY) to FILE with csv header"`, where QUERY is the
 runs: fitpipe.output.export._raw_query bound with psycopg.ClientCursor.mogrify exactly as
 fitpipe.output.export._stream does. One untimed warm-up of each, then --repeats rounds alternating
 which goes first; medians. The client process's own CPU time (user + sys, from wait4) is
-printed too: it does not include the server's work and drifts less with machine load. Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are
-compared byte for byte.
+printed too: it does not include the server's work and drifts less with machine load.
+Goal: fitpipe rows/s >= 0.8x psql rows/s. The two files are compared byte for byte.
 
 Store.frame: the same raw range read into a DataFrame in this process, with binary COPY (as
 shipped, fitpipe.output.frames) against pandas.read_sql (the path it falls back to, the
 baseline), --repeats rounds alternating, medians; the two frames are compared value for value.
 
 Memory: peak RSS (VmHWM polled from /proc) of the export for 1 day against 30 days, both
-with --start/--end, and of the timed whole-range export (no --start/--end); goal: flat. `fitpipe --version` (interpreter + CLI start-up) is printed as the
-floor. Prints figures only.
+with --start/--end, and of the timed whole-range export (no --start/--end); goal: flat.
+`fitpipe --version` (interpreter + CLI start-up) is printed as the floor. Prints figures only.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def sha256(path: Path) -> str:
 
 def first_difference(a: Path, b: Path) -> str:
     with open(a, "rb") as fa, open(b, "rb") as fb:
-        for n, (la, lb) in enumerate(zip(fa, fb), 1):
+        for n, (la, lb) in enumerate(zip(fa, fb, strict=False), 1):
             if la != lb:
                 return f"line {n}: fitpipe {la[:120]!r} vs psql {lb[:120]!r}"
     return "one file is a prefix of the other"
@@ -313,7 +313,8 @@ def main() -> None:
     print(c.table(("process (peak RSS = VmHWM)", "median MB", "max MB", "x 1-day export"), out))
     print(
         f"peak RSS {args.days} days / 1 day (both --start/--end): {full / day:.2f}  (goal: flat, ~1.0); "
-        f"above the --version floor: 1 day +{(day - floor) / 1024:.1f} MB, {args.days} days +{(full - floor) / 1024:.1f} MB, "
+        f"above the --version floor: 1 day +{(day - floor) / 1024:.1f} MB, "
+        f"{args.days} days +{(full - floor) / 1024:.1f} MB, "
         f"no range +{(whole - floor) / 1024:.1f} MB"
     )
     print()

@@ -167,7 +167,8 @@ def main() -> None:
     import _common as c  # only for the table layout shared by the benchmarks
 
     print(
-        f"imputation accuracy, fitpipe.derive.imputation.fill, {args.gaps} gaps per dataset and length, seed {args.seed}"
+        f"imputation accuracy, fitpipe.derive.imputation.fill, {args.gaps} gaps per dataset and length, "
+        f"seed {args.seed}"
     )
     for name, truth in datasets:
         day_means = truth.reshape(-1, 1440)

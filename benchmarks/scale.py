@@ -244,7 +244,8 @@ def print_night(r: dict) -> None:
     wall = load + roll
     floor = (r["cpu_client"] + r["cpu_server"]) / CORES
     print(
-        f"\n== a cohort night: {r['users']} participants x {r['days']} day(s), --workers {r['workers']}, {CORES} cores =="
+        f"\n== a cohort night: {r['users']} participants x {r['days']} day(s), "
+        f"--workers {r['workers']}, {CORES} cores =="
     )
     print(
         c.table(
@@ -551,7 +552,8 @@ def print_year(r: dict, panels: list[tuple], exports: list[tuple]) -> None:
     print(f"\n== a year of one store: {r['users']} participants x {r['days']} days of 1 Hz heart rate ==")
     t = r["timings"]
     print(
-        f"{r['rows']:,} rows; load {t['load']:.0f} s ({r['rows'] / t['load']:,.0f} rows/s), refresh {t['refresh']:.0f} s, "
+        f"{r['rows']:,} rows; load {t['load']:.0f} s ({r['rows'] / t['load']:,.0f} rows/s), "
+        f"refresh {t['refresh']:.0f} s, "
         f"maintain {t['maintain']:.0f} s (month by month)"
     )
     rows = [

@@ -56,7 +56,7 @@ def write_archive(path: Path, days: int, seed: int = 9) -> int:
             stamps = [(midnight + dt.timedelta(seconds=int(s))).strftime("%m/%d/%y %H:%M:%S") for s in seconds]
             body = [
                 {"dateTime": t, "value": {"bpm": int(b), "confidence": int(k)}}
-                for t, b, k in zip(stamps, bpm, confidence)
+                for t, b, k in zip(stamps, bpm, confidence, strict=True)
             ]
             archive.writestr(f"Takeout/Google Health/Global Export Data/heart_rate-{day}.json", json.dumps(body))
             steps = [

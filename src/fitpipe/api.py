@@ -18,11 +18,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from fitpipe.catalogue import DayWindow
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.config import database_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 # pandas dtypes for the catalogue's column types: nullable integers keep NULLs as <NA>.
 _DTYPES = {
@@ -36,6 +39,14 @@ _DTYPES = {
 }
 
 
+@overload
+def _day(value: str | dt.date) -> dt.date: ...
+@overload
+def _day(value: None) -> None: ...
+@overload
+def _day(value: str | dt.date | None) -> dt.date | None: ...
+
+
 def _day(value: str | dt.date | None) -> dt.date | None:
     if value is None or isinstance(value, dt.date):
         return value
@@ -47,10 +58,10 @@ class Store:
 
     def __init__(self, url: str | None = None):
         self.url = database_url(url)
-        self._engine = None
+        self._engine: Engine | None = None
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         if self._engine is None:
             from sqlalchemy import create_engine
             from sqlalchemy.engine import make_url
@@ -196,17 +207,18 @@ class Store:
                 typed=True,
             )
             columns = [read_columns(conn, prepared.query, params) for _, params in prepared.parts]
-        pieces = [None if read is None else pd.DataFrame(read) for read in columns]
-        if any(
-            piece is None for piece in pieces
-        ):  # not one fixed layout (text, numeric or NULLs): read the ordinary way
+        copied = [None if read is None else pd.DataFrame(read) for read in columns]
+        if any(piece is None for piece in copied):
+            # not one fixed layout (text, numeric or NULLs): read the ordinary way
             with self.engine.connect() as engine_conn:
                 pieces = [
                     pd.read_sql_query(_bind(prepared.query, params), engine_conn) if piece is None else piece
-                    for piece, (_, params) in zip(pieces, prepared.parts)
+                    for piece, (_, params) in zip(copied, prepared.parts, strict=True)
                 ]
+        else:
+            pieces = [piece for piece in copied if piece is not None]
         time_column = catalogue.time_column if prepared.resolution == "raw" else "bucket"
-        for piece, (zone, _) in zip(pieces, prepared.parts):
+        for piece, (zone, _) in zip(pieces, prepared.parts, strict=True):
             if catalogue.window is not DayWindow.DATE or prepared.resolution != "raw":
                 piece[time_column] = pd.to_datetime(piece[time_column], utc=True).dt.tz_convert(zone)
             else:

@@ -591,7 +591,7 @@ def participants_add(
 ) -> None:
     """Enrol a participant with a source. An existing id is left as it is.
 
-    Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01 --setting sync_lag_hours=30
+    Example: fitpipe participants add 7 --source synthetic --timezone Europe/Berlin --study-start 2024-03-01
     """
     from fitpipe.participants import add_participant
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +11,7 @@ import typer
 from fitpipe.sources import registered
 
 
-class Resolution(str, Enum):
+class Resolution(StrEnum):
     raw = "raw"
     one_minute = "1min"
     one_hour = "1h"
@@ -19,17 +19,17 @@ class Resolution(str, Enum):
     auto = "auto"
 
 
-class ImputeMethod(str, Enum):
+class ImputeMethod(StrEnum):
     profile = "profile"
     linear = "linear"
 
 
-class TimeMode(str, Enum):
+class TimeMode(StrEnum):
     utc = "utc"
     local = "local"
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
 

@@ -10,7 +10,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
 import click
 import typer
@@ -18,21 +18,22 @@ import typer
 from fitpipe.config import mask_secrets
 from fitpipe.errors import BadInput, FitpipeError, first_line
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int) -> NoReturn:
     # Plain write: rich would wrap the line at the terminal width.
     sys.stderr.write(f"error: {mask_secrets(message)}\n")
     raise typer.Exit(code)
 
 
-def handles_errors(command: Command) -> Command:
+def handles_errors(command: Callable[Params, Result]) -> Callable[Params, Result]:
     """Known errors become one line on stderr and their exit code; secrets are masked."""
     import psycopg
 
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
         try:
             return command(*args, **kwargs)
         except FitpipeError as exc:
@@ -41,15 +42,17 @@ def handles_errors(command: Command) -> Command:
             fail(f"database error ({type(exc).__name__}): {first_line(exc)}", 6)
         except BrokenPipeError:
             # The reader went away (e.g. `fitpipe export | head`): not an error worth a message.
-            sys.stdout = open(os.devnull, "w")
-            raise typer.Exit(0)
+            # Not a `with`: this stays open as the process's stdout until exit, so the final flush
+            # goes nowhere instead of raising a second BrokenPipeError.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            raise typer.Exit(0) from None
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             fail(f"{exc.strerror or first_line(exc)}{where}", 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def database_url() -> str:
@@ -67,6 +70,14 @@ def database(*, schema: bool = True) -> Iterator[Any]:
         if schema:
             require_schema(conn)
         yield conn
+
+
+@overload
+def parse_day(value: str, flag: str) -> dt.date: ...
+@overload
+def parse_day(value: None, flag: str) -> None: ...
+@overload
+def parse_day(value: str | None, flag: str) -> dt.date | None: ...
 
 
 def parse_day(value: str | None, flag: str) -> dt.date | None:

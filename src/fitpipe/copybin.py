@@ -43,7 +43,7 @@ def _wire_values(pg_type: str, values: np.ndarray) -> np.ndarray:
 
 
 def vectorisable(pg_types: Sequence[str], columns: Sequence[np.ndarray]) -> bool:
-    for pg_type, values in zip(pg_types, columns):
+    for pg_type, values in zip(pg_types, columns, strict=True):
         if pg_type not in _FIXED:
             return False
         if values.dtype.kind == "f" and np.isnan(values).any():
@@ -64,13 +64,13 @@ def _encode_rows(pg_types: Sequence[str], columns: Sequence[np.ndarray | None]) 
     (`S<n>`, e.g. an enum label, which travels as its text).
     """
     fields = [("count", ">i2")]
-    for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+    for i, (pg_type, values) in enumerate(zip(pg_types, columns, strict=True)):
         fields.append((f"len{i}", ">i4"))
         if values is not None:
             fields.append((f"val{i}", values.dtype.str if values.dtype.kind == "S" else _FIXED[pg_type][0]))
     rows = np.empty(next((len(c) for c in columns if c is not None), 0), dtype=np.dtype(fields))
     rows["count"] = len(pg_types)
-    for i, (pg_type, values) in enumerate(zip(pg_types, columns)):
+    for i, (pg_type, values) in enumerate(zip(pg_types, columns, strict=True)):
         if values is None:
             rows[f"len{i}"] = -1
         elif values.dtype.kind == "S":
@@ -135,6 +135,6 @@ def copy_rows(
                 copy.write(block)
         else:
             copy.set_types(list(pg_types))
-            for row in zip(*columns):
-                copy.write_row([_python_value(t, v) for t, v in zip(pg_types, row)])
+            for row in zip(*columns, strict=True):
+                copy.write_row([_python_value(t, v) for t, v in zip(pg_types, row, strict=True)])
     return count

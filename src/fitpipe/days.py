@@ -58,6 +58,13 @@ class DayContext:
         lo, hi = self.bounds(metric.window)
         return (np.datetime64(lo.replace(tzinfo=None), "us"), np.datetime64(hi.replace(tzinfo=None), "us"))
 
+    def intraday_window(self, metric: Metric) -> tuple[np.datetime64, np.datetime64]:
+        """window() of a metric that is not one value per date, which always has one."""
+        window = self.window(metric)
+        if window is None:
+            raise ValueError(f"{metric.name} is one value per date: it has no window of instants")
+        return window
+
 
 def days_between(first: dt.date, last: dt.date):
     for offset in range((last - first).days + 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TypeVar
 
 import psycopg
 
@@ -58,6 +59,18 @@ def _options(url: str) -> str:
     return f"{given} {ours}".strip()
 
 
+RowT = TypeVar("RowT")
+
+
+def one_row(cursor: psycopg.Cursor[RowT]) -> RowT:
+    """The row of a statement that always returns exactly one (an aggregate, a function call,
+    INSERT ... ON CONFLICT DO UPDATE RETURNING): none is a bug, said so instead of a TypeError."""
+    row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"expected one row, got none: {cursor.statusmessage}")
+    return row
+
+
 def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
     options = _options(url)
     try:
@@ -87,5 +100,5 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
 
 
 def timescaledb_available(conn: psycopg.Connection) -> bool:
-    row = conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'").fetchone()
+    row = one_row(conn.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
     return bool(row[0])

@@ -16,6 +16,8 @@ import datetime as dt
 
 import psycopg
 
+from fitpipe.db import one_row
+
 # Distinct bigint ranges per purpose; PostgreSQL keeps the (int, int) key space apart anyway.
 _USER_BASE = 0x6669_7470_0001_0000_0000 >> 24  # "fitp" + purpose 1, shifted into bigint range
 _REFRESH_BASE = _USER_BASE + (1 << 32)
@@ -26,7 +28,7 @@ def user_key(user_id: int) -> int:
 
 
 def try_lock_user_day(conn: psycopg.Connection, user_id: int, day: dt.date) -> bool:
-    return conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (user_id, day.toordinal())).fetchone()[0]
+    return one_row(conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (user_id, day.toordinal())))[0]
 
 
 def lock_user_shared(conn: psycopg.Connection, user_id: int) -> None:
@@ -43,4 +45,4 @@ def lock_refresh(conn: psycopg.Connection, user_id: int) -> None:
 
 
 def try_lock_refresh(conn: psycopg.Connection, user_id: int) -> bool:
-    return conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_REFRESH_BASE + user_id,)).fetchone()[0]
+    return one_row(conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (_REFRESH_BASE + user_id,)))[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from fitpipe.db import FIX_NO_TIMESCALEDB, timescaledb_available
+from fitpipe.db import FIX_NO_TIMESCALEDB, one_row, timescaledb_available
 from fitpipe.errors import SchemaError, first_line
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 COMMENT ON TABLE schema_migrations IS 'One row per migrations/NNNN_name.sql applied by fitpipe init-db.';
 COMMENT ON COLUMN schema_migrations.version IS 'The NNNN prefix of the migration file.';
 COMMENT ON COLUMN schema_migrations.name IS 'The file name, e.g. 0001_core.sql.';
-COMMENT ON COLUMN schema_migrations.checksum IS 'SHA-256 of the file as applied; init-db refuses a file whose content changed since.';
+COMMENT ON COLUMN schema_migrations.checksum IS 'SHA-256 of the file as applied; init-db refuses a file '
+    'whose content changed since.';
 COMMENT ON COLUMN schema_migrations.applied_at IS 'When the migration was applied.';
 """
 
@@ -169,7 +170,7 @@ def apply_migrations(conn: psycopg.Connection, directory: Path | None = None) ->
 
 def require_schema(conn: psycopg.Connection) -> None:
     """Fail with a hint when init-db has not been run on this database."""
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    row = one_row(conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL"))
     if not row[0]:
         raise SchemaError("this database has no fitpipe schema; run `fitpipe init-db` first")
     check_schema_version(conn)

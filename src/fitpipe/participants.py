@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 
 from fitpipe.catalogue import METRICS
 from fitpipe.days import ONE_DAY, DayContext
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.timezones import local_instant, validate_timezone
 
@@ -234,7 +235,8 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
             r[0]
             for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
-                "(tablename LIKE 'rollup\\_%%' OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
+                "(tablename LIKE 'rollup\\_%%' "
+                "OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
             )
         ]
         for table in tables:
@@ -243,9 +245,11 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
             ).rowcount
         # The ledger, settings, credentials and timezone history go with the participant's row.
         for table in ("ingested_days", "source_credentials", "participant_sources", "timezone_history"):
-            deleted[table] = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
-            ).fetchone()[0]
+            deleted[table] = one_row(
+                conn.execute(
+                    sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
+                )
+            )[0]
         conn.execute("DELETE FROM users WHERE user_id = %s", (user_id,))
         deleted["users"] = 1
     return deleted

@@ -8,6 +8,7 @@ import re
 import psycopg
 from psycopg import sql
 
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput, SchemaError
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -19,10 +20,14 @@ READER_MARK = "fitpipe read-only login (fitpipe create-reader)"
 
 def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
     """What an existing role may do beyond reading fitpipe's tables, or None for a pure reader."""
-    attributes = conn.execute(
-        "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
-    ).fetchone()
-    for allowed, what in zip(attributes, ("create roles", "create databases", "replicate", "bypass row security")):
+    attributes = one_row(
+        conn.execute(
+            "SELECT rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = %s", (name,)
+        )
+    )
+    for allowed, what in zip(
+        attributes, ("create roles", "create databases", "replicate", "bypass row security"), strict=True
+    ):
         if allowed:
             return f"it may {what}"
     other_roles = [
@@ -46,11 +51,13 @@ def _why_not_a_pure_reader(conn: psycopg.Connection, name: str) -> str | None:
     ).fetchone()
     if writable:
         return f"it may change {writable[0]}"
-    if conn.execute(
-        "SELECT has_schema_privilege(%s, 'public', 'CREATE') "
-        "OR has_database_privilege(%s, current_database(), 'CREATE')",
-        (name, name),
-    ).fetchone()[0]:
+    if one_row(
+        conn.execute(
+            "SELECT has_schema_privilege(%s, 'public', 'CREATE') "
+            "OR has_database_privilege(%s, current_database(), 'CREATE')",
+            (name, name),
+        )
+    )[0]:
         return "it may create objects in this database"
     return None
 

@@ -31,14 +31,18 @@ class ResetPlan:
 
 
 def plan(conn: psycopg.Connection) -> ResetPlan:
-    tables, functions, views, types = ["schema_migrations"], [], [], []
+    tables: list[str] = ["schema_migrations"]
+    functions: list[str] = []
+    views: list[str] = []
+    types: list[str] = []
     for migration in discover():
         for kind, name in _CREATED.findall(migration.sql):
             {"table": tables, "function": functions, "view": views, "type": types}[kind.lower()].append(name.lower())
     present = {
         r[0]
         for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'"
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "UNION SELECT viewname FROM pg_views WHERE schemaname = 'public'"
         )
     }
     present_functions = {

@@ -10,6 +10,7 @@ import sys
 import psycopg
 
 from fitpipe.config import database_url
+from fitpipe.db import one_row
 
 
 def render(conn: psycopg.Connection) -> str:
@@ -37,18 +38,21 @@ def render(conn: psycopg.Connection) -> str:
         if name in hypertables:
             lines.append("")
             lines.append(f"Hypertable, chunk interval {hypertables[name]}.")
-        key = conn.execute(
-            "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c "
-            "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
-            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
-            "WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
-            (name,),
-        ).fetchone()[0]
+        key = one_row(
+            conn.execute(
+                "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c "
+                "CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum "
+                "WHERE c.conrelid = %s::regclass AND c.contype = 'p'",
+                (name,),
+            )
+        )[0]
         if key:
             lines.append(f"Primary key: ({key}).")
         lines += ["", "| column | type | null | description |", "|---|---|---|---|"]
         for column, type_name, not_null, description in conn.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, col_description(a.attrelid, a.attnum) "
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "col_description(a.attrelid, a.attnum) "
             "FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
             "ORDER BY a.attnum",
             (name,),
@@ -56,7 +60,8 @@ def render(conn: psycopg.Connection) -> str:
             lines.append(f"| {column} | {type_name} | {'no' if not_null else 'yes'} | {description or ''} |")
         lines.append("")
     functions = conn.execute(
-        "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', obj_description(p.oid, 'pg_proc') "
+        "SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', "
+        "obj_description(p.oid, 'pg_proc') "
         "FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace ORDER BY 1"
     ).fetchall()
     if functions:

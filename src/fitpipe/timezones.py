@@ -17,13 +17,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from fitpipe.errors import BadInput
 
 if TYPE_CHECKING:
     import numpy as np
+
+# What local_to_utc makes of a wall time that does not exist (a DST gap), as pandas names it.
+Nonexistent = Literal["shift_forward", "shift_backward", "NaT", "raise"]
 
 
 # The longest IANA name is 32 characters; anything much longer is not a zone, and echoing it
@@ -59,7 +62,7 @@ def _validate_zone_name(name: str) -> str:
     return name
 
 
-def local_to_utc(local: np.ndarray, timezone: str, *, nonexistent: str = "NaT") -> np.ndarray:
+def local_to_utc(local: np.ndarray, timezone: str, *, nonexistent: Nonexistent = "NaT") -> np.ndarray:
     """Map naive local datetime64 values to naive UTC datetime64[us] values (see module rules)."""
     import numpy as np
     import pandas as pd

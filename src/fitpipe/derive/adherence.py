@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import dict_row
 
+from fitpipe.db import one_row
 from fitpipe.derive.batches import BATCH_BOUNDS, MAX_DAYS_PER_STATEMENT, day_runs
 from fitpipe.errors import BadInput
 from fitpipe.participants import User, list_users
@@ -58,9 +59,9 @@ def adherence(
     thresholds.validate()
     users = list_users(conn, user_ids)
     if as_of is None:
-        as_of = conn.execute(
-            "SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)", ([u.user_id for u in users],)
-        ).fetchone()[0]
+        as_of = one_row(
+            conn.execute("SELECT max(day) FROM ingested_days WHERE user_id = ANY(%s)", ([u.user_id for u in users],))
+        )[0]
         if as_of is None:
             raise BadInput("nothing has been ingested yet; give --as-of or run `fitpipe ingest` first")
     with conn.cursor(row_factory=dict_row) as cur:
@@ -126,16 +127,19 @@ def update_running_totals(cur: psycopg.Cursor, user_ids: list[int], since: list[
 
 
 def _rebuild_wear_batch(cur: psycopg.Cursor, runs: list[tuple[User, dt.date, dt.date]]) -> None:
+    window_starts = [u.day_start(first) for u, first, _ in runs]
+    window_ends = [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs]
     params = {
         "w_user": [u.user_id for u, _, _ in runs],
-        "w_lo": [u.day_start(first) for u, first, _ in runs],
-        "w_hi": [u.day_start(last + dt.timedelta(days=1)) for u, _, last in runs],
+        "w_lo": window_starts,
+        "w_hi": window_ends,
         "w_tz": [u.zone_on(first) for u, first, _ in runs],
         "w_last_start": [u.day_start(last) for u, _, last in runs],
         "w_first": [first for _, first, _ in runs],
         "w_last": [last for _, _, last in runs],
+        "batch_lo": min(window_starts),
+        "batch_hi": max(window_ends),
     }
-    params["batch_lo"], params["batch_hi"] = min(params["w_lo"]), max(params["w_hi"])
     cur.execute(
         f"WITH {_WEAR_WINDOWS} DELETE FROM wear_days d USING w "
         "WHERE d.user_id = w.user_id AND d.day BETWEEN w.first_day AND w.last_day",

@@ -20,6 +20,7 @@ import psycopg
 from fitpipe.catalogue import METRICS, Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.copybin import copy_rows
+from fitpipe.db import one_row
 from fitpipe.derive.imputation import METHODS, fill
 from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
 from fitpipe.errors import BadInput
@@ -90,8 +91,8 @@ def _impute_metric(
 ) -> None:
     import pandas as pd
 
-    day_lo = user.day_context(first).window(metric)[0]
-    day_hi = user.day_context(last).window(metric)[1]
+    day_lo = user.day_context(first).intraday_window(metric)[0]
+    day_hi = user.day_context(last).intraday_window(metric)[1]
     lo, hi = aware_utc(day_lo), aware_utc(day_hi)
     context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
     rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
@@ -171,10 +172,12 @@ def impute(
         # One transaction per participant: their lock is held only while their values are replaced.
         with conn.transaction():
             lock_user_exclusive(conn, user.user_id)
-            span = conn.execute(
-                "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
-                (user.user_id, user.study_start),
-            ).fetchone()
+            span = one_row(
+                conn.execute(
+                    "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s AND day >= %s",
+                    (user.user_id, user.study_start),
+                )
+            )
             if span[0] is None:
                 continue
             first = max(start or user.study_start, user.study_start)

@@ -27,6 +27,7 @@ import psycopg
 import psycopg.sql
 
 from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.db import one_row
 from fitpipe.derive.retention import RetentionReport, drop_raw
 from fitpipe.derive.rollups import refresh
 from fitpipe.ingest.ledger import settled_horizon
@@ -65,7 +66,7 @@ def compressed_tables() -> list[CompressedTable]:
 
 def edition(conn: psycopg.Connection) -> str:
     """'community' when the Timescale-License code is active, 'apache' otherwise."""
-    license_name = conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()[0]
+    license_name = one_row(conn.execute("SELECT current_setting('timescaledb.license', true)"))[0]
     return "community" if license_name == "timescale" else "apache"
 
 
@@ -91,7 +92,7 @@ def lift_decompression_limit(conn: psycopg.Connection) -> None:
     but a refresh of 100 participants or a re-ingest of a busy day passes that count, and failing
     them would leave a compressed store impossible to correct.
     """
-    name = conn.execute("SELECT current_database()").fetchone()[0]
+    name = one_row(conn.execute("SELECT current_database()"))[0]
     conn.execute(
         psycopg.sql.SQL("ALTER DATABASE {} SET timescaledb.max_tuples_decompressed_per_dml_transaction = 0").format(
             psycopg.sql.Identifier(name)
@@ -143,7 +144,7 @@ def _chunks_to_compress(conn: psycopg.Connection, target: CompressedTable, horiz
 
 
 def _relation_bytes(conn: psycopg.Connection, chunk: str) -> int:
-    return conn.execute("SELECT pg_total_relation_size(%s::regclass)", (chunk,)).fetchone()[0]
+    return one_row(conn.execute("SELECT pg_total_relation_size(%s::regclass)", (chunk,)))[0]
 
 
 def maintain(conn: psycopg.Connection, raw_retention_days: int | None = None) -> MaintainReport:
@@ -173,9 +174,9 @@ def maintain(conn: psycopg.Connection, raw_retention_days: int | None = None) ->
             before = _relation_bytes(conn, chunk)
             # One transaction per chunk: a stop leaves every chunk either as it was or compressed.
             with conn.transaction():
-                compressed = conn.execute(
-                    "SELECT compress_chunk(%s::regclass, if_not_compressed => true)::text", (chunk,)
-                ).fetchone()[0]
+                compressed = one_row(
+                    conn.execute("SELECT compress_chunk(%s::regclass, if_not_compressed => true)::text", (chunk,))
+                )[0]
             report.chunks_compressed += 1
             report.bytes_before += before
             report.bytes_after += _compressed_bytes(conn, compressed or chunk)
@@ -194,11 +195,13 @@ def _compressed_bytes(conn: psycopg.Connection, chunk: str) -> int:
 
 
 def _hypertable_of(conn: psycopg.Connection, chunk: str) -> str:
-    return conn.execute(
-        "SELECT format('%%I.%%I', hypertable_schema, hypertable_name) FROM timescaledb_information.chunks "
-        "WHERE format('%%I.%%I', chunk_schema, chunk_name)::regclass = %s::regclass",
-        (chunk,),
-    ).fetchone()[0]
+    return one_row(
+        conn.execute(
+            "SELECT format('%%I.%%I', hypertable_schema, hypertable_name) FROM timescaledb_information.chunks "
+            "WHERE format('%%I.%%I', chunk_schema, chunk_name)::regclass = %s::regclass",
+            (chunk,),
+        )
+    )[0]
 
 
 def storage_report(conn: psycopg.Connection) -> list[dict]:
@@ -214,14 +217,16 @@ def storage_report(conn: psycopg.Connection) -> list[dict]:
     ]
     report = []
     for table in tables:
-        total = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
+        total = one_row(conn.execute("SELECT hypertable_size(%s::regclass)", (table,)))[0] or 0
         before = after = 0
         if community:
-            row = conn.execute(
-                "SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
-                "FROM hypertable_compression_stats(%s::regclass)",
-                (table,),
-            ).fetchone()
+            row = one_row(
+                conn.execute(
+                    "SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
+                    "FROM hypertable_compression_stats(%s::regclass)",
+                    (table,),
+                )
+            )
             before, after = int(row[0] or 0), int(row[1] or 0)
         report.append(
             {

@@ -74,7 +74,7 @@ def minute_row_groups(rows: Rows) -> list[tuple[tuple[str, ...], list[np.ndarray
     buckets = (minutes[starts] * _MINUTE_US).astype("datetime64[us]")
     users = np.full(len(starts), int(rows.columns["user_id"][0]), dtype=np.int32)
     zeros_n, zeros_s = np.zeros(len(starts), np.int32), np.zeros(len(starts), np.float64)
-    groups = []
+    groups: list[tuple[tuple[str, ...], list[np.ndarray | None]]] = []
     for column in metric.values:
         values = rows.columns[column.name][order].astype(np.float32).astype(np.float64)
         missing = np.isnan(values)
@@ -123,4 +123,4 @@ def replace_minutes(
     with cur.copy(f"COPY rollup_1min ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
         for block in encode_row_groups(groups):
             copy.write(block)
-    return sum(len(columns[0]) for _, columns in groups)
+    return sum(next((len(c) for c in columns if c is not None), 0) for _, columns in groups)

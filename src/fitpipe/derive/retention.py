@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.ingest.ledger import SETTLED, settled_horizon
 from fitpipe.locks import lock_refresh, lock_user_exclusive
@@ -114,7 +115,8 @@ def rollup_only_ranges(users: Sequence[User], rollup_only: dict[int, set[dt.date
 # For DELETE ... FROM rollup_x r: true for buckets of rollup-only days (parameters: rollup_only_ranges).
 KEEP_ROLLUP_ONLY = """EXISTS (SELECT 1 FROM unnest(%(k_user)s::int[], %(k_metric)s::text[], %(k_lo)s::timestamptz[],
                                                  %(k_hi)s::timestamptz[]) AS k(user_id, metric, lo, hi)
-                     WHERE k.user_id = r.user_id AND k.metric = r.metric::text AND r.bucket >= k.lo AND r.bucket < k.hi)"""
+                     WHERE k.user_id = r.user_id AND k.metric = r.metric::text
+                       AND r.bucket >= k.lo AND r.bucket < k.hi)"""
 
 
 def raw_runs(first: dt.date, last: dt.date, rollup_only: set[dt.date]) -> list[tuple[dt.date, dt.date]]:
@@ -184,19 +186,23 @@ def _drop_chunk(
     for user_id in ids:
         lock_user_exclusive(conn, user_id)
     users = {u.user_id: u for u in list_users(conn, ids)}
-    size_before = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
+    size_before = one_row(conn.execute("SELECT hypertable_size(%s::regclass)", (table,)))[0] or 0
     # Dropped first, checked after: the chunk's lock waits out anyone still writing or reading it,
     # so the checks see everything committed before the drop.
-    dropped = conn.execute(
-        "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s, newer_than => %s)", (table, hi, lo)
-    ).fetchone()[0]
+    dropped = one_row(
+        conn.execute(
+            "SELECT count(*) FROM drop_chunks(%s::regclass, older_than => %s, newer_than => %s)", (table, hi, lo)
+        )
+    )[0]
     if not dropped:
         return
     # Any 1-second table's drop marks the day rollup-only, which stops heart_rate's refresh of it.
-    pending = conn.execute(
-        "SELECT count(*) FROM rollup_invalidations WHERE metric = ANY(%s) AND lo < %s AND hi > %s",
-        ([m.name for m in RETAINED if m.intraday], hi, lo),
-    ).fetchone()[0]
+    pending = one_row(
+        conn.execute(
+            "SELECT count(*) FROM rollup_invalidations WHERE metric = ANY(%s) AND lo < %s AND hi > %s",
+            ([m.name for m in RETAINED if m.intraday], hi, lo),
+        )
+    )[0]
     if pending:
         raise _KeepChunk(f"{table} [{lo}, {hi}): {pending} rollup change(s) pending; run `fitpipe aggregate refresh`")
     ledger = conn.execute(
@@ -216,12 +222,13 @@ def _drop_chunk(
     if marks:
         with conn.cursor() as cur:
             cur.execute(
-                "UPDATE ingested_days d SET raw_dropped_at = now() FROM unnest(%s::int[], %s::date[]) AS m(user_id, day) "
+                "UPDATE ingested_days d SET raw_dropped_at = now() "
+                "FROM unnest(%s::int[], %s::date[]) AS m(user_id, day) "
                 "WHERE d.user_id = m.user_id AND d.day = m.day AND d.raw_dropped_at IS NULL",
                 ([u for u, _ in marks], [d for _, d in marks]),
             )
             report.days_marked += cur.rowcount
-    size_after = conn.execute("SELECT hypertable_size(%s::regclass)", (table,)).fetchone()[0] or 0
+    size_after = one_row(conn.execute("SELECT hypertable_size(%s::regclass)", (table,)))[0] or 0
     report.chunks_dropped += dropped
     report.bytes_freed += max(int(size_before) - int(size_after), 0)
     if table not in report.tables:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from fitpipe.catalogue import INTRADAY, Metric
+from fitpipe.db import one_row
 from fitpipe.derive.adherence import rebuild_wear_days
 from fitpipe.derive.batches import BATCH_BOUNDS, MAX_DAYS_PER_STATEMENT, day_runs
 from fitpipe.derive.retention import KEEP_ROLLUP_ONLY, rollup_only_days, rollup_only_ranges, without_rollup_only
@@ -109,7 +110,8 @@ def _whole_hours(user: User, first: dt.date, last: dt.date) -> bool:
     # most twice a year, never twice within a day.
     zone = ZoneInfo(user.zone_on(first))
     instants = [user.day_start(first + dt.timedelta(days=i)) for i in range((last - first).days + 2)]
-    return all(instant.astimezone(zone).utcoffset().total_seconds() % 3600 == 0 for instant in instants)
+    offsets = [instant.astimezone(zone).utcoffset() or dt.timedelta(0) for instant in instants]  # never None here
+    return all(offset.total_seconds() % 3600 == 0 for offset in offsets)
 
 
 def _window(user: User, metric: Metric, first: dt.date, last: dt.date, minutes: bool) -> _Window:
@@ -229,9 +231,7 @@ def _days_to_rebuild(
     days_by_metric: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     minutes_current: dict[str, set[dt.date]] = {m.name: set() for m in INTRADAY}
     if full:
-        span = conn.execute(
-            "SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s", (user.user_id,)
-        ).fetchone()
+        span = one_row(conn.execute("SELECT min(day), max(day) FROM ingested_days WHERE user_id = %s", (user.user_id,)))
         if span[0]:
             for metric in INTRADAY:
                 # Night metrics of the last day reach into the next morning.

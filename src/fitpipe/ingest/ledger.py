@@ -39,7 +39,7 @@ def cursors(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[int, dt.d
         """,
         (list(user_ids),),
     ).fetchall()
-    found = dict(rows)
+    found: dict[int, dt.date] = dict(rows)
     return {user_id: found.get(user_id) for user_id in user_ids}
 
 
@@ -84,8 +84,8 @@ def settled_horizon(conn: psycopg.Connection) -> dt.datetime | None:
     if not users:
         return None
     cursor_of = cursors(conn, [u.user_id for u in users])
-    starts = [
-        u.day_start(cursor_of[u.user_id] + dt.timedelta(days=1)) if cursor_of[u.user_id] else u.day_start(u.study_start)
-        for u in users
-    ]
+    starts = []
+    for u in users:
+        cursor = cursor_of[u.user_id]
+        starts.append(u.day_start(cursor + dt.timedelta(days=1)) if cursor else u.day_start(u.study_start))
     return min(starts)

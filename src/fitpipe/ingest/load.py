@@ -26,6 +26,7 @@ from fitpipe import locks
 from fitpipe.catalogue import METRICS, DayWindow
 from fitpipe.copybin import copy_rows
 from fitpipe.days import DayContext
+from fitpipe.db import one_row
 from fitpipe.derive.minutes import replace_minutes
 from fitpipe.ingest.ledger import SETTLED
 from fitpipe.ingest.validate import ParsedDay
@@ -72,8 +73,9 @@ def _defer(
     cur: psycopg.Cursor, ctx: DayContext, source: str, run_id: int | None, exc: RetryLater, outcome: DayOutcome
 ) -> DayOutcome:
     # A provisional day keeps its rows and state; a day never loaded is recorded as deferred.
-    row = cur.execute(
-        """
+    row = one_row(
+        cur.execute(
+            """
         INSERT INTO ingested_days (user_id, day, source, run_id, rows_loaded, quarantined, state, checked_at,
                                    retry_after, attempts, note)
         VALUES (%s, %s, %s, %s, 0, 0, 'deferred', now(), now() + make_interval(secs => %s), 1, %s)
@@ -82,8 +84,9 @@ def _defer(
             note = excluded.note, run_id = excluded.run_id
         RETURNING state
         """,
-        (ctx.user_id, ctx.day, source, run_id, exc.after, exc.reason),
-    ).fetchone()
+            (ctx.user_id, ctx.day, source, run_id, exc.after, exc.reason),
+        )
+    )
     outcome.status, outcome.state, outcome.retry_after, outcome.error = "deferred", row[0], exc.after, exc.reason
     return outcome
 

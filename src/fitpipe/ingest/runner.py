@@ -30,7 +30,7 @@ from typing import Protocol
 import psycopg
 
 from fitpipe.config import mask_secrets
-from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect
+from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect, one_row
 from fitpipe.errors import BadInput, first_line
 from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
@@ -100,9 +100,10 @@ class RunSummary:
         return dict(totals)
 
     def time_split(self) -> dict[str, float]:
-        totals: dict[str, float] = collections.Counter()
+        totals: dict[str, float] = collections.defaultdict(float)
         for outcome in self.outcomes:
-            totals.update(outcome.seconds)
+            for part, seconds in outcome.seconds.items():
+                totals[part] += seconds
         return dict(totals)
 
 
@@ -443,9 +444,9 @@ def _schedule(
                 heapq.heappush(waiting, (time.monotonic() + outcome.retry_after, next(order), again))
                 continue
             finish(outcome)
-            queue = queues.get(task.user.user_id)
-            if queue:
-                submit(replace(queue.popleft(), budget_spent=budget))
+            users_next = queues.get(task.user.user_id)
+            if users_next:
+                submit(replace(users_next.popleft(), budget_spent=budget))
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -462,10 +463,12 @@ def _start_run(conn: psycopg.Connection, command: str, arguments: dict) -> int:
                 WHERE datname = current_database() AND application_name = 'fitpipe-run-' || ingest_runs.run_id)
             """
         )
-        run_id = conn.execute(
-            "INSERT INTO ingest_runs (command, arguments, host, pid) VALUES (%s, %s, %s, %s) RETURNING run_id",
-            (command, json.dumps(arguments, default=str), socket.gethostname(), os.getpid()),
-        ).fetchone()[0]
+        run_id = one_row(
+            conn.execute(
+                "INSERT INTO ingest_runs (command, arguments, host, pid) VALUES (%s, %s, %s, %s) RETURNING run_id",
+                (command, json.dumps(arguments, default=str), socket.gethostname(), os.getpid()),
+            )
+        )[0]
         # Named in the same transaction, so no other run ever sees this one without its connection.
         conn.execute("SELECT set_config('application_name', %s, false)", (f"fitpipe-run-{int(run_id)}",))
     return run_id
@@ -520,6 +523,7 @@ def run_plan(
         run_id = _start_run(conn, plan.command, arguments)
         summary = RunSummary(run_id, plan.command, len(plan.tasks))
         progress.start(run_id, len(plan.tasks))
+        error: str | None
         try:
             with _stop_requests() as stop:
                 if executor:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from fitpipe.catalogue import DayWindow, Metric
 from fitpipe.days import DayContext
 from fitpipe.timezones import local_to_utc
+
+# The precisions times are read at: a calendar day, or a second.
+TimeUnit = Literal["D", "s"]
 
 _NUMPY_TYPES = {
     "smallint": np.int16,
@@ -61,9 +64,11 @@ class RowBuilder:
 
     def __init__(self, ctx: DayContext, metric: Metric, parsed: ParsedDay):
         self.ctx, self.metric, self.parsed = ctx, metric, parsed
-        self.times: list[Any] = []
-        self.values: dict[str, list[Any]] = {c.name: [] for c in metric.columns[2:]}
-        self.raw: list[Any] = []
+        # Lists filled record by record here (add, extend); a subclass may set whole numpy arrays and
+        # a lazy raw view instead, which finish() reads the same way, by length and index: so Any.
+        self.times: Any = []
+        self.values: dict[str, Any] = {c.name: [] for c in metric.columns[2:]}
+        self.raw: Any = []
 
     def quarantine(self, raw: Any, reason: str) -> None:
         self.parsed.quarantined.append(Quarantined(self.metric.name, _raw_text(raw), reason))
@@ -95,7 +100,7 @@ class RowBuilder:
         for column in metric.columns[2:]:
             arrays[column.name] = self._column(column, self.values[column.name], reject)
         if n and metric.window is not DayWindow.DATE:
-            lo, hi = ctx.window(metric)
+            lo, hi = ctx.intraday_window(metric)
             reject(~((times >= lo) & (times < hi)) & ~np.isnat(times), f"outside local day {ctx.day} of this metric")
         elif n:
             reject(times != np.datetime64(ctx.day, "D"), f"not dated {ctx.day}")
@@ -111,6 +116,7 @@ class RowBuilder:
         self.parsed.rows[metric.table] = Rows(metric, columns)
 
     def _times(self, reject: Callable[[np.ndarray, str], None]) -> np.ndarray:
+        unit: TimeUnit
         if self.metric.window is DayWindow.DATE:
             unit, kind = "D", "date"
         else:
@@ -144,7 +150,7 @@ class RowBuilder:
                 )
             return array
         if column.pg_type in ("timestamptz", "date"):
-            unit = "D" if column.pg_type == "date" else "s"
+            unit: TimeUnit = "D" if column.pg_type == "date" else "s"
             array = np.array([_datetime_or_nat(v, unit) for v in values], dtype=f"datetime64[{unit}]")
             if column.pg_type == "timestamptz":
                 valid = ~np.isnat(array)
@@ -180,7 +186,7 @@ class RowBuilder:
         return numbers.astype(target)
 
 
-def _datetime_or_nat(value: Any, unit: str) -> np.datetime64:
+def _datetime_or_nat(value: Any, unit: TimeUnit) -> np.datetime64:
     try:
         return (
             np.datetime64(str(value)[:19] if unit == "s" else value, unit)

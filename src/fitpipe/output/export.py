@@ -25,6 +25,7 @@ from psycopg import sql
 
 from fitpipe.catalogue import DayWindow, Metric
 from fitpipe.catalogue import metric as metric_named
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.output.target import check_target, open_target
 from fitpipe.participants import User, list_users
@@ -125,11 +126,13 @@ def _rollup_query(metric: Metric, level: str, with_imputed: bool, typed: bool = 
 
 def estimate_rows(conn: psycopg.Connection, metric: Metric, users: Sequence[User], start, end) -> dict[str, int]:
     """Rows each resolution would give, from the ledger (cheap at any size)."""
-    raw, days = conn.execute(
-        "SELECT coalesce(sum((rows_by_metric ->> %s)::bigint), 0), count(*) FROM ingested_days "
-        "WHERE user_id = ANY(%s) AND day >= %s AND day <= %s",
-        (metric.name, [u.user_id for u in users], start or dt.date.min, end or dt.date.max),
-    ).fetchone()
+    raw, days = one_row(
+        conn.execute(
+            "SELECT coalesce(sum((rows_by_metric ->> %s)::bigint), 0), count(*) FROM ingested_days "
+            "WHERE user_id = ANY(%s) AND day >= %s AND day <= %s",
+            (metric.name, [u.user_id for u in users], start or dt.date.min, end or dt.date.max),
+        )
+    )
     minutes = raw // metric.samples_per_minute
     return {"raw": int(raw), "1min": int(minutes), "1h": int(min(minutes, days * 25)), "1d": int(days)}
 
@@ -243,7 +246,7 @@ def prepare(
     metric = metric_named(metric_name)
     if tz not in ("utc", "local"):
         raise BadInput(f"--tz must be utc or local, got {tz!r}")
-    if resolution not in RESOLUTIONS + ("auto",):
+    if resolution not in (*RESOLUTIONS, "auto"):
         raise BadInput(f"--resolution must be one of raw, 1min, 1h, 1d, auto; got {resolution!r}")
     if start and end and end < start:
         raise BadInput(f"--end {end} is before --start {start}")

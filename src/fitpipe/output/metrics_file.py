@@ -17,12 +17,16 @@ import fcntl
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from fitpipe.output.target import Target, check_target, open_target
+
+if TYPE_CHECKING:
+    from fitpipe.ingest.runner import RunSummary
 
 FLAG = "--metrics-file"
 
@@ -140,6 +144,16 @@ def _update(target: Target, command: str, current: dict[str, float], result: str
         out.write(generate_latest(registry))
 
 
+class RunFigures(TypedDict):
+    """A run's figures as write_metrics takes them."""
+
+    duration: float
+    user_days: int
+    rows: int
+    quarantined: int
+    failures: int
+
+
 class RunRecord:
     """What a command's metrics say about its run, filled in as the run goes.
 
@@ -153,8 +167,8 @@ class RunRecord:
         self.started = time.monotonic()
         self.planned = 0
         self.outcomes: list = []
-        self.summary = None
-        self.figures: dict[str, float] | None = None
+        self.summary: RunSummary | None = None
+        self.figures: RunFigures | None = None
         self.deferred_days: int | None = None
         self.needing_reconsent: int | None = None
         # Set by a command that ended without running anything (a dry run): nothing is written.
@@ -170,8 +184,9 @@ class RunRecord:
         pass
 
     def write(self, path: Path, success: bool) -> None:
+        figures: RunFigures
         if self.figures is not None:
-            figures = dict(self.figures)
+            figures = self.figures.copy()
         else:
             outcomes = self.summary.outcomes if self.summary else self.outcomes
             loaded = sum(1 for o in outcomes if o.status == "loaded")

@@ -48,12 +48,13 @@ def write_parquet(conn: psycopg.Connection, queries: Sequence[tuple[str, dict]],
                 cursor.execute(query, params)
                 while batch := cursor.fetchmany(ROW_GROUP_ROWS):
                     if writer is None:
+                        assert cursor.description is not None  # rows came back, so their columns are described
                         schema = pa.schema([(d.name, _arrow_type(d.type_code)) for d in cursor.description])
                         writer = pq.ParquetWriter(out, schema)
-                    columns = list(zip(*batch))
+                    columns = list(zip(*batch, strict=True))
                     arrays = [
                         pa.array([float(v) if isinstance(v, decimal.Decimal) else v for v in values], type=field.type)
-                        for values, field in zip(columns, writer.schema)
+                        for values, field in zip(columns, writer.schema, strict=True)
                     ]
                     writer.write_table(pa.Table.from_arrays(arrays, schema=writer.schema))
                     rows += len(batch)

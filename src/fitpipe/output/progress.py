@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from typing import TYPE_CHECKING
 
 from fitpipe.ingest.load import DayOutcome
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def _stamp() -> str:
@@ -25,16 +29,17 @@ class Reporter:
         self.quiet = quiet
         self.console = Console(highlight=False)
         self.interactive = self.console.is_terminal and not quiet
-        self.progress = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
         self.rows = 0
-        self.run_id = None
+        self.run_id: int | None = None
 
     def start(self, run_id: int, total: int) -> None:
         self.run_id = run_id
         if self.interactive:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(
+            progress = Progress(
                 TextColumn(f"{self.command} run {run_id}"),
                 BarColumn(),
                 MofNCompleteColumn(),
@@ -45,8 +50,9 @@ class Reporter:
                 console=self.console,
                 transient=False,
             )
-            self.task = self.progress.add_task(self.command, total=total, rows=0, rate=0.0)
-            self.progress.start()
+            self.task = progress.add_task(self.command, total=total, rows=0, rate=0.0)
+            progress.start()
+            self.progress = progress
         elif not self.quiet:
             self._line(f"run={run_id} status=started user_days_planned={total}")
 
@@ -70,7 +76,7 @@ class Reporter:
                 self._line(
                     f"user={outcome.user_id} day={outcome.day} status=failed error={outcome.error!r}", error=True
                 )
-        if self.progress:
+        if self.progress and self.task is not None:
             elapsed = self.progress.tasks[0].elapsed or 1e-9
             self.progress.update(self.task, advance=1, rows=self.rows, rate=self.rows / elapsed)
         elif not self.quiet and outcome.status != "failed":
@@ -98,7 +104,8 @@ class Reporter:
             f"run={summary.run_id} status=finished user_days={summary.count('loaded')} rows={summary.rows} "
             f"quarantined={summary.quarantined} skipped_already_ingested={summary.count('done')} "
             f"skipped_held_by_another_run={summary.count('busy')} unchanged={summary.count('unchanged')} "
-            f"deferred={summary.count('deferred')} failed={summary.count('failed')} seconds={summary.seconds:.1f} rows_per_s={rate:.0f}"
+            f"deferred={summary.count('deferred')} failed={summary.count('failed')} "
+            f"seconds={summary.seconds:.1f} rows_per_s={rate:.0f}"
         )
         if not self.interactive:
             self._line(fields)

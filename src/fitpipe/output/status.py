@@ -10,6 +10,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from fitpipe.catalogue import METRICS
+from fitpipe.db import one_row
 from fitpipe.ingest.ledger import cursors
 from fitpipe.participants import list_users
 
@@ -27,7 +28,8 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
                    coalesce(sum(d.quarantined), 0) AS quarantined,
                    count(*) FILTER (WHERE d.state = 'complete') AS complete,
                    count(*) FILTER (WHERE d.state = 'empty') AS empty,
-                   coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'provisional'), '{}') AS provisional_days,
+                   coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'provisional'), '{}')
+                       AS provisional_days,
                    coalesce(array_agg(d.day ORDER BY d.day) FILTER (WHERE d.state = 'deferred'), '{}') AS deferred_days,
                    count(*) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only,
                    min(d.day) FILTER (WHERE d.raw_dropped_at IS NOT NULL) AS rollup_only_first,
@@ -158,11 +160,13 @@ def participant_rows(conn: psycopg.Connection) -> list[dict]:
 
 def attention_counts(conn: psycopg.Connection) -> tuple[int, int]:
     """(days deferred now, enrolled participants needing re-consent), for the metrics file's alerts."""
-    return conn.execute(
-        """
+    return one_row(
+        conn.execute(
+            """
         SELECT (SELECT count(*) FROM ingested_days d JOIN users u USING (user_id)
                  WHERE d.state = 'deferred' AND u.withdrawn_at IS NULL),
                (SELECT count(*) FROM participant_sources s JOIN users u ON u.user_id = s.user_id AND u.source = s.source
                  WHERE s.credential_state = 'needs_reconsent' AND u.withdrawn_at IS NULL)
         """
-    ).fetchone()
+        )
+    )

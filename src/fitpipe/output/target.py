@@ -100,7 +100,9 @@ def open_target(target: Target) -> Iterator[BinaryIO]:
     """The stream to write to; a regular file appears under its name only if the block ends well."""
     if target.write_through:
         try:
-            out = open(target.path, "wb")
+            # Opened outside the `with` below so only a failure to open becomes BadInput, not an
+            # OSError raised by the caller's block.
+            out = open(target.path, "wb")  # noqa: SIM115
         except OSError as exc:
             raise BadInput(f"cannot write {target.given}: {exc.strerror}") from None
         with out:

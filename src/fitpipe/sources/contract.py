@@ -41,6 +41,7 @@ from fitpipe.errors import BadInput
 
 if TYPE_CHECKING:
     import psycopg
+
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
 

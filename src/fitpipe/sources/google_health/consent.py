@@ -217,6 +217,7 @@ def enroll_participant(
     from fitpipe.timezones import today_in, validate_timezone
 
     source = "google-health"
+    new_participant_zone: str | None = None  # set (and checked) only for a participant not yet enrolled
     existing = (
         list_users(conn, [user_id], enrolled_only=True)
         if conn.execute("SELECT 1 FROM users WHERE user_id = %s", (user_id,)).fetchone()
@@ -232,17 +233,18 @@ def enroll_participant(
         if not timezone:
             raise BadInput(f"participant {user_id} is new: give --timezone (and --study-start, default today)")
         validate_timezone(timezone)
+        new_participant_zone = timezone
     secrets_file = client_secrets_path(client_secrets)
     conn.commit()  # no transaction stays open while the participant is in the browser
     grant = run_consent_flow(secrets_file, open_browser=open_browser, announce=announce)
     created = False
-    if not existing:
+    if new_participant_zone is not None:
         created = add_participant(
             conn,
             user_id,
             source=source,
-            timezone=timezone,
-            study_start=study_start or today_in(timezone),
+            timezone=new_participant_zone,
+            study_start=study_start or today_in(new_participant_zone),
             display_name=display_name,
         )
     store_secret(conn, keyring, user_id, source, grant)

@@ -136,14 +136,14 @@ def parse_active_zone_minutes(payloads, ctx, parsed) -> None:
 
 def parse_spo2(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["spo2"], parsed)
-    for time, data in zip(*_sample_times(payloads, "oxygen-saturation", "oxygen_saturation")):
+    for time, data in zip(*_sample_times(payloads, "oxygen-saturation", "oxygen_saturation"), strict=True):
         builder.add(time, {"spo2_pct": data.percentage}, data)
     builder.finish()
 
 
 def parse_hrv_intraday(payloads, ctx, parsed) -> None:
     builder = UtcRowBuilder(ctx, BY_NAME["hrv_intraday"], parsed)
-    for time, data in zip(*_sample_times(payloads, "heart-rate-variability", "heart_rate_variability")):
+    for time, data in zip(*_sample_times(payloads, "heart-rate-variability", "heart_rate_variability"), strict=True):
         metadata = data.metadata if data.HasField("metadata") else None
         builder.add(
             time,

@@ -25,9 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from fitpipe.sources.contract import Fetch, RequestBudget, RetryLater, Source, SourceFailed
 from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL, require_google_libraries
@@ -66,7 +66,7 @@ class GoogleHealthSource(Source):
     settle_days = DEFAULT_SETTLE_DAYS
     request_budget = DEFAULT_BUDGET
     settings = GoogleHealthSettings
-    commands = {"enroll": "fitpipe.sources.google_health.cli:enroll"}
+    commands: ClassVar[Mapping[str, str]] = {"enroll": "fitpipe.sources.google_health.cli:enroll"}
     produces = (
         "heart_rate",
         "active_zone_minutes",

@@ -20,7 +20,9 @@ def _intraday_clock_series(
     value_of: Callable[[Any], Mapping[str, Any]],
 ) -> None:
     day = ctx.day.isoformat()
-    times, raws, columns = [], [], {name: [] for name in builder.values}
+    times: list[str] = []
+    raws: list[Any] = []
+    columns: dict[str, list[Any]] = {name: [] for name in builder.values}
     for record in records:
         try:
             values = value_of(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -95,6 +96,7 @@ def import_archive(
                 out.print("dry run: nothing was loaded")  # even with --quiet: it is the answer
             else:
                 known = outcome.previous
+                assert known is not None, "nothing loaded, not a dry run: the archive was imported before"
                 out.print(
                     f"archive {outcome.sha256[:12]} was already imported for participant {user} "
                     f"(import {known.import_id}, {known.imported_at:%Y-%m-%d %H:%M %Z}); nothing to do "
@@ -114,7 +116,7 @@ def import_archive(
 
 def _file_progress(out):
     """Indexing progress: a bar on a terminal, a plain line every 1,000 files otherwise."""
-    state_of = {}
+    state_of: dict[str, Any] = {}
 
     def on_file(number: int, total: int, member) -> None:
         if out.is_terminal:

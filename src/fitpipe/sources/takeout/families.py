@@ -129,7 +129,7 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
                 keep_default_na=False,
                 chunksize=CSV_CHUNK_ROWS if chunked else None,
             )
-            for frame in frames if chunked else [frames]:
+            for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
                 yield frame.rename(columns=keep)
         except pd.errors.ParserError as exc:
             raise FileProblem(f"malformed CSV ({str(exc).strip()})") from None

@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 
 from fitpipe.days import days_between
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.ingest.ledger import last_complete_day
 from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task
@@ -67,6 +68,13 @@ class ImportPlan:
         return {f: {"origin": _ORIGIN[f], **d.as_dict()} for f, d in sorted(self.clocks.items())}
 
     @property
+    def indexed(self) -> Index:
+        """The archive's index, which index_archive sets before anything reads it."""
+        if self.index is None:
+            raise RuntimeError("the archive has not been indexed yet")
+        return self.index
+
+    @property
     def first_day(self) -> dt.date | None:
         return self.index.days[0] if self.index and self.index.days else None
 
@@ -76,8 +84,7 @@ class ImportPlan:
 
     def report(self) -> dict:
         """What the archive holds and what the import will load or skip, for the listing."""
-        index = self.index
-        assert index is not None, "index the archive first"
+        index = self.indexed
         per_kind = index.per_kind()
         metrics = []
         empty: dict = {"records": 0, "first": None, "last": None, "used": {}, "copies_dropped": {}}
@@ -191,7 +198,7 @@ def _zone_description(plan: ImportPlan) -> str:
 
 
 def _assumptions(plan: ImportPlan) -> list[str]:
-    index, found = plan.index, []
+    index, found = plan.indexed, []
     won: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for (kind, _), key in index.winners().items():
         won[key[2]][metric_name(kind)] += 1
@@ -333,7 +340,7 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
         "archive": {
             "path": str(plan.archive.path),
             "sha256": plan.sha256,
-            "layout": plan.index.layout,
+            "layout": plan.indexed.layout,
             "first_day": str(plan.first_day),
             "last_day": str(plan.last_day),
             "assumptions": plan.assumptions,
@@ -341,30 +348,32 @@ def _record(conn: psycopg.Connection, plan: ImportPlan, summary: RunSummary) -> 
         }
     }
     with conn.transaction():
-        import_id = conn.execute(
-            """
+        import_id = one_row(
+            conn.execute(
+                """
             INSERT INTO takeout_imports (user_id, sha256, path, layout, trees, first_day, last_day, files_used,
                                          files_skipped, assumptions, rows_by_metric, dropped, run_id, status, clocks)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING import_id
             """,
-            (
-                plan.user.user_id,
-                plan.sha256,
-                str(plan.archive.path),
-                plan.index.layout,
-                json.dumps(plan.index.trees),
-                plan.first_day,
-                plan.last_day,
-                json.dumps(plan.index.files_used),
-                json.dumps(plan.index.files_skipped),
-                json.dumps(plan.assumptions),
-                json.dumps(summary.rows_by_metric()),
-                json.dumps(plan.dropped()),
-                summary.run_id,
-                status,
-                json.dumps(plan.clock_report()),
-            ),
-        ).fetchone()[0]
+                (
+                    plan.user.user_id,
+                    plan.sha256,
+                    str(plan.archive.path),
+                    plan.indexed.layout,
+                    json.dumps(plan.indexed.trees),
+                    plan.first_day,
+                    plan.last_day,
+                    json.dumps(plan.indexed.files_used),
+                    json.dumps(plan.indexed.files_skipped),
+                    json.dumps(plan.assumptions),
+                    json.dumps(summary.rows_by_metric()),
+                    json.dumps(plan.dropped()),
+                    summary.run_id,
+                    status,
+                    json.dumps(plan.clock_report()),
+                ),
+            )
+        )[0]
         # The archive is this source's credential: on file now. Settings keep no secrets, only where it came from.
         conn.execute(
             """

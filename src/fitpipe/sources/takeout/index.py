@@ -94,7 +94,8 @@ class Stage:
             self._blocks += 1
             arrays = {n: a for n, a in item.columns.items() if a.dtype != object}
             name = f"block-{self._blocks}.npz"
-            np.savez(self.directory / name, **arrays)
+            # allow_pickle is savez's default, named so that **arrays (column names) is not taken for it.
+            np.savez(self.directory / name, allow_pickle=True, **arrays)
             entry = {
                 "block": {
                     "kind": item.kind,
@@ -205,12 +206,6 @@ class Index:
             else:
                 entry["copies_dropped"][self.origins[key]] += n
         return report
-
-    def used_keys(self) -> dict[str, set]:
-        keys: dict[str, set] = collections.defaultdict(set)
-        for (kind, _), key in self.winners().items():
-            keys[kind].add(key)
-        return keys
 
 
 def _file_day(member: Member) -> dt.date | None:
@@ -499,14 +494,10 @@ class Indexer:
                     )
                     continue
                 offset = aware.utcoffset() or dt.timedelta(0)
-
-                def utc(text: Any, offset: dt.timedelta = offset) -> np.datetime64:
-                    return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
-
                 main = log.get("mainSleep", log.get("isMainSleep"))
                 row = {
-                    "ts": utc(log["startTime"]),
-                    "end_ts": utc(log["endTime"]),
+                    "ts": _at_offset_to_utc(log["startTime"], offset),
+                    "end_ts": _at_offset_to_utc(log["endTime"], offset),
                     "date_of_sleep": np.datetime64(str(log["dateOfSleep"])[:10], "D"),
                     "log_id": int(log["logId"]),
                     "is_main_sleep": bool(main) if main is not None else None,
@@ -519,17 +510,17 @@ class Indexer:
                     for segment in levels.get(name) or []:
                         segments.append(
                             {
-                                "ts": utc(segment["dateTime"]),
+                                "ts": _at_offset_to_utc(segment["dateTime"], offset),
                                 "is_short": is_short,
                                 "stage": segment["level"],
                                 "seconds": segment["seconds"],
                             }
                         )
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                day = _file_day(member)
-                if day is not None:
+                file_day = _file_day(member)
+                if file_day is not None:
                     self._problem(
-                        day,
+                        file_day,
                         StagedProblem(
                             "sleep_sessions",
                             repr(_brief(log)),
@@ -564,6 +555,11 @@ _SLEEP_FIELDS = (
     ("time_in_bed", "timeInBed"),
 )
 _SLEEP_DTYPES = {"ts": "datetime64[us]", "end_ts": "datetime64[us]", "date_of_sleep": "datetime64[D]"}
+
+
+def _at_offset_to_utc(text: Any, offset: dt.timedelta) -> np.datetime64:
+    """A sleep log's local wall time (its first 19 characters), read at `offset` from UTC."""
+    return np.datetime64(dt.datetime.fromisoformat(str(text)[:19]) - offset, "us")
 
 
 def _brief(log: Any) -> Any:

@@ -10,7 +10,7 @@ quarantine are the engine's. For each kind of record, only the day's winning cop
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -65,7 +65,7 @@ class LazyRaw:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int | np.integer) -> dict:
         record = {"file": self.files[i]}
         for name, array in self.columns.items():
             value = array[i]
@@ -73,8 +73,8 @@ class LazyRaw:
         return record
 
 
-def _choose(payloads: Mapping[str, Any]) -> dict[str, list[StagedBlock]]:
-    """The day's winning blocks per kind (computed once per day, kept in the payloads)."""
+def _choose(payloads: MutableMapping[str, Any]) -> dict[str, list[StagedBlock]]:
+    """The day's winning blocks per kind (computed once per day, kept in the day's payloads dict)."""
     if "_winning" in payloads:
         return payloads["_winning"]
     items = payloads.get("items", [])
@@ -91,7 +91,7 @@ def _choose(payloads: Mapping[str, Any]) -> dict[str, list[StagedBlock]]:
                 winning[item.kind].append(item)
         elif item.key is None or item.key == best.get(item.kind):
             problems.append(item)
-    payloads["_winning"], payloads["_problems"] = winning, problems  # type: ignore[index]
+    payloads["_winning"], payloads["_problems"] = winning, problems
     return winning
 
 
@@ -111,7 +111,7 @@ def _merged(blocks: list[StagedBlock]) -> tuple[dict[str, np.ndarray], np.ndarra
     return columns, files
 
 
-def _winning_columns(payloads: Mapping[str, Any], kind: str) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+def _winning_columns(payloads: MutableMapping[str, Any], kind: str) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     """The day's winning records of one kind as merged columns and their file per row; None when none."""
     blocks = _choose(payloads).get(kind)
     return _merged(blocks) if blocks else None

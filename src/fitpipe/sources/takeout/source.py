@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from psycopg.rows import dict_row
 
@@ -46,7 +46,7 @@ class TakeoutSource(Source):
     # replaces it (imports never skip settled days).
     settle_days = 0
     settings = TakeoutSettings
-    commands = {"import": "fitpipe.sources.takeout.cli:import_archive"}
+    commands: ClassVar[Mapping[str, str]] = {"import": "fitpipe.sources.takeout.cli:import_archive"}
     produces = (
         "heart_rate",
         "heart_rate_confidence",
