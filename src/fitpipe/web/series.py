@@ -80,9 +80,11 @@ def _converter(metric: Metric, name: str, resolution: str):
 
 
 def _instant(text: str, metric: Metric, resolution: str, user: User) -> float:
-    """Seconds since the epoch of a row's time: a day's own local midnight for daily rows."""
+    """Seconds since the epoch of a row's time; a daily row stands at the middle of its local day."""
     if metric.window is DayWindow.DATE and resolution == "raw":
-        return user.day_start(dt.date.fromisoformat(text)).timestamp()
+        day = dt.date.fromisoformat(text)
+        lo, hi = user.day_start(day), user.day_start(day + dt.timedelta(days=1))
+        return (lo + (hi - lo) / 2).timestamp()
     return dt.datetime.fromisoformat(text).timestamp()
 
 
@@ -105,6 +107,8 @@ def read_series(conn: psycopg.Connection, user: User, request: SeriesRequest) ->
         for values, convert, text in zip(lists, converters, record, strict=True):
             values.append(convert(text))
     instants = [_instant(text, prepared.metric, prepared.resolution, user) for text in columns.get(time_column, [])]
+    days = (request.end - request.start).days + 1
+    day_starts = [user.day_start(request.start + dt.timedelta(days=i)).timestamp() for i in range(days + 1)]
     hour = 12 if prepared.metric.window is DayWindow.NIGHT and prepared.resolution != "1d" else 0
     return {
         "participant": user.user_id,
@@ -117,11 +121,9 @@ def read_series(conn: psycopg.Connection, user: User, request: SeriesRequest) ->
         "note": prepared.note,
         "rows": rows,
         "time_column": time_column,
-        # The instants the local days start and end, for the chart's x range.
-        "window": [
-            user.day_start(request.start).timestamp(),
-            user.day_start(request.end + dt.timedelta(days=1)).timestamp(),
-        ],
+        # The instants the local days start and end (the chart's x range), and each day's start.
+        "window": [day_starts[0], day_starts[-1]],
+        "day_starts": day_starts,
         "owned_from_hour": hour,
         "columns": header,
         "t": instants,

@@ -100,17 +100,18 @@
     }
     segments.sort((a, b) => a.t - b.t);
     fp.hypnogram = segments;
+    // Each segment a thick horizontal run at its stage's level; a run that another overlaps is cut
+    // where the next begins, and a pause between segments is left empty.
     const xs = [];
     const levels = [];
     segments.forEach((s, i) => {
-      xs.push(s.t);
-      levels.push(config.stage_levels[s.stage] || null);
-      const end = s.t + s.seconds;
+      const level = config.stage_levels[s.stage] || null;
       const next = segments[i + 1];
-      if (!next || next.t > end) {
-        xs.push(end);
-        levels.push(levels[levels.length - 1]);
-        xs.push(end + 1);
+      const end = next ? Math.min(s.t + s.seconds, next.t) : s.t + s.seconds;
+      xs.push(s.t, end);
+      levels.push(level, level);
+      if (next && next.t > end) {
+        xs.push((end + next.t) / 2);
         levels.push(null);
       }
     });
@@ -134,12 +135,18 @@
       case "bars":
         return [line(chart.field, COLORS.measured, { fill: COLORS.band, paths: uPlot.paths.bars({ size: [0.7, 40] }) })];
       default:
-        return [line("stage", "#5b3fa8", { width: 2, paths: uPlot.paths.stepped({ align: 1 }) })];
+        return [line("stage", "#5b3fa8", { width: 7, cap: "butt" })];
     }
   }
 
   function plotWidth() {
     return Math.max(320, document.getElementById("charts").clientWidth - 8);
+  }
+
+  // Night charts ask for one night more than the view's days; every chart spans the view's days.
+  function viewWindow(chart, payload) {
+    const starts = payload.day_starts;
+    return chart.night ? [starts[1], starts[starts.length - 1]] : [starts[0], starts[starts.length - 1]];
   }
 
   function draw(chart, figure, payload) {
@@ -148,13 +155,14 @@
     delete fp.charts[chart.id];
     plot.textContent = "";
     if (!payload) return;
-    const [lo, hi] = payload.window;
+    const [lo, hi] = viewWindow(chart, payload);
     const [xs, columns] = seriesData(chart, payload);
     const [x, ys] = framed(xs, columns, lo, hi);
-    const axes = [{}, { size: 50 }];
+    const axes = [{}, { size: 60 }];
     const scales = { x: { time: true } };
+    if (chart.kind === "bars") scales.y = { range: (u, min, max) => [0, Math.max(1, max) * 1.05] };
     if (chart.kind === "hypnogram") {
-      axes[1] = { size: 50, splits: () => [1, 2, 3, 4], values: (u, splits) => splits.map((v) => STAGE_NAMES[v] || "") };
+      axes[1] = { size: 60, splits: () => [1, 2, 3, 4], values: (u, splits) => splits.map((v) => STAGE_NAMES[v] || "") };
       scales.y = { range: [0.5, 4.5] };
     }
     const options = {
@@ -190,7 +198,8 @@
     const message = figure.querySelector('[data-role="message"]');
     const resolution = figure.querySelector('[data-role="resolution"]');
     const imputed = state.withImputed && config.imputable.includes(chart.metric) ? "1" : "0";
-    const query = new URLSearchParams({ start: state.start, end: state.end, points: String(points), imputed });
+    const start = chart.night ? addDays(state.start, -1) : state.start;
+    const query = new URLSearchParams({ start, end: state.end, points: String(points), imputed });
     const url = `/api/v1/participants/${config.participant}/series/${chart.metric}?${query}`;
     fp.requests.push(url);
     message.textContent = "loading…";
@@ -207,10 +216,10 @@
     resolution.textContent = payload ? `${payload.resolution} · ${payload.rows.toLocaleString()} rows` : "";
     for (const format of ["csv", "parquet"]) {
       const link = figure.querySelector(`[data-role="${format}"]`);
-      const download = new URLSearchParams({ start: state.start, end: state.end, resolution: payload ? payload.resolution : "auto", imputed });
+      const download = new URLSearchParams({ start, end: state.end, resolution: payload ? payload.resolution : "auto", imputed });
       link.href = `/api/v1/participants/${config.participant}/export/${chart.metric}.${format}?${download}`;
-      link.hidden = !payload;
     }
+    figure.querySelector(".downloads").hidden = !payload;
     draw(chart, figure, payload);
   }
 
