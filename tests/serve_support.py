@@ -4,7 +4,9 @@ last day failed with a reason, one enrolled without data, and a display name tha
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import os
 import socket
 import subprocess
@@ -61,6 +63,19 @@ def build_store(url: str) -> str:
         fitpipe(url, "backfill", "--start", FAILED_DAY.isoformat(), "--end", FAILED_DAY.isoformat(), "--user", "2",
                 "--workers", "1", code=5)  # fmt: skip
     return url
+
+
+def export_csv(url: str, metric: str, user: int, start, end, *extra: str) -> tuple[str, str]:
+    """(CSV text, stderr) of the real `fitpipe export --tz local` for one participant."""
+    result = fitpipe(url, "export", "--metric", metric, "--user", str(user), "--start", str(start), "--end", str(end),
+                     "--tz", "local", *extra)  # fmt: skip
+    return result.stdout, result.stderr
+
+
+def parse_export(text: str) -> dict[str, list[str]]:
+    """An export's CSV as its columns, values as the text it holds."""
+    rows = list(csv.reader(io.StringIO(text)))
+    return {name: [row[i] for row in rows[1:]] for i, name in enumerate(rows[0])}
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ is demanded when configured."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import io
 import json
@@ -23,8 +22,10 @@ from serve_support import (
     LAST_DAY,
     OUTAGE,
     build_store,
+    export_csv,
     fitpipe,
     free_port,
+    parse_export,
     start_server,
     stop_server,
 )
@@ -52,20 +53,8 @@ def client(store):
         yield test_client
 
 
-def export_csv(url: str, metric: str, user: int, start, end, *extra: str) -> tuple[str, str]:
-    """(CSV text, stderr) of the real `fitpipe export --tz local` for one participant."""
-    result = fitpipe(url, "export", "--metric", metric, "--user", str(user), "--start", str(start), "--end", str(end),
-                     "--tz", "local", *extra)  # fmt: skip
-    return result.stdout, result.stderr
-
-
 def instant(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text)
-
-
-def parse_export(text: str) -> dict[str, list[str]]:
-    rows = list(csv.reader(io.StringIO(text)))
-    return {name: [row[i] for row in rows[1:]] for i, name in enumerate(rows[0])}
 
 
 def as_text(value) -> str:

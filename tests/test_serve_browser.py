@@ -7,9 +7,7 @@ Screenshots are kept in tests/artifacts/serve/."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import itertools
 import json
 import os
@@ -18,17 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from serve_support import (
-    DST_DAY,
-    FIRST_DAY,
-    LAST_DAY,
-    OUTAGE,
-    build_store,
-    fitpipe,
-    free_port,
-    start_server,
-    stop_server,
-)
+import serve_support as support
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "serve"
@@ -56,15 +44,15 @@ RED_PIXELS = """([x0, x1]) => {
 
 @pytest.fixture(scope="module")
 def store(database_url):
-    return build_store(database_url)
+    return support.build_store(database_url)
 
 
 @pytest.fixture(scope="module")
 def base_url(store):
-    port = free_port()
-    server = start_server(store, port)
+    port = support.free_port()
+    server = support.start_server(store, port)
     yield f"http://127.0.0.1:{port}"
-    stop_server(server)
+    support.stop_server(server)
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +86,9 @@ def wait_for_charts(page, loads: int = 1) -> None:
     )
 
 
-def export_rows(url: str, metric: str, start, end, *extra: str) -> dict[str, list[str]]:
-    result = fitpipe(url, "export", "--metric", metric, "--user", "1", "--start", str(start), "--end", str(end),
-                     "--tz", "local", *extra)  # fmt: skip
-    rows = list(csv.reader(io.StringIO(result.stdout)))
-    return {name: [row[i] for row in rows[1:]] for i, name in enumerate(rows[0])}
-
-
 def test_cohort_lists_participants_with_the_adherence_numbers(store, base_url, page):
     adherence = {
-        row["user_id"]: row for row in json.loads(fitpipe(store, "adherence", "--json").stdout)["participants"]
+        row["user_id"]: row for row in json.loads(support.fitpipe(store, "adherence", "--json").stdout)["participants"]
     }
     page.goto(base_url + "/")
     rows = page.locator("#cohort tbody tr")
@@ -150,19 +131,23 @@ def test_a_click_opens_the_participant_and_the_heart_rate_is_drawn_but_not_over_
 
 
 def test_zooming_to_a_day_fetches_one_minute_rows_equal_to_the_export(store, base_url, page):
-    page.goto(f"{base_url}/participants/1?start={FIRST_DAY}&end={DST_DAY}")
+    page.goto(f"{base_url}/participants/1?start={support.FIRST_DAY}&end={support.DST_DAY}")
     wait_for_charts(page)
     assert page.evaluate("() => window.fitpipe.payloads.heart_rate.resolution") in ("1h", "1min")
     page.get_by_role("button", name="Day").click()
     wait_for_charts(page, 2)
-    assert page.url.endswith(f"?start={DST_DAY}&end={DST_DAY}"), "the view is in the URL"
+    assert page.url.endswith(f"?start={support.DST_DAY}&end={support.DST_DAY}"), "the view is in the URL"
     payload = page.evaluate("() => window.fitpipe.payloads.heart_rate")
     request = page.evaluate("() => window.fitpipe.requests.filter(r => r.includes('/heart_rate?')).pop()")
-    assert f"start={DST_DAY}&end={DST_DAY}" in request
+    assert f"start={support.DST_DAY}&end={support.DST_DAY}" in request
     assert payload["resolution"] in ("raw", "1min")
     lo, hi = payload["window"]
     assert hi - lo == 23 * 3600, "spring forward: the day has 23 hours"
-    exported = export_rows(store, "heart_rate", DST_DAY, DST_DAY, "--max-rows", str(payload["points"]))
+    exported = support.parse_export(
+        support.export_csv(
+            store, "heart_rate", 1, support.DST_DAY, support.DST_DAY, "--max-rows", str(payload["points"])
+        )[0]
+    )
     assert exported["bucket" if payload["resolution"] != "raw" else "ts"] == payload["data"][payload["time_column"]]
     assert [float(v) for v in exported["bpm"]] == payload["data"]["bpm"]
     assert [float(v) for v in exported["bpm_max"]] == payload["data"]["bpm_max"]
@@ -182,7 +167,7 @@ def test_zooming_to_a_day_fetches_one_minute_rows_equal_to_the_export(store, bas
 
 
 def test_the_hypnogram_shows_the_stages_of_sleep_stages(store, base_url, page):
-    page.goto(f"{base_url}/participants/1?start={FIRST_DAY}&end={LAST_DAY}")
+    page.goto(f"{base_url}/participants/1?start={support.FIRST_DAY}&end={support.LAST_DAY}")
     wait_for_charts(page)
     drawn = page.evaluate("() => window.fitpipe.hypnogram")
     assert drawn, "the store has sleep in view"
@@ -191,8 +176,8 @@ def test_the_hypnogram_shows_the_stages_of_sleep_stages(store, base_url, page):
     with psycopg.connect(store) as conn:
         (user,) = list_users(conn, [1])
         # The nights the page asked for: FIRST_DAY - 1 .. LAST_DAY, each [D 12:00, D+1 12:00) local.
-        lo = user.day_start(FIRST_DAY - dt.timedelta(days=1), 12)
-        hi = user.day_start(LAST_DAY + dt.timedelta(days=1), 12)
+        lo = user.day_start(support.FIRST_DAY - dt.timedelta(days=1), 12)
+        hi = user.day_start(support.LAST_DAY + dt.timedelta(days=1), 12)
         stored = conn.execute(
             "SELECT extract(epoch FROM start_ts)::float8, stage, seconds FROM sleep_stages "
             "WHERE user_id = 1 AND NOT is_short AND start_ts >= %s AND start_ts < %s ORDER BY start_ts, stage",
@@ -207,14 +192,14 @@ def test_the_pipeline_page_shows_a_failed_runs_reason(base_url, page):
     reasons = page.locator(".failure pre.reason")
     assert reasons.count() == 1
     text = reasons.first.inner_text()
-    assert OUTAGE in text and f"day {LAST_DAY}" in text
+    assert support.OUTAGE in text and f"day {support.LAST_DAY}" in text
     assert page.locator("#runs tbody tr.status-failed").count() == 1
     page.screenshot(path=ARTIFACTS / "pipeline.png", full_page=True)
 
 
 def test_with_a_secret_an_unauthenticated_browser_is_refused(store, browser):
-    port = free_port()
-    server = start_server(store, port, "--host", "0.0.0.0", env={"FITPIPE_SERVE_TOKEN": SECRET})
+    port = support.free_port()
+    server = support.start_server(store, port, "--host", "0.0.0.0", env={"FITPIPE_SERVE_TOKEN": SECRET})
     try:
         stranger = browser.new_context()
         # Headless, the browser cannot ask for the password: the navigation itself is refused.
@@ -227,10 +212,10 @@ def test_with_a_secret_an_unauthenticated_browser_is_refused(store, browser):
         stranger.close()
         coordinator = browser.new_context(http_credentials={"username": "coordinator", "password": SECRET})
         page = coordinator.new_page()
-        response = page.goto(f"http://127.0.0.1:{port}/participants/1?start={DST_DAY}&end={DST_DAY}")
+        response = page.goto(f"http://127.0.0.1:{port}/participants/1?start={support.DST_DAY}&end={support.DST_DAY}")
         assert response.status == 200
         wait_for_charts(page)
         assert page.evaluate("() => window.fitpipe.payloads.heart_rate.rows") > 0
         coordinator.close()
     finally:
-        stop_server(server)
+        support.stop_server(server)
