@@ -181,9 +181,9 @@ def build_cohort(url: str, participants: int, days: int) -> None:
             INSERT INTO ingested_days (user_id, day, source, rows_loaded, rows_by_metric, quarantined, state, note,
                                        retry_after, attempts)
             SELECT u, d::date, 'synthetic', 80000, '{"heart_rate": 80000}', 0,
-                   CASE WHEN u % 50 = 0 AND d::date = %(last)s THEN 'deferred' ELSE 'complete' END,
-                   CASE WHEN u % 50 = 0 AND d::date = %(last)s THEN 'not synced yet' END,
-                   CASE WHEN u % 50 = 0 AND d::date = %(last)s THEN now() END, 0
+                   CASE WHEN u %% 50 = 0 AND d::date = %(last)s THEN 'deferred' ELSE 'complete' END,
+                   CASE WHEN u %% 50 = 0 AND d::date = %(last)s THEN 'not synced yet' END,
+                   CASE WHEN u %% 50 = 0 AND d::date = %(last)s THEN now() END, 0
             FROM generate_series(1, %(n)s) u, generate_series(%(start)s::date, %(last)s::date, '1 day') d
             """,
             {"n": participants, "start": START, "last": START + dt.timedelta(days=days - 1)},
@@ -192,9 +192,9 @@ def build_cohort(url: str, participants: int, days: int) -> None:
             """
             INSERT INTO wear_days (user_id, day, worn_minutes, first_measured, last_measured, main_sleep_seconds,
                                    worn_minutes_to_date, last_measured_to_date)
-            SELECT u, d::date, w, d + interval '6 hours', d + interval '23 hours', 25000 + (u * 37 + i) % 5000,
+            SELECT u, d::date, w, d + interval '6 hours', d + interval '23 hours', 25000 + (u * 37 + i) %% 5000,
                    sum(w) OVER (PARTITION BY u ORDER BY d), d + interval '23 hours'
-            FROM (SELECT u, d, i, (600 + (u * 13 + i * 7) % 800)::smallint AS w
+            FROM (SELECT u, d, i, (600 + (u * 13 + i * 7) %% 800)::smallint AS w
                   FROM generate_series(1, %(n)s) u,
                        generate_series(%(start)s::date, %(last)s::date, '1 day') WITH ORDINALITY AS g(d, i)) s
             """,

@@ -30,7 +30,7 @@ SORT_KEYS = (
 def cohort(conn: psycopg.Connection, as_of: dt.date | None = None, sort: str = "worst") -> dict[str, Any]:
     if sort not in SORT_KEYS:
         raise BadInput(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort[:40]!r}")
-    status = collect_status(conn, [])
+    status = collect_status(conn, [], storage=False)
     try:
         day, judged = adherence(conn, [], as_of, Thresholds())
         note = ""
