@@ -1,10 +1,14 @@
-"""`fitpipe serve`: check where it may listen, then run the app on uvicorn."""
+"""`fitpipe serve`: check where it may listen, then run the app on uvicorn. Imports the whole web
+extra at once, so a missing piece is one clear line from the CLI, not a traceback later."""
 
 from __future__ import annotations
 
 import sys
 
+import uvicorn
+
 from fitpipe.errors import BadInput
+from fitpipe.web.app import create_app
 from fitpipe.web.auth import auth_from_environment, check_bind, is_loopback
 from fitpipe.web.database import PoolSettings
 
@@ -18,10 +22,6 @@ def serve(url: str, host: str, port: int, *, pool: PoolSettings, log_level: str 
         raise BadInput("--statement-timeout must be between 0.1 and 3600 seconds")
     auth = auth_from_environment()
     check_bind(host, auth)
-    import uvicorn
-
-    from fitpipe.web.app import create_app
-
     app = create_app(url, auth=auth, pool=pool)
     app.state.db.check()
     shown = f"[{host}]" if ":" in host else host
