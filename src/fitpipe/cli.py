@@ -531,7 +531,7 @@ def serve(
     FITPIPE_SERVE_TOKEN (or FITPIPE_SERVE_PASSWORD_FILE); every request must then carry it (HTTP
     Basic password, or Authorization: Bearer). Needs the `web` extra.
 
-    Example: FITPIPE_DATABASE_URL=postgresql://reader:...@db/fitpipe fitpipe serve --port 8050
+    Example: fitpipe serve --port 8050
     """
     try:
         from fitpipe.web.server import serve as run_server
