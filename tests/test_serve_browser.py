@@ -164,6 +164,11 @@ def test_zooming_to_a_day_fetches_one_minute_rows_equal_to_the_export(store, bas
     wait_for_charts(page, 3)
     scale = page.evaluate("() => window.fitpipe.charts.heart_rate.scales.x")
     assert lo < scale["min"] < scale["max"] < hi and scale["max"] - scale["min"] < 0.3 * (hi - lo)
+    # The link to this view opens the same selection.
+    page.goto(page.url)
+    wait_for_charts(page)
+    reopened = page.evaluate("() => window.fitpipe.charts.heart_rate.scales.x")
+    assert abs(reopened["min"] - scale["min"]) <= 1 and abs(reopened["max"] - scale["max"]) <= 1
 
 
 def test_the_hypnogram_shows_the_stages_of_sleep_stages(store, base_url, page):

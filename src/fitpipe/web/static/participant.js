@@ -6,7 +6,16 @@
 (function () {
   const root = document.getElementById("participant");
   const config = JSON.parse(root.dataset.config);
-  const state = { start: config.start, end: config.end, exact: null, withImputed: false };
+  // A dragged selection is part of the view's URL too (from/to, epoch seconds), so a link shows it exactly.
+  const given = new URLSearchParams(location.search);
+  const exactFrom = Number(given.get("from"));
+  const exactTo = Number(given.get("to"));
+  const state = {
+    start: config.start,
+    end: config.end,
+    exact: exactFrom && exactTo && exactFrom < exactTo ? [exactFrom, exactTo] : null,
+    withImputed: false,
+  };
   // Read by the browser tests and handy in the console: what was asked, received and drawn.
   const fp = (window.fitpipe = { config, state, charts: {}, payloads: {}, requests: [], hypnogram: [], loads: 0 });
 
@@ -225,7 +234,8 @@
 
   async function load() {
     const points = Math.max(10, Math.min(20000, Math.round(plotWidth() * 2)));
-    const query = `?start=${state.start}&end=${state.end}`;
+    const exact = state.exact ? `&from=${Math.floor(state.exact[0])}&to=${Math.ceil(state.exact[1])}` : "";
+    const query = `?start=${state.start}&end=${state.end}${exact}`;
     history.replaceState(null, "", query);
     document.getElementById("permalink").href = query;
     document.getElementById("range").textContent = state.start === state.end ? state.start : `${state.start} … ${state.end}`;
