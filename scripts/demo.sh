@@ -90,3 +90,15 @@ cat "$health/enroll.log"
 printf '\n\033[1m# nightly run, today = 2024-03-05\033[0m\n'
 FITPIPE_TODAY=2024-03-05 "$fitpipe" ingest --days 1 --user 5
 step status --user 5
+
+# Last, the study's web page on the demo's data: cohort, participants (participant 1's spring-forward
+# day is 23 hours), pipeline. Loopback only; Ctrl-C stops it. FITPIPE_DEMO_SERVE=0 ends the demo here
+# instead (scripts, CI); FITPIPE_DEMO_PORT picks another port.
+stop_health
+trap - EXIT
+if [ "${FITPIPE_DEMO_SERVE:-1}" != 0 ]; then
+    port="${FITPIPE_DEMO_PORT:-8050}"
+    printf '\n\033[1m$ fitpipe serve --port %s\033[0m\n' "$port"
+    printf 'Open http://127.0.0.1:%s/ (participant 1 on the DST day: http://127.0.0.1:%s/participants/1?start=2024-03-10&end=2024-03-10)\n' "$port" "$port"
+    "$fitpipe" serve --port "$port"
+fi

@@ -519,6 +519,40 @@ def adherence(
         console().print(adherence_table(day, rows, FLAGS))
 
 
+@app.command()
+@handles_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Beyond loopback a secret is required."),
+    port: int = typer.Option(8050, "--port", help="TCP port."),
+    pool_size: int = typer.Option(4, "--pool-size", help="Most database connections the app holds."),
+    statement_timeout: float = typer.Option(
+        10.0, "--statement-timeout", help="Seconds a page's query may run before it is cancelled."
+    ),
+) -> None:
+    """Start the read-only web app: cohort, participant charts, pipeline, and the /api/v1 data API.
+
+    Run it with the read-only login from `fitpipe create-reader`. On anything but loopback it needs
+    FITPIPE_SERVE_TOKEN (or FITPIPE_SERVE_PASSWORD_FILE); every request must then carry it (HTTP
+    Basic password, or Authorization: Bearer). Needs the `web` extra.
+
+    Example: fitpipe serve --port 8050
+    """
+    try:
+        from fitpipe.web.server import serve as run_server
+    except ImportError as exc:
+        raise BadInput(
+            f"fitpipe serve needs the web extra: pip install 'fitpipe[web]' ({exc.name} is missing)"
+        ) from None
+    from fitpipe.web.database import PoolSettings
+
+    run_server(
+        database_url(),
+        host,
+        port,
+        pool=PoolSettings(max_connections=pool_size, statement_timeout_s=statement_timeout),
+    )
+
+
 @app.command("create-reader")
 @handles_errors
 def create_reader(

@@ -21,6 +21,11 @@ class BadInput(FitpipeError):
     exit_code = 2
 
 
+class NoData(BadInput):
+    """The request is well formed but selects no rows (a range past the data, a metric the
+    participant has none of): the CLI exits as for bad input, the web app answers 404."""
+
+
 class DatabaseUnavailable(FitpipeError):
     exit_code = 3
 

@@ -26,7 +26,7 @@ from psycopg import sql
 from fitpipe.catalogue import DayWindow, Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.db import one_row
-from fitpipe.errors import BadInput
+from fitpipe.errors import BadInput, NoData
 from fitpipe.output.target import check_target, open_target
 from fitpipe.participants import User, list_users
 
@@ -218,6 +218,11 @@ def _stream(conn: psycopg.Connection, parts: Sequence[tuple[str, dict]], query: 
     return rows
 
 
+def write_csv(conn: psycopg.Connection, prepared: ExportQuery, out: BinaryIO) -> int:
+    """A prepared request's CSV, byte for byte what `fitpipe export` writes; returns the rows."""
+    return _stream(conn, prepared.parts, prepared.query, out)
+
+
 @dataclass
 class ExportQuery:
     """What to read: the checked request, its resolution, the SQL and its (session zone, params) parts."""
@@ -264,7 +269,7 @@ def prepare(
             f"raw would be about {estimates['raw']:,})"
         )
     if estimates["raw"] == 0 and not with_imputed:
-        raise BadInput(f"no {metric.name} data for the selected participants and days; nothing to export")
+        raise NoData(f"no {metric.name} data for the selected participants and days; nothing to export")
     query = (
         _raw_query(metric, with_imputed, typed)
         if resolution == "raw"
@@ -311,7 +316,7 @@ def export(
     if target is None:
         if sys.stdout is None:  # started with stdout closed (`>&-`)
             raise BadInput("standard output is closed; give --output FILE")
-        rows = _stream(conn, prepared.parts, query, sys.stdout.buffer)
+        rows = write_csv(conn, prepared, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return ExportResult(resolution, rows, note)
     with open_target(target) as out:
@@ -320,7 +325,7 @@ def export(
 
             rows = write_parquet(conn, [(query, params) for _, params in prepared.parts], out)
         else:
-            rows = _stream(conn, prepared.parts, query, out)
+            rows = write_csv(conn, prepared, out)
         if rows == 0 and not target.write_through:
             raise BadInput(
                 f"no {metric.name} rows at resolution {resolution} in the range; nothing written"

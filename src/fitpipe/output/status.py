@@ -15,7 +15,9 @@ from fitpipe.ingest.ledger import cursors
 from fitpipe.participants import list_users
 
 
-def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
+def collect_status(conn: psycopg.Connection, user_ids: Sequence[int], *, storage: bool = True) -> dict:
+    """The report of `fitpipe status --json`. storage=False leaves out the bytes per table, the one
+    part whose cost grows with the number of chunks (the web cohort page does not show it)."""
     users = list_users(conn, user_ids)
     ids = [u.user_id for u in users]
     cursor_of = cursors(conn, ids)
@@ -134,7 +136,7 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int]) -> dict:
         "metrics": [m.name for m in METRICS],
         "users": report_users,
         "last_run": last_run,
-        "storage": storage_report(conn),
+        "storage": storage_report(conn) if storage else None,
     }
     for source in registered_classes():
         report.update(source.status_sections(conn, ids))
