@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/venv.sh
 scripts/dev-db.sh start
-scripts/monitoring-tools.sh
+scripts/test-tools.sh
 set +e
 .venv/bin/python -m pytest "$@"
 code=$?

@@ -29,7 +29,7 @@ PROMETHEUS_DASHBOARDS = sorted((ROOT / "grafana" / "dashboards" / "monitoring").
 def tool(name: str) -> str:
     """The executable's path; a missing tool fails the test (scripts/test.sh installs them)."""
     path = shutil.which(name)
-    assert path, f"{name} is missing: run scripts/monitoring-tools.sh (scripts/test.sh does)"
+    assert path, f"{name} is missing: run scripts/test-tools.sh (scripts/test.sh does)"
     return path
 
 

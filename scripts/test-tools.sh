@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Prometheus, promtool, node_exporter, Alertmanager, amtool and postgres_exporter from Debian,
-# for the monitoring tests (tests/test_monitoring*.py). Installs only what is missing and
-# returns at once when everything is there; scripts/test.sh runs it before pytest.
+# The real programs the tests drive, from Debian: Prometheus, promtool, node_exporter,
+# Alertmanager, amtool and postgres_exporter for the monitoring tests (tests/test_monitoring*.py),
+# and chromium for the browser tests of `fitpipe serve` (Playwright drives Debian's build; its own
+# browser download cannot work here). Installs only what is missing and returns at once when
+# everything is there; scripts/test.sh runs it before pytest.
 #
-#   scripts/monitoring-tools.sh          install what is missing
-#   scripts/monitoring-tools.sh check    exit 1 (and name them) when tools are missing
+#   scripts/test-tools.sh          install what is missing
+#   scripts/test-tools.sh check    exit 1 (and name them) when tools are missing
 #
 # Debian's packages register services; in containers policy-rc.d keeps them from starting, and
 # on a machine where they do start they listen on the default ports (9090, 9093, 9100, 9187),
@@ -17,9 +19,10 @@ declare -A TOOLS=(
     [prometheus-node-exporter]="prometheus-node-exporter"
     [prometheus-alertmanager]="prometheus-alertmanager amtool"
     [prometheus-postgres-exporter]="prometheus-postgres-exporter"
+    [chromium]="chromium"
 )
 
-say() { printf 'monitoring-tools: %s\n' "$*" >&2; }
+say() { printf 'test-tools: %s\n' "$*" >&2; }
 
 missing_packages() {
     local pkg tool
