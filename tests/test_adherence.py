@@ -115,56 +115,6 @@ def test_adherence_rejects_bad_thresholds(cohort):
     assert "--min-wear" in result.output
 
 
-def parse_metrics(path):
-    values = {}
-    for family in text_string_to_metric_families(path.read_text()):
-        for sample in family.samples:
-            values[(sample.name, sample.labels.get("command"))] = sample.value
-    return values
-
-
-def test_metrics_file_parses_and_keeps_other_commands(cohort, tmp_path):
-    path = tmp_path / "textfile" / "fitpipe.prom"
-    result = CliRunner().invoke(
-        app,
-        [
-            "--database-url",
-            cohort,
-            "backfill",
-            "--start",
-            "2024-01-08",
-            "--end",
-            "2024-01-08",
-            "--user",
-            "3",
-            "--metrics-file",
-            str(path),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    values = parse_metrics(path)
-    with psycopg.connect(cohort) as conn:
-        run = conn.execute(
-            "SELECT user_days, rows_loaded, quarantined, failed FROM ingest_runs ORDER BY run_id DESC LIMIT 1"
-        ).fetchone()
-    assert values[("fitpipe_run_user_days", "backfill")] == run[0] == 1
-    assert values[("fitpipe_run_rows", "backfill")] == run[1] > 0
-    assert values[("fitpipe_run_quarantined_rows", "backfill")] == run[2]
-    assert values[("fitpipe_run_failures", "backfill")] == run[3] == 0
-    assert values[("fitpipe_run_success", "backfill")] == 1
-    first_success = values[("fitpipe_last_success_timestamp_seconds", "backfill")]
-    assert values[("fitpipe_run_duration_seconds", "backfill")] > 0
-
-    for command in (["aggregate", "refresh"], ["impute", "--user", "1"]):
-        result = CliRunner().invoke(app, ["--database-url", cohort, *command, "--metrics-file", str(path)])
-        assert result.exit_code == 0, result.output
-    values = parse_metrics(path)
-    assert ("fitpipe_run_rows", "aggregate_refresh") in values
-    assert ("fitpipe_run_rows", "impute") in values
-    assert values[("fitpipe_last_success_timestamp_seconds", "backfill")] == first_success
-    assert not list(path.parent.glob("*.tmp*")), "written atomically, no temporary file left"
-
-
 @pytest.fixture
 def scratch_url():
     name = f"fitpipe_reset_{uuid.uuid4().hex[:8]}"
@@ -175,178 +125,21 @@ def scratch_url():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def fitpipe_objects(url):
-    with psycopg.connect(url) as conn:
-        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
-        functions = {
-            r[0]
-            for r in conn.execute(
-                "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'fitpipe%'"
-            )
-        }
-    return tables, functions
-
-
-def test_reset_refuses_without_yes_then_drops_everything(scratch_url):
-    runner = CliRunner()
-
-    def run(*args):
-        return runner.invoke(app, ["--database-url", scratch_url, *args])
-
-    assert run("init-db").exit_code == 0
-    assert run("seed-users", "--count", "2").exit_code == 0
-    before_tables, before_functions = fitpipe_objects(scratch_url)
-    assert {"users", "heart_rate", "schema_migrations", "rollup_1min"} <= before_tables
-
-    refused = run("reset")
-    assert refused.exit_code != 0
-    assert "--yes" in refused.output and "heart_rate" in refused.output
-    assert fitpipe_objects(scratch_url) == (before_tables, before_functions), "nothing dropped without --yes"
-
-    dropped = run("reset", "--yes")
-    assert dropped.exit_code == 0, dropped.output
-    tables, functions = fitpipe_objects(scratch_url)
-    assert tables == set() and functions == set()
-    with psycopg.connect(scratch_url) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'").fetchone()[0] == 1
-
-    again = run("init-db")
-    assert again.exit_code == 0 and "applied" in again.output
-    assert run("seed-users", "--count", "1").exit_code == 0
-    with psycopg.connect(scratch_url) as conn:
-        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 1
-
-
-def test_reingesting_a_day_drops_its_imputations(cohort):
-    """Imputed values were computed against the rows a re-ingest replaces; they must not outlive them."""
-    runner = CliRunner()
-    result = runner.invoke(app, ["--database-url", cohort, "impute", "--user", "1", "--max-gap", "8h"])
-    assert result.exit_code == 0, result.output
-    day_window = (
-        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
-        "AND ts >= '2024-01-03' AND ts < '2024-01-04'"
-    )
-    other_days = (
-        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
-        "AND (ts < '2024-01-03' OR ts >= '2024-01-04')"
-    )
-    with psycopg.connect(cohort) as conn:
-        before_day, before_others = conn.execute(day_window).fetchone()[0], conn.execute(other_days).fetchone()[0]
-    assert before_day > 0, "user 1 has wear gaps on 2024-01-03 to impute"
-    force = [
-        "--database-url",
-        cohort,
-        "backfill",
-        "--start",
-        "2024-01-03",
-        "--end",
-        "2024-01-03",
-        "--user",
-        "1",
-        "--force",
-    ]
-
-    # A forced re-ingest rewrites the day, so the imputations made against its old rows go.
-    result = runner.invoke(app, force)
-    assert result.exit_code == 0, result.output
-    assert "user=1 day=2024-01-03 status=loaded state=complete" in result.output, result.output
-    with psycopg.connect(cohort) as conn:
-        assert conn.execute(day_window).fetchone()[0] == 0
-        assert conn.execute(other_days).fetchone()[0] == before_others
-        stale = conn.execute(
-            "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
-            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'"
-        ).fetchone()[0]
-    assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"
-
-
-def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
-    result = CliRunner().invoke(
-        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--output", str(tmp_path)]
-    )
-    assert result.exit_code != 0
-    assert "folder" in result.output and "Traceback" not in result.output
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_create_reader_gives_a_login_that_reads_but_cannot_write(cohort):
-    import os
-
-    login = f"reader_{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "FITPIPE_READER_PASSWORD": "reader-password-1"}
-    result = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", login], env=env)
-    assert result.exit_code == 0, result.output
-    assert "created" in result.output
-    again = CliRunner().invoke(app, ["--database-url", cohort, "create-reader", login], env=env)
-    assert again.exit_code == 0 and "updated" in again.output
-    reader_url = cohort.replace("fitpipe:fitpipe@", f"{login}:reader-password-1@", 1)
-    try:
-        with psycopg.connect(reader_url) as conn:
-            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 3
-            assert conn.execute("SELECT count(*) FROM fitpipe_adherence('2024-01-07')").fetchone()[0] == 3
-            assert conn.execute("SELECT count(*) FROM heart_rate").fetchone()[0] > 0
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("DELETE FROM heart_rate")
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP OWNED BY "{login}"')
-            admin.execute(f'DROP ROLE "{login}"')
-
-
-def test_create_reader_refuses_a_missing_or_short_password(cohort):
-    result = CliRunner().invoke(
-        app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": ""}
-    )
-    assert result.exit_code != 0 and "FITPIPE_READER_PASSWORD" in result.output
-    result = CliRunner().invoke(
-        app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": "short"}
-    )
-    assert result.exit_code != 0 and "8 characters" in result.output
-
-
-def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path, monkeypatch):
-    import pyarrow.parquet as pq
-
-    from fitpipe.output import parquet
-
-    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 20_000)
-    target = tmp_path / "hr.parquet"
-    result = CliRunner().invoke(
-        app,
-        [
-            "--database-url",
-            cohort,
-            "export",
-            "--metric",
-            "heart_rate",
-            "--user",
-            "1",
-            "--resolution",
-            "raw",
-            "--format",
-            "parquet",
-            "--output",
-            str(target),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    file = pq.ParquetFile(target)
-    table = file.read()
-    with psycopg.connect(cohort) as conn:
-        count, first, last, total = conn.execute(
-            "SELECT count(*), min(ts), max(ts), sum(bpm::float8) FROM heart_rate WHERE user_id = 1"
-        ).fetchone()
-    assert table.num_rows == count
-    assert file.metadata.num_row_groups == -(-count // 20_000), "one row group per fetched batch"
-    assert table.column_names == ["user_id", "ts", "bpm", "imputed"]
-    times = table.column("ts").to_pylist()
-    assert (times[0], times[-1]) == (first, last)
-    assert sum(table.column("bpm").to_pylist()) == pytest.approx(total, rel=1e-6)
-    assert set(table.column("user_id").to_pylist()) == {1}
-
-
-def test_parquet_needs_a_file(cohort):
-    result = CliRunner().invoke(
-        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"]
-    )
-    assert result.exit_code != 0 and "--output" in result.output
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--min-wear", "nan"], "--min-wear"),
+        (["--min-wear", "-0.1"], "--min-wear"),
+        (["--max-silence-hours", "-1"], "--max-silence-hours"),
+        (["--max-silence-hours", "inf"], "--max-silence-hours"),
+        (["--max-silence-hours", "1e308"], "--max-silence-hours"),
+        (["--max-silence-hours", "nan"], "--max-silence-hours"),
+        (["--min-sleep-minutes", "-5"], "--min-sleep-minutes"),
+        (["--min-sleep-minutes", "100000"], "--min-sleep-minutes"),
+        (["--json", "--csv"], "exclude each other"),
+    ],
+)
+def test_adherence_thresholds_are_checked(seeded, flags, message):
+    result = run_fitpipe(seeded, "adherence", "--as-of", "2024-01-02", *flags)
+    assert result.returncode == 2, result.stdout
+    assert message in one_error_line(result)

@@ -600,3 +600,24 @@ def test_dockerfile_creates_the_unprivileged_user_and_gives_it_the_metrics_folde
     run_lines = " ".join(" ".join(args) for keyword, args in dockerfile_instructions() if keyword == "RUN")
     assert re.search(r"useradd [^&]*--system[^&]* fitpipe", run_lines)
     assert "chown fitpipe:fitpipe /metrics" in run_lines
+
+
+def test_compose_file_matches_the_default_url():
+    yaml = pytest.importorskip("yaml")
+    from fitpipe.config import DEFAULT_DATABASE_URL
+
+    compose = yaml.safe_load((ROOT / "docker-compose.timescale.yml").read_text())
+    service = compose["services"]["timescaledb"]
+    image, _, tag = service["image"].partition(":")
+    assert image == "timescale/timescaledb" and tag and tag != "latest", service["image"]
+    env = service["environment"]
+    info = conninfo_to_dict(DEFAULT_DATABASE_URL)
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+        info["user"],
+        info["password"],
+        info["dbname"],
+    )
+    assert f"{info['host']}:{info['port']}:5432" in service["ports"]
+    assert "pg_isready" in str(service["healthcheck"]["test"])
+    volume = service["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"]  # a named volume, not a bind mount

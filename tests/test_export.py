@@ -463,3 +463,119 @@ def test_daily_metric_exports_raw(world, database_url, tmp_path):
         FALL.isoformat(),
     )
     assert [r[1] for r in rows] == [FALL.isoformat()]
+
+
+def test_night_metrics_export_the_night_each_day_owns(seeded, tmp_path):
+    fitpipe(seeded, "backfill", "--start", "2024-01-01", "--end", "2024-01-05", "--workers", "1")
+    with psycopg.connect(seeded) as conn:
+        # A night with SpO2 between two nights with SpO2, so a calendar-day cut would take halves.
+        day, owned = conn.execute(
+            "SELECT day, (rows_by_metric ->> 'spo2')::int FROM ingested_days d WHERE user_id = 1 "
+            "AND (rows_by_metric ->> 'spo2')::int > 0 AND day > '2024-01-01' AND day < '2024-01-05' "
+            "ORDER BY day LIMIT 1"
+        ).fetchone()
+    out = tmp_path / "spo2.csv"
+    result = fitpipe(
+        seeded,
+        "export",
+        "--metric",
+        "spo2",
+        "--resolution",
+        "raw",
+        "--start",
+        str(day),
+        "--end",
+        str(day),
+        "-o",
+        str(out),
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert owned and len(rows) == owned, (len(rows), owned)
+    times = [dt.datetime.fromisoformat(r["ts"]) for r in rows]
+    noon = dt.datetime.combine(day, dt.time(12), dt.UTC)  # the participant is in UTC
+    night = (noon, noon + dt.timedelta(days=1))
+    assert all(night[0] <= t < night[1] for t in times)
+    assert f"wrote {owned:,} rows" in result.stderr
+
+
+def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--output", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert "folder" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from fitpipe.output import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 20_000)
+    target = tmp_path / "hr.parquet"
+    result = CliRunner().invoke(
+        app,
+        [
+            "--database-url",
+            cohort,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--resolution",
+            "raw",
+            "--format",
+            "parquet",
+            "--output",
+            str(target),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    file = pq.ParquetFile(target)
+    table = file.read()
+    with psycopg.connect(cohort) as conn:
+        count, first, last, total = conn.execute(
+            "SELECT count(*), min(ts), max(ts), sum(bpm::float8) FROM heart_rate WHERE user_id = 1"
+        ).fetchone()
+    assert table.num_rows == count
+    assert file.metadata.num_row_groups == -(-count // 20_000), "one row group per fetched batch"
+    assert table.column_names == ["user_id", "ts", "bpm", "imputed"]
+    times = table.column("ts").to_pylist()
+    assert (times[0], times[-1]) == (first, last)
+    assert sum(table.column("bpm").to_pylist()) == pytest.approx(total, rel=1e-6)
+    assert set(table.column("user_id").to_pylist()) == {1}
+
+
+def test_parquet_needs_a_file(cohort):
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"]
+    )
+    assert result.exit_code != 0 and "--output" in result.output
+
+
+def test_auto_resolution_takes_raw_when_max_rows_equals_its_estimate(store, tmp_path):
+    with psycopg.connect(store) as conn:
+        raw = conn.execute(
+            "SELECT sum((rows_by_metric ->> 'heart_rate')::bigint) FROM ingested_days WHERE user_id = 1"
+        ).fetchone()[0]
+    picked = {}
+    for budget in (raw, raw - 1):
+        result = run_fitpipe(
+            store,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--max-rows",
+            str(budget),
+            "-o",
+            str(tmp_path / f"{budget}.csv"),
+        )
+        assert result.returncode == 0, result.stderr
+        picked[budget] = re.search(r"auto resolution: (\S+) \(about ([\d,]+) rows", result.stderr).groups()
+    assert picked[raw] == ("raw", f"{raw:,}")
+    assert picked[raw - 1][0] == "1min"
+    assert BY_NAME["heart_rate"].intraday

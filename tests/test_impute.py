@@ -461,3 +461,46 @@ def test_impute_commits_and_unlocks_each_participant_in_turn(world, database_url
             f"while impute waited for user 2: {done} of user 1's new values visible, "
             f"user 1's lock held: {bool(still_locked)}"
         )
+
+
+def test_reingesting_a_day_drops_its_imputations(cohort):
+    """Imputed values were computed against the rows a re-ingest replaces; they must not outlive them."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["--database-url", cohort, "impute", "--user", "1", "--max-gap", "8h"])
+    assert result.exit_code == 0, result.output
+    day_window = (
+        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
+        "AND ts >= '2024-01-03' AND ts < '2024-01-04'"
+    )
+    other_days = (
+        "SELECT count(*) FROM imputed_values WHERE user_id = 1 AND metric = 'heart_rate' "
+        "AND (ts < '2024-01-03' OR ts >= '2024-01-04')"
+    )
+    with psycopg.connect(cohort) as conn:
+        before_day, before_others = conn.execute(day_window).fetchone()[0], conn.execute(other_days).fetchone()[0]
+    assert before_day > 0, "user 1 has wear gaps on 2024-01-03 to impute"
+    force = [
+        "--database-url",
+        cohort,
+        "backfill",
+        "--start",
+        "2024-01-03",
+        "--end",
+        "2024-01-03",
+        "--user",
+        "1",
+        "--force",
+    ]
+
+    # A forced re-ingest rewrites the day, so the imputations made against its old rows go.
+    result = runner.invoke(app, force)
+    assert result.exit_code == 0, result.output
+    assert "user=1 day=2024-01-03 status=loaded state=complete" in result.output, result.output
+    with psycopg.connect(cohort) as conn:
+        assert conn.execute(day_window).fetchone()[0] == 0
+        assert conn.execute(other_days).fetchone()[0] == before_others
+        stale = conn.execute(
+            "SELECT count(*) FROM rollup_1min WHERE user_id = 1 AND metric = 'heart_rate' AND n_imputed > 0 "
+            "AND bucket >= '2024-01-03' AND bucket < '2024-01-04'"
+        ).fetchone()[0]
+    assert stale == 0, "the refresh after the re-ingest removed the imputed minutes from the rollups"

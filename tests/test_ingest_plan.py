@@ -215,3 +215,24 @@ def test_the_synthetic_settle_window_follows_the_lag(lag, settle):
 
     user = User(1, "p", "UTC", "synthetic", START, settings={"sync_lag_hours": lag})
     assert SyntheticSource().settle_days_for(user) == settle
+
+
+def test_ingest_stops_at_yesterday_in_each_participants_own_zone(store, conn, monkeypatch):
+    """Pago Pago (UTC-11) and Kiritimati (UTC+14): at any instant one of them is on another date
+    than UTC, so a planner that takes "yesterday" in UTC gets one of them wrong."""
+    monkeypatch.delenv("FITPIPE_TODAY", raising=False)
+    zones = {2: "Pacific/Pago_Pago", 3: "Pacific/Kiritimati"}
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=5)
+    for user_id, zone in zones.items():
+        add_participant(conn, user_id, source="synthetic", timezone=zone, study_start=start)
+    try:
+        expected_before = {u: dt.datetime.now(ZoneInfo(z)).date() - dt.timedelta(days=1) for u, z in zones.items()}
+        plan = plan_ingest(conn, list(zones), 100)
+        expected_after = {u: dt.datetime.now(ZoneInfo(z)).date() - dt.timedelta(days=1) for u, z in zones.items()}
+        for user_id in zones:
+            last = max(t.day for t in plan.tasks if t.user.user_id == user_id)
+            assert last in (expected_before[user_id], expected_after[user_id]), (zones[user_id], last)
+    finally:
+        conn.rollback()
+        conn.execute("DELETE FROM users WHERE user_id = ANY(%s)", (list(zones),))
+        conn.commit()

@@ -250,23 +250,6 @@ def samples(path) -> dict[tuple, float]:
     }
 
 
-def test_metrics_file_counts_runs_and_keeps_the_optional_gauges(tmp_path):
-    path = tmp_path / "fitpipe.prom"
-    common = dict(duration=2.0, user_days=3, rows=100, quarantined=1)
-    write_metrics(path, "ingest", failures=0, success=True, deferred_days=4, needing_reconsent=1, **common)
-    write_metrics(path, "ingest", failures=2, success=False, **common)
-    write_metrics(path, "ingest", failures=0, success=True, deferred_days=0, **common)
-    write_metrics(path, "impute", failures=0, success=True, **common)
-    values = samples(path)
-    assert values[("fitpipe_runs_total", (("command", "ingest"), ("result", "ok")))] == 2
-    assert values[("fitpipe_runs_total", (("command", "ingest"), ("result", "failed")))] == 1
-    assert values[("fitpipe_runs_total", (("command", "impute"), ("result", "ok")))] == 1
-    assert values[("fitpipe_deferred_days", (("command", "ingest"),))] == 0
-    # Not reported by the last run: the earlier value stays; never reported by impute: absent.
-    assert values[("fitpipe_participants_needing_reconsent", (("command", "ingest"),))] == 1
-    assert ("fitpipe_deferred_days", (("command", "impute"),)) not in values
-
-
 # --------------------------------------------------------------------------------------------
 # Dashboards
 

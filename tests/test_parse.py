@@ -553,3 +553,26 @@ def test_unknown_sleep_stage_is_quarantined_not_a_failed_day():
     assert list(column(parsed, "sleep_stages", "stage")) == ["light"]
     assert any("stage is not one of" in r for r in reasons(parsed, "sleep_stages"))
     assert any("dreaming" in q.raw_value for q in parsed.quarantined)
+
+
+def test_an_invalid_first_copy_of_a_key_does_not_drop_the_valid_copy():
+    points = [
+        {"time": "08:00:00", "value": 400},
+        {"time": "08:00:00", "value": 70},
+        {"time": "08:00:01", "value": 71},
+        {"time": "08:00:01", "value": 72},
+    ]
+    payloads = {
+        "intraday_heart_rate": [
+            {
+                "heart_rate_day": [
+                    {"activities-heart": [], "activities-heart-intraday": {"dataset": points, "datasetType": "second"}}
+                ]
+            }
+        ]
+    }
+    parsed = parse_payloads(payloads, DayContext(1, DAY, "UTC"))
+    assert parsed.rows["heart_rate"].columns["bpm"].tolist() == [70, 71]
+    reasons = sorted(q.reason for q in parsed.quarantined)
+    assert len(reasons) == 2 and "duplicate key in the payload" in reasons
+    assert any("range" in r for r in reasons), reasons

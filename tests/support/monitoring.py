@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT
+from support import ROOT
 
 MONITORING = ROOT / "monitoring"
 PROMETHEUS_DIR = MONITORING / "prometheus"

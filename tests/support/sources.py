@@ -1,0 +1,50 @@
+"""Synthetic participants and fetches as the runner hands them to a source, without a database,
+and a store holding one synthetic participant."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fitpipe.participants import User
+from fitpipe.sources.contract import BudgetLedger, Fetch
+from support.cli import fitpipe
+from support.db import emptied
+
+
+def synthetic_user(
+    user_id: int,
+    timezone: str = "UTC",
+    study_start: dt.date = dt.date(2024, 1, 1),
+    *,
+    wear_gaps: bool = True,
+    display_name: str | None = None,
+    **settings,
+) -> User:
+    """A synthetic participant as list_users would return it, without a database: the source's
+    default settings for the id (its seed), with wear_gaps and any other setting overridden."""
+    from fitpipe.sources.synthetic.source import SyntheticSource
+
+    return User(
+        user_id,
+        display_name or f"participant-{user_id:04d}",
+        timezone,
+        "synthetic",
+        study_start,
+        settings=SyntheticSource.default_settings(user_id) | {"wear_gaps": wear_gaps} | settings,
+        zones=((study_start, timezone),),
+    )
+
+
+def fetch_now(now: dt.datetime | None = None) -> Fetch:
+    """What a source's fetch_day gets from the runner: the instant of the fetch and no request budget."""
+    return Fetch(now=now or dt.datetime.now(dt.UTC), budget=BudgetLedger(None))
+
+
+def one_participant_store(url: str, backfill_through: str | None = None) -> str:
+    """The database of url emptied, with synthetic participant 1 from 2024-01-01, and with its days
+    up to `backfill_through` (YYYY-MM-DD) loaded when given."""
+    emptied(url)
+    fitpipe(url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
+    if backfill_through:
+        fitpipe(url, "backfill", "--start", "2024-01-01", "--end", backfill_through, "--workers", "1")
+    return url
