@@ -1,14 +1,17 @@
 """Fixtures only (helpers live in tests/support/): the session's own database on the real
-TimescaleDB, an emptied connection to it, and the real CLI bound to it."""
+TimescaleDB, an emptied connection to it, the real CLI bound to it, and
+the Apache-edition server."""
 
 from __future__ import annotations
+
+import os
 
 import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
-from support.db import empty_database, scratch_database
+from support.db import ADMIN_URL, APACHE_ADMIN_URL, empty_database, scratch_database, server_edition
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,16 @@ def cli(database_url):
         return runner.invoke(app, ["--database-url", database_url, *args], input=input)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def apache_admin_url():
+    """An admin URL of an Apache-2 edition server; skips without one (fails under .ci/run, which
+    sets FITPIPE_TEST_REQUIRE_EDITIONS=1 and starts one)."""
+    for url in (u for u in (APACHE_ADMIN_URL, ADMIN_URL) if u):
+        if server_edition(url) == "apache":
+            return url
+    message = "no Apache-edition server: set FITPIPE_TEST_APACHE_ADMIN_URL (.ci/run starts one)"
+    if os.environ.get("FITPIPE_TEST_REQUIRE_EDITIONS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -8,12 +8,12 @@ import uuid
 
 import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, empty_database, url_for
 from fitpipe.cli import app
 from fitpipe.participants import add_participant
+from support.cli import one_error_line, run_fitpipe
+from support.db import ADMIN_URL, empty_database, url_for
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_adherence_table_and_csv(cohort):
 
 def test_adherence_rejects_bad_thresholds(cohort):
     result = CliRunner().invoke(app, ["--database-url", cohort, "adherence", "--min-wear", "1.5"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.output
     assert "--min-wear" in result.output
 
 
@@ -142,4 +142,4 @@ def scratch_url():
 def test_adherence_thresholds_are_checked(seeded, flags, message):
     result = run_fitpipe(seeded, "adherence", "--as-of", "2024-01-02", *flags)
     assert result.returncode == 2, result.stdout
-    assert message in one_error_line(result)
+    assert message in one_error_line(result, code=2)

@@ -1,34 +1,21 @@
-"""TODO docstring."""
-
-Everything that touches a database runs against the real TimescaleDB of tests/conftest.py; tests
-that need a database of their own (fresh migrations) create one and drop it afterwards.
+"""The command tree and its help: every command is there, every help ends with an example that
+parses, --version, and help that does not import the heavy libraries."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import re
 import shlex
-import shutil
-import socket
 import subprocess
 import sys
-import uuid
-from pathlib import Path
 
 import click
-import numpy as np
-import psycopg
 import pytest
 import typer
-from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, ROOT, run_fitpipe, url_for
 from fitpipe import __version__
 from fitpipe.cli import app
-from fitpipe.config import mask_secrets
-from fitpipe.timezones import local_instant, local_to_utc
+from support import ROOT
 
 
 def command_tree() -> list[tuple[tuple[str, ...], click.Command]]:
@@ -42,6 +29,9 @@ def command_tree() -> list[tuple[tuple[str, ...], click.Command]]:
 
     walk(typer.main.get_command(app), ("fitpipe",))
     return found
+
+
+COMMANDS = command_tree()
 
 
 def test_command_tree_is_complete():

@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from conftest import ROOT
 from fitpipe.config import DEFAULT_DATABASE_URL
+from support import ROOT
 
 yaml = pytest.importorskip("yaml")
 

@@ -1,21 +1,17 @@
-"""TODO docstring."""
-
-Every bad input must give one line on stderr, a non-zero exit and no traceback.
+"""create-reader: a login that reads but cannot write, refused when the password is missing or
+short or the role already has write grants, adopted when it is a pure reader."""
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, ROOT, fitpipe, one_error_line, one_participant_store, popen, run_fitpipe, url_for
+from fitpipe.cli import app
+from support.cli import one_error_line, run_fitpipe
+from support.db import ADMIN_URL
 
 
 def can_log_in(url: str, login: str, password: str) -> bool:
@@ -36,7 +32,7 @@ def test_create_reader_refuses_an_existing_role_with_write_grants(seeded, monkey
         monkeypatch.setenv("FITPIPE_READER_PASSWORD", "hijacked-password")
         result = run_fitpipe(url, "create-reader", writer)
         assert result.returncode == 2
-        line = one_error_line(result)
+        line = one_error_line(result, code=1)
         assert "not created by fitpipe" in line and "users" in line
         assert "hijacked-password" not in result.stderr + result.stdout
         assert can_log_in(url, writer, "writer-password-1"), "the role's password was reset"
@@ -94,8 +90,8 @@ def test_create_reader_refuses_a_missing_or_short_password(cohort):
     result = CliRunner().invoke(
         app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": ""}
     )
-    assert result.exit_code != 0 and "FITPIPE_READER_PASSWORD" in result.output
+    assert result.exit_code == 2 and "FITPIPE_READER_PASSWORD" in result.output
     result = CliRunner().invoke(
         app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": "short"}
     )
-    assert result.exit_code != 0 and "8 characters" in result.output
+    assert result.exit_code == 2 and "8 characters" in result.output

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from fitpipe.cli import app
+from support import ROOT
 
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))

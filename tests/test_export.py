@@ -24,9 +24,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
-from conftest import empty_database, fitpipe, run_fitpipe
 from fitpipe.catalogue import BY_NAME, INTRADAY
+from fitpipe.cli import app
+from support.cli import fitpipe, run_fitpipe
+from support.db import empty_database
 
 NY = "America/New_York"
 FIRST, FALL, LAST = dt.date(2024, 11, 2), dt.date(2024, 11, 3), dt.date(2024, 11, 4)
@@ -360,7 +363,7 @@ def test_errors_leave_no_file(world, database_url, tmp_path):
         folder = tmp_path / re.sub(r"\W", "_", name)
         folder.mkdir()
         result = fitpipe(database_url, "export", *args, "-o", str(folder / "out.csv"), ok=False)
-        assert result.exit_code != 0, name
+        assert result.exit_code == 2, (name, result.stderr)
         assert isinstance(result.exception, SystemExit), f"{name}: {result.exception!r}"
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), f"{name}: {result.stderr!r}"
@@ -369,7 +372,7 @@ def test_errors_leave_no_file(world, database_url, tmp_path):
     folder = tmp_path / "process"
     folder.mkdir()
     proc = run_fitpipe(database_url, "export", *cases["range with no rows"], "-o", str(folder / "out.csv"))
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert os.listdir(folder) == []
 
@@ -418,7 +421,7 @@ def test_database_error_while_writing_leaves_no_file(world, database_url, tmp_pa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert proc.returncode != 0
+    assert proc.returncode == 6, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     assert os.listdir(tmp_path) == [], f"left {os.listdir(tmp_path)}"
@@ -502,7 +505,7 @@ def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
     result = CliRunner().invoke(
         app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--output", str(tmp_path)]
     )
-    assert result.exit_code != 0
+    assert result.exit_code == 2, result.stderr
     assert "folder" in result.output and "Traceback" not in result.output
     assert list(tmp_path.iterdir()) == []
 
@@ -552,7 +555,7 @@ def test_parquet_needs_a_file(cohort):
     result = CliRunner().invoke(
         app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"]
     )
-    assert result.exit_code != 0 and "--output" in result.output
+    assert result.exit_code == 2 and "--output" in result.output
 
 
 def test_auto_resolution_takes_raw_when_max_rows_equals_its_estimate(store, tmp_path):

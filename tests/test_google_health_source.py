@@ -14,9 +14,9 @@ import psycopg
 import pytest
 import requests
 
-from conftest import fitpipe, run_fitpipe
 from fitpipe.secrets import new_key
 from fitpipe.sources.google_health.standin import HealthApiServer, synthetic_seed
+from support.cli import fitpipe, run_fitpipe
 
 ZONE = "America/New_York"
 

@@ -22,11 +22,12 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conftest import empty_database, fitpipe, popen
 from fitpipe.catalogue import BY_NAME, METRICS
 from fitpipe.cli import app
 from fitpipe.derive.imputation import fill, find_gaps
 from fitpipe.locks import user_key
+from support.cli import fitpipe, popen
+from support.db import empty_database
 
 NY = "America/New_York"
 FIRST, LAST = dt.date(2024, 11, 1), dt.date(2024, 11, 4)
@@ -326,7 +327,7 @@ def test_bad_input_is_one_line_without_traceback(world, database_url):
     before = imputed_table(world)
     for name, args in BAD_INPUT.items():
         result = CliRunner().invoke(app, ["--database-url", database_url, "impute", "--user", "1", *args])
-        assert result.exit_code != 0, f"{name}: exit 0"
+        assert result.exit_code == 2, f"{name}: exit {result.exit_code}"
         assert isinstance(result.exception, SystemExit), f"{name}: {result.exception!r}"
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), f"{name}: {result.stderr!r}"
@@ -347,7 +348,7 @@ def test_bad_input_is_one_line_without_traceback(world, database_url):
             assert proc.returncode == 2, proc.stderr
             assert_one_usage_error(proc.stdout, proc.stderr, *args)
         else:
-            assert proc.returncode != 0
+            assert proc.returncode == 2, proc.stderr
             assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr + proc.stdout, (
                 proc.stderr
             )

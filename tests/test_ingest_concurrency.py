@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from conftest import fitpipe
+from support.cli import fitpipe
 
 
 def host_run(url: str, users: list[int], workers: int) -> subprocess.Popen:

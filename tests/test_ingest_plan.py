@@ -7,15 +7,17 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from conftest import fitpipe
 from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.ingest.runner import plan_ingest
 from fitpipe.participants import add_participant, list_users
 from fitpipe.sources import RetryLater, register
 from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.timezones import local_instant
+from support.cli import fitpipe
 
 START = dt.date(2024, 1, 1)
 

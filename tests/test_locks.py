@@ -15,8 +15,9 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import fitpipe, one_participant_store, run_fitpipe
 from fitpipe import locks
+from support.cli import fitpipe, run_fitpipe
+from support.sources import one_participant_store
 
 DAY = dt.date(2024, 1, 2)
 
@@ -109,14 +110,3 @@ def test_a_run_that_only_skips_held_days_exits_7(one_participant):
     fitpipe(url, "backfill", "--start", str(DAY), "--end", str(DAY), "--force", "--workers", "1", "--no-refresh")
 
 
-def test_replace_day_waits_for_the_participants_exclusive_lock(store, conn):
-    user, payloads = payloads_of(conn, DAY)
-    with psycopg.connect(store, autocommit=True) as imputer:
-        imputer.execute("SELECT pg_advisory_lock(%s)", (locks.user_key(1),))  # as impute and withdraw take it
-        conn.execute("SET lock_timeout = '300ms'")
-        conn.commit()
-        with pytest.raises(psycopg.errors.LockNotAvailable):
-            load(conn, user, DAY, payloads)
-        conn.rollback()
-        imputer.execute("SELECT pg_advisory_unlock(%s)", (locks.user_key(1),))
-    assert load(conn, user, DAY, payloads).status == "loaded"

@@ -9,9 +9,9 @@ import json
 import psycopg
 import pytest
 
-from conftest import fitpipe
 from fitpipe.derive.maintain import edition
 from fitpipe.participants import add_participant
+from support.cli import fitpipe
 
 START = dt.date(2024, 1, 1)
 # Times the loads and refreshes write: they differ between two runs by design.
@@ -171,7 +171,7 @@ def test_maintain_on_a_database_without_schema_is_one_line(tmp_path):
 
     import psycopg
 
-    from conftest import ADMIN_URL, url_for
+    from support.db import ADMIN_URL, url_for
 
     name = f"fitpipe_test_empty_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:

@@ -1,19 +1,19 @@
-"""TODO docstring."""
+"""--metrics-file: the Prometheus textfile a run writes (counts, optional gauges), refused before a
+run when unusable, and marked failed when the run cannot reach the database or is stopped."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import uuid
+import os
+import signal
+import stat
 
 import psycopg
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, empty_database, url_for
 from fitpipe.cli import app
-from fitpipe.participants import add_participant
+from fitpipe.output.metrics_file import write_metrics
+from support.cli import fitpipe, one_error_line, popen, run_fitpipe, wait_for_loaded_days
 
 
 def parse_metrics(path):
@@ -87,7 +87,7 @@ def test_an_unusable_metrics_file_is_refused_before_the_run(loaded, tmp_path):
             timeout=60,
         )
         assert result.returncode == 2
-        line = one_error_line(result)
+        line = one_error_line(result, code=2)
         assert str(path) in line and ".partial" not in line and ".tmp" not in line
     with psycopg.connect(loaded) as conn:
         assert conn.execute("SELECT count(*) FROM ingest_runs").fetchone()[0] == runs_before, "the work ran first"
@@ -162,3 +162,19 @@ def test_metrics_file_counts_runs_and_keeps_the_optional_gauges(tmp_path):
     # Not reported by the last run: the earlier value stays; never reported by impute: absent.
     assert values[("fitpipe_participants_needing_reconsent", (("command", "ingest"),))] == 1
     assert ("fitpipe_deferred_days", (("command", "impute"),)) not in values
+
+
+def samples(path) -> dict[tuple, float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }
+
+
+def metric_values(path) -> dict[tuple[str, str], float]:
+    return {
+        (s.name, s.labels.get("command", "")): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }

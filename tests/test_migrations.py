@@ -6,34 +6,21 @@ that need a database of their own (fresh migrations) create one and drop it afte
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import re
-import shlex
 import shutil
-import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-import click
-import numpy as np
 import psycopg
 import pytest
-import typer
-from psycopg.conninfo import conninfo_to_dict
-from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, ROOT, run_fitpipe, url_for
-from fitpipe import __version__
-from fitpipe.cli import app
-from fitpipe.config import mask_secrets
-from fitpipe.timezones import local_instant, local_to_utc
+from support import ROOT
+from support.cli import one_error_line, popen, run_fitpipe
+from support.db import ADMIN_URL, url_for
 
 MIGRATIONS = ROOT / "migrations"
 NY = "America/New_York"
-SECRET = "s3cr3t-pw"
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,17 +101,6 @@ def next_version(directory: Path) -> int:
     return max(int(p.name[:4]) for p in migration_files(directory)) + 1
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *, contains: str | None = None) -> str:
-    """Non-zero exit, exactly one non-empty line on stderr, no traceback anywhere."""
-    assert proc.returncode != 0, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].strip(), f"expected one line on stderr, got: {proc.stderr!r}"
-    if contains is not None:
-        assert contains in lines[0], lines[0]
-    return lines[0]
-
-
 # --------------------------------------------------------------------------------------------
 # migrations
 
@@ -170,7 +146,7 @@ def test_tampered_migration_is_refused(fresh_url, migrations_copy):
     pending.write_text("CREATE TABLE after_tamper_probe (id integer);\n")
 
     proc = init_db(fresh_url)
-    line = assert_one_line_error(proc, contains=target.name)
+    line = one_error_line(proc, target.name, code=4)
     assert "edited" in line
     assert recorded_migrations(fresh_url) == before
     assert not table_exists(fresh_url, "after_tamper_probe")
@@ -209,7 +185,7 @@ def test_failing_migration_rolls_back_and_is_not_recorded(fresh_url, migrations_
     broken = migrations_copy / f"{next_version(migrations_copy):04d}_broken.sql"
     broken.write_text("CREATE TABLE broken_probe (id integer);\nSELECT 1 / 0;\n")
 
-    assert_one_line_error(init_db(fresh_url), contains=broken.name)
+    one_error_line(init_db(fresh_url), broken.name, code=6)
     assert recorded_migrations(fresh_url) == before
     assert not table_exists(fresh_url, "broken_probe")
 
@@ -223,7 +199,7 @@ def test_failing_migration_rolls_back_and_is_not_recorded(fresh_url, migrations_
 
 def test_badly_named_migration_file_is_refused(fresh_url, migrations_copy):
     (migrations_copy / "7_no_padding.sql").write_text("SELECT 1;\n")
-    assert_one_line_error(init_db(fresh_url), contains="7_no_padding.sql")
+    one_error_line(init_db(fresh_url), "7_no_padding.sql", code=4)
     with psycopg.connect(fresh_url) as conn:
         assert conn.execute("SELECT to_regclass('users')").fetchone()[0] is None
 
@@ -240,20 +216,12 @@ def test_badly_named_migration_file_is_refused(fresh_url, migrations_copy):
 # connection errors and secrets
 
 # Every command that connects to the database.
-DB_COMMANDS = [
-    ("init-db",),
-    ("seed-users", "--count", "1"),
-    ("status",),
-    ("ingest", "--days", "1"),
-    ("backfill", "--start", "2024-01-01", "--end", "2024-01-02"),
-]
 
 
 # --------------------------------------------------------------------------------------------
 # help, version, startup
 
 
-COMMANDS = command_tree()
 
 
 def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, monkeypatch):
@@ -264,12 +232,12 @@ def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, m
     monkeypatch.delenv("FITPIPE_MIGRATIONS_DIR")
     # Partly migrated: every command but init-db refuses, naming what is missing.
     result = run_fitpipe(scratch_url, "status")
-    assert result.returncode == 4 and f"lacks migration(s) {newest}" in one_error_line(result)
+    one_error_line(result, f"lacks migration(s) {newest}", code=4)
     # An applied migration whose file is gone.
     monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(migrations_copy(tmp_path, "gone", without=("0006",))))
     for command in ("status", "init-db"):
         result = run_fitpipe(scratch_url, command)
-        assert result.returncode == 4 and "0006_sources.sql was applied" in one_error_line(result)
+        one_error_line(result, "0006_sources.sql was applied", code=4)
     # The database ahead of the code.
     ahead = migrations_copy(tmp_path, "ahead", extra={"0099_future.sql": b"CREATE TABLE future_thing (x int);"})
     monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(ahead))
@@ -278,7 +246,7 @@ def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, m
     for command in ("status", "init-db"):
         result = run_fitpipe(scratch_url, command)
         assert result.returncode == 4
-        assert "at migration 0099_future.sql, newer than this fitpipe" in one_error_line(result)
+        one_error_line(result, "at migration 0099_future.sql, newer than this fitpipe", code=4)
 
 
 def test_a_migration_that_is_not_utf8_is_one_line(scratch_url, tmp_path, monkeypatch):
@@ -286,7 +254,7 @@ def test_a_migration_that_is_not_utf8_is_one_line(scratch_url, tmp_path, monkeyp
     monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(broken))
     result = run_fitpipe(scratch_url, "init-db")
     assert result.returncode == 4
-    assert "0098_latin1.sql is not UTF-8" in one_error_line(result)
+    one_error_line(result, "0098_latin1.sql is not UTF-8", code=4)
 
 
 def test_concurrent_init_db_runs_say_who_applied_the_migrations(scratch_url):

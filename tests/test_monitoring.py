@@ -13,11 +13,9 @@ import urllib.request
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT
-from fitpipe.output.metrics_file import write_metrics
-from monitoring_support import (
+from support import ROOT
+from support.monitoring import (
     ALERT_LOG,
     PROMETHEUS_DASHBOARDS,
     PROMETHEUS_DIR,
@@ -240,14 +238,6 @@ def test_compose_images_are_the_tested_versions(service, binary):
 
 # --------------------------------------------------------------------------------------------
 # The metrics file: runs counted, the optional gauges for the runner
-
-
-def samples(path) -> dict[tuple, float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(path.read_text())
-        for s in family.samples
-    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from conftest import ADMIN_URL, url_for
-from monitoring_support import (
+from support.db import ADMIN_URL, url_for
+from support.monitoring import (
     ALERT_LOG,
     PROMETHEUS_DASHBOARDS,
     QUERIES,

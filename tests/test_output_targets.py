@@ -8,18 +8,15 @@ in one line naming the path; the metrics file is written on every way out of a r
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 import sys
 import threading
-import time
 
-import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import fitpipe, one_error_line, one_participant_store, popen, run_fitpipe
+from support.cli import one_error_line, run_fitpipe
+from support.sources import one_participant_store
 
 EXPORT = ("export", "--metric", "heart_rate", "--resolution", "1d")
 
@@ -93,7 +90,7 @@ def test_an_existing_file_keeps_its_mode_and_a_new_one_is_private(loaded, tmp_pa
 
 
 def test_an_empty_output_name_is_one_line(loaded):
-    line = one_error_line(run_fitpipe(loaded, *EXPORT, "-o", ""))
+    line = one_error_line(run_fitpipe(loaded, *EXPORT, "-o", ""), code=2)
     assert "--output is empty" in line
 
 
@@ -103,27 +100,6 @@ def test_export_with_stdout_closed_is_one_line(loaded):
         ["bash", "-c", command], env={**os.environ, "FITPIPE_DATABASE_URL": loaded}, capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "standard output is closed" in one_error_line(result)
-
-
-def metric_values(path) -> dict[tuple[str, str], float]:
-    return {
-        (s.name, s.labels.get("command", "")): s.value
-        for family in text_string_to_metric_families(path.read_text())
-        for s in family.samples
-    }
-
-
-def wait_for_loaded_days(process: subprocess.Popen, count: int, timeout: float = 120) -> list[str]:
-    """Read the run's plain log lines until `count` days are loaded."""
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if sum("status=loaded" in l for l in lines) >= count:
-            return lines
-    raise AssertionError("the run did not load days in time:\n" + "".join(lines))
+    one_error_line(result, "standard output is closed", code=1)
 
 

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from conftest import fetch_now, synthetic_user
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
 from fitpipe.sources.synthetic.parse import parse_payloads
@@ -26,6 +25,7 @@ from fitpipe.sources.synthetic.source import (
     move_night_to_its_evening,
 )
 from fitpipe.sources.synthetic.wear_gaps import gaps_for
+from support.sources import fetch_now, synthetic_user
 
 
 def synthetic_seed_for(user_id: int) -> int:
@@ -571,7 +571,7 @@ def test_an_invalid_first_copy_of_a_key_does_not_drop_the_valid_copy():
             }
         ]
     }
-    parsed = parse_payloads(payloads, DayContext(1, DAY, "UTC"))
+    parsed = parse_payloads(payloads, DayContext(1, dt.date(2024, 1, 3), "UTC"))
     assert parsed.rows["heart_rate"].columns["bpm"].tolist() == [70, 71]
     reasons = sorted(q.reason for q in parsed.quarantined)
     assert len(reasons) == 2 and "duplicate key in the payload" in reasons

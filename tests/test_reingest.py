@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
-from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
-from conftest import fetch_now, fitpipe, one_participant_store, run_fitpipe
 from fitpipe import locks
-from fitpipe.catalogue import BY_NAME, DayWindow
-from fitpipe.days import DayContext
+from fitpipe.catalogue import DayWindow
 from fitpipe.ingest.load import replace_day
-from fitpipe.ingest.runner import plan_ingest
-from fitpipe.participants import add_participant, list_users
+from fitpipe.participants import list_users
 from fitpipe.sources import source_for
 from fitpipe.sources.synthetic.parse import parse_payloads
+from support.cli import fitpipe
+from support.sources import fetch_now, one_participant_store
 
 DAY = dt.date(2024, 1, 3)
 
@@ -109,3 +106,14 @@ def test_a_metric_that_vanishes_on_reingest_is_invalidated_for_the_rollups(store
     assert conn.execute(buckets, (lo, hi)).fetchone()[0] == 0, "the rollups kept heart rate that vanished"
 
 
+def test_replace_day_waits_for_the_participants_exclusive_lock(store, conn):
+    user, payloads = payloads_of(conn, DAY)
+    with psycopg.connect(store, autocommit=True) as imputer:
+        imputer.execute("SELECT pg_advisory_lock(%s)", (locks.user_key(1),))  # as impute and withdraw take it
+        conn.execute("SET lock_timeout = '300ms'")
+        conn.commit()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            load(conn, user, DAY, payloads)
+        conn.rollback()
+        imputer.execute("SELECT pg_advisory_unlock(%s)", (locks.user_key(1),))
+    assert load(conn, user, DAY, payloads).status == "loaded"

@@ -1,21 +1,17 @@
-"""TODO docstring."""
-
-Every bad input must give one line on stderr, a non-zero exit and no traceback.
+"""reset: refused without --yes, then everything fitpipe made is gone; one line while another
+session holds the tables."""
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
-from conftest import ADMIN_URL, ROOT, fitpipe, one_error_line, one_participant_store, popen, run_fitpipe, url_for
+from fitpipe.cli import app
+from support.cli import one_error_line, run_fitpipe
+from support.db import ADMIN_URL, url_for
 
 
 @pytest.fixture
@@ -35,7 +31,7 @@ def test_reset_while_another_session_uses_the_tables_says_so(scratch_url, monkey
         reader.execute("SELECT count(*) FROM users").fetchone()
         result = run_fitpipe(scratch_url, "reset", "--yes", timeout=60)
     assert result.returncode == 1
-    line = one_error_line(result)
+    line = one_error_line(result, code=6)
     assert "another session is using fitpipe's tables" in line and "lost the database connection" not in line
     with psycopg.connect(scratch_url) as conn:
         assert conn.execute("SELECT to_regclass('users') IS NOT NULL").fetchone()[0], "reset dropped part of it"
@@ -65,7 +61,7 @@ def test_reset_refuses_without_yes_then_drops_everything(scratch_url):
     assert {"users", "heart_rate", "schema_migrations", "rollup_1min"} <= before_tables
 
     refused = run("reset")
-    assert refused.exit_code != 0
+    assert refused.exit_code == 2, refused.stderr
     assert "--yes" in refused.output and "heart_rate" in refused.output
     assert fitpipe_objects(scratch_url) == (before_tables, before_functions), "nothing dropped without --yes"
 

@@ -28,8 +28,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe, popen
 from fitpipe.catalogue import INTRADAY
+from support.cli import fitpipe, popen
+from support.db import empty_database
 
 KOLKATA = "Asia/Kolkata"
 NY = "America/New_York"

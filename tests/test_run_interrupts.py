@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe, popen
-from test_output_targets import wait_for_loaded_days
+from support.cli import fitpipe, popen, wait_for_loaded_days
+from support.db import empty_database
 
 BACKFILL = ("backfill", "--start", "2024-01-01", "--end", "2024-01-12", "--force", "--workers", "2", "--no-refresh")
 

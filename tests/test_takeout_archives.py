@@ -7,8 +7,7 @@ import datetime as dt
 import pytest
 
 from fitpipe.sources.takeout.archive import Archive
-from support.takeout import ROOTS, TakeoutBuilder
-
+from support.takeout import TakeoutBuilder
 
 
 @pytest.mark.parametrize("generation,layout", [(1, "myfitbitdata"), (2, "takeout-fitbit"), (3, "google-health")])

@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-from conftest import fitpipe
-from test_takeout_archives import TakeoutBuilder, iso_z, sleep_log, to_utc
+from support.cli import fitpipe
+from support.takeout import TakeoutBuilder, iso_z, sleep_log, to_utc
 
 NY = "America/New_York"
 D1, D2, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)

@@ -19,6 +19,8 @@ ZONES = [
     "UTC",
 ]
 
+NY = "America/New_York"
+
 
 @pytest.mark.parametrize("zone", ZONES)
 def test_local_instant_matches_local_to_utc_shift_forward(zone):

@@ -8,9 +8,10 @@ import datetime as dt
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe
 from fitpipe.participants import add_participant
 from fitpipe.timezones import local_instant
+from support.cli import fitpipe
+from support.db import empty_database
 
 NY = "America/New_York"
 START = dt.date(2024, 3, 8)  # spring forward on 2024-03-10

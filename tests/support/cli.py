@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from typer.testing import CliRunner, Result
 
@@ -71,3 +72,16 @@ def one_error_line(result: Result | subprocess.CompletedProcess, *words: str, co
         assert word in lines[0], lines[0]
     assert exit_code(result) == code, (exit_code(result), lines[0])
     return lines[0]
+
+
+def wait_for_loaded_days(process: subprocess.Popen, count: int, timeout: float = 120) -> list[str]:
+    """Read the run's plain log lines until `count` days are loaded."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if sum("status=loaded" in logged for logged in lines) >= count:
+            return lines
+    raise AssertionError("the run did not load days in time:\n" + "".join(lines))

@@ -9,9 +9,12 @@ import uuid
 from collections.abc import Iterator
 
 import psycopg
+from typer.testing import CliRunner
 
 from fitpipe.catalogue import METRICS
+from fitpipe.cli import app
 from fitpipe.config import DEFAULT_DATABASE_URL
+from fitpipe.derive.maintain import edition
 
 ADMIN_URL = os.environ.get("FITPIPE_TEST_ADMIN_URL", DEFAULT_DATABASE_URL)
 APACHE_ADMIN_URL = os.environ.get("FITPIPE_TEST_APACHE_ADMIN_URL")
@@ -52,3 +55,19 @@ def emptied(url: str) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         empty_database(conn)
     return url
+
+
+@contextlib.contextmanager
+def initialised_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
+    """A scratch database on the server of admin_url after `fitpipe init-db`; yields its URL."""
+    with scratch_database(admin_url, prefix="fitpipe_initialised") as url:
+        result = CliRunner().invoke(app, ["--database-url", url, "init-db"])
+        assert result.exit_code == 0, result.output
+        yield url
+
+
+def server_edition(admin_url: str) -> str:
+    """The TimescaleDB edition of the server of admin_url: "community" or "apache"."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return edition(conn)

@@ -4,6 +4,8 @@ and a store holding one synthetic participant."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 
 from fitpipe.participants import User
 from fitpipe.sources.contract import BudgetLedger, Fetch
@@ -48,3 +50,12 @@ def one_participant_store(url: str, backfill_through: str | None = None) -> str:
     if backfill_through:
         fitpipe(url, "backfill", "--start", "2024-01-01", "--end", backfill_through, "--workers", "1")
     return url
+
+
+def payload_digest(payloads) -> str:
+    """A digest of a source's payloads for one day, equal across processes when the payloads are."""
+
+    def plain(value):
+        return value.item() if hasattr(value, "item") else str(value)
+
+    return hashlib.sha256(json.dumps(payloads, sort_keys=True, default=plain).encode()).hexdigest()

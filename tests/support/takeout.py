@@ -11,10 +11,6 @@ import zipfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from fitpipe.sources.takeout.archive import Archive
-
 UTC = dt.UTC
 ROOTS = {1: "MyFitbitData/Alice", 2: "Takeout/Fitbit", 3: "Takeout/Google Health"}
 GOOGLE_DATA = "Physical Activity_GoogleData"
