@@ -11,7 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
-from support.db import ADMIN_URL, APACHE_ADMIN_URL, empty_database, scratch_database, server_edition
+from support.db import (
+    ADMIN_URL,
+    APACHE_ADMIN_URL,
+    empty_database,
+    initialised_database,
+    scratch_database,
+    server_edition,
+)
+from support.sources import one_participant_store, three_participant_week
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +36,33 @@ def db(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         empty_database(conn)
         yield conn
+
+
+@pytest.fixture
+def scratch_url():
+    """A brand-new empty database of this test's own (no init-db yet), dropped afterwards."""
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def seeded(database_url):
+    """The test database emptied, with synthetic participant 1 (from 2024-01-01) and no data."""
+    return one_participant_store(database_url)
+
+
+@pytest.fixture(scope="module")
+def loaded(database_url):
+    """The test database emptied, with synthetic participant 1 and its days 2024-01-01..02 loaded."""
+    return one_participant_store(database_url, "2024-01-02")
+
+
+@pytest.fixture(scope="session")
+def cohort():
+    """A database of its own, built once per session, that tests only read: three UTC participants
+    with a week (2024-01-01..07) loaded, user 3 without wear gaps."""
+    with initialised_database(prefix="fitpipe_cohort") as url:
+        yield three_participant_week(url)
 
 
 @pytest.fixture

@@ -1,46 +1,16 @@
-"""adherence, the Prometheus metrics file and reset, against the real database."""
+"""adherence: wear flags against the threshold, sleep capture, the no-recent-data flag, the table
+and CSV, and bad thresholds refused, against the real database."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import uuid
 
 import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
-from fitpipe.participants import add_participant
 from support.cli import one_error_line, run_fitpipe
-from support.db import ADMIN_URL, empty_database, url_for
-
-
-@pytest.fixture(scope="module")
-def cohort(database_url):
-    """Three UTC participants, a week each; user 3 without wear gaps."""
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(app, ["--database-url", database_url, *args])
-        assert result.exit_code == 0, result.output
-        return result
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        empty_database(conn)
-    run("seed-users", "--count", "2", "--start-date", "2024-01-01")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        add_participant(
-            conn,
-            3,
-            source="synthetic",
-            timezone="UTC",
-            study_start=dt.date(2024, 1, 1),
-            display_name="always-worn",
-            settings={"seed": 777, "wear_gaps": False},
-        )
-    run("backfill", "--start", "2024-01-01", "--end", "2024-01-07", "--workers", "2")
-    return database_url
 
 
 def adherence_json(url, *args):
@@ -113,16 +83,6 @@ def test_adherence_rejects_bad_thresholds(cohort):
     result = CliRunner().invoke(app, ["--database-url", cohort, "adherence", "--min-wear", "1.5"])
     assert result.exit_code == 2, result.output
     assert "--min-wear" in result.output
-
-
-@pytest.fixture
-def scratch_url():
-    name = f"fitpipe_reset_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield url_for(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize(

@@ -1,42 +1,21 @@
-"""Issue 13: the smaller findings of the adversarial probe, each against the real CLI and database.
-
-Every bad input must give one line on stderr, a non-zero exit and no traceback.
-"""
+"""Bad input to the real CLI that no other file owns (a huge --days, zones that are not a place,
+study days before 1970): one line on stderr, exit code 2, no traceback."""
 
 from __future__ import annotations
-
-import shutil
 
 import psycopg
 import pytest
 
 from support import ROOT
 from support.cli import one_error_line, run_fitpipe
-from support.sources import one_participant_store
 
 MIGRATIONS = ROOT / "migrations"
-
-
-@pytest.fixture(scope="module")
-def seeded(database_url):
-    return one_participant_store(database_url)
 
 
 # --- finding 4: create-reader must not take over a role fitpipe did not create ----------------
 
 
 # --- findings 6, 11 (migration not UTF-8), 17 (init-db race, reset under load) --------------
-
-
-def migrations_copy(tmp_path, name: str, *, without: tuple[str, ...] = (), extra: dict[str, bytes] | None = None):
-    folder = tmp_path / name
-    folder.mkdir()
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if not path.name.startswith(without):
-            shutil.copy(path, folder / path.name)
-    for file_name, content in (extra or {}).items():
-        (folder / file_name).write_bytes(content)
-    return folder
 
 
 # --- findings 10 and 18: database URLs ----------------------------------------------------------

@@ -1,7 +1,5 @@
 """The Docker files, checked without Docker: the compose file, the image's Dockerfile and build
 context, the entrypoint (run here with stand-ins for fitpipe and cron), and Grafana's provisioning.
-
-tests/test_foundation.py already checks the timescaledb service against the default URL.
 """
 
 from __future__ import annotations

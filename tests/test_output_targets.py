@@ -1,9 +1,6 @@
-"""Issue 13, findings 1, 5, 11 (closed stdout), 13 and 14: where export and --metrics-file write.
-
-Regular files are replaced atomically; devices, FIFOs and descriptor paths are written straight
-through and stay what they were; symlinks are followed; bad paths are refused before any work,
-in one line naming the path; the metrics file is written on every way out of a run.
-"""
+"""Where export writes: regular files are replaced atomically; devices, FIFOs and descriptor paths
+are written straight through and stay what they were; symlinks are followed; bad paths are
+refused before any work, in one line naming the path. (The metrics file: test_metrics_file.py.)"""
 
 from __future__ import annotations
 
@@ -16,14 +13,8 @@ import threading
 import pytest
 
 from support.cli import one_error_line, run_fitpipe
-from support.sources import one_participant_store
 
 EXPORT = ("export", "--metric", "heart_rate", "--resolution", "1d")
-
-
-@pytest.fixture(scope="module")
-def loaded(database_url):
-    return one_participant_store(database_url, "2024-01-02")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")

@@ -79,8 +79,8 @@ def test_seed_users_bad_start_date(database_url, db, value):
     assert user_rows(db) == []
 
 
-def test_seed_users_needs_init_db(fresh_url):
-    proc = run_fitpipe(fresh_url, "seed-users", "--count", "1")
+def test_seed_users_needs_init_db(scratch_url):
+    proc = run_fitpipe(scratch_url, "seed-users", "--count", "1")
     one_error_line(proc, "init-db", code=4)
 
 

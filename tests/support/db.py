@@ -58,9 +58,9 @@ def emptied(url: str) -> str:
 
 
 @contextlib.contextmanager
-def initialised_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
+def initialised_database(admin_url: str = ADMIN_URL, prefix: str = "fitpipe_initialised") -> Iterator[str]:
     """A scratch database on the server of admin_url after `fitpipe init-db`; yields its URL."""
-    with scratch_database(admin_url, prefix="fitpipe_initialised") as url:
+    with scratch_database(admin_url, prefix=prefix) as url:
         result = CliRunner().invoke(app, ["--database-url", url, "init-db"])
         assert result.exit_code == 0, result.output
         yield url

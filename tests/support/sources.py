@@ -7,7 +7,9 @@ import datetime as dt
 import hashlib
 import json
 
-from fitpipe.participants import User
+import psycopg
+
+from fitpipe.participants import User, add_participant
 from fitpipe.sources.contract import BudgetLedger, Fetch
 from support.cli import fitpipe
 from support.db import emptied
@@ -59,3 +61,21 @@ def payload_digest(payloads) -> str:
         return value.item() if hasattr(value, "item") else str(value)
 
     return hashlib.sha256(json.dumps(payloads, sort_keys=True, default=plain).encode()).hexdigest()
+
+
+def three_participant_week(url: str) -> str:
+    """Three UTC participants from 2024-01-01 with 2024-01-01..07 loaded into the (initialised)
+    database of url; users 1 and 2 from seed-users, user 3 ("always-worn") without wear gaps."""
+    fitpipe(url, "seed-users", "--count", "2", "--start-date", "2024-01-01")
+    with psycopg.connect(url, autocommit=True) as conn:
+        add_participant(
+            conn,
+            3,
+            source="synthetic",
+            timezone="UTC",
+            study_start=dt.date(2024, 1, 1),
+            display_name="always-worn",
+            settings={"seed": 777, "wear_gaps": False},
+        )
+    fitpipe(url, "backfill", "--start", "2024-01-01", "--end", "2024-01-07", "--workers", "2")
+    return url
