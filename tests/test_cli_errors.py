@@ -61,5 +61,3 @@ def test_study_days_before_1970_are_refused(seeded, command):
 
 
 # --- finding 8: a night metric exports the nights its days own -------------------------------
-
-

@@ -25,7 +25,7 @@ def command_tree() -> list[tuple[tuple[str, ...], click.Command]]:
         found.append((path, command))
         if isinstance(command, click.Group):
             for name, sub in command.commands.items():
-                walk(sub, path + (name,))
+                walk(sub, (*path, name))
 
     walk(typer.main.get_command(app), ("fitpipe",))
     return found

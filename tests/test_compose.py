@@ -300,7 +300,11 @@ def run_entrypoint(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def crontab_line(path: Path) -> list[str]:
-    lines = [l for l in path.read_text().splitlines() if l and not l.startswith("#") and "=" not in l.split()[0]]
+    lines = [
+        line
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#") and "=" not in line.split()[0]
+    ]
     assert len(lines) == 1, lines
     return lines[0].split()
 
@@ -575,7 +579,7 @@ def test_entrypoint_creates_the_exporters_reader_when_its_password_is_set(sandbo
 
 def test_the_image_runs_fitpipe_as_an_unprivileged_user(sandbox):
     """Issue 13, finding 19: as root, fitpipe could replace /dev/null; in the image it never runs as root."""
-    tmp, env, log = sandbox
+    tmp, env, _log = sandbox
     assert run_entrypoint(env).returncode == 0
     dropped = (tmp / "setpriv.log").read_text().splitlines()
     expected = "--reuid=fitpipe --regid=fitpipe --init-groups -> fitpipe"

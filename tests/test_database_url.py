@@ -3,10 +3,6 @@ password never appears in output, help or errors."""
 
 from __future__ import annotations
 
-from support.cli import one_error_line
-
-SECRET = "s3cr3t-pw"
-
 import socket
 import subprocess
 import sys
@@ -16,8 +12,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from fitpipe.config import mask_secrets
-from support.cli import run_fitpipe
+from support.cli import one_error_line, run_fitpipe
 from support.db import ADMIN_URL
+
+SECRET = "s3cr3t-pw"
 
 DB_COMMANDS = [
     ("init-db",),

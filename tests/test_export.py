@@ -127,7 +127,7 @@ def test_raw_rows_equal_the_database(world, database_url, tmp_path):
         f"SELECT user_id, ts, bpm FROM heart_rate WHERE user_id = 1 AND {IN_DAYS} ORDER BY ts", day_bounds(FALL, FALL)
     ).fetchall()
     assert len(rows) == len(expected) > 80_000
-    for row, (user_id, ts, bpm) in zip(rows, expected):
+    for row, (user_id, ts, bpm) in zip(rows, expected, strict=True):
         assert len(row) == 4
         assert int(row[0]) == user_id
         assert dt.datetime.fromisoformat(row[1]) == ts, row
@@ -193,8 +193,8 @@ def test_rollup_exports_equal_the_rollup_tables(world, database_url, tmp_path, l
                 (metric.name,),
             ).fetchall()
         }
-        for row, (bucket,) in zip(rows, buckets):
-            record = dict(zip(header, row))
+        for row, (bucket,) in zip(rows, buckets, strict=True):
+            record = dict(zip(header, row, strict=True))
             assert dt.datetime.fromisoformat(record["bucket"]) == bucket
             for column in metric.values:
                 n, total, lo, hi = stored[(bucket, column.name)]
@@ -261,7 +261,9 @@ def test_with_imputed_adds_flagged_imputed_rows(world, database_url, tmp_path):
         FALL.isoformat(),
         "--with-imputed",
     )
-    flagged_minutes = {dt.datetime.fromisoformat(r[1]) for r in minutes if dict(zip(header, r))["imputed"] == "t"}
+    flagged_minutes = {
+        dt.datetime.fromisoformat(r[1]) for r in minutes if dict(zip(header, r, strict=True))["imputed"] == "t"
+    }
     assert flagged_minutes == set(expected)
 
 
@@ -283,7 +285,7 @@ def test_tz_local_prints_local_offsets_for_the_same_instants(world, database_url
     assert len(local_rows) == len(utc_rows) > 0
     zone = ZoneInfo(NY)
     offsets = set()
-    for here, there in zip(local_rows, utc_rows):
+    for here, there in zip(local_rows, utc_rows, strict=True):
         assert here[0] == there[0] and here[2:] == there[2:]
         local_time, utc_time = dt.datetime.fromisoformat(here[1]), dt.datetime.fromisoformat(there[1])
         assert local_time == utc_time
@@ -415,7 +417,7 @@ def test_database_error_while_writing_leaves_no_file(world, database_url, tmp_pa
                 assert time.monotonic() < deadline, f"export never reached its COPY: {os.listdir(tmp_path)}"
                 time.sleep(0.05)
             watcher.execute("SELECT pg_cancel_backend(%s)", (waiting[0][0],))
-            out, err = proc.communicate(timeout=60)
+            _out, err = proc.communicate(timeout=60)
         finally:
             blocker.rollback()
             if proc.poll() is None:
@@ -443,8 +445,8 @@ def test_daily_metric_exports_raw(world, database_url, tmp_path):
         header, rows = parse(target.read_text())
         assert header == raw_header(metric)
         assert len(rows) == len(expected)
-        for row, db_row in zip(rows, expected):
-            for column, text, value in zip(metric.columns, row, db_row):
+        for row, db_row in zip(rows, expected, strict=True):
+            for column, text, value in zip(metric.columns, row, db_row, strict=True):
                 if value is None:
                     assert text == ""
                 elif column.pg_type == "date":

@@ -10,6 +10,7 @@ first, so the tests can run in any order.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import os
 import subprocess
@@ -59,7 +60,7 @@ def measured_minutes(conn, metric) -> list[dt.datetime]:
 def interior_runs(minutes: list[dt.datetime]) -> list[tuple[dt.datetime, int]]:
     """(first missing minute, length) of every run of missing minutes between two measured ones."""
     runs = []
-    for before, after in zip(minutes, minutes[1:]):
+    for before, after in itertools.pairwise(minutes):
         length = int((after - before) / MINUTE) - 1
         if length > 0:
             runs.append((before + MINUTE, length))
@@ -449,7 +450,7 @@ def test_impute_commits_and_unlocks_each_participant_in_turn(world, database_url
             still_locked = watcher.execute(_ADVISORY, (True, user_key(1))).fetchone()[0]
         finally:
             holder.rollback()
-            out, err = _finish(proc)
+            _out, err = _finish(proc)
     assert proc.returncode == 0, err
     assert (
         conn.execute(

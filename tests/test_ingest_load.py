@@ -251,7 +251,7 @@ def runs(db) -> list[dict]:
         "FROM ingest_runs ORDER BY run_id"
     )
     names = [c.name for c in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def truncate_data(db) -> None:
@@ -322,6 +322,7 @@ def test_two_users_three_days_row_counts_match_the_payloads(cli, db):
 # ============================================================================================
 # determinism of the source
 
+
 def test_same_user_day_gives_identical_payloads_in_any_process():
     source = SyntheticSource()
     u1 = User(1, "p1", "UTC", "synthetic", JAN1, settings={"seed": 1111, "wear_gaps": True})
@@ -344,7 +345,8 @@ def test_same_user_day_gives_identical_payloads_in_any_process():
         "from fitpipe.participants import User\n"
         f"user = User(1, 'p1', 'UTC', 'synthetic', dt.date(2024, 1, 1), settings={u1.settings!r})\n"
         "fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))\n"
-        f"print(payload_digest(SyntheticSource().fetch_day(user, dt.date({day.year}, {day.month}, {day.day}), fetch)))\n"
+        f"day = dt.date({day.year}, {day.month}, {day.day})\n"
+        "print(payload_digest(SyntheticSource().fetch_day(user, day, fetch)))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -632,7 +634,7 @@ def test_two_overlapping_backfills_load_each_day_once(cli, db, database_url):
                 os.killpg(proc.pid, signal.SIGKILL)
                 outputs.append(proc.communicate())
 
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, (out, err)
         assert not ANSI.search(out) and not ANSI.search(err), (out, err)
         assert "user_days_planned=6" in out, out

@@ -101,5 +101,3 @@ def test_a_run_that_only_skips_held_days_exits_7(seeded):
     assert len(lines) == 1 and "another run holds them" in lines[0]
     # The same day alone, once the lock is gone, loads and exits 0.
     fitpipe(url, "backfill", "--start", str(DAY), "--end", str(DAY), "--force", "--workers", "1", "--no-refresh")
-
-

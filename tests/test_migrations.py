@@ -219,8 +219,6 @@ def test_badly_named_migration_file_is_refused(scratch_url, migrations_copy):
 # help, version, startup
 
 
-
-
 def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, monkeypatch):
     newest = sorted(MIGRATIONS.glob("*.sql"))[-1].name
     older = migrations_folder(tmp_path, "older", without=(newest[:4],))

@@ -200,7 +200,7 @@ def test_alert_log_prints_each_alert_on_one_line(tmp_path):
         lines = wait_for(
             "two lines",
             lambda: (
-                [l for l in processes.log("alert_log").splitlines() if "Z " in l][-2:]
+                [line for line in processes.log("alert_log").splitlines() if "Z " in line][-2:]
                 if processes.log("alert_log").count("Z ") >= 2
                 else None
             ),

@@ -61,7 +61,7 @@ container_start_time_seconds{id="/docker/bbb",image="fitpipe",name="fitpipe-fitp
 container_network_receive_bytes_total{id="/docker/aaa",interface="eth0",name="fitpipe-timescaledb-1"} {net}
 # TYPE container_network_transmit_bytes_total counter
 container_network_transmit_bytes_total{id="/docker/aaa",interface="eth0",name="fitpipe-timescaledb-1"} {net}
-"""
+"""  # noqa: E501 (cAdvisor's own label lines)
 
 
 class CadvisorStandIn(http.server.BaseHTTPRequestHandler):
@@ -303,7 +303,9 @@ def test_every_dashboard_expression_is_valid_and_returns_series(stack):
         for title, ref, expr in panel_expressions(board):
             query = grafana_expand(expr)
             result = wait_for(
-                f"{board['title']} / {title} ({ref}) to return series: {query}", lambda: api.query(query), timeout=30
+                f"{board['title']} / {title} ({ref}) to return series: {query}",
+                lambda query=query: api.query(query),
+                timeout=30,
             )
             assert result, query
             checked += 1

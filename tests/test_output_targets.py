@@ -92,5 +92,3 @@ def test_export_with_stdout_closed_is_one_line(loaded):
     )
     assert result.returncode == 2
     one_error_line(result, "standard output is closed", code=1)
-
-

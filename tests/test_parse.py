@@ -8,6 +8,7 @@ tests generate a real synthetic day (~0.4 s each) to check the source's own corr
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -257,7 +258,7 @@ def test_other_metrics_validate_against_the_catalogue_ranges():
     stamps = [f"{D}T23:00:00", f"{D}T23:01:00", f"{D}T23:02:00", f"{D}T23:03:00"]
     values = [spo2.high + 1, spo2.low - 1, spo2.high, spo2.low]
     payloads = {
-        **spo2_payload(D, [{"value": v, "minute": s} for v, s in zip(values, stamps)]),
+        **spo2_payload(D, [{"value": v, "minute": s} for v, s in zip(values, stamps, strict=True)]),
         **hrv_payload(
             D,
             [
@@ -345,6 +346,7 @@ def test_duplicate_keys_are_quarantined_keeping_the_first():
             column(parsed, "sleep_stages", "stage").tolist(),
             column(parsed, "sleep_stages", "is_short").tolist(),
             column(parsed, "sleep_stages", "seconds").tolist(),
+            strict=True,
         )
     )
     assert sorted(rows) == sorted([("light", False, 60), ("deep", False, 60), ("light", True, 30)])
@@ -390,7 +392,7 @@ def test_daily_payloads_dated_another_day_are_quarantined():
     assert column(parsed, "daily_activity", "distance_km").tolist() == [1.5]
     assert np.isnan(column(parsed, "daily_activity", "minutes_sedentary")[0]), "absent daily kinds are NULL"
     assert reasons(parsed, "daily_activity") == [f"not dated {D}"]
-    assert "99" in [q.raw_value for q in parsed.quarantined if q.metric == "daily_activity"][0]
+    assert "99" in next(q.raw_value for q in parsed.quarantined if q.metric == "daily_activity")
 
     assert list(column(parsed, "heart_rate_daily", "day")) == [day]
     assert column(parsed, "heart_rate_daily", "resting_bpm").tolist() == [58.0]
@@ -473,7 +475,7 @@ def test_wear_gaps_are_deterministic_across_calls_and_processes():
     for gaps in first:
         assert gaps.intervals == sorted(gaps.intervals)
         assert all(0 <= lo < hi <= 86400 for lo, hi in gaps.intervals)
-    for previous, gaps in zip(first, first[1:]):
+    for previous, gaps in itertools.pairwise(first):
         if gaps.covers_all_day():
             continue
         # A night off removes the following morning up to 07:00.

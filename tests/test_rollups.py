@@ -116,7 +116,8 @@ def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
     for level in LEVELS:
         # metric and field are enums in the rollups (lean rows), text in the oracle.
         rollup = (
-            f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, sum_measured AS s, min_measured AS lo, max_measured AS hi "
+            f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, "
+            f"sum_measured AS s, min_measured AS lo, max_measured AS hi "
             f"FROM rollup_{level} WHERE user_id = ANY(%(users)s) AND n_measured > 0"
         )
         checks = {
@@ -127,7 +128,8 @@ def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
             "sum differs": f"SELECT o.user_id, o.metric, o.field, o.bucket, o.s, r.s FROM oracle_{level} o "
             f"JOIN ({rollup}) r USING (user_id, metric, field, bucket) "
             f"WHERE abs(o.s - r.s) > 1e-6 * abs(o.s) + 1e-9",
-            "unmeasured row with measured state or nothing imputed": f"SELECT {key}, n_imputed, sum_measured, min_measured, max_measured FROM rollup_{level} "
+            "unmeasured row with measured state or nothing imputed": f"SELECT {key}, n_imputed, sum_measured, "
+            f"min_measured, max_measured FROM rollup_{level} "
             f"WHERE user_id = ANY(%(users)s) AND n_measured = 0 "
             f"AND (n_imputed <= 0 OR sum_measured <> 0 OR min_measured IS NOT NULL OR max_measured IS NOT NULL)",
             "negative count": f"SELECT {key}, n_measured, n_imputed FROM rollup_{level} "
@@ -166,10 +168,10 @@ def snapshot(conn) -> dict[tuple, tuple[str, str]]:
     """(level, user, metric, field, bucket) -> (ctid, xmin) of every rollup row."""
     rows = {}
     for level in LEVELS:
-        for user_id, metric, field, bucket, ctid, xmin in conn.execute(
+        for user_id, metric, field_name, bucket, ctid, xmin in conn.execute(
             f"SELECT user_id, metric, field, bucket, ctid::text, xmin::text FROM rollup_{level}"
         ).fetchall():
-            rows[(level, user_id, metric, field, bucket)] = (ctid, xmin)
+            rows[(level, user_id, metric, field_name, bucket)] = (ctid, xmin)
     return rows
 
 

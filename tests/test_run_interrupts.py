@@ -85,10 +85,10 @@ def test_sigterm_counts_the_days_that_finish_during_shutdown(two_participants):
         run.send_signal(signal.SIGTERM)
         try:
             _, stderr = run.communicate(timeout=30)
-        except subprocess.TimeoutExpired:  # show where it hangs (faulthandler with PYTHONFAULTHANDLER=1)
+        except subprocess.TimeoutExpired as hang:  # show where it hangs (faulthandler with PYTHONFAULTHANDLER=1)
             run.send_signal(signal.SIGABRT)
             _, stderr = run.communicate(timeout=30)
-            raise AssertionError(stderr[-8000:])
+            raise AssertionError(stderr[-8000:]) from hang
     finally:
         run.kill()
     assert run.returncode == 130, stderr

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import time
-
-from support.cli import one_error_line
-
-NY = "America/New_York"
-
 import datetime as dt
+import time
 
 import pytest
 
-from support.cli import run_fitpipe
+from support.cli import one_error_line, run_fitpipe
+
+NY = "America/New_York"
 
 
 def user_rows(db) -> list[tuple]:
     """(user_id, timezone, study_start, seed, wear_gaps, source); the synthetic source's seed and
     wear_gaps live in participant_sources.settings."""
     return db.execute(
-        "SELECT u.user_id, u.timezone, u.study_start, (s.settings->>'seed')::bigint, (s.settings->'wear_gaps')::boolean, "
+        "SELECT u.user_id, u.timezone, u.study_start, (s.settings->>'seed')::bigint, "
+        "(s.settings->'wear_gaps')::boolean, "
         "u.source FROM users u LEFT JOIN participant_sources s ON s.user_id = u.user_id AND s.source = u.source "
         "ORDER BY u.user_id"
     ).fetchall()

@@ -29,7 +29,9 @@ def test_local_instant_matches_local_to_utc_shift_forward(zone):
     expected = local_to_utc(walls, zone, nonexistent="shift_forward")
     got = [local_instant(d, h, zone) for d in days for h in (0, 1, 2, 12)]
     mismatches = [
-        (w, e, g) for w, e, g in zip(walls, expected, got) if e.astype(dt.datetime).replace(tzinfo=dt.UTC) != g
+        (w, e, g)
+        for w, e, g in zip(walls, expected, got, strict=True)
+        if e.astype(dt.datetime).replace(tzinfo=dt.UTC) != g
     ]
     assert not mismatches, mismatches[:5]
 

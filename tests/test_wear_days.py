@@ -65,7 +65,8 @@ def from_scratch(conn, user_id: int, timezone: str, day: dt.date) -> tuple:
     lo, hi = local_instant(day, 0, timezone), local_instant(day + dt.timedelta(days=1), 0, timezone)
     worn, first, last = conn.execute(
         "SELECT count(DISTINCT time_bucket('1 minute', ts)), min(time_bucket('1 minute', ts)), "
-        "max(time_bucket('1 minute', ts)) + interval '1 minute' FROM heart_rate WHERE user_id = %s AND ts >= %s AND ts < %s",
+        "max(time_bucket('1 minute', ts)) + interval '1 minute' FROM heart_rate "
+        "WHERE user_id = %s AND ts >= %s AND ts < %s",
         (user_id, lo, hi),
     ).fetchone()
     sleep = conn.execute(

@@ -125,7 +125,7 @@ class TakeoutBuilder:
                     "rem_sleep_breathing_rate",
                     "full_sleep_signal_to_noise",
                 ],
-                [[t.strftime("%Y-%m-%dT%H:%M:%S"), f, 0.5, d, l, r, 9.1] for t, f, d, l, r in rows],
+                [[t.strftime("%Y-%m-%dT%H:%M:%S"), f, 0.5, d, low, r, 9.1] for t, f, d, low, r in rows],
             ),
         )
 
@@ -181,7 +181,7 @@ class TakeoutBuilder:
             row = [iso_z(t)]
             for value in (deep, light, rem, full):
                 row += [value * 1000, 800, 9.0]
-            rows_out.append(row + ["Pixel Watch 2"])
+            rows_out.append([*row, "Pixel Watch 2"])
         return self.put(GOOGLE_DATA, f"respiratory_rate_sleep_summary_{name_day}.csv", self._csv(header, rows_out))
 
     # --- output -----------------------------------------------------------------------------------
