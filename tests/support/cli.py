@@ -70,12 +70,7 @@ def one_error_line(result: Result | subprocess.CompletedProcess, *words: str, co
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for word in words:
         assert word in lines[0], lines[0]
-    if os.environ.get("TMP_LEARN") and exit_code(result) != code:  # TMPLEARN
-        import traceback  # TMPLEARN
 
-        with open("/tmp/tr/codes.txt", "a") as f:  # TMPLEARN
-            f.write(f"{exit_code(result)} != {code}: {lines[0]} @ {traceback.extract_stack()[-2]}\n")  # TMPLEARN
-        return lines[0]  # TMPLEARN
     assert exit_code(result) == code, (exit_code(result), lines[0])
     return lines[0]
 
