@@ -12,6 +12,9 @@ from typer.testing import CliRunner
 from fitpipe.cli import app
 from support.cli import one_error_line, run_fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 
 def adherence_json(url, *args):
     result = CliRunner().invoke(app, ["--database-url", url, "adherence", "--json", *args])

@@ -12,6 +12,9 @@ import fitpipe
 from fitpipe.participants import add_participant
 from support.cli import fitpipe as run
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 3, 9)  # New York's spring-forward night falls inside
 
 

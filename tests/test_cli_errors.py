@@ -24,6 +24,7 @@ MIGRATIONS = ROOT / "migrations"
 # --- findings 11, 12, 15, 16, 9: bad input is one line ----------------------------------------
 
 
+@pytest.mark.slow
 def test_a_huge_days_count_is_not_a_traceback(seeded, monkeypatch):
     # The reshaped planner no longer adds --days to a date (the OverflowError): it means "every
     # new day up to yesterday".

@@ -43,6 +43,7 @@ def test_create_reader_refuses_an_existing_role_with_write_grants(seeded, monkey
             conn.execute(f"DROP ROLE {writer}")
 
 
+@pytest.mark.slow
 def test_create_reader_adopts_a_pure_reader_and_renews_its_own(seeded, monkeypatch):
     url = seeded
     plain, own = f"plain_{uuid.uuid4().hex[:8]}", f"own_{uuid.uuid4().hex[:8]}"
@@ -62,6 +63,7 @@ def test_create_reader_adopts_a_pure_reader_and_renews_its_own(seeded, monkeypat
                 conn.execute(f"DROP ROLE IF EXISTS {login}")
 
 
+@pytest.mark.slow
 def test_create_reader_gives_a_login_that_reads_but_cannot_write(cohort):
     import os
 
@@ -86,6 +88,7 @@ def test_create_reader_gives_a_login_that_reads_but_cannot_write(cohort):
             admin.execute(f'DROP ROLE "{login}"')
 
 
+@pytest.mark.slow
 def test_create_reader_refuses_a_missing_or_short_password(cohort):
     result = CliRunner().invoke(
         app, ["--database-url", cohort, "create-reader", "someone"], env={"FITPIPE_READER_PASSWORD": ""}

@@ -21,6 +21,9 @@ from typer.testing import CliRunner
 from fitpipe.cli import app
 from support import ROOT
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
 DATASOURCE_UID = "timescaledb"

@@ -43,6 +43,7 @@ def test_the_apache_server_refuses_community_features(apache_admin_url):
             conn.execute("ALTER TABLE heart_rate SET (timescaledb.compress)")
 
 
+@pytest.mark.slow
 def test_the_pipeline_works_on_the_apache_edition_and_maintain_says_one_line(apache_admin_url, monkeypatch):
     monkeypatch.setenv("FITPIPE_TODAY", "2024-01-05")
     with initialised_database(apache_admin_url) as url:

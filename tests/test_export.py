@@ -31,6 +31,9 @@ from fitpipe.cli import app
 from support.cli import fitpipe, run_fitpipe
 from support.db import empty_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NY = "America/New_York"
 FIRST, FALL, LAST = dt.date(2024, 11, 2), dt.date(2024, 11, 3), dt.date(2024, 11, 4)
 

@@ -18,6 +18,9 @@ from fitpipe.secrets import new_key
 from fitpipe.sources.google_health.standin import HealthApiServer, synthetic_seed
 from support.cli import fitpipe, run_fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 ZONE = "America/New_York"
 
 

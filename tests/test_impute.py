@@ -30,6 +30,9 @@ from fitpipe.locks import user_key
 from support.cli import fitpipe, popen
 from support.db import empty_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NY = "America/New_York"
 FIRST, LAST = dt.date(2024, 11, 1), dt.date(2024, 11, 4)
 IMPUTABLE = tuple(m for m in METRICS if m.imputable)

@@ -9,7 +9,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from support.cli import fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 
 def host_run(url: str, users: list[int], workers: int) -> subprocess.Popen:

@@ -40,6 +40,9 @@ from support.cli import fitpipe, one_error_line
 from support.db import ADMIN_URL, STATE_TABLES
 from support.sources import fetch_now, payload_digest
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NY = "America/New_York"
 JAN1 = dt.date(2024, 1, 1)
 ANSI = re.compile(r"\x1b")

@@ -20,6 +20,9 @@ from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.timezones import local_instant
 from support.cli import fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 1, 1)
 
 

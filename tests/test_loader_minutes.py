@@ -24,6 +24,9 @@ from support.cli import fitpipe
 from support.db import empty_database
 from support.sources import fetch_now
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 FIRST_NEW = dt.date(2024, 1, 3)
 SNAPSHOT = "SELECT string_agg(r::text, '|' ORDER BY r::text) FROM rollup_{level} r WHERE user_id = 1"
 

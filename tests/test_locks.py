@@ -17,6 +17,9 @@ import pytest
 from fitpipe import locks
 from support.cli import fitpipe, run_fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 DAY = dt.date(2024, 1, 2)
 
 

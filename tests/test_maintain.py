@@ -13,6 +13,9 @@ from fitpipe.derive.maintain import edition
 from fitpipe.participants import add_participant
 from support.cli import fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 1, 1)
 # Times the loads and refreshes write: they differ between two runs by design.
 VOLATILE = ("imputed_at",)

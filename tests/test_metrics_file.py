@@ -8,12 +8,16 @@ import signal
 import stat
 
 import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
 from fitpipe.output.metrics_file import write_metrics
 from support.cli import fitpipe, one_error_line, popen, run_fitpipe, wait_for_loaded_days
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 
 def parse_metrics(path):

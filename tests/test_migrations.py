@@ -119,6 +119,7 @@ def test_init_db_on_a_brand_new_database(scratch_url, real_migrations):
             assert conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None, table
 
 
+@pytest.mark.slow
 def test_init_db_again_changes_nothing(scratch_url, real_migrations):
     assert init_db(scratch_url).returncode == 0
     before_rows, before_schema = recorded_migrations(scratch_url), schema_fingerprint(scratch_url)
@@ -219,6 +220,7 @@ def test_badly_named_migration_file_is_refused(scratch_url, migrations_copy):
 # help, version, startup
 
 
+@pytest.mark.slow
 def test_the_schema_version_is_checked_against_the_code(scratch_url, tmp_path, monkeypatch):
     newest = sorted(MIGRATIONS.glob("*.sql"))[-1].name
     older = migrations_folder(tmp_path, "older", without=(newest[:4],))
@@ -252,6 +254,7 @@ def test_a_migration_that_is_not_utf8_is_one_line(scratch_url, tmp_path, monkeyp
     one_error_line(result, "0098_latin1.sql is not UTF-8", code=4)
 
 
+@pytest.mark.slow
 def test_concurrent_init_db_runs_say_who_applied_the_migrations(scratch_url):
     runs = [popen(scratch_url, "init-db") for _ in range(3)]
     outputs = [run.communicate(timeout=120) for run in runs]

@@ -42,6 +42,9 @@ from support.monitoring import (
     wait_for,
 )
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 # Alerts wait this long in pending here instead of their minutes or hours.
 SHORT_FOR = "4s"
 

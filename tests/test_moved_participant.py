@@ -19,6 +19,9 @@ import pytest
 from support.cli import fitpipe
 from support.db import empty_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NY, TOKYO = ZoneInfo("America/New_York"), ZoneInfo("Asia/Tokyo")
 FIRST, MOVED, LAST = dt.date(2024, 3, 1), dt.date(2024, 3, 11), dt.date(2024, 3, 14)
 GAP_DAY = dt.date(2024, 3, 13)

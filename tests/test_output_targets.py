@@ -14,6 +14,9 @@ import pytest
 
 from support.cli import one_error_line, run_fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 EXPORT = ("export", "--metric", "heart_rate", "--resolution", "1d")
 
 

@@ -14,6 +14,9 @@ from fitpipe.participants import add_participant
 from fitpipe.secrets import Keyring, key_id, load_secret, new_key
 from support.cli import fitpipe, run_fitpipe
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 1, 1)
 TOKEN = "1//0gRefreshTokenThatMustNeverLeak-Xy7"
 

@@ -19,6 +19,9 @@ from fitpipe.sources.synthetic.parse import parse_payloads
 from support.cli import fitpipe
 from support.sources import fetch_now
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 DAY = dt.date(2024, 1, 3)
 
 

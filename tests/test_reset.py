@@ -4,12 +4,14 @@ session holds the tables."""
 from __future__ import annotations
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
 from support.cli import one_error_line, run_fitpipe
 
 
+@pytest.mark.slow
 def test_reset_while_another_session_uses_the_tables_says_so(scratch_url, monkeypatch):
     assert run_fitpipe(scratch_url, "init-db").returncode == 0
     monkeypatch.setenv("FITPIPE_LOCK_TIMEOUT", "1")

@@ -16,6 +16,9 @@ from fitpipe.participants import add_participant, list_users
 from support.cli import fitpipe
 from support.db import initialised_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 START = dt.date(2024, 1, 1)
 TODAY = dt.date(2024, 1, 8)
 ZONE = "America/New_York"

@@ -32,6 +32,9 @@ from fitpipe.catalogue import INTRADAY
 from support.cli import fitpipe, popen
 from support.db import empty_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 KOLKATA = "Asia/Kolkata"
 NY = "America/New_York"
 USERS = (1, 2)  # the users every oracle comparison covers

@@ -20,6 +20,9 @@ import pytest
 from support.cli import fitpipe, popen, wait_for_loaded_days
 from support.db import empty_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 BACKFILL = ("backfill", "--start", "2024-01-01", "--end", "2024-01-12", "--force", "--workers", "2", "--no-refresh")
 
 

@@ -345,6 +345,7 @@ def test_the_cli_has_each_sources_commands_once():
 # --- the tiny source, end to end -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_tiny_source_end_to_end(database_url, db):
     first, last = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
     fitpipe(

@@ -12,6 +12,9 @@ import pytest
 from support.cli import fitpipe
 from support.takeout import TakeoutBuilder, iso_z, sleep_log, to_utc
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NY = "America/New_York"
 D1, D2, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
 METRIC_TABLES = (

@@ -13,6 +13,9 @@ from fitpipe.timezones import local_instant
 from support.cli import fitpipe
 from support.db import empty_database
 
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
+
 NY = "America/New_York"
 START = dt.date(2024, 3, 8)  # spring forward on 2024-03-10
 LAST = dt.date(2024, 3, 12)
