@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from fitpipe import sources as source_registry
 from fitpipe.catalogue import METRICS, DayWindow
 from fitpipe.ingest.runner import plan_ingest
 from fitpipe.participants import add_participant, list_users
-from fitpipe.sources import RetryLater, register
+from fitpipe.sources import RetryLater
 from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.timezones import local_instant
 from support.cli import fitpipe
@@ -40,7 +41,13 @@ class FlakySource(SyntheticSource):
         return super().fetch_day(participant, day, fetch)
 
 
-register(FlakySource)
+@pytest.fixture(scope="module", autouse=True)
+def flaky_source_registered():
+    """FlakySource is known to fitpipe while this module runs, and only then: registered at import,
+    it would join every other module's registered() (the contract suite's parameters among them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(source_registry._loaded, FlakySource.name, FlakySource)
+        yield
 
 
 def ledger(db, user_id):
