@@ -230,7 +230,7 @@ def test_the_synthetic_settle_window_follows_the_lag(lag, settle):
     assert SyntheticSource().settle_days_for(user) == settle
 
 
-def test_ingest_stops_at_yesterday_in_each_participants_own_zone(store, conn, monkeypatch):
+def test_ingest_stops_at_yesterday_in_each_participants_own_zone(loaded, conn, monkeypatch):
     """Pago Pago (UTC-11) and Kiritimati (UTC+14): at any instant one of them is on another date
     than UTC, so a planner that takes "yesterday" in UTC gets one of them wrong."""
     monkeypatch.delenv("FITPIPE_TODAY", raising=False)

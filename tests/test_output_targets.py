@@ -94,4 +94,4 @@ def test_export_with_stdout_closed_is_one_line(loaded):
         ["bash", "-c", command], env={**os.environ, "FITPIPE_DATABASE_URL": loaded}, capture_output=True, text=True
     )
     assert result.returncode == 2
-    one_error_line(result, "standard output is closed", code=1)
+    one_error_line(result, "standard output is closed", code=2)
