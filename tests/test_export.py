@@ -564,14 +564,14 @@ def test_parquet_needs_a_file(cohort):
 
 
 def test_auto_resolution_takes_raw_when_max_rows_equals_its_estimate(loaded, tmp_path):
-    with psycopg.connect(store) as conn:
+    with psycopg.connect(loaded) as conn:
         raw = conn.execute(
             "SELECT sum((rows_by_metric ->> 'heart_rate')::bigint) FROM ingested_days WHERE user_id = 1"
         ).fetchone()[0]
     picked = {}
     for budget in (raw, raw - 1):
         result = run_fitpipe(
-            store,
+            loaded,
             "export",
             "--metric",
             "heart_rate",
