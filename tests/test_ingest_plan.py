@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
 from fitpipe import sources as source_registry
@@ -228,6 +229,13 @@ def test_the_synthetic_settle_window_follows_the_lag(lag, settle):
 
     user = User(1, "p", "UTC", "synthetic", START, settings={"sync_lag_hours": lag})
     assert SyntheticSource().settle_days_for(user) == settle
+
+
+@pytest.fixture
+def conn(loaded):
+    """A connection to the database of `loaded` (participant 1, two days)."""
+    with psycopg.connect(loaded) as connection:
+        yield connection
 
 
 def test_ingest_stops_at_yesterday_in_each_participants_own_zone(loaded, conn, monkeypatch):
