@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 
 import fitpipe
-from conftest import fitpipe as run
 from fitpipe.participants import add_participant
+from support.cli import fitpipe as run
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 START = dt.date(2024, 3, 9)  # New York's spring-forward night falls inside
 
@@ -19,7 +22,7 @@ START = dt.date(2024, 3, 9)  # New York's spring-forward night falls inside
 def store_url(database_url):
     import psycopg
 
-    from conftest import empty_database
+    from support.db import empty_database
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         empty_database(conn)

@@ -1,7 +1,5 @@
 """The Docker files, checked without Docker: the compose file, the image's Dockerfile and build
 context, the entrypoint (run here with stand-ins for fitpipe and cron), and Grafana's provisioning.
-
-tests/test_foundation.py already checks the timescaledb service against the default URL.
 """
 
 from __future__ import annotations
@@ -16,8 +14,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from conftest import ROOT
 from fitpipe.config import DEFAULT_DATABASE_URL
+from support import ROOT
 
 yaml = pytest.importorskip("yaml")
 
@@ -302,7 +300,11 @@ def run_entrypoint(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def crontab_line(path: Path) -> list[str]:
-    lines = [l for l in path.read_text().splitlines() if l and not l.startswith("#") and "=" not in l.split()[0]]
+    lines = [
+        line
+        for line in path.read_text().splitlines()
+        if line and not line.startswith("#") and "=" not in line.split()[0]
+    ]
     assert len(lines) == 1, lines
     return lines[0].split()
 
@@ -577,7 +579,7 @@ def test_entrypoint_creates_the_exporters_reader_when_its_password_is_set(sandbo
 
 def test_the_image_runs_fitpipe_as_an_unprivileged_user(sandbox):
     """Issue 13, finding 19: as root, fitpipe could replace /dev/null; in the image it never runs as root."""
-    tmp, env, log = sandbox
+    tmp, env, _log = sandbox
     assert run_entrypoint(env).returncode == 0
     dropped = (tmp / "setpriv.log").read_text().splitlines()
     expected = "--reuid=fitpipe --regid=fitpipe --init-groups -> fitpipe"
@@ -600,3 +602,24 @@ def test_dockerfile_creates_the_unprivileged_user_and_gives_it_the_metrics_folde
     run_lines = " ".join(" ".join(args) for keyword, args in dockerfile_instructions() if keyword == "RUN")
     assert re.search(r"useradd [^&]*--system[^&]* fitpipe", run_lines)
     assert "chown fitpipe:fitpipe /metrics" in run_lines
+
+
+def test_compose_file_matches_the_default_url():
+    yaml = pytest.importorskip("yaml")
+    from fitpipe.config import DEFAULT_DATABASE_URL
+
+    compose = yaml.safe_load((ROOT / "docker-compose.timescale.yml").read_text())
+    service = compose["services"]["timescaledb"]
+    image, _, tag = service["image"].partition(":")
+    assert image == "timescale/timescaledb" and tag and tag != "latest", service["image"]
+    env = service["environment"]
+    info = conninfo_to_dict(DEFAULT_DATABASE_URL)
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+        info["user"],
+        info["password"],
+        info["dbname"],
+    )
+    assert f"{info['host']}:{info['port']}:5432" in service["ports"]
+    assert "pg_isready" in str(service["healthcheck"]["test"])
+    volume = service["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"]  # a named volume, not a bind mount

@@ -18,8 +18,11 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT
 from fitpipe.cli import app
+from support import ROOT
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
 DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
@@ -348,7 +351,9 @@ def test_variable_queries_run(variables, path):
 
 def test_heart_rate_keeps_measured_and_imputed_apart(dashboard_db, variables):
     """At 1-minute resolution a minute is either measured or imputed, and both kinds are there."""
-    ((dashboard, _, panel, _, _, sql),) = [q for q in QUERIES if q[1:3] == ("fitpipe-participant-health", "Heart rate")]
+    ((dashboard, _, _panel, _, _, sql),) = [
+        q for q in QUERIES if q[1:3] == ("fitpipe-participant-health", "Heart rate")
+    ]
     start, end = time_range(load(DASHBOARD_DIR / dashboard))
     columns, rows = run(dashboard_db, expand(sql, variables[dashboard], start, end, "1m"))
     measured, imputed = columns.index("measured"), columns.index("imputed")

@@ -4,53 +4,20 @@ fitpipe must work on both; community-only extras say so in one line on Apache.""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
-import uuid
 
 import psycopg
 import pytest
 
-from conftest import ADMIN_URL, ROOT, fitpipe
-from fitpipe.derive.maintain import APACHE_NOTE, edition
+from fitpipe.derive.maintain import APACHE_NOTE
+from support import ROOT
+from support.cli import fitpipe
+from support.db import ADMIN_URL, initialised_database, server_edition
 
-APACHE_ADMIN_URL = os.environ.get("FITPIPE_TEST_APACHE_ADMIN_URL")
 # Set by .ci/run: a missing edition fails instead of skipping.
 REQUIRED = os.environ.get("FITPIPE_TEST_REQUIRE_EDITIONS") == "1"
-
-
-def server_edition(admin_url: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        return edition(conn)
-
-
-@contextlib.contextmanager
-def fresh_database(admin_url: str):
-    name = f"fitpipe_test_edition_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-    try:
-        fitpipe(url, "init-db")
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-def apache_admin_url():
-    candidates = [u for u in (APACHE_ADMIN_URL, ADMIN_URL) if u]
-    for url in candidates:
-        if server_edition(url) == "apache":
-            return url
-    message = "no Apache-edition server: set FITPIPE_TEST_APACHE_ADMIN_URL (.ci/run starts one)"
-    if REQUIRED:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def test_the_default_test_server_is_the_community_edition_in_ci():
@@ -70,15 +37,16 @@ def test_ci_builds_the_vendored_community_source():
 
 
 def test_the_apache_server_refuses_community_features(apache_admin_url):
-    with fresh_database(apache_admin_url) as url, psycopg.connect(url, autocommit=True) as conn:
+    with initialised_database(apache_admin_url) as url, psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SHOW timescaledb.license").fetchone()[0] == "apache"
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
             conn.execute("ALTER TABLE heart_rate SET (timescaledb.compress)")
 
 
+@pytest.mark.slow
 def test_the_pipeline_works_on_the_apache_edition_and_maintain_says_one_line(apache_admin_url, monkeypatch):
     monkeypatch.setenv("FITPIPE_TODAY", "2024-01-05")
-    with fresh_database(apache_admin_url) as url:
+    with initialised_database(apache_admin_url) as url:
         fitpipe(url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
         fitpipe(url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--workers", "1")
         fitpipe(url, "impute", "--metric", "heart_rate", "--method", "linear")

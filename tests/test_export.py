@@ -24,9 +24,15 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
-from conftest import empty_database, fitpipe, run_fitpipe
 from fitpipe.catalogue import BY_NAME, INTRADAY
+from fitpipe.cli import app
+from support.cli import fitpipe, run_fitpipe
+from support.db import empty_database
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 NY = "America/New_York"
 FIRST, FALL, LAST = dt.date(2024, 11, 2), dt.date(2024, 11, 3), dt.date(2024, 11, 4)
@@ -124,7 +130,7 @@ def test_raw_rows_equal_the_database(world, database_url, tmp_path):
         f"SELECT user_id, ts, bpm FROM heart_rate WHERE user_id = 1 AND {IN_DAYS} ORDER BY ts", day_bounds(FALL, FALL)
     ).fetchall()
     assert len(rows) == len(expected) > 80_000
-    for row, (user_id, ts, bpm) in zip(rows, expected):
+    for row, (user_id, ts, bpm) in zip(rows, expected, strict=True):
         assert len(row) == 4
         assert int(row[0]) == user_id
         assert dt.datetime.fromisoformat(row[1]) == ts, row
@@ -190,8 +196,8 @@ def test_rollup_exports_equal_the_rollup_tables(world, database_url, tmp_path, l
                 (metric.name,),
             ).fetchall()
         }
-        for row, (bucket,) in zip(rows, buckets):
-            record = dict(zip(header, row))
+        for row, (bucket,) in zip(rows, buckets, strict=True):
+            record = dict(zip(header, row, strict=True))
             assert dt.datetime.fromisoformat(record["bucket"]) == bucket
             for column in metric.values:
                 n, total, lo, hi = stored[(bucket, column.name)]
@@ -258,7 +264,9 @@ def test_with_imputed_adds_flagged_imputed_rows(world, database_url, tmp_path):
         FALL.isoformat(),
         "--with-imputed",
     )
-    flagged_minutes = {dt.datetime.fromisoformat(r[1]) for r in minutes if dict(zip(header, r))["imputed"] == "t"}
+    flagged_minutes = {
+        dt.datetime.fromisoformat(r[1]) for r in minutes if dict(zip(header, r, strict=True))["imputed"] == "t"
+    }
     assert flagged_minutes == set(expected)
 
 
@@ -280,7 +288,7 @@ def test_tz_local_prints_local_offsets_for_the_same_instants(world, database_url
     assert len(local_rows) == len(utc_rows) > 0
     zone = ZoneInfo(NY)
     offsets = set()
-    for here, there in zip(local_rows, utc_rows):
+    for here, there in zip(local_rows, utc_rows, strict=True):
         assert here[0] == there[0] and here[2:] == there[2:]
         local_time, utc_time = dt.datetime.fromisoformat(here[1]), dt.datetime.fromisoformat(there[1])
         assert local_time == utc_time
@@ -360,7 +368,7 @@ def test_errors_leave_no_file(world, database_url, tmp_path):
         folder = tmp_path / re.sub(r"\W", "_", name)
         folder.mkdir()
         result = fitpipe(database_url, "export", *args, "-o", str(folder / "out.csv"), ok=False)
-        assert result.exit_code != 0, name
+        assert result.exit_code == 2, (name, result.stderr)
         assert isinstance(result.exception, SystemExit), f"{name}: {result.exception!r}"
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), f"{name}: {result.stderr!r}"
@@ -369,7 +377,7 @@ def test_errors_leave_no_file(world, database_url, tmp_path):
     folder = tmp_path / "process"
     folder.mkdir()
     proc = run_fitpipe(database_url, "export", *cases["range with no rows"], "-o", str(folder / "out.csv"))
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert os.listdir(folder) == []
 
@@ -412,13 +420,13 @@ def test_database_error_while_writing_leaves_no_file(world, database_url, tmp_pa
                 assert time.monotonic() < deadline, f"export never reached its COPY: {os.listdir(tmp_path)}"
                 time.sleep(0.05)
             watcher.execute("SELECT pg_cancel_backend(%s)", (waiting[0][0],))
-            out, err = proc.communicate(timeout=60)
+            _out, err = proc.communicate(timeout=60)
         finally:
             blocker.rollback()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert proc.returncode != 0
+    assert proc.returncode == 3, err  # exit code questioned in report
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
     assert os.listdir(tmp_path) == [], f"left {os.listdir(tmp_path)}"
@@ -440,8 +448,8 @@ def test_daily_metric_exports_raw(world, database_url, tmp_path):
         header, rows = parse(target.read_text())
         assert header == raw_header(metric)
         assert len(rows) == len(expected)
-        for row, db_row in zip(rows, expected):
-            for column, text, value in zip(metric.columns, row, db_row):
+        for row, db_row in zip(rows, expected, strict=True):
+            for column, text, value in zip(metric.columns, row, db_row, strict=True):
                 if value is None:
                     assert text == ""
                 elif column.pg_type == "date":
@@ -463,3 +471,119 @@ def test_daily_metric_exports_raw(world, database_url, tmp_path):
         FALL.isoformat(),
     )
     assert [r[1] for r in rows] == [FALL.isoformat()]
+
+
+def test_night_metrics_export_the_night_each_day_owns(seeded, tmp_path):
+    fitpipe(seeded, "backfill", "--start", "2024-01-01", "--end", "2024-01-05", "--workers", "1")
+    with psycopg.connect(seeded) as conn:
+        # A night with SpO2 between two nights with SpO2, so a calendar-day cut would take halves.
+        day, owned = conn.execute(
+            "SELECT day, (rows_by_metric ->> 'spo2')::int FROM ingested_days d WHERE user_id = 1 "
+            "AND (rows_by_metric ->> 'spo2')::int > 0 AND day > '2024-01-01' AND day < '2024-01-05' "
+            "ORDER BY day LIMIT 1"
+        ).fetchone()
+    out = tmp_path / "spo2.csv"
+    result = fitpipe(
+        seeded,
+        "export",
+        "--metric",
+        "spo2",
+        "--resolution",
+        "raw",
+        "--start",
+        str(day),
+        "--end",
+        str(day),
+        "-o",
+        str(out),
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert owned and len(rows) == owned, (len(rows), owned)
+    times = [dt.datetime.fromisoformat(r["ts"]) for r in rows]
+    noon = dt.datetime.combine(day, dt.time(12), dt.UTC)  # the participant is in UTC
+    night = (noon, noon + dt.timedelta(days=1))
+    assert all(night[0] <= t < night[1] for t in times)
+    assert f"wrote {owned:,} rows" in result.stderr
+
+
+def test_export_into_a_folder_is_one_line_and_leaves_nothing(cohort, tmp_path):
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--output", str(tmp_path)]
+    )
+    assert result.exit_code == 2, result.stderr
+    assert "folder" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_export_streams_row_groups_that_equal_the_table(cohort, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from fitpipe.output import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 20_000)
+    target = tmp_path / "hr.parquet"
+    result = CliRunner().invoke(
+        app,
+        [
+            "--database-url",
+            cohort,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--resolution",
+            "raw",
+            "--format",
+            "parquet",
+            "--output",
+            str(target),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    file = pq.ParquetFile(target)
+    table = file.read()
+    with psycopg.connect(cohort) as conn:
+        count, first, last, total = conn.execute(
+            "SELECT count(*), min(ts), max(ts), sum(bpm::float8) FROM heart_rate WHERE user_id = 1"
+        ).fetchone()
+    assert table.num_rows == count
+    assert file.metadata.num_row_groups == -(-count // 20_000), "one row group per fetched batch"
+    assert table.column_names == ["user_id", "ts", "bpm", "imputed"]
+    times = table.column("ts").to_pylist()
+    assert (times[0], times[-1]) == (first, last)
+    assert sum(table.column("bpm").to_pylist()) == pytest.approx(total, rel=1e-6)
+    assert set(table.column("user_id").to_pylist()) == {1}
+
+
+def test_parquet_needs_a_file(cohort):
+    result = CliRunner().invoke(
+        app, ["--database-url", cohort, "export", "--metric", "heart_rate", "--format", "parquet"]
+    )
+    assert result.exit_code == 2 and "--output" in result.output
+
+
+def test_auto_resolution_takes_raw_when_max_rows_equals_its_estimate(loaded, tmp_path):
+    with psycopg.connect(loaded) as conn:
+        raw = conn.execute(
+            "SELECT sum((rows_by_metric ->> 'heart_rate')::bigint) FROM ingested_days WHERE user_id = 1"
+        ).fetchone()[0]
+    picked = {}
+    for budget in (raw, raw - 1):
+        result = run_fitpipe(
+            loaded,
+            "export",
+            "--metric",
+            "heart_rate",
+            "--user",
+            "1",
+            "--max-rows",
+            str(budget),
+            "-o",
+            str(tmp_path / f"{budget}.csv"),
+        )
+        assert result.returncode == 0, result.stderr
+        picked[budget] = re.search(r"auto resolution: (\S+) \(about ([\d,]+) rows", result.stderr).groups()
+    assert picked[raw] == ("raw", f"{raw:,}")
+    assert picked[raw - 1][0] == "1min"
+    assert BY_NAME["heart_rate"].intraday

@@ -15,12 +15,17 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import empty_database, fetch_now, fitpipe
 from fitpipe import locks
 from fitpipe.ingest.load import replace_day
 from fitpipe.participants import list_users
 from fitpipe.sources import source_for
 from fitpipe.sources.synthetic.parse import parse_payloads
+from support.cli import fitpipe
+from support.db import empty_database
+from support.sources import fetch_now
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 FIRST_NEW = dt.date(2024, 1, 3)
 SNAPSHOT = "SELECT string_agg(r::text, '|' ORDER BY r::text) FROM rollup_{level} r WHERE user_id = 1"

@@ -9,9 +9,12 @@ import json
 import psycopg
 import pytest
 
-from conftest import fitpipe
 from fitpipe.derive.maintain import edition
 from fitpipe.participants import add_participant
+from support.cli import fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 START = dt.date(2024, 1, 1)
 # Times the loads and refreshes write: they differ between two runs by design.
@@ -110,7 +113,8 @@ def test_rollup_sums_are_exact_whatever_the_order(db, database_url, monkeypatch)
     hourly = db.execute(
         "SELECT count(*) FROM rollup_1h h WHERE h.user_id = 1 AND h.metric = 'hrv_intraday' AND h.sum_measured <> "
         "(SELECT sum(m.sum_measured ORDER BY m.bucket DESC) FROM rollup_1min m WHERE m.user_id = 1 "
-        " AND m.metric = h.metric AND m.field = h.field AND m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour')"
+        " AND m.metric = h.metric AND m.field = h.field"
+        " AND m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour')"
     ).fetchone()[0]
     assert hourly == 0
 
@@ -171,7 +175,7 @@ def test_maintain_on_a_database_without_schema_is_one_line(tmp_path):
 
     import psycopg
 
-    from conftest import ADMIN_URL, url_for
+    from support.db import ADMIN_URL, url_for
 
     name = f"fitpipe_test_empty_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:

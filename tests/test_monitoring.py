@@ -1,6 +1,6 @@
 """The monitoring files checked by the tools that will read them (promtool, amtool), the alert
-rules' unit tests, the alert-log receiver, the metrics file's additions, the dashboards and the
-runbook in docs/monitoring.md. The running stack is tested in tests/test_monitoring_integration.py."""
+rules' unit tests, the alert-log receiver, the dashboards and the runbook in docs/monitoring.md. The
+running stack is tested in tests/test_monitoring_integration.py, the metrics file in test_metrics_file.py."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ import urllib.request
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT
-from fitpipe.output.metrics_file import write_metrics
-from monitoring_support import (
+from support import ROOT
+from support.monitoring import (
     ALERT_LOG,
     PROMETHEUS_DASHBOARDS,
     PROMETHEUS_DIR,
@@ -94,7 +92,8 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_a_runbook_line():
     assert set(names) == fired, f"alerts never shown firing: {set(names) - fired}"
     runbook = RUNBOOK_DOC.split("### Alerts", 1)[1].split("\n## ", 1)[0]
     for name in names:
-        assert re.search(rf"^\| `{name}` \|.+\|.+\|$", runbook, re.M), f"docs/monitoring.md has no runbook line for {name}"
+        line = rf"^\| `{name}` \|.+\|.+\|$"
+        assert re.search(line, runbook, re.M), f"docs/monitoring.md has no runbook line for {name}"
 
 
 def test_rule_unit_tests_can_fail(tmp_path):
@@ -202,7 +201,7 @@ def test_alert_log_prints_each_alert_on_one_line(tmp_path):
         lines = wait_for(
             "two lines",
             lambda: (
-                [l for l in processes.log("alert_log").splitlines() if "Z " in l][-2:]
+                [line for line in processes.log("alert_log").splitlines() if "Z " in line][-2:]
                 if processes.log("alert_log").count("Z ") >= 2
                 else None
             ),
@@ -240,31 +239,6 @@ def test_compose_images_are_the_tested_versions(service, binary):
 
 # --------------------------------------------------------------------------------------------
 # The metrics file: runs counted, the optional gauges for the runner
-
-
-def samples(path) -> dict[tuple, float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(path.read_text())
-        for s in family.samples
-    }
-
-
-def test_metrics_file_counts_runs_and_keeps_the_optional_gauges(tmp_path):
-    path = tmp_path / "fitpipe.prom"
-    common = dict(duration=2.0, user_days=3, rows=100, quarantined=1)
-    write_metrics(path, "ingest", failures=0, success=True, deferred_days=4, needing_reconsent=1, **common)
-    write_metrics(path, "ingest", failures=2, success=False, **common)
-    write_metrics(path, "ingest", failures=0, success=True, deferred_days=0, **common)
-    write_metrics(path, "impute", failures=0, success=True, **common)
-    values = samples(path)
-    assert values[("fitpipe_runs_total", (("command", "ingest"), ("result", "ok")))] == 2
-    assert values[("fitpipe_runs_total", (("command", "ingest"), ("result", "failed")))] == 1
-    assert values[("fitpipe_runs_total", (("command", "impute"), ("result", "ok")))] == 1
-    assert values[("fitpipe_deferred_days", (("command", "ingest"),))] == 0
-    # Not reported by the last run: the earlier value stays; never reported by impute: absent.
-    assert values[("fitpipe_participants_needing_reconsent", (("command", "ingest"),))] == 1
-    assert ("fitpipe_deferred_days", (("command", "impute"),)) not in values
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from psycopg.conninfo import conninfo_to_dict
 
-from conftest import ADMIN_URL, url_for
-from monitoring_support import (
+from support.db import ADMIN_URL, url_for
+from support.monitoring import (
     ALERT_LOG,
     PROMETHEUS_DASHBOARDS,
     QUERIES,
@@ -41,6 +41,9 @@ from monitoring_support import (
     tool,
     wait_for,
 )
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 # Alerts wait this long in pending here instead of their minutes or hours.
 SHORT_FOR = "4s"
@@ -61,7 +64,7 @@ container_start_time_seconds{id="/docker/bbb",image="fitpipe",name="fitpipe-fitp
 container_network_receive_bytes_total{id="/docker/aaa",interface="eth0",name="fitpipe-timescaledb-1"} {net}
 # TYPE container_network_transmit_bytes_total counter
 container_network_transmit_bytes_total{id="/docker/aaa",interface="eth0",name="fitpipe-timescaledb-1"} {net}
-"""
+"""  # noqa: E501 (cAdvisor's own label lines)
 
 
 class CadvisorStandIn(http.server.BaseHTTPRequestHandler):
@@ -303,7 +306,9 @@ def test_every_dashboard_expression_is_valid_and_returns_series(stack):
         for title, ref, expr in panel_expressions(board):
             query = grafana_expand(expr)
             result = wait_for(
-                f"{board['title']} / {title} ({ref}) to return series: {query}", lambda: api.query(query), timeout=30
+                f"{board['title']} / {title} ({ref}) to return series: {query}",
+                lambda query=query: api.query(query),
+                timeout=30,
             )
             assert result, query
             checked += 1

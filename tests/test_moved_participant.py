@@ -16,7 +16,11 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe
+from support.cli import fitpipe
+from support.db import empty_database
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 NY, TOKYO = ZoneInfo("America/New_York"), ZoneInfo("Asia/Tokyo")
 FIRST, MOVED, LAST = dt.date(2024, 3, 1), dt.date(2024, 3, 11), dt.date(2024, 3, 14)

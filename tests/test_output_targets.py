@@ -1,32 +1,23 @@
-"""Issue 13, findings 1, 5, 11 (closed stdout), 13 and 14: where export and --metrics-file write.
-
-Regular files are replaced atomically; devices, FIFOs and descriptor paths are written straight
-through and stay what they were; symlinks are followed; bad paths are refused before any work,
-in one line naming the path; the metrics file is written on every way out of a run.
-"""
+"""Where export writes: regular files are replaced atomically; devices, FIFOs and descriptor paths
+are written straight through and stay what they were; symlinks are followed; bad paths are
+refused before any work, in one line naming the path. (The metrics file: test_metrics_file.py.)"""
 
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 import sys
 import threading
-import time
 
-import psycopg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import fitpipe, one_error_line, one_participant_store, popen, run_fitpipe
+from support.cli import one_error_line, run_fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 EXPORT = ("export", "--metric", "heart_rate", "--resolution", "1d")
-
-
-@pytest.fixture(scope="module")
-def loaded(database_url):
-    return one_participant_store(database_url, "2024-01-02")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
@@ -93,7 +84,7 @@ def test_an_existing_file_keeps_its_mode_and_a_new_one_is_private(loaded, tmp_pa
 
 
 def test_an_empty_output_name_is_one_line(loaded):
-    line = one_error_line(run_fitpipe(loaded, *EXPORT, "-o", ""))
+    line = one_error_line(run_fitpipe(loaded, *EXPORT, "-o", ""), code=2)
     assert "--output is empty" in line
 
 
@@ -103,106 +94,4 @@ def test_export_with_stdout_closed_is_one_line(loaded):
         ["bash", "-c", command], env={**os.environ, "FITPIPE_DATABASE_URL": loaded}, capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "standard output is closed" in one_error_line(result)
-
-
-def test_an_unusable_metrics_file_is_refused_before_the_run(loaded, tmp_path):
-    not_a_folder = tmp_path / "plain-file"
-    not_a_folder.write_text("")
-    fifo = tmp_path / "metrics-fifo"
-    os.mkfifo(fifo)
-    with psycopg.connect(loaded) as conn:
-        runs_before = conn.execute("SELECT count(*) FROM ingest_runs").fetchone()[0]
-    for path in (not_a_folder / "fitpipe.prom", fifo):
-        result = run_fitpipe(
-            loaded,
-            "backfill",
-            "--start",
-            "2024-01-01",
-            "--end",
-            "2024-01-02",
-            "--force",
-            "--metrics-file",
-            str(path),
-            timeout=60,
-        )
-        assert result.returncode == 2
-        line = one_error_line(result)
-        assert str(path) in line and ".partial" not in line and ".tmp" not in line
-    with psycopg.connect(loaded) as conn:
-        assert conn.execute("SELECT count(*) FROM ingest_runs").fetchone()[0] == runs_before, "the work ran first"
-    assert stat.S_ISFIFO(fifo.stat().st_mode)
-
-
-def metric_values(path) -> dict[tuple[str, str], float]:
-    return {
-        (s.name, s.labels.get("command", "")): s.value
-        for family in text_string_to_metric_families(path.read_text())
-        for s in family.samples
-    }
-
-
-def test_a_run_that_cannot_reach_the_database_marks_the_metrics_failed(loaded, tmp_path):
-    path = tmp_path / "fitpipe.prom"
-    fitpipe(loaded, "ingest", "--days", "1", "--metrics-file", str(path))
-    before = metric_values(path)
-    assert before[("fitpipe_run_success", "ingest")] == 1
-    result = run_fitpipe(
-        "postgresql://fitpipe:secret-pw@127.0.0.1:1/nowhere", "ingest", "--days", "1", "--metrics-file", str(path)
-    )
-    assert result.returncode == 3
-    after = metric_values(path)
-    assert after[("fitpipe_run_success", "ingest")] == 0
-    assert after[("fitpipe_run_failures", "ingest")] >= 1
-    assert (
-        after[("fitpipe_last_success_timestamp_seconds", "ingest")]
-        == before[("fitpipe_last_success_timestamp_seconds", "ingest")]
-    )
-    assert "secret-pw" not in path.read_text()
-
-
-def wait_for_loaded_days(process: subprocess.Popen, count: int, timeout: float = 120) -> list[str]:
-    """Read the run's plain log lines until `count` days are loaded."""
-    lines, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if sum("status=loaded" in l for l in lines) >= count:
-            return lines
-    raise AssertionError("the run did not load days in time:\n" + "".join(lines))
-
-
-def test_sigterm_marks_the_metrics_failed_and_keeps_the_last_success(loaded, tmp_path):
-    path = tmp_path / "fitpipe.prom"
-    fitpipe(loaded, "ingest", "--days", "1", "--metrics-file", str(path), "--no-refresh")
-    before = metric_values(path)
-    run = popen(
-        loaded,
-        "backfill",
-        "--start",
-        "2024-01-01",
-        "--end",
-        "2024-01-08",
-        "--force",
-        "--workers",
-        "1",
-        "--metrics-file",
-        str(path),
-    )
-    try:
-        wait_for_loaded_days(run, 1)
-        run.send_signal(signal.SIGTERM)
-        _, stderr = run.communicate(timeout=120)
-    finally:
-        run.kill()
-    assert run.returncode == 130, stderr
-    after = metric_values(path)
-    assert after[("fitpipe_run_success", "backfill")] == 0
-    assert after[("fitpipe_run_failures", "backfill")] >= 1
-    assert ("fitpipe_last_success_timestamp_seconds", "backfill") not in after
-    assert (
-        after[("fitpipe_last_success_timestamp_seconds", "ingest")]
-        == before[("fitpipe_last_success_timestamp_seconds", "ingest")]
-    )
+    one_error_line(result, "standard output is closed", code=2)

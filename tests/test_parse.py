@@ -8,6 +8,7 @@ tests generate a real synthetic day (~0.4 s each) to check the source's own corr
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from conftest import fetch_now, synthetic_user
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.days import DayContext
 from fitpipe.sources.synthetic.parse import parse_payloads
@@ -26,6 +26,7 @@ from fitpipe.sources.synthetic.source import (
     move_night_to_its_evening,
 )
 from fitpipe.sources.synthetic.wear_gaps import gaps_for
+from support.sources import fetch_now, synthetic_user
 
 
 def synthetic_seed_for(user_id: int) -> int:
@@ -257,7 +258,7 @@ def test_other_metrics_validate_against_the_catalogue_ranges():
     stamps = [f"{D}T23:00:00", f"{D}T23:01:00", f"{D}T23:02:00", f"{D}T23:03:00"]
     values = [spo2.high + 1, spo2.low - 1, spo2.high, spo2.low]
     payloads = {
-        **spo2_payload(D, [{"value": v, "minute": s} for v, s in zip(values, stamps)]),
+        **spo2_payload(D, [{"value": v, "minute": s} for v, s in zip(values, stamps, strict=True)]),
         **hrv_payload(
             D,
             [
@@ -345,6 +346,7 @@ def test_duplicate_keys_are_quarantined_keeping_the_first():
             column(parsed, "sleep_stages", "stage").tolist(),
             column(parsed, "sleep_stages", "is_short").tolist(),
             column(parsed, "sleep_stages", "seconds").tolist(),
+            strict=True,
         )
     )
     assert sorted(rows) == sorted([("light", False, 60), ("deep", False, 60), ("light", True, 30)])
@@ -390,7 +392,7 @@ def test_daily_payloads_dated_another_day_are_quarantined():
     assert column(parsed, "daily_activity", "distance_km").tolist() == [1.5]
     assert np.isnan(column(parsed, "daily_activity", "minutes_sedentary")[0]), "absent daily kinds are NULL"
     assert reasons(parsed, "daily_activity") == [f"not dated {D}"]
-    assert "99" in [q.raw_value for q in parsed.quarantined if q.metric == "daily_activity"][0]
+    assert "99" in next(q.raw_value for q in parsed.quarantined if q.metric == "daily_activity")
 
     assert list(column(parsed, "heart_rate_daily", "day")) == [day]
     assert column(parsed, "heart_rate_daily", "resting_bpm").tolist() == [58.0]
@@ -473,7 +475,7 @@ def test_wear_gaps_are_deterministic_across_calls_and_processes():
     for gaps in first:
         assert gaps.intervals == sorted(gaps.intervals)
         assert all(0 <= lo < hi <= 86400 for lo, hi in gaps.intervals)
-    for previous, gaps in zip(first, first[1:]):
+    for previous, gaps in itertools.pairwise(first):
         if gaps.covers_all_day():
             continue
         # A night off removes the following morning up to 07:00.
@@ -553,3 +555,26 @@ def test_unknown_sleep_stage_is_quarantined_not_a_failed_day():
     assert list(column(parsed, "sleep_stages", "stage")) == ["light"]
     assert any("stage is not one of" in r for r in reasons(parsed, "sleep_stages"))
     assert any("dreaming" in q.raw_value for q in parsed.quarantined)
+
+
+def test_an_invalid_first_copy_of_a_key_does_not_drop_the_valid_copy():
+    points = [
+        {"time": "08:00:00", "value": 400},
+        {"time": "08:00:00", "value": 70},
+        {"time": "08:00:01", "value": 71},
+        {"time": "08:00:01", "value": 72},
+    ]
+    payloads = {
+        "intraday_heart_rate": [
+            {
+                "heart_rate_day": [
+                    {"activities-heart": [], "activities-heart-intraday": {"dataset": points, "datasetType": "second"}}
+                ]
+            }
+        ]
+    }
+    parsed = parse_payloads(payloads, DayContext(1, dt.date(2024, 1, 3), "UTC"))
+    assert parsed.rows["heart_rate"].columns["bpm"].tolist() == [70, 71]
+    reasons = sorted(q.reason for q in parsed.quarantined)
+    assert len(reasons) == 2 and "duplicate key in the payload" in reasons
+    assert any("range" in r for r in reasons), reasons

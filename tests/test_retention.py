@@ -10,10 +10,14 @@ import json
 import psycopg
 import pytest
 
-from conftest import fitpipe
+from fitpipe.derive.maintain import APACHE_NOTE
 from fitpipe.derive.retention import drop_raw
 from fitpipe.participants import add_participant, list_users
-from test_editions import APACHE_NOTE, apache_admin_url, fresh_database  # noqa: F401 (fixture)
+from support.cli import fitpipe
+from support.db import initialised_database
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 START = dt.date(2024, 1, 1)
 TODAY = dt.date(2024, 1, 8)
@@ -208,9 +212,9 @@ def test_a_bad_retention_from_the_environment_is_one_line(database_url, monkeypa
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "FITPIPE_RAW_RETENTION_DAYS" in result.stderr
 
 
-def test_retention_works_on_the_apache_edition(apache_admin_url, monkeypatch):  # noqa: F811
+def test_retention_works_on_the_apache_edition(apache_admin_url, monkeypatch):
     monkeypatch.setenv("FITPIPE_RAW_RETENTION_DAYS", "3")
-    with fresh_database(apache_admin_url) as url, psycopg.connect(url, autocommit=True) as conn:
+    with initialised_database(apache_admin_url) as url, psycopg.connect(url, autocommit=True) as conn:
         load(url, conn, monkeypatch, days=6)
         rollups = rollup_checksums(conn)
         lines = fitpipe(url, "maintain").stdout.strip().splitlines()

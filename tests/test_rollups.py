@@ -28,8 +28,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe, popen
 from fitpipe.catalogue import INTRADAY
+from support.cli import fitpipe, popen
+from support.db import empty_database
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 KOLKATA = "Asia/Kolkata"
 NY = "America/New_York"
@@ -115,7 +119,8 @@ def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
     for level in LEVELS:
         # metric and field are enums in the rollups (lean rows), text in the oracle.
         rollup = (
-            f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, sum_measured AS s, min_measured AS lo, max_measured AS hi "
+            f"SELECT user_id, metric::text AS metric, field::text AS field, bucket, n_measured::bigint AS n, "
+            f"sum_measured AS s, min_measured AS lo, max_measured AS hi "
             f"FROM rollup_{level} WHERE user_id = ANY(%(users)s) AND n_measured > 0"
         )
         checks = {
@@ -126,7 +131,8 @@ def oracle_mismatches(conn: psycopg.Connection, users=USERS) -> dict[str, list]:
             "sum differs": f"SELECT o.user_id, o.metric, o.field, o.bucket, o.s, r.s FROM oracle_{level} o "
             f"JOIN ({rollup}) r USING (user_id, metric, field, bucket) "
             f"WHERE abs(o.s - r.s) > 1e-6 * abs(o.s) + 1e-9",
-            "unmeasured row with measured state or nothing imputed": f"SELECT {key}, n_imputed, sum_measured, min_measured, max_measured FROM rollup_{level} "
+            "unmeasured row with measured state or nothing imputed": f"SELECT {key}, n_imputed, sum_measured, "
+            f"min_measured, max_measured FROM rollup_{level} "
             f"WHERE user_id = ANY(%(users)s) AND n_measured = 0 "
             f"AND (n_imputed <= 0 OR sum_measured <> 0 OR min_measured IS NOT NULL OR max_measured IS NOT NULL)",
             "negative count": f"SELECT {key}, n_measured, n_imputed FROM rollup_{level} "
@@ -165,10 +171,10 @@ def snapshot(conn) -> dict[tuple, tuple[str, str]]:
     """(level, user, metric, field, bucket) -> (ctid, xmin) of every rollup row."""
     rows = {}
     for level in LEVELS:
-        for user_id, metric, field, bucket, ctid, xmin in conn.execute(
+        for user_id, metric, field_name, bucket, ctid, xmin in conn.execute(
             f"SELECT user_id, metric, field, bucket, ctid::text, xmin::text FROM rollup_{level}"
         ).fetchall():
-            rows[(level, user_id, metric, field, bucket)] = (ctid, xmin)
+            rows[(level, user_id, metric, field_name, bucket)] = (ctid, xmin)
     return rows
 
 

@@ -17,8 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe, popen
-from test_output_targets import wait_for_loaded_days
+from support.cli import fitpipe, popen, wait_for_loaded_days
+from support.db import empty_database
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 BACKFILL = ("backfill", "--start", "2024-01-01", "--end", "2024-01-12", "--force", "--workers", "2", "--no-refresh")
 
@@ -85,10 +88,10 @@ def test_sigterm_counts_the_days_that_finish_during_shutdown(two_participants):
         run.send_signal(signal.SIGTERM)
         try:
             _, stderr = run.communicate(timeout=30)
-        except subprocess.TimeoutExpired:  # show where it hangs (faulthandler with PYTHONFAULTHANDLER=1)
+        except subprocess.TimeoutExpired as hang:  # show where it hangs (faulthandler with PYTHONFAULTHANDLER=1)
             run.send_signal(signal.SIGABRT)
             _, stderr = run.communicate(timeout=30)
-            raise AssertionError(stderr[-8000:])
+            raise AssertionError(stderr[-8000:]) from hang
     finally:
         run.kill()
     assert run.returncode == 130, stderr

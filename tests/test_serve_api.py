@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from serve_support import (
+from support.serve import (
     DST_DAY,
     FIRST_DAY,
     HOSTILE_NAME,

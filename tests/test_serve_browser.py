@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import serve_support as support
+from support import serve as support
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "serve"

@@ -23,7 +23,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import fetch_now, fitpipe, one_error_line
 from fitpipe.catalogue import BY_NAME, DayWindow
 from fitpipe.cli import app
 from fitpipe.errors import BadInput
@@ -31,6 +30,8 @@ from fitpipe.ingest.validate import ParsedDay, parse_day
 from fitpipe.participants import User
 from fitpipe.sources import register, registered, source_class
 from fitpipe.sources.contract import CredentialKind, Fetch, RequestBudget, Source
+from support.cli import fitpipe, one_error_line
+from support.sources import fetch_now
 from tiny_source.source import TinySource
 
 register(TinySource)
@@ -290,7 +291,7 @@ def test_participants_add_refuses_a_setting_the_source_does_not_have(name, cli, 
         "--setting", "bogus=1",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert "bogus" in one_error_line(result)
+    one_error_line(result, "bogus", code=2)
     assert db.execute("SELECT count(*) FROM users WHERE user_id = 9").fetchone()[0] == 0
 
 
@@ -307,7 +308,7 @@ def test_participants_add_refuses_a_wrongly_typed_setting(name, cli, db):
         "--setting", f"{key}={json.dumps(wrong_value(hints[key]))}",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert key in one_error_line(result)
+    one_error_line(result, key, code=2)
 
 
 def command_names(typer_app: typer.Typer) -> list[str]:
@@ -344,6 +345,7 @@ def test_the_cli_has_each_sources_commands_once():
 # --- the tiny source, end to end -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_tiny_source_end_to_end(database_url, db):
     first, last = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
     fitpipe(

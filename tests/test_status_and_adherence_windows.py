@@ -9,9 +9,9 @@ import json
 
 from rich.console import Console
 
-from conftest import fitpipe
 from fitpipe.output.render import status_tables
-from test_takeout_archives import TakeoutBuilder
+from support.cli import fitpipe
+from support.takeout import TakeoutBuilder
 
 LONG_ZONE = "America/Argentina/ComodRivadavia"
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from conftest import fitpipe, one_error_line
-from test_takeout_archives import TakeoutBuilder, iso_z, sleep_log
+from support.cli import fitpipe, one_error_line
+from support.takeout import TakeoutBuilder, iso_z, sleep_log
 
 UTC = dt.UTC
 MELBOURNE, NEW_YORK, KOLKATA = "Australia/Melbourne", "America/New_York", "Asia/Kolkata"
@@ -125,7 +125,7 @@ def test_a_utc_twin_decides_and_the_override_wins(database_url, db, tmp_path):
     forced = fitpipe(database_url, "import", str(path), "--user", "1", "--dry-run", "--clock", "heart_rate=local")
     assert "clock of Global Export Data/heart_rate-*.json: local (by override: --clock)" in forced.stdout
     bad = fitpipe(database_url, "import", str(path), "--user", "1", "--clock", "heart_rate=gmt", ok=False)
-    assert bad.exit_code == 2 and "--clock heart_rate=gmt" in one_error_line(bad)
+    one_error_line(bad, "--clock heart_rate=gmt", code=2)
     fitpipe(database_url, "import", str(path), "--user", "1", "--workers", "2")
     assert set(db.execute("SELECT ts, bpm FROM heart_rate").fetchall()) == true_samples(KOLKATA, first, 6)
 

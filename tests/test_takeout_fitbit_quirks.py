@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from conftest import fitpipe, one_error_line
-from test_takeout_archives import TakeoutBuilder, sleep_log, to_utc
+from support.cli import fitpipe, one_error_line
+from support.takeout import TakeoutBuilder, sleep_log, to_utc
 
 MELBOURNE = "Australia/Melbourne"
 
@@ -136,5 +136,5 @@ def test_a_folder_without_fitbit_files_is_still_an_unknown_layout(database_url, 
     (tmp_path / "export" / "notes-2018-03-01.txt").write_text("hello")
     result = fitpipe(database_url, "import", str(tmp_path / "export"), "--user", "1", ok=False)
     assert result.exit_code == 2
-    assert "unknown layout" in one_error_line(result)
+    one_error_line(result, "unknown layout", code=2)
     assert db.execute("SELECT count(*) FROM takeout_imports").fetchone()[0] == 0

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from conftest import fitpipe
+from support.cli import fitpipe
 
 DATA = Path(__file__).parent / "data" / "real_exports"
 MELBOURNE, LONDON = "Australia/Melbourne", "Europe/London"

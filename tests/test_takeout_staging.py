@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import psycopg
 
-from conftest import fitpipe
 from fitpipe.sources.takeout.index import Stage, StagedBlock, StagedProblem
+from support.cli import fitpipe
 
 GOOGLE_DATA = "Takeout/Fitbit/Physical Activity_GoogleData"
 

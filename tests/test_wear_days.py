@@ -8,9 +8,13 @@ import datetime as dt
 import psycopg
 import pytest
 
-from conftest import empty_database, fitpipe
 from fitpipe.participants import add_participant
 from fitpipe.timezones import local_instant
+from support.cli import fitpipe
+from support.db import empty_database
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 NY = "America/New_York"
 START = dt.date(2024, 3, 8)  # spring forward on 2024-03-10
@@ -64,7 +68,8 @@ def from_scratch(conn, user_id: int, timezone: str, day: dt.date) -> tuple:
     lo, hi = local_instant(day, 0, timezone), local_instant(day + dt.timedelta(days=1), 0, timezone)
     worn, first, last = conn.execute(
         "SELECT count(DISTINCT time_bucket('1 minute', ts)), min(time_bucket('1 minute', ts)), "
-        "max(time_bucket('1 minute', ts)) + interval '1 minute' FROM heart_rate WHERE user_id = %s AND ts >= %s AND ts < %s",
+        "max(time_bucket('1 minute', ts)) + interval '1 minute' FROM heart_rate "
+        "WHERE user_id = %s AND ts >= %s AND ts < %s",
         (user_id, lo, hi),
     ).fetchone()
     sleep = conn.execute(

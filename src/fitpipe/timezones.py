@@ -81,7 +81,7 @@ def local_instant(day: dt.date, hour: int, timezone: str) -> dt.datetime:
 
     The scalar twin of `local_to_utc(..., nonexistent="shift_forward")`, written with zoneinfo
     alone so that commands which only need day boundaries (export, rollups) do not pay for
-    importing pandas; tests/test_foundation.py checks that the two agree hour by hour.
+    importing pandas; tests/test_timezones.py checks that the two agree hour by hour.
     """
     zone = ZoneInfo(timezone)
     wall = dt.datetime(day.year, day.month, day.day, hour)

@@ -14,9 +14,12 @@ import psycopg
 import pytest
 import requests
 
-from conftest import fitpipe, run_fitpipe
 from fitpipe.secrets import new_key
 from fitpipe.sources.google_health.standin import HealthApiServer, synthetic_seed
+from support.cli import fitpipe, run_fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 ZONE = "America/New_York"
 
@@ -512,7 +515,8 @@ def test_pages_out_of_order_and_a_phone_as_second_source_change_nothing(health, 
         f"{health.url}/v4/users/me/dataTypes/steps/dataPoints",
         headers={"Authorization": f"Bearer {token}"},
         params={
-            "filter": 'steps.interval.start_time >= "2024-03-05T05:00:00Z" AND steps.interval.start_time < "2024-03-06T05:00:00Z"',
+            "filter": 'steps.interval.start_time >= "2024-03-05T05:00:00Z" '
+            'AND steps.interval.start_time < "2024-03-06T05:00:00Z"',
             "pageSize": "1000",
         },
         timeout=30,

@@ -9,8 +9,11 @@ import zipfile
 
 import pytest
 
-from conftest import fitpipe
-from test_takeout_archives import TakeoutBuilder, iso_z, sleep_log, to_utc
+from support.cli import fitpipe
+from support.takeout import TakeoutBuilder, iso_z, sleep_log, to_utc
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 NY = "America/New_York"
 D1, D2, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 2), dt.date(2024, 3, 3)
@@ -221,7 +224,7 @@ def test_utc_and_local_rules_across_both_dst_days_and_in_kolkata(database_url, d
 
 
 def _checksums(db) -> dict[str, str]:
-    tables = METRIC_TABLES + ("quarantine", "rollup_1min", "rollup_1h", "rollup_1d")
+    tables = (*METRIC_TABLES, "quarantine", "rollup_1min", "rollup_1h", "rollup_1d")
     sums = {}
     for table in tables:
         columns = [
@@ -233,7 +236,8 @@ def _checksums(db) -> dict[str, str]:
             )
         ]
         sums[table] = db.execute(
-            f"SELECT md5(coalesce(string_agg(({', '.join(columns)})::text, '|' ORDER BY ({', '.join(columns)})::text), ''))"
+            f"SELECT md5(coalesce(string_agg(({', '.join(columns)})::text, '|' "
+            f"ORDER BY ({', '.join(columns)})::text), ''))"
             f" FROM {table}"
         ).fetchone()[0]
     return sums
@@ -332,7 +336,7 @@ def test_a_metric_in_two_folders_is_counted_once(database_url, db, tmp_path):
 
 
 def _nothing_written(db) -> None:
-    for table in METRIC_TABLES + ("ingested_days", "quarantine", "takeout_imports"):
+    for table in (*METRIC_TABLES, "ingested_days", "quarantine", "takeout_imports"):
         assert rows(db, f"SELECT count(*) FROM {table}") == [(0,)], table
 
 

@@ -1,10 +1,9 @@
-"""Issue 13, finding 3: advisory locks cannot stall ingestion.
+"""Advisory locks cannot stall ingestion.
 
 - A read-only login cannot call the advisory-lock functions (migration 0041).
 - A lock held too long by another session fails the day with a reason after FITPIPE_LOCK_TIMEOUT
   instead of hanging.
-- A run that only skips days held by another session says so in its exit status (7).
-"""
+- A run that only skips days held by another session says so in its exit status (7)."""
 
 from __future__ import annotations
 
@@ -15,19 +14,17 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import fitpipe, one_participant_store, run_fitpipe
 from fitpipe import locks
+from support.cli import fitpipe, run_fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 DAY = dt.date(2024, 1, 2)
 
 
-@pytest.fixture(scope="module")
-def one_participant(database_url):
-    return one_participant_store(database_url)
-
-
-def test_a_reader_login_cannot_take_advisory_locks(one_participant, monkeypatch):
-    url = one_participant
+def test_a_reader_login_cannot_take_advisory_locks(seeded, monkeypatch):
+    url = seeded
     login = f"reader_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("FITPIPE_READER_PASSWORD", "reader-password-1")
     created = run_fitpipe(url, "create-reader", login)
@@ -48,8 +45,8 @@ def test_a_reader_login_cannot_take_advisory_locks(one_participant, monkeypatch)
             conn.execute(f'DROP ROLE IF EXISTS "{login}"')
 
 
-def test_a_lock_held_elsewhere_fails_the_day_after_the_lock_timeout(one_participant, monkeypatch):
-    url = one_participant
+def test_a_lock_held_elsewhere_fails_the_day_after_the_lock_timeout(seeded, monkeypatch):
+    url = seeded
     monkeypatch.setenv("FITPIPE_LOCK_TIMEOUT", "1")
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (locks.user_key(1),))  # a stuck session
@@ -76,17 +73,17 @@ def test_a_lock_held_elsewhere_fails_the_day_after_the_lock_timeout(one_particip
     assert "lock timeout" in error and "FITPIPE_LOCK_TIMEOUT" in error
 
 
-def test_a_bad_timeout_setting_is_one_line(one_participant, monkeypatch):
+def test_a_bad_timeout_setting_is_one_line(seeded, monkeypatch):
     monkeypatch.setenv("FITPIPE_LOCK_TIMEOUT", "soon")
-    result = run_fitpipe(one_participant, "status")
+    result = run_fitpipe(seeded, "status")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: FITPIPE_LOCK_TIMEOUT must be a number of seconds (0: no limit), got 'soon'"
     ]
 
 
-def test_a_run_that_only_skips_held_days_exits_7(one_participant):
-    url = one_participant
+def test_a_run_that_only_skips_held_days_exits_7(seeded):
+    url = seeded
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(1, %s)", (DAY.toordinal(),))
         result = run_fitpipe(

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,6 @@ import numpy as np
 import psycopg
 import pytest
 
-from conftest import ADMIN_URL, STATE_TABLES, fetch_now, fitpipe, run_fitpipe
 from fitpipe import locks
 from fitpipe.catalogue import BY_NAME, METRICS, DayWindow
 from fitpipe.days import DayContext
@@ -37,6 +35,13 @@ from fitpipe.participants import User, list_users
 from fitpipe.sources.synthetic.parse import parse_payloads
 from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.sources.synthetic.wear_gaps import gaps_for
+from support import ROOT
+from support.cli import fitpipe, one_error_line
+from support.db import ADMIN_URL, STATE_TABLES
+from support.sources import fetch_now, payload_digest
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 NY = "America/New_York"
 JAN1 = dt.date(2024, 1, 1)
@@ -249,7 +254,7 @@ def runs(db) -> list[dict]:
         "FROM ingest_runs ORDER BY run_id"
     )
     names = [c.name for c in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def truncate_data(db) -> None:
@@ -320,15 +325,6 @@ def test_two_users_three_days_row_counts_match_the_payloads(cli, db):
 # ============================================================================================
 # determinism of the source
 
-PAYLOAD_DIGEST = """
-import hashlib, json
-def payload_digest(payloads):
-    def plain(o):
-        return o.item() if hasattr(o, "item") else str(o)
-    return hashlib.sha256(json.dumps(payloads, sort_keys=True, default=plain).encode()).hexdigest()
-"""
-exec(PAYLOAD_DIGEST)  # defines payload_digest here; the subprocess below runs the same code
-
 
 def test_same_user_day_gives_identical_payloads_in_any_process():
     source = SyntheticSource()
@@ -342,14 +338,18 @@ def test_same_user_day_gives_identical_payloads_in_any_process():
     assert again == first
     assert len({first, different_day, different_user}) == 3
 
-    code = PAYLOAD_DIGEST + (
+    # The other process imports the same digest from tests/support.
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        "from support.sources import payload_digest\n"
         "import datetime as dt\n"
         "from fitpipe.sources.contract import BudgetLedger, Fetch\n"
         "from fitpipe.sources.synthetic.source import SyntheticSource\n"
         "from fitpipe.participants import User\n"
         f"user = User(1, 'p1', 'UTC', 'synthetic', dt.date(2024, 1, 1), settings={u1.settings!r})\n"
         "fetch = Fetch(now=dt.datetime.now(dt.timezone.utc), budget=BudgetLedger(None))\n"
-        f"print(payload_digest(SyntheticSource().fetch_day(user, dt.date({day.year}, {day.month}, {day.day}), fetch)))\n"
+        f"day = dt.date({day.year}, {day.month}, {day.day})\n"
+        "print(payload_digest(SyntheticSource().fetch_day(user, day, fetch)))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -637,7 +637,7 @@ def test_two_overlapping_backfills_load_each_day_once(cli, db, database_url):
                 os.killpg(proc.pid, signal.SIGKILL)
                 outputs.append(proc.communicate())
 
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, (out, err)
         assert not ANSI.search(out) and not ANSI.search(err), (out, err)
         assert "user_days_planned=6" in out, out
@@ -798,49 +798,6 @@ def test_backfill_past_a_gap_does_not_move_the_cursor_beyond_it(cli, db):
 # CLI errors
 
 
-def assert_one_line_error(result, *words: str) -> str:
-    assert result.exit_code != 0, result.stdout
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
-
-
-def test_cli_errors_are_one_line_without_traceback(cli, db):
-    seed(cli, 1)
-    future = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
-    cases = [
-        (("backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--user", "99"), ("99",)),
-        (("ingest", "--days", "1", "--user", "99"), ("99",)),
-        (("status", "--user", "99"), ("99",)),
-        (("backfill", "--start", "2024-13-01", "--end", "2024-12-01"), ("--start", "2024-13-01")),
-        (("backfill", "--start", "2024-01-01", "--end", "2024-02-30"), ("--end",)),
-        (("backfill", "--start", "2024-01-05", "--end", "2024-01-01"), ("--end", "before", "--start")),
-        (("backfill", "--start", "2024-01-01", "--end", future.isoformat()), ("--end", future.isoformat())),
-    ]
-    for args, words in cases:
-        extra = ("--no-refresh",) if args[0] in ("backfill", "ingest") else ()
-        assert_one_line_error(cli(*args, *extra), *words)
-    assert runs(db) == [] and ledger(db) == {}
-
-
-def test_unreachable_database_is_one_stderr_line(tmp_path):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"postgresql://fitpipe:hunter2secret@127.0.0.1:{port}/fitpipe"
-    for args in (("status",), ("ingest", "--days", "1", "--no-refresh")):
-        proc = run_fitpipe(url, *args, timeout=60)
-        assert proc.returncode != 0
-        assert "Traceback" not in proc.stdout + proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-        assert str(port) in lines[0] and "hunter2secret" not in proc.stderr + proc.stdout
-
-
 def test_a_failing_user_day_fails_the_run_naming_it_and_keeps_the_others(cli, db, monkeypatch):
     seed(cli, 1)
     span = days(JAN1, 3)
@@ -914,7 +871,7 @@ def test_a_killed_worker_fails_its_days_instead_of_hanging(db, database_url):
     finally:
         if run.poll() is None:
             run.kill()
-    assert run.returncode != 0
+    assert run.returncode == 5, stderr
     assert "worker process died" in stdout + stderr
     status, failed = db.execute("SELECT status, failed FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()
     assert status == "failed" and failed >= 1
@@ -922,3 +879,21 @@ def test_a_killed_worker_fails_its_days_instead_of_hanging(db, database_url):
     assert loaded < 8
     fitpipe(database_url, "backfill", "--start", "2024-02-01", "--end", "2024-02-08", "--workers", "2", "--no-refresh")
     assert db.execute("SELECT count(*) FROM ingested_days").fetchone()[0] == 8
+
+
+def test_cli_errors_are_one_line_without_traceback(cli, db):
+    seed(cli, 1)
+    future = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2)
+    cases = [
+        (("backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--user", "99"), ("99",)),
+        (("ingest", "--days", "1", "--user", "99"), ("99",)),
+        (("status", "--user", "99"), ("99",)),
+        (("backfill", "--start", "2024-13-01", "--end", "2024-12-01"), ("--start", "2024-13-01")),
+        (("backfill", "--start", "2024-01-01", "--end", "2024-02-30"), ("--end",)),
+        (("backfill", "--start", "2024-01-05", "--end", "2024-01-01"), ("--end", "before", "--start")),
+        (("backfill", "--start", "2024-01-01", "--end", future.isoformat()), ("--end", future.isoformat())),
+    ]
+    for args, words in cases:
+        extra = ("--no-refresh",) if args[0] in ("backfill", "ingest") else ()
+        one_error_line(cli(*args, *extra), *words, code=2)
+    assert runs(db) == [] and ledger(db) == {}

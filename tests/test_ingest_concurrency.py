@@ -9,7 +9,12 @@ import re
 import subprocess
 import sys
 
-from conftest import fitpipe
+import pytest
+
+from support.cli import fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 
 def host_run(url: str, users: list[int], workers: int) -> subprocess.Popen:
@@ -43,7 +48,7 @@ def test_two_hosts_with_overlapping_cohorts_load_each_participant_day_once(db, d
     first, second = [1, 2, 3], [2, 3, 4]
     procs = [host_run(database_url, first, workers=1), host_run(database_url, second, workers=2)]
     outputs = [proc.communicate(timeout=600) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, (out, err)
     assert os.getpgid(os.getpid()) not in {proc.pid for proc in procs}  # really separate groups
     loaded = collections.Counter(

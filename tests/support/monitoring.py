@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from conftest import ROOT
+from support import ROOT
 
 MONITORING = ROOT / "monitoring"
 PROMETHEUS_DIR = MONITORING / "prometheus"
@@ -63,7 +63,7 @@ class Processes:
     def stop(self) -> list[str]:
         """SIGTERM, then SIGKILL after 10 s; returns the names of those that needed the kill."""
         killed = []
-        for name, (proc, _) in self.running.items():
+        for proc, _ in self.running.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for name, (proc, _) in self.running.items():

@@ -1,5 +1,6 @@
-"""The source contract against a real database: deferral, provisional days, unchanged fetches,
-the cursor, simulated sync lag, and timezone history."""
+"""Which days a run loads, and when: deferral, provisional days, unchanged fetches, the cursor,
+simulated sync lag, withdrawn participants, timezone history, and 'never past yesterday' in
+each participant's own zone."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
-from conftest import fitpipe
+from fitpipe import sources as source_registry
 from fitpipe.catalogue import METRICS, DayWindow
+from fitpipe.ingest.runner import plan_ingest
 from fitpipe.participants import add_participant, list_users
-from fitpipe.sources import RetryLater, register
+from fitpipe.sources import RetryLater
 from fitpipe.sources.synthetic.source import SyntheticSource
 from fitpipe.timezones import local_instant
+from support.cli import fitpipe
+
+# Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
+pytestmark = pytest.mark.slow
 
 START = dt.date(2024, 1, 1)
 
@@ -34,7 +42,13 @@ class FlakySource(SyntheticSource):
         return super().fetch_day(participant, day, fetch)
 
 
-register(FlakySource)
+@pytest.fixture(scope="module", autouse=True)
+def flaky_source_registered():
+    """FlakySource is known to fitpipe while this module runs, and only then: registered at import,
+    it would join every other module's registered() (the contract suite's parameters among them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(source_registry._loaded, FlakySource.name, FlakySource)
+        yield
 
 
 def ledger(db, user_id):
@@ -215,3 +229,31 @@ def test_the_synthetic_settle_window_follows_the_lag(lag, settle):
 
     user = User(1, "p", "UTC", "synthetic", START, settings={"sync_lag_hours": lag})
     assert SyntheticSource().settle_days_for(user) == settle
+
+
+@pytest.fixture
+def conn(loaded):
+    """A connection to the database of `loaded` (participant 1, two days)."""
+    with psycopg.connect(loaded) as connection:
+        yield connection
+
+
+def test_ingest_stops_at_yesterday_in_each_participants_own_zone(loaded, conn, monkeypatch):
+    """Pago Pago (UTC-11) and Kiritimati (UTC+14): at any instant one of them is on another date
+    than UTC, so a planner that takes "yesterday" in UTC gets one of them wrong."""
+    monkeypatch.delenv("FITPIPE_TODAY", raising=False)
+    zones = {2: "Pacific/Pago_Pago", 3: "Pacific/Kiritimati"}
+    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=5)
+    for user_id, zone in zones.items():
+        add_participant(conn, user_id, source="synthetic", timezone=zone, study_start=start)
+    try:
+        expected_before = {u: dt.datetime.now(ZoneInfo(z)).date() - dt.timedelta(days=1) for u, z in zones.items()}
+        plan = plan_ingest(conn, list(zones), 100)
+        expected_after = {u: dt.datetime.now(ZoneInfo(z)).date() - dt.timedelta(days=1) for u, z in zones.items()}
+        for user_id in zones:
+            last = max(t.day for t in plan.tasks if t.user.user_id == user_id)
+            assert last in (expected_before[user_id], expected_after[user_id]), (zones[user_id], last)
+    finally:
+        conn.rollback()
+        conn.execute("DELETE FROM users WHERE user_id = ANY(%s)", (list(zones),))
+        conn.commit()
