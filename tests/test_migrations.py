@@ -133,6 +133,7 @@ def test_init_db_again_changes_nothing(scratch_url, real_migrations):
     assert schema_fingerprint(scratch_url) == before_schema
 
 
+@pytest.mark.slow
 def test_tampered_migration_is_refused(scratch_url, migrations_copy):
     assert init_db(scratch_url).returncode == 0
     before = recorded_migrations(scratch_url)
@@ -157,6 +158,7 @@ def test_tampered_migration_is_refused(scratch_url, migrations_copy):
     assert "nothing to do" in proc.stdout
 
 
+@pytest.mark.slow
 def test_new_migration_is_applied_alone(scratch_url, migrations_copy):
     assert init_db(scratch_url).returncode == 0
     before = recorded_migrations(scratch_url)
@@ -177,6 +179,7 @@ def test_new_migration_is_applied_alone(scratch_url, migrations_copy):
     assert table_exists(scratch_url, "added_later_probe")
 
 
+@pytest.mark.slow
 def test_failing_migration_rolls_back_and_is_not_recorded(scratch_url, migrations_copy):
     assert init_db(scratch_url).returncode == 0
     before = recorded_migrations(scratch_url)

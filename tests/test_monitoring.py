@@ -73,6 +73,7 @@ def test_prometheus_scrapes_every_exporter_of_the_compose_profile():
     assert alertmanagers == ["alertmanager:9093"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
 def test_alert_rules_unit_tests_pass(path):
     result = run(tool("promtool"), "test", "rules", path.name, cwd=path.parent)
@@ -96,6 +97,7 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_a_runbook_line():
         assert re.search(line, runbook, re.M), f"docs/monitoring.md has no runbook line for {name}"
 
 
+@pytest.mark.slow
 def test_rule_unit_tests_can_fail(tmp_path):
     """A rule whose threshold moved must fail its unit test: the tests are not vacuous."""
     for source in RULE_FILES:

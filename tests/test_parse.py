@@ -185,6 +185,7 @@ def test_night_points_outside_the_night_window_are_quarantined():
     assert reasons(parsed, "spo2") == [f"outside local day {D} of this metric"] * 2
 
 
+@pytest.mark.slow
 def test_generated_nights_lie_in_their_window_and_in_time_order():
     user = synthetic_user(7, NY, D, wear_gaps=False, display_name="p7")
     payloads = SyntheticSource().fetch_day(user, D, fetch_now())

@@ -36,6 +36,7 @@ def fitpipe_objects(url):
     return tables, functions
 
 
+@pytest.mark.slow
 def test_reset_refuses_without_yes_then_drops_everything(scratch_url):
     runner = CliRunner()
 

@@ -11,7 +11,12 @@ import zipfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from support.cli import fitpipe
+
+# Each test imports a real archive excerpt through the CLI.
+pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent / "data" / "real_exports"
 MELBOURNE, LONDON = "Australia/Melbourne", "Europe/London"
