@@ -288,7 +288,7 @@ def aggregate_refresh(
     """Recompute the rollup buckets whose raw data changed since the last refresh.
 
     Only the local days that ingestion recorded as changed are rebuilt; --full rebuilds all.
-    ingest and backfill run this at the end unless given --no-refresh.
+    ingest, backfill and import run this at the end (ingest and backfill unless given --no-refresh).
 
     Example: fitpipe aggregate refresh --full
     """
@@ -435,7 +435,7 @@ def export(
         ExportFormat.csv, "--format", help="csv, or parquet (needs --output; times as UTC instants)."
     ),
 ) -> None:
-    """Write a metric as CSV, streamed from the server (memory stays flat at any size).
+    """Write a metric as CSV or Parquet, streamed from the server (memory stays flat at any size).
 
     auto picks the finest resolution that stays under --max-rows and says which on stderr. On
     error no file is left behind.
@@ -718,6 +718,9 @@ def participants_withdraw(
     from fitpipe.participants import withdraw
 
     if delete_data and not yes:
+        # From cron or a pipe nobody can answer, so a missing --yes is bad input, as for reset.
+        if not sys.stdin.isatty():
+            fail(f"refusing to delete participant {user_id}'s data without --yes", 2)
         typer.confirm(f"Delete every row of participant {user_id}? This cannot be undone", abort=True)
     with database() as conn:
         deleted = withdraw(conn, user_id, delete_data=delete_data)

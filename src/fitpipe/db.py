@@ -71,7 +71,26 @@ def one_row(cursor: psycopg.Cursor[RowT]) -> RowT:
     return row
 
 
+def check_url(url: str) -> None:
+    """Refuse a database URL that cannot be a connection string as bad input (exit 2), before any
+    connection attempt would report it as an unreachable server (exit 3). libpq's parse errors
+    quote the offending token, which may be the password, so the message never includes them."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise BadInput(
+            "the database URL cannot be parsed; expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+            "(percent-encode special characters in the password)"
+        ) from None
+    ports = str(info.get("port") or "")
+    if ports and not all(port.isdigit() for port in ports.split(",")):
+        raise BadInput(f"the database URL's port is not a number: {mask_secrets(url)}")
+
+
 def connect(url: str, *, autocommit: bool = False, application_name: str = "fitpipe") -> psycopg.Connection:
+    check_url(url)
     options = _options(url)
     try:
         return psycopg.connect(
