@@ -1,0 +1,190 @@
+"""Calibrated 90% predictive intervals and joint draws for imputed minutes: pure functions, no database.
+
+A method's own predictive sd is only as good as its model, and heart rate is not Gaussian (activity
+bursts, sleep transitions). So the interval is the method's mean +- k(L) * its sd, with the factor k
+for a gap of length L measured on the participant's own data: stretches of measured minutes are
+hidden (pseudo-gaps of several lengths, in a few rounds so that no round hides more than a quarter
+of the data), filled by the same method from what is left, and k(L) is the 90% quantile of
+|true - mean| / sd over the hidden minutes of gaps of that length (interpolated on log L between
+the lengths tried). This is split-conformal calibration of the standardised residual, done per gap
+length because a model's variance is often right for short gaps and wrong for long ones.
+
+Draws use the method's joint predictive distribution (bridges or the simulation smoother) for the
+shape within a gap, standardised and rescaled so that each minute's spread matches its calibrated
+interval: draw = value + (upper - lower) / (2 * z_0.95) * (model draw - model mean) / model sd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fitpipe.derive.imputation import Prediction, predict
+
+LEVEL = 0.90
+Z_95 = 1.6448536269514722  # standard normal 95% quantile: a central 90% interval is +-Z_95 sd
+CALIBRATION_LENGTHS = (2, 5, 15, 30, 60, 120, 240, 480, 960, 1440)
+CALIBRATION_ROUNDS = 6
+NEIGHBOUR_WEIGHT = 0.5
+MAX_HIDDEN_SHARE = 0.25  # of the measured minutes, per round
+MAX_GAPS_PER_LENGTH = 40  # per round
+MIN_GAPS_PER_LENGTH = 4  # per round, where they fit
+MIN_HIDDEN_MINUTES = 30  # a length with fewer scored minutes borrows its neighbours' factor
+# A measured stretch counts as a pseudo-gap when this share of its minutes is measured (real
+# series have partial minutes and short dropouts); only measured minutes are scored.
+MIN_MEASURED_SHARE = 0.8
+CALIBRATION_SEED = 24  # fixed: re-running impute on the same data gives the same intervals
+
+
+@dataclass
+class Calibration:
+    lengths: np.ndarray  # gap lengths tried (minutes)
+    factors: np.ndarray  # k per length (NaN where too few minutes were scored)
+    gaps: np.ndarray  # pseudo-gaps scored per length
+    minutes: np.ndarray  # minutes scored per length
+
+    def factor(self, gap_length: np.ndarray) -> np.ndarray:
+        known = np.isfinite(self.factors)
+        if not known.any():
+            # Nothing to calibrate on (a very short series): the model's own Gaussian interval.
+            return np.full(np.shape(gap_length), Z_95)
+        return np.interp(
+            np.log(np.maximum(gap_length, 1)), np.log(self.lengths[known]), self.factors[known]
+        )
+
+
+@dataclass
+class Imputed:
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    gap_length: np.ndarray
+    prediction: Prediction
+    calibration: Calibration
+
+    def draws(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """count complete copies of the imputed minutes (count x minutes, NaN where not imputed)."""
+        return rescaled_draws(self.prediction, self.value, self.lower, self.upper, rng, count)
+
+
+def rescaled_draws(
+    prediction: Prediction,
+    value: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    rng: np.random.Generator,
+    count: int,
+) -> np.ndarray:
+    """Joint model draws, recentred on `value` and scaled to the calibrated interval minute by minute."""
+    raw = prediction.sample(rng, count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        standard = (raw - prediction.mean[None, :]) / np.where(prediction.sd > 0, prediction.sd, np.inf)[None, :]
+    half_width = (upper - lower) / 2
+    return value[None, :] + standard * (half_width / Z_95)[None, :]
+
+
+def _measured_prefix(measured: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.isfinite(measured))])
+
+
+def pseudo_gaps(measured: np.ndarray, lengths: list[int], rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Non-overlapping stretches to hide, of each length, whose edge minutes are measured."""
+    n = len(measured)
+    finite = np.isfinite(measured)
+    prefix = _measured_prefix(measured)
+    taken = np.zeros(n, dtype=bool)
+    budget = MAX_HIDDEN_SHARE * finite.sum() / max(len(lengths), 1)
+    chosen: list[tuple[int, int]] = []
+    for length in sorted(lengths, reverse=True):  # the long ones are the hardest to place
+        if length + 2 > n:
+            continue
+        starts = np.arange(1, n - length)
+        ok = finite[starts - 1] & finite[starts + length]
+        ok &= (prefix[starts + length] - prefix[starts]) >= MIN_MEASURED_SHARE * length
+        candidates = rng.permutation(starts[ok])
+        wanted = int(min(MAX_GAPS_PER_LENGTH, max(MIN_GAPS_PER_LENGTH, budget // length)))
+        placed = 0
+        margin = max(length // 2, 1)
+        for start in candidates:
+            if placed >= wanted:
+                break
+            lo, hi = max(start - 1 - margin, 0), min(start + length + 1 + margin, n)
+            if taken[lo:hi].any():
+                continue
+            taken[lo:hi] = True
+            chosen.append((int(start), int(start + length)))
+            placed += 1
+    return sorted(chosen)
+
+
+def calibrate(
+    measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: int, rounds: int = CALIBRATION_ROUNDS
+) -> Calibration:
+    lengths = [length for length in CALIBRATION_LENGTHS if length <= max_gap]
+    if not lengths or lengths[-1] < max_gap:
+        lengths += [length for length in CALIBRATION_LENGTHS if length > max_gap][:1]
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    scores: dict[int, list[np.ndarray]] = {length: [] for length in lengths}
+    counts = dict.fromkeys(lengths, 0)
+    for _ in range(rounds):
+        hidden = pseudo_gaps(measured, lengths, rng)
+        if not hidden:
+            break
+        masked = measured.copy()
+        for start, end in hidden:
+            masked[start:end] = np.nan
+        prediction = predict(masked, minute_of_day, method, max_gap=max(lengths), gaps=hidden)
+        for start, end in hidden:
+            truth = measured[start:end]
+            sd = prediction.sd[start:end]
+            keep = np.isfinite(truth) & (sd > 0)
+            z = np.abs(truth[keep] - prediction.mean[start:end][keep]) / sd[keep]
+            scores[end - start].append(z)
+            counts[end - start] += 1
+    pooled = [np.concatenate(scores[length]) if scores[length] else np.empty(0) for length in lengths]
+    factors = [_smoothed_quantile(pooled, i) for i in range(len(lengths))]
+    return Calibration(
+        np.array(lengths, dtype=float),
+        np.array(factors),
+        np.array([counts[length] for length in lengths]),
+        np.array([sum(len(z) for z in scores[length]) for length in lengths]),
+    )
+
+
+def _smoothed_quantile(pooled: list[np.ndarray], i: int) -> float:
+    """The LEVEL quantile of length i's scores, borrowing from the lengths either side at half weight.
+
+    Long pseudo-gaps are few, and one activity burst more or less moves their own quantile a lot;
+    the factor changes slowly with log length, so the neighbours steady it."""
+    if len(pooled[i]) < MIN_HIDDEN_MINUTES:
+        return np.nan
+    values, weights = [], []
+    for j, share in ((i - 1, NEIGHBOUR_WEIGHT), (i, 1.0), (i + 1, NEIGHBOUR_WEIGHT)):
+        if 0 <= j < len(pooled) and len(pooled[j]):
+            values.append(pooled[j])
+            weights.append(np.full(len(pooled[j]), share / len(pooled[j])))
+    v, w = np.concatenate(values), np.concatenate(weights)
+    order = np.argsort(v)
+    cumulative = np.cumsum(w[order]) / w.sum()
+    return float(v[order][min(np.searchsorted(cumulative, LEVEL), len(v) - 1)])
+
+
+def impute_with_intervals(
+    measured: np.ndarray,
+    minute_of_day: np.ndarray,
+    method: str,
+    max_gap: int,
+    low: float = -np.inf,
+    high: float = np.inf,
+) -> Imputed:
+    """Fill the gaps of up to max_gap minutes with values and calibrated 90% intervals, clipped to [low, high]."""
+    prediction = predict(measured, minute_of_day, method, max_gap)
+    calibration = calibrate(measured, minute_of_day, method, max_gap)
+    imputed = np.isfinite(prediction.mean)
+    k = np.where(imputed, calibration.factor(prediction.gap_length), np.nan)
+    half = k * np.where(prediction.sd > 0, prediction.sd, 0.0)
+    value = np.clip(prediction.mean, low, high)
+    lower = np.clip(prediction.mean - half, low, high)
+    upper = np.clip(prediction.mean + half, low, high)
+    return Imputed(value, np.minimum(lower, value), np.maximum(upper, value), prediction.gap_length, prediction, calibration)
