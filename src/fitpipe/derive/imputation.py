@@ -100,6 +100,8 @@ class Prediction:
     gap_length: np.ndarray
     gaps: list[tuple[int, int]]
     sample: Callable[[np.random.Generator, int], np.ndarray]
+    # The model's estimated parameters where fitting is costly (statespace), to reuse on the same data.
+    fitted: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def predict(
     max_gap: int,
     profile: np.ndarray | None = None,
     gaps: list[tuple[int, int]] | None = None,
+    fitted: np.ndarray | None = None,
 ) -> Prediction:
     """The predictive mean, sd and joint draws of every gap of up to max_gap minutes (or of `gaps`).
 
@@ -204,7 +207,7 @@ def predict(
     if method == "statespace":
         from fitpipe.derive.statespace import predict_statespace
 
-        return predict_statespace(measured, minute_of_day, chosen)
+        return predict_statespace(measured, minute_of_day, chosen, fitted)
     n = len(measured)
     mean, sd = np.full(n, np.nan), np.full(n, np.nan)
     gap_length = np.zeros(n, dtype=np.int32)

@@ -26,6 +26,7 @@ LEVEL = 0.90
 Z_95 = 1.6448536269514722  # standard normal 95% quantile: a central 90% interval is +-Z_95 sd
 CALIBRATION_LENGTHS = (2, 5, 15, 30, 60, 120, 240, 480, 960, 1440)
 CALIBRATION_ROUNDS = 6
+STATESPACE_ROUNDS = 3  # each is a Kalman smoother pass over the whole series
 NEIGHBOUR_WEIGHT = 0.5
 MAX_HIDDEN_SHARE = 0.25  # of the measured minutes, per round
 MAX_GAPS_PER_LENGTH = 40  # per round
@@ -119,8 +120,17 @@ def pseudo_gaps(measured: np.ndarray, lengths: list[int], rng: np.random.Generat
 
 
 def calibrate(
-    measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: int, rounds: int = CALIBRATION_ROUNDS
+    measured: np.ndarray,
+    minute_of_day: np.ndarray,
+    method: str,
+    max_gap: int,
+    rounds: int | None = None,
+    fitted: np.ndarray | None = None,
 ) -> Calibration:
+    """fitted: the method's parameters from the full series (statespace), kept fixed across rounds:
+    re-estimating them per round would triple the cost for a negligible change."""
+    if rounds is None:
+        rounds = STATESPACE_ROUNDS if method == "statespace" else CALIBRATION_ROUNDS
     lengths = [length for length in CALIBRATION_LENGTHS if length <= max_gap]
     if not lengths or lengths[-1] < max_gap:
         lengths += [length for length in CALIBRATION_LENGTHS if length > max_gap][:1]
@@ -134,7 +144,7 @@ def calibrate(
         masked = measured.copy()
         for start, end in hidden:
             masked[start:end] = np.nan
-        prediction = predict(masked, minute_of_day, method, max_gap=max(lengths), gaps=hidden)
+        prediction = predict(masked, minute_of_day, method, max_gap=max(lengths), gaps=hidden, fitted=fitted)
         for start, end in hidden:
             truth = measured[start:end]
             sd = prediction.sd[start:end]
@@ -180,7 +190,7 @@ def impute_with_intervals(
 ) -> Imputed:
     """Fill the gaps of up to max_gap minutes with values and calibrated 90% intervals, clipped to [low, high]."""
     prediction = predict(measured, minute_of_day, method, max_gap)
-    calibration = calibrate(measured, minute_of_day, method, max_gap)
+    calibration = calibrate(measured, minute_of_day, method, max_gap, fitted=prediction.fitted)
     imputed = np.isfinite(prediction.mean)
     k = np.where(imputed, calibration.factor(prediction.gap_length), np.nan)
     half = k * np.where(prediction.sd > 0, prediction.sd, 0.0)
