@@ -22,6 +22,7 @@ class Resolution(str, Enum):
 class ImputeMethod(str, Enum):
     profile = "profile"
     linear = "linear"
+    statespace = "statespace"
 
 
 class TimeMode(str, Enum):

@@ -20,7 +20,8 @@ import psycopg
 from fitpipe.catalogue import METRICS, Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.copybin import copy_rows
-from fitpipe.derive.imputation import METHODS, fill
+from fitpipe.derive.imputation import METHODS
+from fitpipe.derive.uncertainty import impute_with_intervals
 from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
 from fitpipe.errors import BadInput
 from fitpipe.locks import lock_user_exclusive
@@ -113,9 +114,11 @@ def _impute_metric(
     inside = np.asarray((grid >= pd.Timestamp(lo)) & (grid < pd.Timestamp(hi)))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
     for column in metric.values:
-        values, gap_length = fill(measured[column.name].to_numpy(dtype=float), minute_of_day, method, max_gap)
-        # Imputed values stay inside the metric's valid range.
-        values = np.clip(values, column.low, column.high)
+        # Imputed values and their intervals stay inside the metric's valid range.
+        result = impute_with_intervals(
+            measured[column.name].to_numpy(dtype=float), minute_of_day, method, max_gap, column.low, column.high
+        )
+        values, gap_length = result.value, result.gap_length
         chosen = inside & ~np.isnan(values)
         count = int(chosen.sum())
         if not count:
@@ -123,14 +126,16 @@ def _impute_metric(
         copy_rows(
             conn.cursor(),
             "imputed_values",
-            ("user_id", "metric", "field", "ts", "value", "method", "gap_minutes"),
-            ("integer", "text", "text", "timestamptz", "real", "text", "integer"),
+            ("user_id", "metric", "field", "ts", "value", "lower", "upper", "method", "gap_minutes"),
+            ("integer", "text", "text", "timestamptz", "real", "real", "real", "text", "integer"),
             [
                 np.full(count, user.user_id, dtype=np.int32),
                 np.full(count, metric.name, dtype=object),
                 np.full(count, column.name, dtype=object),
                 times[chosen],
                 values[chosen].astype(np.float32),
+                result.lower[chosen].astype(np.float32),
+                result.upper[chosen].astype(np.float32),
                 np.full(count, method, dtype=object),
                 gap_length[chosen],
             ],
@@ -153,6 +158,10 @@ def impute(
 ) -> ImputeReport:
     if method not in METHODS:
         raise BadInput(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "statespace":
+        from fitpipe.derive.statespace import require_statsmodels
+
+        require_statsmodels()
     if start and end and end < start:
         raise BadInput(f"--end {end} is before --start {start}")
     if metric_name:

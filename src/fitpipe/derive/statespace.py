@@ -24,8 +24,8 @@ from fitpipe.derive.imputation import Prediction, profile_reliability
 from fitpipe.errors import BadInput
 
 CYCLE_HARMONICS = 4
-FIT_DAYS = 2
-FIT_ITERATIONS = 40
+FIT_DAYS = 1
+FIT_ITERATIONS = 25
 # Draws come from the simulation smoother run on a window this much wider than each gap on both
 # sides (the state is Markov, so data further out changes a gap's draws by next to nothing).
 DRAW_MARGIN_MINUTES = 240
@@ -105,6 +105,14 @@ def _windows(gaps: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in merged]
 
 
+def fit_for(measured: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray | None:
+    """The model's parameters for this series (None when it is too short to fit)."""
+    require_statsmodels()
+    if np.isfinite(measured).sum() < MIN_MEASURED:
+        return None
+    return fit_parameters(measured - daily_cycle(measured, minute_of_day))
+
+
 def predict_statespace(
     measured: np.ndarray, minute_of_day: np.ndarray, gaps: list[tuple[int, int]], params: np.ndarray | None = None
 ) -> Prediction:
@@ -119,8 +127,13 @@ def predict_statespace(
     departure = measured - cycle
     if params is None:
         params = fit_parameters(departure)
+    from statsmodels.tsa.statespace.kalman_smoother import SMOOTHER_STATE, SMOOTHER_STATE_COV
+
     model = _model(departure)
-    smoothed = model.smooth(params)
+    model.update(params)
+    # Only the state and its variance: the results wrapper would also compute disturbances,
+    # information criteria and the like, twice the cost here.
+    smoothed = model.ssm.smooth(smoother_output=SMOOTHER_STATE | SMOOTHER_STATE_COV)
     # Predictive variance of an observation: the smoothed signal's variance plus the noise's.
     design = np.asarray(model.ssm["design"]).reshape(1, -1)
     forecast_mean = design[0] @ np.asarray(smoothed.smoothed_state)

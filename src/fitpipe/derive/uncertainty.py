@@ -131,6 +131,10 @@ def calibrate(
     re-estimating them per round would triple the cost for a negligible change."""
     if rounds is None:
         rounds = STATESPACE_ROUNDS if method == "statespace" else CALIBRATION_ROUNDS
+    if method == "statespace" and fitted is None:
+        from fitpipe.derive.statespace import fit_for
+
+        fitted = fit_for(measured, minute_of_day)
     lengths = [length for length in CALIBRATION_LENGTHS if length <= max_gap]
     if not lengths or lengths[-1] < max_gap:
         lengths += [length for length in CALIBRATION_LENGTHS if length > max_gap][:1]
@@ -185,10 +189,12 @@ def impute_with_intervals(
     minute_of_day: np.ndarray,
     method: str,
     max_gap: int,
-    low: float = -np.inf,
-    high: float = np.inf,
+    low: float | None = None,
+    high: float | None = None,
 ) -> Imputed:
     """Fill the gaps of up to max_gap minutes with values and calibrated 90% intervals, clipped to [low, high]."""
+    low = -np.inf if low is None else low
+    high = np.inf if high is None else high
     prediction = predict(measured, minute_of_day, method, max_gap)
     calibration = calibrate(measured, minute_of_day, method, max_gap, fitted=prediction.fitted)
     imputed = np.isfinite(prediction.mean)
