@@ -8,4 +8,4 @@ ALTER TABLE imputed_values
 
 COMMENT ON COLUMN imputed_values.lower IS 'Lower end of the 90% predictive interval for the true value of the minute, calibrated on held-out stretches of the participant''s own measured data; NULL for rows imputed before intervals existed.';
 COMMENT ON COLUMN imputed_values.upper IS 'Upper end of the 90% predictive interval (see lower).';
-COMMENT ON COLUMN imputed_values.method IS 'Imputation method: profile (participant''s daily profile blended with the gap edges), statespace (Kalman smoother of a daily cycle plus AR(1) model) or linear.';
+COMMENT ON COLUMN imputed_values.method IS 'Imputation method: profile (participant''s daily profile blended with the gap edges), statespace (Kalman smoother of a daily cycle plus local level and AR(1)) or linear.';
