@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 
 import fitpipe
 from conftest import empty_database
+from fitpipe.catalogue import BY_NAME
 from fitpipe.cli import app
 
 NY = "America/New_York"
@@ -61,8 +63,8 @@ def world(database_url):
         empty_database(conn)
         run(database_url, "seed-users", "--count", "1", "--timezone", NY, "--start-date", FIRST.isoformat())
         run(database_url, "backfill", "--start", FIRST.isoformat(), "--end", LAST.isoformat(), "--workers", "2")
-        # Cut a gap into the longest worn stretch of the second day, so a long gap has measured edges.
-        minutes = sorted(m for m in measured_minutes(conn) if m.date() == dt.date(2024, 11, 2))
+        # Cut a gap into the longest worn stretch of the second local day, so a long gap has measured edges.
+        minutes = sorted(m for m in measured_minutes(conn) if m.astimezone(ZoneInfo(NY)).date() == dt.date(2024, 11, 2))
         best, run_start, length = (minutes[0], 1), minutes[0], 1
         for before, after in zip(minutes, minutes[1:]):
             run_start, length = (run_start, length + 1) if after - before == MINUTE else (after, 1)
@@ -86,9 +88,11 @@ def test_every_imputed_minute_has_an_interval_around_its_value(world, database_u
     rows = stored(conn)
     assert rows, "nothing imputed"
     assert {r[3] for r in rows.values()} == {method}
+    bpm = BY_NAME["heart_rate"].values[0]
     for ts, (value, lower, upper, _) in rows.items():
         assert lower is not None and upper is not None, ts
-        assert 30 <= lower <= value <= upper <= 220, (ts, lower, value, upper)
+        # Inside the catalogue's valid range, like the values themselves.
+        assert bpm.low <= lower <= value <= upper <= bpm.high, (ts, lower, value, upper)
     widths = np.array([r[2] - r[1] for r in rows.values()])
     assert (widths > 0).mean() > 0.99, "intervals of zero width"
     # The cut gap is filled, and its interval widens from the edges towards the middle.
