@@ -1,6 +1,7 @@
 """Imputation accuracy and calibration: linear, profile and statespace, by gap length, on three kinds of heart rate.
 
-    .venv/bin/python benchmarks/impute.py [--gaps 40] [--draws 20] [--seed 20240101] [--methods linear,profile,statespace]
+    .venv/bin/python benchmarks/impute.py [--gaps 40] [--draws 20] [--seed 20240101]
+        [--methods linear,profile,statespace] [--datasets rhythm,wearipedia,real-spacing]
 
 Known stretches of measured 1-minute heart rate are hidden and filled again with
 fitpipe.derive.uncertainty.impute_with_intervals (the pure function `fitpipe impute` uses, the
@@ -249,7 +250,7 @@ def main() -> None:
         )
     if gen_seconds:
         print(f"  (wearipedia: 14 days generated in {gen_seconds:.1f} s)")
-    rows, rubin_rows = [], []
+    rows = []
     started = time.perf_counter()
     for d, (name, truth) in enumerate(datasets):
         for g, (length, label) in enumerate(GAP_LENGTHS):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -66,13 +67,15 @@ def world(database_url):
         # Cut a gap into the longest worn stretch of the second local day, so a long gap has measured edges.
         minutes = sorted(m for m in measured_minutes(conn) if m.astimezone(ZoneInfo(NY)).date() == dt.date(2024, 11, 2))
         best, run_start, length = (minutes[0], 1), minutes[0], 1
-        for before, after in zip(minutes, minutes[1:]):
+        for before, after in itertools.pairwise(minutes):
             run_start, length = (run_start, length + 1) if after - before == MINUTE else (after, 1)
             if length > best[1]:
                 best = (run_start, length)
         assert best[1] >= CUT_MINUTES + 20, f"no worn stretch long enough: {best}"
         lo = best[0] + 10 * MINUTE
-        conn.execute("DELETE FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s", (lo, lo + CUT_MINUTES * MINUTE))
+        conn.execute(
+            "DELETE FROM heart_rate WHERE user_id = 1 AND ts >= %s AND ts < %s", (lo, lo + CUT_MINUTES * MINUTE)
+        )
         conn.execute(
             "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (1, 'heart_rate', %s, %s)",
             (lo, lo + CUT_MINUTES * MINUTE),
@@ -122,18 +125,24 @@ def test_export_and_frame_carry_the_stored_intervals(world, database_url, resolu
     flagged = [r for r in exported if r["imputed"] == "t"]
     assert flagged
     for r in flagged:
-        value, lower, upper, _ = rows[dt.datetime.fromisoformat(r[header[1]])]
+        _, lower, upper, _ = rows[dt.datetime.fromisoformat(r[header[1]])]
         assert np.float32(r["bpm_lower"]) == np.float32(lower) and np.float32(r["bpm_upper"]) == np.float32(upper)
     assert all(r["bpm_lower"] == "" and r["bpm_upper"] == "" for r in exported if r["imputed"] == "f")
     header_without, _ = _csv(run(database_url, "export", *span, "--resolution", resolution).stdout)
     assert "bpm_lower" not in header_without
 
     frame = fitpipe.connect(database_url).frame(
-        "heart_rate", users=[1], start="2024-11-02", end="2024-11-02", resolution=resolution, tz="utc", with_imputed=True
+        "heart_rate",
+        users=[1],
+        start="2024-11-02",
+        end="2024-11-02",
+        resolution=resolution,
+        tz="utc",
+        with_imputed=True,
     )
     imputed = frame[frame["imputed"]]
     assert len(imputed) == len(flagged)
-    for ts, lower, upper in zip(imputed[header[1]], imputed["bpm_lower"], imputed["bpm_upper"]):
+    for ts, lower, upper in zip(imputed[header[1]], imputed["bpm_lower"], imputed["bpm_upper"], strict=True):
         assert np.float32(lower) == np.float32(rows[ts.to_pydatetime()][1])
         assert np.float32(upper) == np.float32(rows[ts.to_pydatetime()][2])
 
@@ -228,7 +237,6 @@ def test_bad_draw_requests_are_one_line(world, database_url):
 
 
 def test_the_rubin_example_runs_as_written(world, database_url):
-    conn, _ = world
     run(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--max-gap", "2h")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "examples" / "rubin_daily_mean.py"), "--user", "1", "--day", "2024-11-02"],
@@ -244,9 +252,7 @@ def test_the_rubin_example_runs_as_written(world, database_url):
     # The pooled estimate is the mean over draws of each draw's daily mean, recomputed here from the export.
     rows = _draws(database_url, "--draws", "20", "--seed", "2024", "--tz", "local")
     local = [r for r in rows if r["bucket"].startswith("2024-11-02")]
-    means = [
-        np.mean([float(r["bpm"]) for r in local if r["draw"] == str(d)]) for d in range(1, 21)
-    ]
+    means = [np.mean([float(r["bpm"]) for r in local if r["draw"] == str(d)]) for d in range(1, 21)]
     assert estimate == pytest.approx(np.mean(means), abs=1e-3)
     measured_only = float(figures["measured minutes only"].split()[0])
     assert measured_only != pytest.approx(estimate, abs=1e-6)

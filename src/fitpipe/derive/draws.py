@@ -19,8 +19,8 @@ import psycopg
 
 from fitpipe.catalogue import Metric
 from fitpipe.catalogue import metric as metric_named
-from fitpipe.derive.impute import PROFILE_CONTEXT_DAYS, _local_minute_of_day, _minute_means
 from fitpipe.derive.imputation import METHODS, predict
+from fitpipe.derive.impute import PROFILE_CONTEXT_DAYS, _local_minute_of_day, _minute_means
 from fitpipe.derive.uncertainty import Z_95, rescaled_draws
 from fitpipe.errors import BadInput
 from fitpipe.participants import User
@@ -54,7 +54,7 @@ def _runs(positions: np.ndarray) -> list[tuple[int, int]]:
     breaks = np.flatnonzero(np.diff(positions) != 1)
     starts = np.concatenate([[positions[0]], positions[breaks + 1]])
     ends = np.concatenate([positions[breaks] + 1, [positions[-1] + 1]])
-    return [(int(s), int(e)) for s, e in zip(starts, ends)]
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
 
 
 def user_draws(

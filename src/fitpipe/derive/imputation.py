@@ -48,7 +48,7 @@ def find_gaps(measured: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
         return []
     edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(int(s), int(e)) for s, e in zip(starts, ends) if s > 0 and e < len(measured) and e - s <= max_gap]
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if s > 0 and e < len(measured) and e - s <= max_gap]
 
 
 def _median_profile(measured: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:
@@ -158,10 +158,7 @@ class _Bridge:
 def _linear_bridges(measured: np.ndarray, gaps: list[tuple[int, int]]) -> list[_Bridge]:
     steps = np.diff(measured)
     variance = float(np.nanmean(steps**2)) if np.isfinite(steps).sum() >= 30 else 1.0
-    return [
-        _Bridge(s, e, measured[s - 1], measured[e], 1.0, variance, np.zeros(e - s))
-        for s, e in gaps
-    ]
+    return [_Bridge(s, e, measured[s - 1], measured[e], 1.0, variance, np.zeros(e - s)) for s, e in gaps]
 
 
 def _profile_bridges(
@@ -174,16 +171,14 @@ def _profile_bridges(
     spread = float(np.nanvar(departure)) if np.isfinite(departure).sum() >= 30 else 1.0
     linear = _linear_bridges(measured, gaps)
     bridges = []
-    for (start, end), straight in zip(gaps, linear):
+    for (start, end), straight in zip(gaps, linear, strict=True):
         left, right = start - 1, end
         if np.isnan(typical[left : right + 1]).any():
             # Too few days seen at these minutes of the day for a profile: fall back to the line.
             bridges.append(straight)
         else:
             innovation = spread * (1 - phi**2) if phi < RANDOM_WALK_PHI else spread * 1e-4
-            bridges.append(
-                _Bridge(start, end, departure[left], departure[right], phi, innovation, typical[start:end])
-            )
+            bridges.append(_Bridge(start, end, departure[left], departure[right], phi, innovation, typical[start:end]))
     return bridges
 
 

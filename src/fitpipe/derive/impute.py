@@ -21,8 +21,8 @@ from fitpipe.catalogue import METRICS, Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.copybin import copy_rows
 from fitpipe.derive.imputation import METHODS
-from fitpipe.derive.uncertainty import impute_with_intervals
 from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
+from fitpipe.derive.uncertainty import impute_with_intervals
 from fitpipe.errors import BadInput
 from fitpipe.locks import lock_user_exclusive
 from fitpipe.participants import User, list_users

@@ -50,9 +50,7 @@ class Calibration:
         if not known.any():
             # Nothing to calibrate on (a very short series): the model's own Gaussian interval.
             return np.full(np.shape(gap_length), Z_95)
-        return np.interp(
-            np.log(np.maximum(gap_length, 1)), np.log(self.lengths[known]), self.factors[known]
-        )
+        return np.interp(np.log(np.maximum(gap_length, 1)), np.log(self.lengths[known]), self.factors[known])
 
 
 @dataclass
@@ -181,7 +179,7 @@ def _smoothed_quantile(pooled: list[np.ndarray], i: int) -> float:
     v, w = np.concatenate(values), np.concatenate(weights)
     order = np.argsort(v)
     cumulative = np.cumsum(w[order]) / w.sum()
-    return float(v[order][min(np.searchsorted(cumulative, LEVEL), len(v) - 1)])
+    return float(v[order][min(int(np.searchsorted(cumulative, LEVEL)), len(v) - 1)])
 
 
 def impute_with_intervals(
@@ -203,4 +201,6 @@ def impute_with_intervals(
     value = np.clip(prediction.mean, low, high)
     lower = np.clip(prediction.mean - half, low, high)
     upper = np.clip(prediction.mean + half, low, high)
-    return Imputed(value, np.minimum(lower, value), np.maximum(upper, value), prediction.gap_length, prediction, calibration)
+    return Imputed(
+        value, np.minimum(lower, value), np.maximum(upper, value), prediction.gap_length, prediction, calibration
+    )

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -37,9 +38,9 @@ def _in_zones(frame: pd.DataFrame, user: User, tz: str) -> pd.DataFrame:
     if len(spans) == 1:
         frame["bucket"] = utc.tz_convert(spans[0][0])
         return frame
-    local = pd.Series(list(utc), index=frame.index, dtype=object)
+    local = np.array(list(utc), dtype=object)
     for zone, lo, hi in spans:
-        inside = (utc >= lo) & (utc < hi)
+        inside = np.asarray((utc >= pd.Timestamp(lo)) & (utc < pd.Timestamp(hi)))
         local[inside] = list(utc[inside].tz_convert(zone))
     frame["bucket"] = local
     return frame
