@@ -21,7 +21,7 @@ from fitpipe.catalogue import Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.derive.imputation import METHODS, predict
 from fitpipe.derive.impute import PROFILE_CONTEXT_DAYS, _local_minute_of_day, _minute_means
-from fitpipe.derive.uncertainty import Z_95, rescaled_draws
+from fitpipe.derive.uncertainty import Z_95, calibrate, rescaled_draws
 from fitpipe.errors import BadInput
 from fitpipe.participants import User
 
@@ -104,7 +104,10 @@ def user_draws(
         old = np.isnan(lower) & np.isfinite(value)
         lower[old] = value[old] - Z_95 * prediction.sd[old]
         upper[old] = value[old] + Z_95 * prediction.sd[old]
-        sample = rescaled_draws(prediction, value, lower, upper, rng, draws)
+        # The calibration again (same data, same fixed seed: the same as when impute ran), for the
+        # share of each gap's draw that moves the whole gap together.
+        calibration = calibrate(series, minute_of_day, method, max_gap=int(prediction.gap_length.max()))
+        sample = rescaled_draws(prediction, value, lower, upper, rng, draws, calibration)
         # A run whose edges are no longer measured (data changed since impute ran) has no model
         # draw: it gets independent noise of the calibrated spread instead.
         stale = np.isnan(sample[:, position])

@@ -35,6 +35,9 @@ MIN_HIDDEN_MINUTES = 30  # a length with fewer scored minutes borrows its neighb
 # A measured stretch counts as a pseudo-gap when this share of its minutes is measured (real
 # series have partial minutes and short dropouts); only measured minutes are scored.
 MIN_MEASURED_SHARE = 0.8
+MIN_GAPS_FOR_COMMON = 6
+MAX_COMMON = 0.95
+CALIBRATION_DRAWS = 12  # model draws per round, for the model's spread of a gap's mean
 CALIBRATION_SEED = 24  # fixed: re-running impute on the same data gives the same intervals
 
 
@@ -44,6 +47,15 @@ class Calibration:
     factors: np.ndarray  # k per length (NaN where too few minutes were scored)
     gaps: np.ndarray  # pseudo-gaps scored per length
     minutes: np.ndarray  # minutes scored per length
+    # Share of each standardised draw that is one shift common to the whole gap, per length (see
+    # _common_shares): what makes the spread of a gap's mean in the draws match the held-out gaps.
+    common: np.ndarray
+
+    def common_share(self, gap_length: np.ndarray) -> np.ndarray:
+        known = np.isfinite(self.common)
+        if not known.any():
+            return np.zeros(np.shape(gap_length))
+        return np.interp(np.log(np.maximum(gap_length, 1)), np.log(self.lengths[known]), self.common[known])
 
     def factor(self, gap_length: np.ndarray) -> np.ndarray:
         known = np.isfinite(self.factors)
@@ -64,7 +76,14 @@ class Imputed:
 
     def draws(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """count complete copies of the imputed minutes (count x minutes, NaN where not imputed)."""
-        return rescaled_draws(self.prediction, self.value, self.lower, self.upper, rng, count)
+        return rescaled_draws(self.prediction, self.value, self.lower, self.upper, rng, count, self.calibration)
+
+
+def standardised_draws(prediction: Prediction, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Model draws minus the model mean, over the model sd: unit variance, the model's correlation."""
+    raw = prediction.sample(rng, count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (raw - prediction.mean[None, :]) / np.where(prediction.sd > 0, prediction.sd, np.inf)[None, :]
 
 
 def rescaled_draws(
@@ -74,11 +93,20 @@ def rescaled_draws(
     upper: np.ndarray,
     rng: np.random.Generator,
     count: int,
+    calibration: Calibration | None = None,
 ) -> np.ndarray:
-    """Joint model draws, recentred on `value` and scaled to the calibrated interval minute by minute."""
-    raw = prediction.sample(rng, count)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        standard = (raw - prediction.mean[None, :]) / np.where(prediction.sd > 0, prediction.sd, np.inf)[None, :]
+    """Joint model draws, recentred on `value` and scaled to the calibrated interval minute by minute.
+
+    With a calibration, each gap's standardised draw is mixed with one N(0, 1) shift common to the
+    gap, sqrt(1 - c) * model + sqrt(c) * shift, which keeps every minute's variance and raises the
+    correlation within the gap to what the held-out gaps showed."""
+    standard = standardised_draws(prediction, rng, count)
+    if calibration is not None:
+        for start, end in prediction.gaps:
+            share = float(calibration.common_share(np.array([end - start]))[0])
+            if share > 0:
+                shift = rng.normal(size=(count, 1))
+                standard[:, start:end] = np.sqrt(1 - share) * standard[:, start:end] + np.sqrt(share) * shift
     half_width = (upper - lower) / 2
     return value[None, :] + standard * (half_width / Z_95)[None, :]
 
@@ -138,6 +166,8 @@ def calibrate(
         lengths += [length for length in CALIBRATION_LENGTHS if length > max_gap][:1]
     rng = np.random.default_rng(CALIBRATION_SEED)
     scores: dict[int, list[np.ndarray]] = {length: [] for length in lengths}
+    signed: dict[int, list[np.ndarray]] = {length: [] for length in lengths}
+    model_mean_var: dict[int, list[float]] = {length: [] for length in lengths}
     counts = dict.fromkeys(lengths, 0)
     for _ in range(rounds):
         hidden = pseudo_gaps(measured, lengths, rng)
@@ -147,21 +177,48 @@ def calibrate(
         for start, end in hidden:
             masked[start:end] = np.nan
         prediction = predict(masked, minute_of_day, method, max_gap=max(lengths), gaps=hidden, fitted=fitted)
+        model = standardised_draws(prediction, rng, CALIBRATION_DRAWS)
         for start, end in hidden:
             truth = measured[start:end]
             sd = prediction.sd[start:end]
             keep = np.isfinite(truth) & (sd > 0)
-            z = np.abs(truth[keep] - prediction.mean[start:end][keep]) / sd[keep]
-            scores[end - start].append(z)
+            z = (truth[keep] - prediction.mean[start:end][keep]) / sd[keep]
+            scores[end - start].append(np.abs(z))
+            if keep.any():
+                signed[end - start].append(z)
+                model_mean_var[end - start].append(float(np.var(model[:, start:end][:, keep].mean(axis=1))))
             counts[end - start] += 1
     pooled = [np.concatenate(scores[length]) if scores[length] else np.empty(0) for length in lengths]
     factors = [_smoothed_quantile(pooled, i) for i in range(len(lengths))]
+    common = [
+        _common_share(signed[length], model_mean_var[length], k) for length, k in zip(lengths, factors, strict=True)
+    ]
     return Calibration(
         np.array(lengths, dtype=float),
         np.array(factors),
         np.array([counts[length] for length in lengths]),
         np.array([sum(len(z) for z in scores[length]) for length in lengths]),
+        np.array(common),
     )
+
+
+def _common_share(signed: list[np.ndarray], model_mean_var: list[float], k: float) -> float:
+    """How much of a gap's error is one shift of the whole gap, beyond what the model's draws have.
+
+    On the scale of the draws (a minute's standardised error times Z_95 / k has the spread of a
+    standardised draw), the held-out gaps give the LEVEL quantile q of |mean error over the gap|
+    and the model's draws give m = E[var(mean of a draw over the gap)]. Mixing a common N(0, 1)
+    shift with share c into unit-variance draws gives the gap mean a variance of (1 - c) m + c, so
+    its central LEVEL interval is +-Z_95 sqrt((1 - c) m + c); matching q gives
+    c = ((q / Z_95)^2 - m) / (1 - m), kept within [0, MAX_COMMON]. Matching the quantile rather
+    than the variance keeps a few gaps with activity bursts from setting the spread of all."""
+    if len(signed) < MIN_GAPS_FOR_COMMON or not np.isfinite(k) or k <= 0:
+        return np.nan
+    q = float(np.quantile([abs(z.mean() * Z_95 / k) for z in signed], LEVEL))
+    model = float(np.mean(model_mean_var))
+    if model >= 1:
+        return 0.0
+    return float(np.clip(((q / Z_95) ** 2 - model) / (1 - model), 0.0, MAX_COMMON))
 
 
 def _smoothed_quantile(pooled: list[np.ndarray], i: int) -> float:
