@@ -10,7 +10,7 @@ columns in catalogue order, then for rollups `n` (samples), and `imputed` where 
 applies (raw/1min: whether the row is imputed; 1h/1d: whether any imputed minute is in it,
 plus `imputed_share`, the share of samples that were imputed). With --with-imputed, raw and
 1min rows end with `<field>_lower` and `<field>_upper`: the 90% predictive interval of an imputed
-minute (empty for measured rows; hourly and daily rows have none, since the minutes of an hour
+minute (empty for measured rows, NaN in Parquet; hourly and daily rows have none, since the minutes of an hour
 are correlated: use --draws for the uncertainty of aggregates).
 """
 
@@ -63,10 +63,13 @@ def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
     values = [c.name for c in metric.values]
     keys = [c.name for c in metric.extra_key]
     intervals = metric.imputable and with_imputed
+    # Measured rows have no interval: empty in CSV; NaN where typed (frames, Parquet), which keeps
+    # every row of one fixed layout, so 1-second heart rate is still read with binary COPY.
+    no_interval = "'NaN'::real" if typed else "NULL::real"
     measured = (
         f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
         + (", false AS imputed" if metric.imputable else "")
-        + "".join(f", NULL::real AS {v}_lower, NULL::real AS {v}_upper" for v in values if intervals)
+        + "".join(f", {no_interval} AS {v}_lower, {no_interval} AS {v}_upper" for v in values if intervals)
         + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s"
     )
     if metric.window is DayWindow.DATE:
