@@ -38,6 +38,7 @@ MIN_MEASURED_SHARE = 0.8
 MIN_GAPS_FOR_COMMON = 6
 MAX_COMMON = 0.95
 CALIBRATION_DRAWS = 12  # model draws per round, for the model's spread of a gap's mean
+STATESPACE_CALIBRATION_DRAWS = 4  # each is a simulation-smoother pass; averaged over many gaps
 CALIBRATION_SEED = 24  # fixed: re-running impute on the same data gives the same intervals
 
 
@@ -177,7 +178,9 @@ def calibrate(
         for start, end in hidden:
             masked[start:end] = np.nan
         prediction = predict(masked, minute_of_day, method, max_gap=max(lengths), gaps=hidden, fitted=fitted)
-        model = standardised_draws(prediction, rng, CALIBRATION_DRAWS)
+        model = standardised_draws(
+            prediction, rng, STATESPACE_CALIBRATION_DRAWS if method == "statespace" else CALIBRATION_DRAWS
+        )
         for start, end in hidden:
             truth = measured[start:end]
             sd = prediction.sd[start:end]
