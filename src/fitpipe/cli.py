@@ -458,11 +458,9 @@ def export(
     from fitpipe.output.export import export as run_export
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
-    if draws is not None:
-        from fitpipe.output.draws import export_draws, new_seed
+    if draws is not None or seed is not None:
+        from fitpipe.output.draws import export_draws
 
-        if resolution not in (Resolution.auto, Resolution.one_minute) or fmt is not ExportFormat.csv:
-            raise BadInput("--draws writes 1-minute CSV: drop --resolution/--format or use 1min/csv")
         with database() as conn:
             result = export_draws(
                 conn,
@@ -471,16 +469,16 @@ def export(
                 start=first,
                 end=last,
                 draws=draws,
-                seed=new_seed() if seed is None else seed,
+                seed=seed,
                 tz=tz.value,
                 output=output,
+                resolution=resolution.value,
+                fmt=fmt.value,
             )
         sys.stderr.write(result.note + "\n")
         if output != "-":
             sys.stderr.write(f"wrote {result.rows:,} rows (1min x draws) to {output}\n")
         return
-    if seed is not None:
-        raise BadInput("--seed goes with --draws")
     with database() as conn:
         result = run_export(
             conn,

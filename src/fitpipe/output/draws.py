@@ -93,14 +93,23 @@ def export_draws(
     user_ids: Sequence[int] = (),
     start: dt.date | None = None,
     end: dt.date | None = None,
-    draws: int,
-    seed: int,
+    draws: int | None,
+    seed: int | None,
     tz: str = "utc",
     output: str = "-",
+    resolution: str = "auto",
+    fmt: str = "csv",
 ) -> ExportResult:
+    """Checked before any work: --seed needs --draws, and draws are 1-minute CSV."""
     import sys
 
+    if draws is None:
+        raise BadInput("--seed goes with --draws")
+    if resolution not in ("auto", "1min") or fmt != "csv":
+        raise BadInput("--draws writes 1-minute CSV: drop --resolution/--format or use 1min/csv")
     check_request(metric_name, draws)
+    if seed is None:
+        seed = new_seed()
     target = None if output == "-" else check_target(output, "--output")
     frames = iter_draws(
         conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, draws=draws, seed=seed, tz=tz
