@@ -26,14 +26,15 @@ import fitpipe
 from conftest import empty_database
 from fitpipe.catalogue import BY_NAME
 from fitpipe.cli import app
+from fitpipe.derive.imputation import predict
+from fitpipe.derive.pooling import rubin
+from fitpipe.derive.uncertainty import impute_with_intervals
 
 NY = "America/New_York"
 FIRST, LAST = dt.date(2024, 11, 1), dt.date(2024, 11, 4)
 CUT_MINUTES = 45
 MINUTE = dt.timedelta(minutes=1)
 ROOT = Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.slow
 
 
 def run(url: str, *args: str, code: int = 0):
@@ -83,6 +84,7 @@ def world(database_url):
         yield conn, lo
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 @pytest.mark.parametrize("method", ["linear", "profile", "statespace"])
 def test_every_imputed_minute_has_an_interval_around_its_value(world, database_url, method):
     conn, cut = world
@@ -114,6 +116,7 @@ def _csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
     return list(reader.fieldnames or []), rows
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 @pytest.mark.parametrize("resolution", ["raw", "1min"])
 def test_export_and_frame_carry_the_stored_intervals(world, database_url, resolution):
     conn, _ = world
@@ -153,6 +156,7 @@ def _draws(database_url: str, *extra: str) -> list[dict[str, str]]:
     return _csv(result.stdout)[1]
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_draws_are_reproducible_and_differ_only_inside_gaps(world, database_url):
     conn, cut = world
     run(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--max-gap", "2h")
@@ -189,6 +193,7 @@ def test_draws_are_reproducible_and_differ_only_inside_gaps(world, database_url)
     assert list(frame["bpm"].round(9)) == [round(float(r["bpm"]), 9) for r in first]
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_draws_keep_the_correlation_within_a_gap(world, database_url):
     """Neighbouring minutes of one gap move together across draws; independent noise would not."""
     conn, cut = world
@@ -204,6 +209,7 @@ def test_draws_keep_the_correlation_within_a_gap(world, database_url):
     assert lag1 > 0.8, lag1
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_missing_statsmodels_is_one_line_naming_the_extra(world, database_url):
     conn, _ = world
     before = stored(conn)
@@ -222,6 +228,7 @@ def test_missing_statsmodels_is_one_line_naming_the_extra(world, database_url):
     assert stored(conn) == before, "a refused run changed the imputations"
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_bad_draw_requests_are_one_line(world, database_url):
     for args in (
         ("--draws", "0"),
@@ -236,6 +243,7 @@ def test_bad_draw_requests_are_one_line(world, database_url):
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, result.stderr)
 
 
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_the_rubin_example_runs_as_written(world, database_url):
     run(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--max-gap", "2h")
     proc = subprocess.run(
@@ -256,3 +264,54 @@ def test_the_rubin_example_runs_as_written(world, database_url):
     assert estimate == pytest.approx(np.mean(means), abs=1e-3)
     measured_only = float(figures["measured minutes only"].split()[0])
     assert measured_only != pytest.approx(estimate, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# pure functions: no database
+
+
+@pytest.mark.parametrize("method", ["linear", "profile"])
+def test_bridge_draws_have_the_stated_mean_and_sd(method):
+    rng = np.random.default_rng(5)
+    minute = np.arange(6 * 1440)
+    series = 60 + 8 * np.sin(2 * np.pi * (minute % 1440) / 1440) + np.cumsum(rng.normal(0, 0.3, minute.size)) * 0.2
+    series[3000:3090] = np.nan
+    prediction = predict(series, minute % 1440, method, max_gap=120)
+    draws = prediction.sample(np.random.default_rng(1), 4000)[:, 3000:3090]
+    assert np.abs(draws.mean(axis=0) - prediction.mean[3000:3090]).max() < 0.1 * prediction.sd[3000:3090].max()
+    assert np.allclose(draws.std(axis=0), prediction.sd[3000:3090], rtol=0.08)
+
+
+def test_calibrated_intervals_cover_about_90_percent_of_held_out_minutes():
+    """An AR(1) series with a daily cycle, 60 held-out 30-minute gaps in batches: ~90% covered."""
+    rng = np.random.default_rng(11)
+    n = 14 * 1440
+    noise = np.empty(n)
+    noise[0] = 0.0
+    shocks = rng.standard_t(5, n) * 0.6  # heavier tails than the model assumes
+    for i in range(1, n):
+        noise[i] = 0.97 * noise[i - 1] + shocks[i]
+    truth = 62 + 10 * np.sin(2 * np.pi * (np.arange(n) % 1440) / 1440) + noise
+    hits, total = 0, 0
+    for batch in range(6):
+        measured = truth.copy()
+        starts = 500 + batch * 37 + np.arange(10) * 1900
+        for s in starts:
+            measured[s : s + 30] = np.nan
+        result = impute_with_intervals(measured, np.arange(n) % 1440, "profile", max_gap=30)
+        for s in starts:
+            span = slice(s, s + 30)
+            hits += int(((result.lower[span] <= truth[span]) & (truth[span] <= result.upper[span])).sum())
+            total += 30
+    assert 0.82 <= hits / total <= 0.96, hits / total
+
+
+def test_rubin_pools_as_the_formulas_say():
+    pooled = rubin([1.0, 2.0, 3.0], [0.5, 0.5, 0.5], level=0.90)
+    assert pooled.estimate == 2.0 and pooled.between == 1.0 and pooled.within == 0.5
+    assert pooled.total == pytest.approx(0.5 + (4 / 3) * 1.0)
+    assert pooled.df == pytest.approx(2 * (1 + 0.5 / (4 / 3)) ** 2)
+    from scipy.stats import t
+
+    half = t.ppf(0.95, pooled.df) * np.sqrt(pooled.total)
+    assert (pooled.lower, pooled.upper) == pytest.approx((2 - half, 2 + half))
