@@ -377,7 +377,7 @@ def impute(
     interval (lower, upper), calibrated on stretches of the participant's own measured data.
     Methods: profile (the participant's typical day blended with the gap's edges; default),
     linear (the reference) and statespace (a Kalman smoother of a daily cycle plus local level
-    and AR(1), fitted with statsmodels; needs pip install 'fitpipe[impute]').
+    and AR(1), fitted with statsmodels; needs the impute extra of the fitpipe package).
 
     Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
     """
@@ -453,6 +453,7 @@ def export(
     drawn; without --seed a seed is chosen and printed on stderr.
 
     Example: fitpipe export --metric heart_rate --resolution 1h --tz local --output hr.csv
+
     Example: fitpipe export --metric heart_rate --draws 20 --seed 7 --output hr-draws.csv
     """
     from fitpipe.output.export import export as run_export
