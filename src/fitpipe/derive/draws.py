@@ -20,7 +20,7 @@ import psycopg
 from fitpipe.catalogue import Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.derive.imputation import METHODS, predict
-from fitpipe.derive.impute import PROFILE_CONTEXT_DAYS, _local_minute_of_day, _minute_means
+from fitpipe.derive.impute import PROFILE_CONTEXT_DAYS, local_minute_of_day, minute_means
 from fitpipe.derive.uncertainty import Z_95, calibrate, rescaled_draws
 from fitpipe.errors import BadInput
 from fitpipe.participants import User
@@ -71,7 +71,7 @@ def user_draws(
     # Open-ended ranges come as 1970 / year 9999: keep the context arithmetic inside datetime's range.
     lo_context = max(lo, EARLIEST + context) - context
     hi_context = min(hi, LATEST - context) + context
-    rows = _minute_means(conn, user, metric, lo_context, hi_context)
+    rows = minute_means(conn, user, metric, lo_context, hi_context)
     imputed = _imputed_rows(conn, user, metric, lo, hi)
     columns = [c.name for c in metric.values]
     if not rows:
@@ -80,7 +80,7 @@ def user_draws(
     grid = pd.date_range(min(times), max(times), freq="1min")
     measured = pd.DataFrame([r[1:] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), columns=columns)
     measured = measured.reindex(grid)
-    minute_of_day = _local_minute_of_day(user, grid)
+    minute_of_day = local_minute_of_day(user, grid)
     rng = np.random.default_rng([seed, user.user_id])
     drawn = {name: np.repeat(measured[name].to_numpy(dtype=float)[None, :], draws, axis=0) for name in columns}
     was_imputed = np.zeros(len(grid), dtype=bool)

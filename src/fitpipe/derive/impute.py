@@ -57,7 +57,7 @@ class ImputeReport:
         return sum(self.values.values())
 
 
-def _minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime):
+def minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime):
     fields = ", ".join(f"avg({c.name})::float8" for c in metric.values)
     rows = conn.execute(
         f"SELECT time_bucket('1 minute', {metric.time_column}) AS minute, {fields} FROM {metric.table} "
@@ -67,7 +67,7 @@ def _minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.date
     return rows
 
 
-def _local_minute_of_day(user: User, grid) -> np.ndarray:
+def local_minute_of_day(user: User, grid) -> np.ndarray:
     """Each minute's minute-of-day on the participant's own clock at that minute (their zone
     history), so the days before a move line up with the days after it in the daily profile."""
     minute_of_day = np.empty(len(grid), dtype=np.int64)
@@ -95,7 +95,7 @@ def _impute_metric(
     day_hi = user.day_context(last).window(metric)[1]
     lo, hi = aware_utc(day_lo), aware_utc(day_hi)
     context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
-    rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
+    rows = minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
     conn.execute(
         "DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
         (user.user_id, metric.name, lo, hi),
@@ -110,7 +110,7 @@ def _impute_metric(
     measured = pd.DataFrame(
         [r[1:] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), columns=[c.name for c in metric.values]
     ).reindex(grid)
-    minute_of_day = _local_minute_of_day(user, grid)
+    minute_of_day = local_minute_of_day(user, grid)
     inside = np.asarray((grid >= pd.Timestamp(lo)) & (grid < pd.Timestamp(hi)))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
     for column in metric.values:
