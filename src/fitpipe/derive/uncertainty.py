@@ -193,9 +193,18 @@ def calibrate(
             counts[end - start] += 1
     pooled = [np.concatenate(scores[length]) if scores[length] else np.empty(0) for length in lengths]
     factors = [_smoothed_quantile(pooled, i) for i in range(len(lengths))]
-    common = [
-        _common_share(signed[length], model_mean_var[length], k) for length, k in zip(lengths, factors, strict=True)
-    ]
+    # Like the factors, each length borrows from its neighbours: a gap-mean quantile from a few
+    # dozen gaps is noisy, and the share changes slowly with log length.
+    common = []
+    for i, length in enumerate(lengths):
+        near = [lengths[j] for j in (i - 1, i, i + 1) if 0 <= j < len(lengths) and np.isfinite(factors[j])]
+        common.append(
+            _common_share(
+                [z * factors[i] / factors[lengths.index(n)] for n in near for z in signed[n]],
+                [v for n in near for v in model_mean_var[n]],
+                factors[i],
+            )
+        )
     return Calibration(
         np.array(lengths, dtype=float),
         np.array(factors),
