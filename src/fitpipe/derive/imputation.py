@@ -48,7 +48,9 @@ def find_gaps(measured: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
         return []
     edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if s > 0 and e < len(measured) and e - s <= max_gap]
+    return [
+        (int(s), int(e)) for s, e in zip(starts, ends, strict=True) if s > 0 and e < len(measured) and e - s <= max_gap
+    ]
 
 
 def _median_profile(measured: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray:

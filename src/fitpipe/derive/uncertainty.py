@@ -196,7 +196,7 @@ def calibrate(
     # Like the factors, each length borrows from its neighbours: a gap-mean quantile from a few
     # dozen gaps is noisy, and the share changes slowly with log length.
     common = []
-    for i, length in enumerate(lengths):
+    for i in range(len(lengths)):
         near = [lengths[j] for j in (i - 1, i, i + 1) if 0 <= j < len(lengths) and np.isfinite(factors[j])]
         common.append(
             _common_share(
