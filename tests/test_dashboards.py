@@ -360,3 +360,19 @@ def test_heart_rate_keeps_measured_and_imputed_apart(dashboard_db, variables):
     assert any(row[measured] is not None for row in rows)
     assert any(row[imputed] is not None for row in rows), "no imputed minutes shown (fitpipe impute ran)"
     assert not [row for row in rows if row[measured] is not None and row[imputed] is not None]
+
+
+def test_heart_rate_draws_the_imputed_interval_as_a_band(dashboard_db, variables):
+    """At 1-minute resolution every imputed minute has its 90% interval around it, and only those."""
+    ((dashboard, _, title, _, _, sql),) = [q for q in QUERIES if q[1:3] == ("fitpipe-participant-health", "Heart rate")]
+    board = load(DASHBOARD_DIR / dashboard)
+    start, end = time_range(board)
+    columns, rows = run(dashboard_db, expand(sql, variables[dashboard], start, end, "1m"))
+    imputed, lower, upper = (columns.index(n) for n in ("imputed", "imputed 90% lower", "imputed 90% upper"))
+    banded = [row for row in rows if row[imputed] is not None]
+    assert banded, "no imputed minutes shown"
+    assert all(row[lower] <= row[imputed] <= row[upper] for row in banded)
+    assert all(row[lower] is None and row[upper] is None for row in rows if row[imputed] is None)
+    (panel,) = [p for p in board["panels"] if p.get("title") == title]
+    overrides = {o["matcher"]["options"]: o["properties"] for o in panel["fieldConfig"]["overrides"]}
+    assert {"id": "custom.fillBelowTo", "value": "imputed 90% lower"} in overrides["imputed 90% upper"]

@@ -180,14 +180,23 @@ class Store:
         with_imputed: bool = False,
         tz: str = "local",
         max_rows: int = 1_000_000,
+        draws: int | None = None,
+        seed: int | None = None,
     ):
         """One metric as a DataFrame, with the columns of `fitpipe export`.
 
         Times are tz-aware: in UTC with tz="utc"; with tz="local", in each participant's zone at
         the time. When the selection spans several zones, the time column holds Timestamps
         of several zones (object dtype), as one dtype cannot carry more than one zone.
+
+        with_imputed adds each imputed minute's 90% interval (<field>_lower, <field>_upper) at
+        raw and 1min. draws=M returns `fitpipe export --draws M`: M complete 1-minute series
+        (column draw) in which each gap is a joint random draw; the same seed gives the same draws.
         """
         import pandas as pd
+
+        if draws is not None:
+            return self._draws(metric, users, start, end, tz, draws, seed)
 
         from fitpipe.output.export import prepare
         from fitpipe.output.frames import read_columns
@@ -225,6 +234,30 @@ class Store:
                 piece[time_column] = pd.to_datetime(piece[time_column]).dt.date
         frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
         return _typed(frame, catalogue, prepared.resolution)
+
+    def _draws(self, metric, users, start, end, tz, draws: int, seed: int | None):
+        import pandas as pd
+
+        from fitpipe.output.draws import iter_draws, new_seed
+
+        with self._connection() as conn:
+            frames = list(
+                iter_draws(
+                    conn,
+                    metric_name=metric,
+                    user_ids=users or [],
+                    start=_day(start),
+                    end=_day(end),
+                    draws=draws,
+                    seed=new_seed() if seed is None else seed,
+                    tz=tz,
+                )
+            )
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if len(frames):
+            frame["user_id"] = frame["user_id"].astype("Int32")
+            frame["imputed"] = frame["imputed"].astype("boolean")
+        return frame
 
     def status(self, users: Sequence[int] | None = None) -> dict[str, Any]:
         """What `fitpipe status --json` shows: per participant, cursor, day states, rows."""

@@ -363,7 +363,9 @@ def impute(
     start: Start = None,
     end: End = None,
     metric: str | None = typer.Option(None, "--metric", help="Only this metric."),
-    method: ImputeMethod = typer.Option(ImputeMethod.profile, "--method", help="profile or linear."),
+    method: ImputeMethod = typer.Option(
+        ImputeMethod.profile, "--method", help="profile, linear or statespace (needs the impute extra)."
+    ),
     max_gap: str = typer.Option("2h", "--max-gap", help="Leave longer gaps empty, e.g. 90min, 2h."),
     metrics_file: MetricsFile = None,
 ) -> None:
@@ -371,8 +373,11 @@ def impute(
 
     Only gaps with a measurement on both sides and no longer than --max-gap are filled, between
     the study start and the last ingested day. Measured rows are never changed; re-running
-    replaces the earlier imputations of the range. Methods: profile (the participant's typical
-    day blended with the gap's edges; default) and linear (the reference).
+    replaces the earlier imputations of the range. Every imputed minute gets a 90% predictive
+    interval (lower, upper), calibrated on stretches of the participant's own measured data.
+    Methods: profile (the participant's typical day blended with the gap's edges; default),
+    linear (the reference) and statespace (a Kalman smoother of a daily cycle plus local level
+    and AR(1), fitted with statsmodels; needs the impute extra of the fitpipe package).
 
     Example: fitpipe impute --metric heart_rate --method profile --max-gap 2h
     """
@@ -434,17 +439,47 @@ def export(
     fmt: ExportFormat = typer.Option(
         ExportFormat.csv, "--format", help="csv, or parquet (needs --output; times as UTC instants)."
     ),
+    draws: int | None = typer.Option(
+        None, "--draws", help="Write M complete 1-minute series (column draw), each gap a joint random draw."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for --draws (the same seed gives the same draws)."),
 ) -> None:
     """Write a metric as CSV or Parquet, streamed from the server (memory stays flat at any size).
 
     auto picks the finest resolution that stays under --max-rows and says which on stderr. On
-    error no file is left behind.
+    error no file is left behind. With --with-imputed, raw and 1min rows carry each imputed
+    minute's 90% interval (<field>_lower, <field>_upper). --draws M writes multiple imputations
+    for Rubin's rules: M copies of the 1-minute series, measured minutes unchanged, imputed ones
+    drawn; without --seed a seed is chosen and printed on stderr.
 
     Example: fitpipe export --metric heart_rate --resolution 1h --tz local --output hr.csv
+
+    Example: fitpipe export --metric heart_rate --draws 20 --seed 7 --output hr-draws.csv
     """
     from fitpipe.output.export import export as run_export
 
     first, last = parse_day(start, "--start"), parse_day(end, "--end")
+    if draws is not None or seed is not None:
+        from fitpipe.output.draws import export_draws
+
+        with database() as conn:
+            result = export_draws(
+                conn,
+                metric_name=metric,
+                user_ids=user or [],
+                start=first,
+                end=last,
+                draws=draws,
+                seed=seed,
+                tz=tz.value,
+                output=output,
+                resolution=resolution.value,
+                fmt=fmt.value,
+            )
+        sys.stderr.write(result.note + "\n")
+        if output != "-":
+            sys.stderr.write(f"wrote {result.rows:,} rows (1min x draws) to {output}\n")
+        return
     with database() as conn:
         result = run_export(
             conn,

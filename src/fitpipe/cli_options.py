@@ -22,6 +22,7 @@ class Resolution(StrEnum):
 class ImputeMethod(StrEnum):
     profile = "profile"
     linear = "linear"
+    statespace = "statespace"
 
 
 class TimeMode(StrEnum):

@@ -16,19 +16,29 @@ Methods:
   days), so data without a daily rhythm gets a nearly flat profile and the method falls back
   towards the straight line. Short gaps come out close to linear; long gaps return to the daily
   rhythm (lower at night, higher by day) instead of following a straight line.
+- statespace: a structural time-series model fitted by maximum likelihood (fitpipe.derive.statespace).
+
+Every method also gives, per imputed minute, a predictive standard deviation and a way to draw whole
+gaps jointly (fitpipe.derive.uncertainty turns them into calibrated intervals and draws): linear is a
+Brownian bridge between the edges, profile an AR(1) bridge of the departures from the profile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-METHODS = ("profile", "linear")
+METHODS = ("profile", "linear", "statespace")
 PROFILE_SMOOTHING_MINUTES = 31
 MIN_DAYS_FOR_PROFILE = 3
 # Bounds on the estimated AR(1) coefficient: below, departures would vanish within minutes;
 # above, the bridge is numerically a straight line anyway.
 PHI_RANGE = (0.5, 0.9999)
+# From here on a gap is treated as a random walk pinned at both ends (a Brownian bridge).
+RANDOM_WALK_PHI = 0.999999
 
 
 def find_gaps(measured: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
@@ -78,43 +88,150 @@ def daily_profile(measured: np.ndarray, minute_of_day: np.ndarray) -> np.ndarray
     return level + profile_reliability(measured, minute_of_day) * (profile - level)
 
 
-def fill(
-    measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: int, profile: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Imputed values (NaN where not imputed) and the gap length of each imputed minute.
+@dataclass
+class Prediction:
+    """A method's predictive distribution for every minute it imputes.
 
-    `measured` is a contiguous 1-minute series with NaN for missing minutes; `minute_of_day`
-    gives each minute's local minute-of-day (0..1439) for the profile.
+    mean and sd are NaN where nothing is imputed. sample(rng, draws) returns `draws` joint draws
+    (draws x minutes; NaN outside the gaps): within a gap the minutes are drawn together, so the
+    draws keep the correlation the model implies between neighbouring minutes.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}")
-    imputed = np.full(len(measured), np.nan)
-    gap_length = np.zeros(len(measured), dtype=np.int32)
-    gaps = find_gaps(measured, max_gap)
-    if not gaps:
-        return imputed, gap_length
-    if method == "linear":
-        for start, end in gaps:
-            left, right = start - 1, end
-            weight = (np.arange(start, end) - left) / (right - left)
-            imputed[start:end] = measured[left] + (measured[right] - measured[left]) * weight
-            gap_length[start:end] = end - start
-        return imputed, gap_length
+
+    mean: np.ndarray
+    sd: np.ndarray
+    gap_length: np.ndarray
+    gaps: list[tuple[int, int]]
+    sample: Callable[[np.random.Generator, int], np.ndarray]
+    # The model's estimated parameters where fitting is costly (statespace), to reuse on the same data.
+    fitted: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Bridge:
+    """One gap as an AR(1) process (a random walk when phi is 1) pinned at both edge minutes."""
+
+    start: int
+    end: int
+    before: float  # the process at the left edge minute
+    after: float  # ... and at the right edge minute
+    phi: float
+    innovation_var: float
+    offset: np.ndarray  # added to the process inside the gap (the profile; zero for linear)
+
+    def _pull(self) -> np.ndarray:
+        """c_k = Cov(x_k, x_n | x_0) / Var(x_n | x_0): how much of the miss at the right edge x_k takes."""
+        n = self.end - self.start + 1
+        k = np.arange(1, n, dtype=float)
+        if self.phi >= RANDOM_WALK_PHI:
+            return k / n
+        return self.phi ** (n - k) * (1 - self.phi ** (2 * k)) / (1 - self.phi ** (2 * n))
+
+    def mean(self) -> np.ndarray:
+        n = self.end - self.start + 1
+        k = np.arange(1, n, dtype=float)
+        if self.phi >= RANDOM_WALK_PHI:
+            return self.offset + self.before + (self.after - self.before) * k / n
+        return self.offset + ar1_bridge(self.before, self.after, n - 1, self.phi)
+
+    def sd(self) -> np.ndarray:
+        n = self.end - self.start + 1
+        k = np.arange(1, n, dtype=float)
+        if self.phi >= RANDOM_WALK_PHI:
+            return np.sqrt(self.innovation_var * k * (n - k) / n)
+        unpinned = (1 - self.phi ** (2 * k)) / (1 - self.phi**2)
+        at_edge = (1 - self.phi ** (2 * n)) / (1 - self.phi**2)
+        return np.sqrt(np.maximum(self.innovation_var * (unpinned - self._pull() ** 2 * at_edge), 0.0))
+
+    def sample(self, rng: np.random.Generator, draws: int) -> np.ndarray:
+        """Simulate forward from the left edge, then move each path so that it ends at the right
+        edge (x | x_0, x_n = x_sim + c (x_n - x_n_sim)): exact for a Gaussian AR(1), O(length)."""
+        n = self.end - self.start + 1
+        shocks = rng.normal(0.0, np.sqrt(self.innovation_var), size=(draws, n))
+        path = np.empty((draws, n))
+        state = np.full(draws, self.before, dtype=float)
+        phi = min(self.phi, 1.0)
+        for step in range(n):
+            state = phi * state + shocks[:, step]
+            path[:, step] = state
+        pinned = path[:, :-1] + self._pull()[None, :] * (self.after - path[:, -1:])
+        return self.offset[None, :] + pinned
+
+
+def _linear_bridges(measured: np.ndarray, gaps: list[tuple[int, int]]) -> list[_Bridge]:
+    steps = np.diff(measured)
+    variance = float(np.nanmean(steps**2)) if np.isfinite(steps).sum() >= 30 else 1.0
+    return [_Bridge(s, e, measured[s - 1], measured[e], 1.0, variance, np.zeros(e - s)) for s, e in gaps]
+
+
+def _profile_bridges(
+    measured: np.ndarray, minute_of_day: np.ndarray, gaps: list[tuple[int, int]], profile: np.ndarray | None
+) -> list[_Bridge]:
     table = profile if profile is not None else daily_profile(measured, minute_of_day)
     typical = table[minute_of_day]
     departure = measured - typical
     phi = ar1_coefficient(departure)
-    for start, end in gaps:
+    spread = float(np.nanvar(departure)) if np.isfinite(departure).sum() >= 30 else 1.0
+    linear = _linear_bridges(measured, gaps)
+    bridges = []
+    for (start, end), straight in zip(gaps, linear, strict=True):
         left, right = start - 1, end
         if np.isnan(typical[left : right + 1]).any():
             # Too few days seen at these minutes of the day for a profile: fall back to the line.
-            weight = (np.arange(start, end) - left) / (right - left)
-            imputed[start:end] = measured[left] + (measured[right] - measured[left]) * weight
+            bridges.append(straight)
         else:
-            bridge = ar1_bridge(departure[left], departure[right], end - start, phi)
-            imputed[start:end] = typical[start:end] + bridge
-        gap_length[start:end] = end - start
-    return imputed, gap_length
+            innovation = spread * (1 - phi**2) if phi < RANDOM_WALK_PHI else spread * 1e-4
+            bridges.append(_Bridge(start, end, departure[left], departure[right], phi, innovation, typical[start:end]))
+    return bridges
+
+
+def predict(
+    measured: np.ndarray,
+    minute_of_day: np.ndarray,
+    method: str,
+    max_gap: int,
+    profile: np.ndarray | None = None,
+    gaps: list[tuple[int, int]] | None = None,
+    fitted: np.ndarray | None = None,
+) -> Prediction:
+    """The predictive mean, sd and joint draws of every gap of up to max_gap minutes (or of `gaps`).
+
+    `measured` is a contiguous 1-minute series with NaN for missing minutes; `minute_of_day`
+    gives each minute's local minute-of-day (0..1439) for the daily cycle.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    chosen = find_gaps(measured, max_gap) if gaps is None else gaps
+    if method == "statespace":
+        from fitpipe.derive.statespace import predict_statespace
+
+        return predict_statespace(measured, minute_of_day, chosen, fitted)
+    n = len(measured)
+    mean, sd = np.full(n, np.nan), np.full(n, np.nan)
+    gap_length = np.zeros(n, dtype=np.int32)
+    if method == "linear":
+        bridges = _linear_bridges(measured, chosen)
+    else:
+        bridges = _profile_bridges(measured, minute_of_day, chosen, profile) if chosen else []
+    for bridge in bridges:
+        mean[bridge.start : bridge.end] = bridge.mean()
+        sd[bridge.start : bridge.end] = bridge.sd()
+        gap_length[bridge.start : bridge.end] = bridge.end - bridge.start
+
+    def sample(rng: np.random.Generator, draws: int) -> np.ndarray:
+        out = np.full((draws, n), np.nan)
+        for bridge in bridges:
+            out[:, bridge.start : bridge.end] = bridge.sample(rng, draws)
+        return out
+
+    return Prediction(mean, sd, gap_length, list(chosen), sample)
+
+
+def fill(
+    measured: np.ndarray, minute_of_day: np.ndarray, method: str, max_gap: int, profile: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Imputed values (NaN where not imputed) and the gap length of each imputed minute."""
+    prediction = predict(measured, minute_of_day, method, max_gap, profile)
+    return prediction.mean, prediction.gap_length
 
 
 def ar1_coefficient(departure: np.ndarray) -> float:

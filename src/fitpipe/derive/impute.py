@@ -21,8 +21,9 @@ from fitpipe.catalogue import METRICS, Metric
 from fitpipe.catalogue import metric as metric_named
 from fitpipe.copybin import copy_rows
 from fitpipe.db import one_row
-from fitpipe.derive.imputation import METHODS, fill
+from fitpipe.derive.imputation import METHODS
 from fitpipe.derive.retention import RETAINED, raw_runs, rollup_only_days
+from fitpipe.derive.uncertainty import impute_with_intervals
 from fitpipe.errors import BadInput
 from fitpipe.locks import lock_user_exclusive
 from fitpipe.participants import User, list_users
@@ -57,7 +58,7 @@ class ImputeReport:
         return sum(self.values.values())
 
 
-def _minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime):
+def minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.datetime):
     fields = ", ".join(f"avg({c.name})::float8" for c in metric.values)
     rows = conn.execute(
         f"SELECT time_bucket('1 minute', {metric.time_column}) AS minute, {fields} FROM {metric.table} "
@@ -67,7 +68,7 @@ def _minute_means(conn, user: User, metric: Metric, lo: dt.datetime, hi: dt.date
     return rows
 
 
-def _local_minute_of_day(user: User, grid) -> np.ndarray:
+def local_minute_of_day(user: User, grid) -> np.ndarray:
     """Each minute's minute-of-day on the participant's own clock at that minute (their zone
     history), so the days before a move line up with the days after it in the daily profile."""
     minute_of_day = np.empty(len(grid), dtype=np.int64)
@@ -95,7 +96,7 @@ def _impute_metric(
     day_hi = user.day_context(last).intraday_window(metric)[1]
     lo, hi = aware_utc(day_lo), aware_utc(day_hi)
     context = np.timedelta64(PROFILE_CONTEXT_DAYS, "D")
-    rows = _minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
+    rows = minute_means(conn, user, metric, aware_utc(day_lo - context), aware_utc(day_hi + context))
     conn.execute(
         "DELETE FROM imputed_values WHERE user_id = %s AND metric = %s AND ts >= %s AND ts < %s",
         (user.user_id, metric.name, lo, hi),
@@ -110,13 +111,15 @@ def _impute_metric(
     measured = pd.DataFrame(
         [r[1:] for r in rows], index=pd.DatetimeIndex([r[0] for r in rows]), columns=[c.name for c in metric.values]
     ).reindex(grid)
-    minute_of_day = _local_minute_of_day(user, grid)
+    minute_of_day = local_minute_of_day(user, grid)
     inside = np.asarray((grid >= pd.Timestamp(lo)) & (grid < pd.Timestamp(hi)))
     times = grid.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[us]")
     for column in metric.values:
-        values, gap_length = fill(measured[column.name].to_numpy(dtype=float), minute_of_day, method, max_gap)
-        # Imputed values stay inside the metric's valid range.
-        values = np.clip(values, column.low, column.high)
+        # Imputed values and their intervals stay inside the metric's valid range.
+        result = impute_with_intervals(
+            measured[column.name].to_numpy(dtype=float), minute_of_day, method, max_gap, column.low, column.high
+        )
+        values, gap_length = result.value, result.gap_length
         chosen = inside & ~np.isnan(values)
         count = int(chosen.sum())
         if not count:
@@ -124,14 +127,16 @@ def _impute_metric(
         copy_rows(
             conn.cursor(),
             "imputed_values",
-            ("user_id", "metric", "field", "ts", "value", "method", "gap_minutes"),
-            ("integer", "text", "text", "timestamptz", "real", "text", "integer"),
+            ("user_id", "metric", "field", "ts", "value", "lower", "upper", "method", "gap_minutes"),
+            ("integer", "text", "text", "timestamptz", "real", "real", "real", "text", "integer"),
             [
                 np.full(count, user.user_id, dtype=np.int32),
                 np.full(count, metric.name, dtype=object),
                 np.full(count, column.name, dtype=object),
                 times[chosen],
                 values[chosen].astype(np.float32),
+                result.lower[chosen].astype(np.float32),
+                result.upper[chosen].astype(np.float32),
                 np.full(count, method, dtype=object),
                 gap_length[chosen],
             ],
@@ -154,6 +159,10 @@ def impute(
 ) -> ImputeReport:
     if method not in METHODS:
         raise BadInput(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "statespace":
+        from fitpipe.derive.statespace import require_statsmodels
+
+        require_statsmodels()
     if start and end and end < start:
         raise BadInput(f"--end {end} is before --start {start}")
     if metric_name:

@@ -8,7 +8,10 @@ device or FIFO is written straight through (fitpipe.output.target).
 Columns, always in this order: user_id, time (ISO-8601 with offset), the metric's value
 columns in catalogue order, then for rollups `n` (samples), and `imputed` where imputation
 applies (raw/1min: whether the row is imputed; 1h/1d: whether any imputed minute is in it,
-plus `imputed_share`, the share of samples that were imputed).
+plus `imputed_share`, the share of samples that were imputed). With --with-imputed, raw and
+1min rows end with `<field>_lower` and `<field>_upper`: the 90% predictive interval of an imputed
+minute (empty for measured rows, NaN in Parquet; hourly and daily rows have none, since the minutes of an hour
+are correlated: use --draws for the uncertainty of aggregates).
 """
 
 from __future__ import annotations
@@ -60,9 +63,14 @@ def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
     time_col = metric.time_column
     values = [c.name for c in metric.values]
     keys = [c.name for c in metric.extra_key]
+    intervals = metric.imputable and with_imputed
+    # Measured rows have no interval: empty in CSV; NaN where typed (frames, Parquet), which keeps
+    # every row of one fixed layout, so 1-second heart rate is still read with binary COPY.
+    no_interval = "'NaN'::real" if typed else "NULL::real"
     measured = (
         f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
         + (", false AS imputed" if metric.imputable else "")
+        + "".join(f", {no_interval} AS {v}_lower, {no_interval} AS {v}_upper" for v in values if intervals)
         + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s"
     )
     if metric.window is DayWindow.DATE:
@@ -70,12 +78,16 @@ def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
     body = measured
     if metric.imputable and with_imputed:
         pivot = ", ".join(f"max(value) FILTER (WHERE field = '{v}')" for v in values)
+        pivot += ", true" + "".join(
+            f", max(lower) FILTER (WHERE field = '{v}'), max(upper) FILTER (WHERE field = '{v}')" for v in values
+        )
         body += (
-            f" UNION ALL SELECT user_id, ts, {pivot}, true FROM imputed_values"
+            f" UNION ALL SELECT user_id, ts, {pivot} FROM imputed_values"
             f" WHERE user_id = %(user_id)s AND metric = '{metric.name}' AND ts >= %(lo)s AND ts < %(hi)s"
             " GROUP BY user_id, ts"
         )
     shown = ", ".join(keys + values) + (", imputed" if metric.imputable else "")
+    shown += "".join(f", {v}_lower, {v}_upper" for v in values if intervals)
     if typed:
         outer_time = "t"
     else:
@@ -111,6 +123,15 @@ def _rollup_query(metric: Metric, level: str, with_imputed: bool, typed: bool = 
             if with_imputed
             else "0::float8 AS imputed_share"
         )
+    if metric.imputable and with_imputed and level == "1min":
+        # A minute is imputed only when nothing was measured in it, so its interval is the imputed row's.
+        for column in metric.values:
+            for end in ("lower", "upper"):
+                columns.append(
+                    f"(SELECT i.{end} FROM imputed_values i WHERE i.user_id = rollup_1min.user_id"
+                    f" AND i.metric = %(metric)s AND i.field = '{column.name}' AND i.ts = rollup_1min.bucket)"
+                    f" AS {column.name}_{end}"
+                )
     # metric is an enum in the rollups; the cast keeps the index usable when a client binds varchar.
     where = (
         "user_id = %(user_id)s AND metric = CAST(%(metric)s AS rollup_metric) AND bucket >= %(lo)s AND bucket < %(hi)s"
