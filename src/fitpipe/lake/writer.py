@@ -1,0 +1,198 @@
+"""Rows of chosen participant-days from the database into Arrow, and Arrow into Parquet files.
+
+The database side is one CSV COPY per batch of days, parsed by pyarrow's multithreaded CSV
+reader with the lake's types given up front: no Python object per value. Each row comes with
+the local day that owns it (`ledger_day`), joined from the day windows the loader itself uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import psycopg
+
+from fitpipe.catalogue import DayWindow
+from fitpipe.days import ONE_DAY, DayContext
+from fitpipe.lake.layout import ROWS_PER_ROW_GROUP, TEMP_PREFIX, Dataset, Field, file_name, partition_dir
+from fitpipe.participants import User
+
+_ARROW = {
+    "smallint": "int16",
+    "integer": "int32",
+    "bigint": "int64",
+    "real": "float32",
+    "double precision": "float64",
+    "boolean": "bool_",
+    "date": "date32",
+}
+
+
+def arrow_type(f: Field):
+    import pyarrow as pa
+
+    if f.pg_type == "timestamptz":
+        return pa.timestamp("us", tz="UTC")
+    if f.pg_type == "text":
+        return pa.dictionary(pa.int32(), pa.string()) if f.enum else pa.string()
+    return getattr(pa, _ARROW[f.pg_type])()
+
+
+def schema(dataset: Dataset):
+    import pyarrow as pa
+
+    return pa.schema(
+        [pa.field("ledger_day", pa.date32(), nullable=False)]
+        + [pa.field(f.name, arrow_type(f), nullable=f.nullable) for f in dataset.fields]
+    )
+
+
+def _csv_type(f: Field):
+    """How the CSV reader parses a column before it gets its lake type."""
+    import pyarrow as pa
+
+    if f.pg_type == "timestamptz":
+        return pa.timestamp("us")  # selected as UTC wall time
+    if f.pg_type == "text":
+        return pa.string()
+    return arrow_type(f)
+
+
+def _select_list(dataset: Dataset) -> str:
+    parts = ["w.day"]
+    for f, expression in zip(dataset.fields, dataset.select):
+        parts.append(f"{expression} AT TIME ZONE 'UTC'" if f.pg_type == "timestamptz" else expression)
+    return ", ".join(parts)
+
+
+def windows(dataset: Dataset, user: User, days: Iterable[dt.date]) -> list[tuple[int, dt.date, dt.datetime, dt.datetime]]:
+    """(user, day, lo, hi) of the instants each day owns in this dataset."""
+    out = []
+    for day in days:
+        context = DayContext(user.user_id, day, user.zone_on(day), user.zone_on(day + ONE_DAY))
+        if dataset.window is DayWindow.DATE:
+            out.append((user.user_id, day, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC)))
+        else:
+            lo, hi = context.bounds(dataset.window)
+            out.append((user.user_id, day, lo, hi))
+    return out
+
+
+def fetch(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tuple]):
+    """The dataset's rows of these (user, day, lo, hi) windows as an Arrow table (lake schema)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    target = schema(dataset)
+    if not day_windows:
+        return target.empty_table()
+    if dataset.window is DayWindow.DATE:
+        on = "t.user_id = w.user_id AND t.day = w.day"
+    else:
+        on = f"t.user_id = w.user_id AND t.{dataset.time_column} >= w.lo AND t.{dataset.time_column} < w.hi"
+    query = (
+        f"SELECT {_select_list(dataset)} FROM unnest(%s::int[], %s::date[], %s::timestamptz[], %s::timestamptz[]) "
+        f"AS w(user_id, day, lo, hi) JOIN {dataset.name} t ON {on}"
+    )
+    params = tuple(list(column) for column in zip(*day_windows))
+    bound = psycopg.ClientCursor(conn).mogrify(query, params)
+    buffer = io.BytesIO()
+    with conn.cursor().copy(f"COPY ({bound}) TO STDOUT (FORMAT csv)") as copy:
+        for block in copy:
+            buffer.write(block)
+    if buffer.tell() == 0:
+        return target.empty_table()
+    buffer.seek(0)
+    fields = [Field("ledger_day", "date"), *dataset.fields]
+    table = pacsv.read_csv(
+        buffer,
+        read_options=pacsv.ReadOptions(column_names=[f.name for f in fields]),
+        convert_options=pacsv.ConvertOptions(
+            column_types={f.name: _csv_type(f) for f in fields},
+            true_values=["t"],
+            false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return conform(table, target)
+
+
+def conform(table, target):
+    """A table cast to the lake schema (UTC instants, dictionary-encoded enums)."""
+    import pyarrow as pa
+
+    columns = []
+    for field in target:
+        column = table.column(field.name)
+        if pa.types.is_dictionary(field.type) and not pa.types.is_dictionary(column.type):
+            column = column.cast(pa.string()).dictionary_encode()
+            column = column.cast(field.type)
+        elif column.type != field.type:
+            column = column.cast(field.type)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+class PartFile:
+    """One new Parquet file of a partition, written under a hidden temporary name and given its
+    final name only by `finish`. Rows arrive in order; they are buffered into row groups."""
+
+    def __init__(self, root: Path, dataset: Dataset, month: str, first_user: int, last_user: int):
+        import pyarrow.parquet as pq
+
+        self.dataset, self.root = dataset, root
+        directory = partition_dir(root, dataset.name, month)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.final = directory / file_name(first_user, last_user, secrets.token_hex(6))
+        self.temp = directory / f"{TEMP_PREFIX}{self.final.name}"
+        self.schema = schema(dataset)
+        self.writer = pq.ParquetWriter(
+            self.temp,
+            self.schema,
+            compression="zstd",
+            use_dictionary=[f.name for f in dataset.fields if f.enum] + ["ledger_day", "user_id"],
+            write_statistics=True,
+        )
+        self.pending: list = []
+        self.pending_rows = 0
+        self.rows = 0
+
+    def add(self, table) -> None:
+        if table.num_rows == 0:
+            return
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        if self.pending_rows >= ROWS_PER_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending).combine_chunks()
+        self.writer.write_table(table, row_group_size=ROWS_PER_ROW_GROUP)
+        self.rows += table.num_rows
+        self.pending, self.pending_rows = [], 0
+
+    def finish(self) -> tuple[Path, int] | None:
+        """Close the file; give it its final name (None, and no file, when it holds no rows)."""
+        self._flush()
+        self.writer.close()
+        if self.rows == 0:
+            self.temp.unlink()
+            return None
+        with open(self.temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.temp, self.final)
+        return self.final, self.rows
+
+    def abandon(self) -> None:
+        self.writer.close()
+        self.temp.unlink(missing_ok=True)
