@@ -52,7 +52,7 @@ def connect(root: str | Path, database: str = ":memory:"):
         paths = [str(root / f.path) for f in manifest.files_of(dataset.name)]
         if paths:
             listed = ", ".join(_quoted(p) for p in sorted(paths))
-            body = f"SELECT * FROM read_parquet([{listed}])"
+            body = f"SELECT * FROM read_parquet([{listed}], hive_partitioning = false)"
         else:
             body = _empty_select(dataset)
         con.execute(f"CREATE OR REPLACE VIEW {dataset.name} AS {body}")
