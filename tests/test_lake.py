@@ -136,7 +136,7 @@ def test_lake_follows_the_database_through_reingest_imputation_withdrawal_and_re
     assert str(azm.field("active_zone_minutes").type) == "int16"
     rollup = pq.read_schema(next((root / "table=rollup_1h").glob("month=*/*.parquet")))
     assert str(rollup.field("metric").type).startswith("dictionary<values=string")
-    order = duckdb.sql(f"SELECT user_id, ts FROM read_parquet('{heart}')").fetchall()
+    order = duckdb.connect().execute(f"SELECT user_id, ts FROM read_parquet('{heart}')").fetchall()
     assert order == sorted(order)
 
     # Nothing changed: nothing written.
@@ -175,7 +175,7 @@ def test_lake_follows_the_database_through_reingest_imputation_withdrawal_and_re
     assert dt.datetime.fromisoformat(withdrawal["removed_at"]) > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     for table in TABLES:
         for path in (root / f"table={table}").glob("month=*/*.parquet"):
-            assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{path}') WHERE user_id = 2").fetchone()[0] == 0
+            assert duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{path}') WHERE user_id = 2").fetchone()[0] == 0
 
     # Raw retention drops old 1 Hz rows from the database; the lake keeps them and the rollups agree.
     heart_before = database_rows(db, "heart_rate")

@@ -166,7 +166,7 @@ def _write_partition(
     target = schema(dataset)
 
     def emit(group: list[int]) -> None:
-        day_windows = [w for u in group for w in windows(dataset, users[u], sorted(by_user.get(u, [])))]
+        day_windows = [w for u in group if u in by_user for w in windows(dataset, users[u], sorted(by_user[u]))]
         new = fetch(conn, dataset, day_windows)
         report.rows_from_database += new.num_rows
         old = _old_rows(root, old_files, group, gone) if old_files else None
