@@ -1,0 +1,177 @@
+"""The Parquet lake (`fitpipe lake sync`) against the database it mirrors, in one run.
+
+    .venv/bin/python benchmarks/lake.py [--users 10] [--days 365] [--keep]
+
+On a year store built as benchmarks/scale.py builds it (numpy 1 Hz heart rate COPYed through
+fitpipe's loader, ledger rows, rollups refreshed and settled chunks compressed a month at a time):
+1. `fitpipe lake sync` of the whole store: wall time and rows/s, against `fitpipe export --format
+   parquet` of heart rate, raw, over the same span (goal: sync >= 0.8x the export's rows/s).
+2. Lake bytes per participant-day against the hypertables it mirrors (compressed) (goal: <= 1x).
+3. A full-cohort query, mean, p95 and minutes worn per participant per month over the span:
+   DuckDB on the lake against the same query on TimescaleDB, median of 3 (goal: lake >= 5x faster).
+4. An incremental nightly sync: one new day for every participant, loaded and refreshed, then
+   `fitpipe lake sync`; rows/s, and that rate extrapolated to 1,000 participants (goal < 120 s).
+Prints figures only; absolute figures drift on shared machines, compare the ratios.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import numpy as np
+
+import _common as c
+from scale import START, build_year, heart_rate_day
+
+from fitpipe.db import connect
+from fitpipe.derive.rollups import refresh
+
+LAKE_TABLES = ("heart_rate", "rollup_1min", "rollup_1h", "rollup_1d", "imputed_values")
+
+POSTGRES_COHORT = """
+    SELECT user_id, date_trunc('month', ts AT TIME ZONE 'UTC') AS month, avg(bpm), 
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY bpm), count(DISTINCT time_bucket('1 minute', ts))
+    FROM heart_rate GROUP BY 1, 2 ORDER BY 1, 2
+"""
+DUCKDB_COHORT = """
+    SELECT user_id, date_trunc('month', ts) AS month, avg(bpm),
+           quantile_cont(bpm, 0.95), count(DISTINCT time_bucket(INTERVAL 1 minute, ts))
+    FROM heart_rate GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
+def timed(run) -> tuple[float, object]:
+    started = time.perf_counter()
+    out = run()
+    return time.perf_counter() - started, out
+
+
+def median_of(runs: int, run) -> tuple[float, object]:
+    results = [timed(run) for _ in range(runs)]
+    return float(np.median([t for t, _ in results])), results[-1][1]
+
+
+def lake_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.parquet"))
+
+
+def add_night(url: str, users: int, day: dt.date) -> int:
+    """One more settled day for every participant, loaded and refreshed as a night's ingest would."""
+    from fitpipe.catalogue import BY_NAME
+    from fitpipe.copybin import copy_rows
+
+    heart = BY_NAME["heart_rate"]
+    rng = np.random.default_rng(23)
+    rows = 0
+    with connect(url) as conn:
+        for user_id in range(1, users + 1):
+            ts, bpm = heart_rate_day(rng, day, 0)
+            with conn.cursor() as cur:
+                rows += copy_rows(
+                    cur,
+                    "heart_rate",
+                    heart.column_names,
+                    [col.pg_type for col in heart.columns],
+                    (np.full(len(ts), user_id, np.int32), ts, bpm),
+                )
+            lo = dt.datetime.combine(day, dt.time(), dt.UTC)
+            conn.execute(
+                "INSERT INTO ingested_days (user_id, day, source, rows_loaded, rows_by_metric, quarantined, state) "
+                "VALUES (%s, %s, 'synthetic', %s, jsonb_build_object('heart_rate', %s::int), 0, 'complete')",
+                (user_id, day, len(ts), len(ts)),
+            )
+            conn.execute(
+                "INSERT INTO rollup_invalidations (user_id, metric, lo, hi) VALUES (%s, 'heart_rate', %s, %s)",
+                (user_id, lo, lo + dt.timedelta(days=1)),
+            )
+        conn.commit()
+        refresh(conn)
+    return rows
+
+
+def sync_figures(out: str) -> tuple[int, int]:
+    """(rows written, rows from the database) from the sync's summary line."""
+    written = int(out.split(" file(s) written (")[1].split(" rows")[0].replace(",", ""))
+    fetched = int(out.split(" rows, ")[1].split(" from the database")[0].replace(",", ""))
+    return written, fetched
+
+
+def main() -> None:
+    p = c.parser(__doc__)
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--days", type=int, default=365)
+    args = p.parse_args()
+    import duckdb
+
+    import fitpipe.lake
+
+    with c.bench_database("lake", args.keep) as url, tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "lake"
+        year = build_year(url, args.users, args.days)
+        participant_days = args.users * args.days
+        end = START + dt.timedelta(days=args.days - 1)
+
+        sync_s, result = timed(lambda: c.fitpipe(url, "lake", "sync", "--root", str(root)))
+        written, _ = sync_figures(result.stdout)
+        export_path = Path(scratch) / "heart_rate.parquet"
+        export_s, _ = timed(
+            lambda: c.fitpipe(
+                url, "export", "--metric", "heart_rate", "--resolution", "raw", "--start", START.isoformat(),
+                "--end", end.isoformat(), "--format", "parquet", "--output", str(export_path),
+            )
+        )
+        exported = int(duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{export_path}')").fetchone()[0])
+        noop_s, noop = timed(lambda: c.fitpipe(url, "lake", "sync", "--root", str(root)))
+
+        with connect(url) as conn:
+            hypertable_bytes = {
+                t: conn.execute("SELECT hypertable_size(%s::regclass)", (t,)).fetchone()[0] or 0 for t in LAKE_TABLES
+            }
+            pg_s, pg_rows = median_of(3, lambda: conn.execute(POSTGRES_COHORT).fetchall())
+        lake = fitpipe.lake.connect(root)
+        duck_s, duck_rows = median_of(3, lambda: lake.execute(DUCKDB_COHORT).fetchall())
+        same = len(pg_rows) == len(duck_rows) and all(
+            a[0] == b[0] and abs(a[2] - b[2]) < 1e-6 and abs(a[3] - b[3]) < 1e-3 and a[4] == b[4]
+            for a, b in zip(pg_rows, duck_rows)
+        )
+        heart_lake = sum(f.stat().st_size for f in (root / "table=heart_rate").rglob("*.parquet"))
+
+        add_night(url, args.users, end + dt.timedelta(days=1))
+        night_s, night = timed(lambda: c.fitpipe(url, "lake", "sync", "--root", str(root)))
+        _, night_fetched = sync_figures(night.stdout)
+
+    sync_rate, export_rate = written / sync_s, exported / export_s
+    print(f"lake benchmark: {args.users} participants x {args.days} days, {year['rows']:,} heart-rate rows")
+    print(
+        c.table(
+            ["figure", "lake", "baseline", "ratio", "goal"],
+            [
+                ["full sync: rows/s (vs export --format parquet)", f"{sync_rate:,.0f} ({written:,} rows, {sync_s:.1f} s)",
+                 f"{export_rate:,.0f} ({exported:,} rows, {export_s:.1f} s)", f"{sync_rate / export_rate:.2f}x", ">= 0.8x"],
+                ["bytes per participant-day (heart_rate + rollups + imputed)", f"{lake_bytes(root) / participant_days:,.0f}",
+                 f"{sum(hypertable_bytes.values()) / participant_days:,.0f} (compressed hypertables)",
+                 f"{lake_bytes(root) / max(1, sum(hypertable_bytes.values())):.2f}x", "<= 1x"],
+                ["heart_rate bytes per participant-day", f"{heart_lake / participant_days:,.0f}",
+                 f"{hypertable_bytes['heart_rate'] / participant_days:,.0f}",
+                 f"{heart_lake / max(1, hypertable_bytes['heart_rate']):.2f}x", ""],
+                ["cohort query: mean, p95, minutes worn per participant-month (median of 3)", f"{duck_s:.2f} s (DuckDB)",
+                 f"{pg_s:.2f} s (TimescaleDB)", f"{pg_s / duck_s:.1f}x faster", ">= 5x"],
+                ["cohort query results agree", "yes" if same else "NO", "", "", ""],
+                ["no-op sync", f"{noop_s:.2f} s", "", "", "writes nothing: " + ("yes" if "nothing to do" in noop.stdout else "NO")],
+                [f"nightly sync of one new day x {args.users}", f"{night_s:.1f} s ({night_fetched:,} rows fetched)", "",
+                 "", ""],
+                ["  extrapolated to 1,000 participants at that rate", f"{night_s / args.users * 1000:.0f} s", "", "", "< 120 s"],
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
