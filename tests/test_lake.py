@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
+from fitpipe.api import Store
 from fitpipe.catalogue import METRICS
 from fitpipe.participants import add_participant
 
@@ -179,12 +181,26 @@ def test_lake_follows_the_database_through_reingest_imputation_withdrawal_and_re
 
     # Raw retention drops old 1 Hz rows from the database; the lake keeps them and the rollups agree.
     heart_before = database_rows(db, "heart_rate")
+    export_args = ("export", "--metric", "heart_rate", "--user", "1", "--start", "2024-01-01", "--end", "2024-01-04")
+    before_csv = tmp_path / "before.csv"
+    fitpipe(database_url, *export_args, "--resolution", "raw", "--with-imputed", "--output", str(before_csv))
+    frame_before = Store(database_url).frame("heart_rate", [1], "2024-01-01", "2024-01-04", resolution="raw", tz="utc")
     fitpipe(database_url, "maintain", "--raw-retention-days", "3")
     assert len(database_rows(db, "heart_rate")) < len(heart_before)
     assert "nothing to do" in sync(database_url, root)
     assert_lake_equals_database(db, root, LAST, except_tables=("heart_rate",))
     columns = [name for name, _ in _db_columns(db, "heart_rate")]
     assert lake_rows(root, "heart_rate", columns) == heart_before
+
+    # export and Store.frame read the dropped days' rows from the lake when FITPIPE_LAKE_ROOT names it.
+    after_csv = tmp_path / "after.csv"
+    fitpipe(database_url, *export_args, "--resolution", "raw", "--with-imputed", "--output", str(after_csv))
+    assert after_csv.read_bytes() != before_csv.read_bytes()  # without the lake, days 1-4 lost rows
+    monkeypatch.setenv("FITPIPE_LAKE_ROOT", str(root))
+    fitpipe(database_url, *export_args, "--resolution", "raw", "--with-imputed", "--output", str(after_csv))
+    assert after_csv.read_bytes() == before_csv.read_bytes()
+    frame_after = Store(database_url).frame("heart_rate", [1], "2024-01-01", "2024-01-04", resolution="raw", tz="utc")
+    pd.testing.assert_frame_equal(frame_after, frame_before)
 
 
 def _start_sync(url: str, root: Path) -> subprocess.Popen:
