@@ -28,15 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import numpy as np
 
 import _common as c
-from scale import START, build_year, heart_rate_day
-
 from fitpipe.db import connect
 from fitpipe.derive.rollups import refresh
+from scale import START, build_year, heart_rate_day
 
 LAKE_TABLES = ("heart_rate", "rollup_1min", "rollup_1h", "rollup_1d", "imputed_values")
 
 POSTGRES_COHORT = """
-    SELECT user_id, date_trunc('month', ts AT TIME ZONE 'UTC') AS month, avg(bpm), 
+    SELECT user_id, date_trunc('month', ts AT TIME ZONE 'UTC') AS month, avg(bpm),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY bpm), count(DISTINCT time_bucket('1 minute', ts))
     FROM heart_rate GROUP BY 1, 2 ORDER BY 1, 2
 """
@@ -121,12 +120,9 @@ def main() -> None:
         sync_s, result = timed(lambda: c.fitpipe(url, "lake", "sync", "--root", str(root)))
         written, _ = sync_figures(result.stdout)
         export_path = Path(scratch) / "heart_rate.parquet"
-        export_s, _ = timed(
-            lambda: c.fitpipe(
-                url, "export", "--metric", "heart_rate", "--resolution", "raw", "--start", START.isoformat(),
-                "--end", end.isoformat(), "--format", "parquet", "--output", str(export_path),
-            )
-        )
+        export_args = "export --metric heart_rate --resolution raw --format parquet".split()
+        span = ["--start", START.isoformat(), "--end", end.isoformat(), "--output", str(export_path)]
+        export_s, _ = timed(lambda: c.fitpipe(url, *export_args, *span))
         exported = int(duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{export_path}')").fetchone()[0])
         noop_s, noop = timed(lambda: c.fitpipe(url, "lake", "sync", "--root", str(root)))
 
@@ -139,7 +135,7 @@ def main() -> None:
         duck_s, duck_rows = median_of(3, lambda: lake.execute(DUCKDB_COHORT).fetchall())
         same = len(pg_rows) == len(duck_rows) and all(
             a[0] == b[0] and abs(a[2] - b[2]) < 1e-6 and abs(a[3] - b[3]) < 1e-3 and a[4] == b[4]
-            for a, b in zip(pg_rows, duck_rows)
+            for a, b in zip(pg_rows, duck_rows, strict=False)
         )
         heart_lake = sum(f.stat().st_size for f in (root / "table=heart_rate").rglob("*.parquet"))
 
@@ -153,21 +149,56 @@ def main() -> None:
         c.table(
             ["figure", "lake", "baseline", "ratio", "goal"],
             [
-                ["full sync: rows/s (vs export --format parquet)", f"{sync_rate:,.0f} ({written:,} rows, {sync_s:.1f} s)",
-                 f"{export_rate:,.0f} ({exported:,} rows, {export_s:.1f} s)", f"{sync_rate / export_rate:.2f}x", ">= 0.8x"],
-                ["bytes per participant-day (heart_rate + rollups + imputed)", f"{lake_bytes(root) / participant_days:,.0f}",
-                 f"{sum(hypertable_bytes.values()) / participant_days:,.0f} (compressed hypertables)",
-                 f"{lake_bytes(root) / max(1, sum(hypertable_bytes.values())):.2f}x", "<= 1x"],
-                ["heart_rate bytes per participant-day", f"{heart_lake / participant_days:,.0f}",
-                 f"{hypertable_bytes['heart_rate'] / participant_days:,.0f}",
-                 f"{heart_lake / max(1, hypertable_bytes['heart_rate']):.2f}x", ""],
-                ["cohort query: mean, p95, minutes worn per participant-month (median of 3)", f"{duck_s:.2f} s (DuckDB)",
-                 f"{pg_s:.2f} s (TimescaleDB)", f"{pg_s / duck_s:.1f}x faster", ">= 5x"],
+                [
+                    "full sync: rows/s (vs export --format parquet)",
+                    f"{sync_rate:,.0f} ({written:,} rows, {sync_s:.1f} s)",
+                    f"{export_rate:,.0f} ({exported:,} rows, {export_s:.1f} s)",
+                    f"{sync_rate / export_rate:.2f}x",
+                    ">= 0.8x",
+                ],
+                [
+                    "bytes per participant-day (heart_rate + rollups + imputed)",
+                    f"{lake_bytes(root) / participant_days:,.0f}",
+                    f"{sum(hypertable_bytes.values()) / participant_days:,.0f} (compressed hypertables)",
+                    f"{lake_bytes(root) / max(1, sum(hypertable_bytes.values())):.2f}x",
+                    "<= 1x",
+                ],
+                [
+                    "heart_rate bytes per participant-day",
+                    f"{heart_lake / participant_days:,.0f}",
+                    f"{hypertable_bytes['heart_rate'] / participant_days:,.0f}",
+                    f"{heart_lake / max(1, hypertable_bytes['heart_rate']):.2f}x",
+                    "",
+                ],
+                [
+                    "cohort query: mean, p95, minutes worn per participant-month (median of 3)",
+                    f"{duck_s:.2f} s (DuckDB)",
+                    f"{pg_s:.2f} s (TimescaleDB)",
+                    f"{pg_s / duck_s:.1f}x faster",
+                    ">= 5x",
+                ],
                 ["cohort query results agree", "yes" if same else "NO", "", "", ""],
-                ["no-op sync", f"{noop_s:.2f} s", "", "", "writes nothing: " + ("yes" if "nothing to do" in noop.stdout else "NO")],
-                [f"nightly sync of one new day x {args.users}", f"{night_s:.1f} s ({night_fetched:,} rows fetched)", "",
-                 "", ""],
-                ["  extrapolated to 1,000 participants at that rate", f"{night_s / args.users * 1000:.0f} s", "", "", "< 120 s"],
+                [
+                    "no-op sync",
+                    f"{noop_s:.2f} s",
+                    "",
+                    "",
+                    "writes nothing: " + ("yes" if "nothing to do" in noop.stdout else "NO"),
+                ],
+                [
+                    f"nightly sync of one new day x {args.users}",
+                    f"{night_s:.1f} s ({night_fetched:,} rows fetched)",
+                    "",
+                    "",
+                    "",
+                ],
+                [
+                    "  extrapolated to 1,000 participants at that rate",
+                    f"{night_s / args.users * 1000:.0f} s",
+                    "",
+                    "",
+                    "< 120 s",
+                ],
             ],
         )
     )

@@ -18,11 +18,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from conftest import empty_database, fitpipe
 from fitpipe.api import Store
 from fitpipe.catalogue import METRICS
 from fitpipe.participants import add_participant
-
-from conftest import empty_database, fitpipe
 
 duckdb = pytest.importorskip("duckdb", reason="the lake extra (duckdb) is not installed")
 
@@ -147,9 +146,7 @@ def test_lake_follows_the_database_through_reingest_imputation_withdrawal_and_re
     assert files_and_times(root) == before
 
     # A --force re-ingest of one day with new content (another generator seed) rewrites that day.
-    db.execute(
-        "UPDATE participant_sources SET settings = jsonb_set(settings, '{seed}', '12345') WHERE user_id = 1"
-    )
+    db.execute("UPDATE participant_sources SET settings = jsonb_set(settings, '{seed}', '12345') WHERE user_id = 1")
     old_hash = db.execute("SELECT content_hash FROM ingested_days WHERE user_id = 1 AND day = '2024-01-02'").fetchone()
     fitpipe(database_url, "backfill", "--start", "2024-01-02", "--end", "2024-01-02", "--user", "1", "--force")
     new_hash = db.execute("SELECT content_hash FROM ingested_days WHERE user_id = 1 AND day = '2024-01-02'").fetchone()
@@ -177,7 +174,10 @@ def test_lake_follows_the_database_through_reingest_imputation_withdrawal_and_re
     assert dt.datetime.fromisoformat(withdrawal["removed_at"]) > dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     for table in TABLES:
         for path in (root / f"table={table}").glob("month=*/*.parquet"):
-            assert duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{path}') WHERE user_id = 2").fetchone()[0] == 0
+            assert (
+                duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{path}') WHERE user_id = 2").fetchone()[0]
+                == 0
+            )
 
     # Raw retention drops old 1 Hz rows from the database; the lake keeps them and the rollups agree.
     heart_before = database_rows(db, "heart_rate")

@@ -58,5 +58,5 @@ def test_spark_monthly_means_equal_sql(db, database_url, monkeypatch, tmp_path):
         spark.stop()
     found = [(r["user_id"], r["utc_month"], r["mean"], r["n"]) for r in rows]
     assert [(u, m, n) for u, m, _, n in found] == [(u, m, n) for u, m, _, n in expected]
-    for (_, _, spark_mean, _), (_, _, sql_mean, _) in zip(found, expected):
+    for (_, _, spark_mean, _), (_, _, sql_mean, _) in zip(found, expected, strict=True):
         assert spark_mean == pytest.approx(sql_mean, rel=1e-12)

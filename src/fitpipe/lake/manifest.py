@@ -77,9 +77,9 @@ def load(root: Path) -> Manifest:
         import pyarrow.parquet as pq
 
         table = pq.read_table(root / manifest.days_file).to_pydict()
-        keys = list(zip(table["user_id"], table["day"]))
+        keys = list(zip(table["user_id"], table["day"], strict=True))
         for family in FAMILIES:
-            manifest.days[family] = {k: v for k, v in zip(keys, table[family]) if v is not None}
+            manifest.days[family] = {k: v for k, v in zip(keys, table[family], strict=True) if v is not None}
     return manifest
 
 

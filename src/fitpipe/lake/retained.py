@@ -44,19 +44,21 @@ def union_sql(metric: Metric) -> str:
     )
     names = ", ".join(["user_id", "t", *(c.name for c in metric.values)])
     return (
-        f" UNION ALL SELECT {names}" + (", false" if metric.imputable else "") + f" FROM unnest({arrays}) AS lake({names})"
-        f" WHERE NOT EXISTS (SELECT FROM {metric.table} d WHERE d.user_id = lake.user_id AND d.{metric.time_column} = lake.t)"
+        f" UNION ALL SELECT {names}"
+        + (", false" if metric.imputable else "")
+        + f" FROM unnest({arrays}) AS lake({names})"
+        f" WHERE NOT EXISTS (SELECT FROM {metric.table} d"
+        f" WHERE d.user_id = lake.user_id AND d.{metric.time_column} = lake.t)"
     )
 
 
 def rows(conn: psycopg.Connection, metric: Metric, user_id: int, lo: dt.datetime, hi: dt.datetime) -> dict:
     """Parameters for union_sql: the lake's rows of the participant's rollup-only days in [lo, hi)."""
-    empty = {"lake_user": [], "lake_t": [], **{f"lake_{c.name}": [] for c in metric.values}}
+    empty: dict[str, list] = {"lake_user": [], "lake_t": [], **{f"lake_{c.name}": [] for c in metric.values}}
     days = [
         day
         for (day,) in conn.execute(
-            "SELECT day FROM ingested_days WHERE user_id = %s AND raw_dropped_at IS NOT NULL "
-            "AND day BETWEEN %s AND %s",
+            "SELECT day FROM ingested_days WHERE user_id = %s AND raw_dropped_at IS NOT NULL AND day BETWEEN %s AND %s",
             (user_id, (lo - dt.timedelta(days=2)).date(), (hi + dt.timedelta(days=2)).date()),
         )
     ]
@@ -83,4 +85,6 @@ def rows(conn: psycopg.Connection, metric: Metric, user_id: int, lo: dt.datetime
 def _timestamps(values):
     import pandas as pd
 
-    return pd.DatetimeIndex(values).tz_localize("UTC") if getattr(values, "tz", None) is None else pd.DatetimeIndex(values)
+    return (
+        pd.DatetimeIndex(values).tz_localize("UTC") if getattr(values, "tz", None) is None else pd.DatetimeIndex(values)
+    )

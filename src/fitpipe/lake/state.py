@@ -53,9 +53,9 @@ def derived_fingerprints(
         "sum_imputed), '|' ORDER BY metric, field)) FROM rollup_1d GROUP BY user_id, bucket"
     )
     for user_id, bucket, fingerprint in rows:
-        day = starts.get(user_id, {}).get(bucket)
-        if day is not None:
-            found[(user_id, day)] = fingerprint
+        owner = starts.get(user_id, {}).get(bucket)
+        if owner is not None:
+            found[(user_id, owner)] = fingerprint
     for user_id, lo, hi in conn.execute("SELECT user_id, lo, hi FROM rollup_invalidations"):
         user = users.get(user_id)
         if user is None:
@@ -72,7 +72,9 @@ def derived_fingerprints(
     return found
 
 
-def database_state(conn: psycopg.Connection, previous_derived: dict[Key, str]) -> tuple[dict[str, dict[Key, str]], dict[int, User]]:
+def database_state(
+    conn: psycopg.Connection, previous_derived: dict[Key, str]
+) -> tuple[dict[str, dict[Key, str]], dict[int, User]]:
     """({family: {key: fingerprint}}, users by id) as the database holds them now."""
     users = {u.user_id: u for u in list_users(conn)}
     raw = raw_fingerprints(conn)

@@ -261,9 +261,7 @@ def _write_changes(
             if written is not None:
                 path, rows = written
                 size = path.stat().st_size
-                files.append(
-                    FileEntry(dataset.name, month, *user_range, str(path.relative_to(root)), rows, size)
-                )
+                files.append(FileEntry(dataset.name, month, *user_range, str(path.relative_to(root)), rows, size))
                 report.files_written += 1
                 report.rows_written += rows
                 report.bytes_written += size

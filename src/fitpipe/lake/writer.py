@@ -64,18 +64,22 @@ def _csv_type(f: Field):
 
 def _select_list(dataset: Dataset) -> str:
     parts = ["w.day AS ledger_day"]
-    for f, expression in zip(dataset.fields, dataset.select):
+    for f, expression in zip(dataset.fields, dataset.select, strict=True):
         parts.append(f"{expression} AT TIME ZONE 'UTC' AS {f.name}" if f.pg_type == "timestamptz" else expression)
     return ", ".join(parts)
 
 
-def windows(dataset: Dataset, user: User, days: Iterable[dt.date]) -> list[tuple[int, dt.date, dt.datetime, dt.datetime]]:
+def windows(
+    dataset: Dataset, user: User, days: Iterable[dt.date]
+) -> list[tuple[int, dt.date, dt.datetime, dt.datetime]]:
     """(user, day, lo, hi) of the instants each day owns in this dataset."""
     out = []
     for day in days:
         context = DayContext(user.user_id, day, user.zone_on(day), user.zone_on(day + ONE_DAY))
         if dataset.window is DayWindow.DATE:
-            out.append((user.user_id, day, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC)))
+            out.append(
+                (user.user_id, day, dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC))
+            )
         else:
             lo, hi = context.bounds(dataset.window)
             out.append((user.user_id, day, lo, hi))
@@ -84,7 +88,6 @@ def windows(dataset: Dataset, user: User, days: Iterable[dt.date]) -> list[tuple
 
 def fetch(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tuple]):
     """The dataset's rows of these (user, day, lo, hi) windows as an Arrow table (lake schema)."""
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     target = schema(dataset)
@@ -106,7 +109,7 @@ def fetch(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tupl
     else:
         query += f" WHERE t.user_id = ANY(%s) AND t.{dataset.time_column} >= %s AND t.{dataset.time_column} < %s"
         bounds = [users, min(w[2] for w in day_windows), max(w[3] for w in day_windows)]
-    params = (*(list(column) for column in zip(*day_windows)), *bounds)
+    params = (*(list(column) for column in zip(*day_windows, strict=True)), *bounds)
     binary = _fixed_layout(conn, query, params, dataset, target)
     if binary is not None:
         return binary
@@ -152,12 +155,14 @@ def _fixed_layout(conn: psycopg.Connection, query: str, params, dataset: Dataset
     if read is None:
         return None
     arrays = []
-    for field, (values, kind) in zip(target, read.values()):
+    for field, (values, kind) in zip(target, read.values(), strict=True):
         if kind == "timestamptz":
             native = values.astype(np.int64) + _EPOCH_2000_US
             arrays.append(pa.array(native.view("datetime64[us]"), pa.timestamp("us")).cast(field.type))
         elif kind == "date":
-            arrays.append(pa.array((values.astype(np.int64) + _EPOCH_2000_DAYS).astype(np.int32), pa.int32()).cast(pa.date32()))
+            arrays.append(
+                pa.array((values.astype(np.int64) + _EPOCH_2000_DAYS).astype(np.int32), pa.int32()).cast(pa.date32())
+            )
         else:
             arrays.append(pa.array(values.astype(values.dtype.newbyteorder("="))).cast(field.type))
     return pa.Table.from_arrays(arrays, schema=target)
