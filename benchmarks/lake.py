@@ -120,7 +120,7 @@ def main() -> None:
         sync_s, result = timed(lambda: c.fitpipe(url, "lake", "sync", "--root", str(root)))
         written, _ = sync_figures(result.stdout)
         export_path = Path(scratch) / "heart_rate.parquet"
-        export_args = "export --metric heart_rate --resolution raw --format parquet".split()
+        export_args = ["export", "--metric", "heart_rate", "--resolution", "raw", "--format", "parquet"]
         span = ["--start", START.isoformat(), "--end", end.isoformat(), "--output", str(export_path)]
         export_s, _ = timed(lambda: c.fitpipe(url, *export_args, *span))
         exported = int(duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{export_path}')").fetchone()[0])
