@@ -110,9 +110,10 @@ def fetch(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tupl
         query += f" WHERE t.user_id = ANY(%s) AND t.{dataset.time_column} >= %s AND t.{dataset.time_column} < %s"
         bounds = [users, min(w[2] for w in day_windows), max(w[3] for w in day_windows)]
     params = (*(list(column) for column in zip(*day_windows, strict=True)), *bounds)
-    binary = _fixed_layout(conn, query, params, dataset, target)
-    if binary is not None:
-        return binary
+    if _fixed_width(dataset) and dataset.window is not DayWindow.DATE:
+        binary = _windowed_binary(conn, dataset, day_windows, bounds, target)
+        if binary is not None:
+            return binary
     bound = psycopg.ClientCursor(conn).mogrify(query, params)
     buffer = io.BytesIO()
     with conn.cursor().copy(f"COPY ({bound}) TO STDOUT (FORMAT csv)") as copy:
@@ -141,31 +142,61 @@ _EPOCH_2000_US = 946_684_800_000_000
 _EPOCH_2000_DAYS = 10_957
 
 
-def _fixed_layout(conn: psycopg.Connection, query: str, params, dataset: Dataset, target):
-    """The rows through binary COPY into numpy when they are all fixed-width and non-null
-    (1 Hz heart rate and the minute tables); None otherwise."""
+def _fixed_width(dataset: Dataset) -> bool:
+    return not any(f.pg_type == "text" or f.nullable for f in dataset.fields)
+
+
+def _windowed_binary(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tuple], bounds, target):
+    """The big tables (1 Hz, 1 minute): their rows in the windows' span through binary COPY into
+    numpy, each given its day by a search among the windows (far cheaper for the server than a
+    join per window); rows of days not asked for are left out. None when a row is not of one
+    fixed layout."""
     import numpy as np
     import pyarrow as pa
 
-    if any(f.pg_type == "text" or f.nullable for f in dataset.fields):
-        return None
     from fitpipe.output.frames import read_raw_columns
 
-    read = read_raw_columns(conn, query.replace(" AT TIME ZONE 'UTC'", ""), params)
+    time_column = dataset.time_column
+    read = read_raw_columns(
+        conn,
+        f"SELECT {', '.join(f.name for f in dataset.fields)} FROM {dataset.name} "
+        f"WHERE user_id = ANY(%s) AND {time_column} >= %s AND {time_column} < %s",
+        bounds,
+    )
     if read is None:
         return None
-    arrays = []
-    for field, (values, kind) in zip(target, read.values(), strict=True):
+    users = read["user_id"][0].astype(np.int64)
+    instants = read[time_column][0].astype(np.int64) + _EPOCH_2000_US
+    day_of = np.full(len(users), -1, np.int64)
+    for user_id in np.unique(users):
+        mine = [w for w in day_windows if w[0] == user_id]
+        mine.sort(key=lambda w: w[2])
+        lo = np.array([_micros(w[2]) for w in mine], np.int64)
+        hi = np.array([_micros(w[3]) for w in mine], np.int64)
+        days = np.array([(w[1] - dt.date(1970, 1, 1)).days for w in mine], np.int64)
+        rows = np.flatnonzero(users == user_id)
+        index = np.searchsorted(lo, instants[rows], side="right") - 1
+        inside = (index >= 0) & (instants[rows] < hi[np.maximum(index, 0)])
+        day_of[rows[inside]] = days[index[inside]]
+    keep = day_of >= 0
+    arrays = [pa.array(day_of[keep].astype(np.int32), pa.int32()).cast(pa.date32())]
+    for field in target:
+        if field.name == "ledger_day":
+            continue
+        values, kind = read[field.name]
         if kind == "timestamptz":
-            native = values.astype(np.int64) + _EPOCH_2000_US
+            native = (values.astype(np.int64) + _EPOCH_2000_US)[keep]
             arrays.append(pa.array(native.view("datetime64[us]"), pa.timestamp("us")).cast(field.type))
         elif kind == "date":
-            arrays.append(
-                pa.array((values.astype(np.int64) + _EPOCH_2000_DAYS).astype(np.int32), pa.int32()).cast(pa.date32())
-            )
+            native_days = (values.astype(np.int64) + _EPOCH_2000_DAYS).astype(np.int32)[keep]
+            arrays.append(pa.array(native_days, pa.int32()).cast(pa.date32()))
         else:
-            arrays.append(pa.array(values.astype(values.dtype.newbyteorder("="))).cast(field.type))
+            arrays.append(pa.array(values.astype(values.dtype.newbyteorder("="))[keep]).cast(field.type))
     return pa.Table.from_arrays(arrays, schema=target)
+
+
+def _micros(instant: dt.datetime) -> int:
+    return (instant - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 
 
 def conform(table, target):
@@ -197,11 +228,20 @@ class PartFile:
         self.final = directory / file_name(first_user, last_user, secrets.token_hex(6))
         self.temp = directory / f"{TEMP_PREFIX}{self.final.name}"
         self.schema = schema(dataset)
+        # Instants on a regular grid delta-encode to almost nothing, and float bytes split into
+        # streams compress far better (measured: a participant-month of 1 Hz heart rate 6.3 MB
+        # with dictionary/plain encodings, 0.59 MB with these); the rest is dictionary-encoded.
+        encodings = {
+            f.name: "DELTA_BINARY_PACKED" if f.pg_type == "timestamptz" else "BYTE_STREAM_SPLIT"
+            for f in dataset.fields
+            if f.pg_type in ("timestamptz", "real", "double precision")
+        }
         self.writer = pq.ParquetWriter(
             self.temp,
             self.schema,
             compression="zstd",
-            use_dictionary=[f.name for f in dataset.fields if f.enum] + ["ledger_day", "user_id"],
+            use_dictionary=[name for name in self.schema.names if name not in encodings],
+            column_encoding=encodings,
             write_statistics=True,
         )
         self.pending: list = []
