@@ -40,7 +40,10 @@ def _empty_select(dataset) -> str:
 
 def connect(root: str | Path, database: str = ":memory:"):
     """A DuckDB connection with a view per lake table (heart_rate, ..., rollup_1h, imputed_values)."""
-    import duckdb
+    try:
+        import duckdb
+    except ImportError:
+        raise BadInput("reading the lake needs duckdb: pip install 'fitpipe[lake]'") from None
 
     root = Path(root)
     if not (root / MANIFEST).exists():

@@ -192,6 +192,10 @@ def _write_partition(
 def sync(conn: psycopg.Connection, root: Path) -> SyncReport:
     """Make the lake at `root` reflect the database's settled days; returns what it did."""
     started = time.perf_counter()
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise BadInput("the lake needs pyarrow: pip install 'fitpipe[lake]'") from None
     root.mkdir(parents=True, exist_ok=True)
     report = SyncReport()
     with _exclusive(root):
