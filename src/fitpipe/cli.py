@@ -61,6 +61,12 @@ secrets_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")
+lake_app = typer.Typer(
+    help="A Parquet lake of the settled days, kept in step with the database, for DuckDB, Polars or Spark.\n\n"
+    "Example: fitpipe lake sync --root /data/lake",
+    no_args_is_help=True,
+)
+app.add_typer(lake_app, name="lake")
 
 
 def _version(value: bool) -> None:
@@ -766,6 +772,39 @@ def participants_withdraw(
         )
     else:
         console().print(f"participant {user_id} withdrawn; their data stays (use --delete-data to remove it)")
+
+
+@lake_app.command("sync")
+@handles_errors
+def lake_sync(
+    root: str = typer.Option(
+        ..., "--root", envvar="FITPIPE_LAKE_ROOT", show_envvar=True, help="Directory of the lake (created if missing)."
+    ),
+) -> None:
+    """Write every metric's settled days (complete or empty), the rollups and the imputed values as
+    Parquet under ROOT, rewriting only what changed since the last sync: new or re-ingested days,
+    rollups refreshed, participants withdrawn with --delete-data. A sync with nothing to do writes
+    nothing; a killed sync leaves the previous lake readable and the next one finishes the job.
+    Read it with fitpipe.lake.connect(ROOT) (DuckDB) or any Parquet reader (docs/lake.md).
+
+    Example: fitpipe lake sync --root /data/lake
+    """
+    from pathlib import Path
+
+    from fitpipe.lake.sync import sync
+
+    with database() as conn:
+        report = sync(conn, Path(root))
+    if report.nothing_to_do:
+        console().print(f"lake is up to date; nothing to do ({report.seconds:.2f} s)")
+        return
+    console().print(
+        f"lake synced: {report.changed_days['raw']:,} participant-day(s) of data and "
+        f"{report.changed_days['derived']:,} of rollups changed; {report.files_written} file(s) written "
+        f"({report.rows_written:,} rows, {report.rows_from_database:,} from the database, "
+        f"{report.bytes_written / 1e6:,.1f} MB), {report.files_deleted} replaced, in {report.seconds:.2f} s"
+        + (f"; removed withdrawn participant(s) {', '.join(map(str, report.withdrawn))}" if report.withdrawn else "")
+    )
 
 
 @secrets_app.command("new-key")

@@ -58,8 +58,9 @@ def _owned_from_hour(metric: Metric, resolution: str) -> int:
     return 12 if metric.window is DayWindow.NIGHT and resolution != "1d" else 0
 
 
-def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
-    """typed: times stay timestamptz/date (Parquet) instead of ISO-8601 text (CSV)."""
+def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False, from_lake: bool = False) -> str:
+    """typed: times stay timestamptz/date (Parquet) instead of ISO-8601 text (CSV); from_lake:
+    with the lake's rows of days raw retention dropped (fitpipe.lake.retained)."""
     time_col = metric.time_column
     values = [c.name for c in metric.values]
     keys = [c.name for c in metric.extra_key]
@@ -67,15 +68,20 @@ def _raw_query(metric: Metric, with_imputed: bool, typed: bool = False) -> str:
     # Measured rows have no interval: empty in CSV; NaN where typed (frames, Parquet), which keeps
     # every row of one fixed layout, so 1-second heart rate is still read with binary COPY.
     no_interval = "'NaN'::real" if typed else "NULL::real"
+    interval_columns = "".join(f", {no_interval} AS {v}_lower, {no_interval} AS {v}_upper" for v in values if intervals)
     measured = (
         f"SELECT user_id, {time_col} AS t, {', '.join(keys + values)}"
         + (", false AS imputed" if metric.imputable else "")
-        + "".join(f", {no_interval} AS {v}_lower, {no_interval} AS {v}_upper" for v in values if intervals)
+        + interval_columns
         + f" FROM {metric.table} WHERE user_id = %(user_id)s AND {time_col} >= %(lo)s AND {time_col} < %(hi)s"
     )
     if metric.window is DayWindow.DATE:
         measured = measured.replace("%(lo)s", "%(lo_day)s").replace("%(hi)s", "%(hi_day)s")
     body = measured
+    if from_lake:
+        from fitpipe.lake.retained import union_sql
+
+        body += union_sql(metric, interval_columns)
     if metric.imputable and with_imputed:
         pivot = ", ".join(f"max(value) FILTER (WHERE field = '{v}')" for v in values)
         pivot += ", true" + "".join(
@@ -291,12 +297,18 @@ def prepare(
         )
     if estimates["raw"] == 0 and not with_imputed:
         raise NoData(f"no {metric.name} data for the selected participants and days; nothing to export")
+    from fitpipe.lake import retained
+
+    from_lake = retained.applies(metric, resolution)
     query = (
-        _raw_query(metric, with_imputed, typed)
+        _raw_query(metric, with_imputed, typed, from_lake)
         if resolution == "raw"
         else _rollup_query(metric, resolution, with_imputed, typed)
     )
-    return ExportQuery(metric, resolution, query, query_parts(users, metric, start, end, tz, resolution), note)
+    parts = query_parts(users, metric, start, end, tz, resolution)
+    if from_lake:
+        parts = [(zone, {**p, **retained.rows(conn, metric, p["user_id"], p["lo"], p["hi"])}) for zone, p in parts]
+    return ExportQuery(metric, resolution, query, parts, note)
 
 
 def export(

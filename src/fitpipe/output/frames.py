@@ -40,6 +40,15 @@ _EPOCH_2000_DAYS = np.int64(10_957)
 
 def read_columns(conn: psycopg.Connection, query: str, params: dict) -> dict[str, np.ndarray] | None:
     """The query's columns by name, or None when its rows are not all of one fixed layout."""
+    read = read_raw_columns(conn, query, params)
+    if read is None:
+        return None
+    return {name: _column(values, kind) for name, (values, kind) in read.items()}
+
+
+def read_raw_columns(conn: psycopg.Connection, query: str, params) -> dict[str, tuple[np.ndarray, str]] | None:
+    """The query's columns as they arrive (big-endian; timestamps and dates counted from 2000-01-01)
+    with their kind, or None when its rows are not all of one fixed layout."""
     bound = psycopg.ClientCursor(conn).mogrify(query, params)
     with conn.transaction():
         described = conn.execute(f"SELECT * FROM ({bound}) q LIMIT 0").description
@@ -50,7 +59,7 @@ def read_columns(conn: psycopg.Connection, query: str, params: dict) -> dict[str
     records = _records(buffer.getbuffer(), [_FIXED[d.type_code][0] for d in described])
     if records is None:
         return None
-    return {d.name: _column(records[f"v{i}"], _FIXED[d.type_code][1]) for i, d in enumerate(described)}
+    return {d.name: (records[f"v{i}"], _FIXED[d.type_code][1]) for i, d in enumerate(described)}
 
 
 def _records(data: memoryview, wire_types: list[str]) -> np.ndarray | None:

@@ -1,0 +1,290 @@
+"""`fitpipe lake sync`: bring the lake in step with the database's settled days.
+
+1. Read the database's per participant-day fingerprints (fitpipe.lake.state) in one
+   repeatable-read snapshot, and compare them with the manifest's.
+2. For every (table, month, participant range) holding a changed day: when the change only adds
+   days and the partition has few files, write one more file with those days' rows; otherwise
+   rewrite the partition: its rows for unchanged days read back from the lake (so rows that raw
+   retention dropped from the database stay), the changed days' rows from the database.
+3. Swap in the new manifest, then delete the files it no longer names.
+
+A sync with nothing to do writes nothing. A killed sync leaves the previous manifest and every
+file it names; files of the killed run are hidden temporaries or unnamed parts the next sync
+deletes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from fitpipe.errors import BadInput
+from fitpipe.lake import manifest as manifests
+from fitpipe.lake.layout import (
+    DATASETS,
+    FAMILIES,
+    MANIFEST,
+    MAX_FILES_PER_PARTITION,
+    STATE_DIR,
+    TEMP_PREFIX,
+    Dataset,
+    month_of,
+)
+from fitpipe.lake.manifest import FileEntry, Manifest
+from fitpipe.lake.state import Key, database_state
+from fitpipe.lake.writer import PartFile, fetch, windows
+from fitpipe.participants import User
+
+# Participant-days fetched in one COPY: about a day of 1 Hz heart rate for 10 participants.
+_FETCH_ROWS = 1_000_000
+_ROWS_PER_DAY = {"1s": 80_000, "1min": 1_000}
+
+
+@dataclass
+class SyncReport:
+    changed_days: dict[str, int] = field(default_factory=lambda: {f: 0 for f in FAMILIES})
+    files_written: int = 0
+    files_deleted: int = 0
+    rows_written: int = 0
+    rows_from_database: int = 0
+    bytes_written: int = 0
+    withdrawn: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not any(self.changed_days.values())
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    with open(root / "_lake.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(f"another lake sync is writing {root}; try again when it has finished") from None
+        yield
+
+
+def _changes(old: dict[Key, str], new: dict[Key, str]) -> tuple[set[Key], set[Key]]:
+    """(keys whose lake rows must go, keys whose rows must come from the database)."""
+    gone = {k for k, v in old.items() if new.get(k) != v}
+    fetch_keys = {k for k, v in new.items() if old.get(k) != v}
+    return gone, fetch_keys
+
+
+def _days_per_fetch(dataset: Dataset) -> int:
+    from fitpipe.catalogue import BY_NAME
+
+    metric = BY_NAME.get(dataset.name)
+    per_day = _ROWS_PER_DAY.get(metric.resolution, 10) if metric else {"rollup_1min": 10_000}.get(dataset.name, 1_000)
+    return max(1, _FETCH_ROWS // per_day)
+
+
+def _old_rows(root: Path, files: list[FileEntry], users: list[int], drop: set[Key]):
+    """Rows of these participants in the partition's files, without the days in `drop`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if not files:
+        return None
+    data = ds.dataset([str(root / f.path) for f in files], format="parquet")
+    table = data.to_table(filter=pc.field("user_id").isin(pa.array(users, pa.int32())))
+    dropped = [(u, d) for u, d in drop if u in set(users)]
+    if dropped and table.num_rows:
+        keep = pc.invert(
+            pc.is_in(
+                pc.binary_join_element_wise(
+                    pc.cast(table["user_id"], pa.string()), pc.cast(table["ledger_day"], pa.string()), "|"
+                ),
+                value_set=pa.array([f"{u}|{d.isoformat()}" for u, d in dropped]),
+            )
+        )
+        table = table.filter(keep)
+    return table
+
+
+def _sorted(table, dataset: Dataset):
+    """Rows in the dataset's order (participant, then time); enums sort by their text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.table(
+        {
+            name: table[name].cast(pa.string()) if pa.types.is_dictionary(table[name].type) else table[name]
+            for name in dataset.sort
+        }
+    )
+    return table.take(pc.sort_indices(keys, [(name, "ascending") for name in dataset.sort]))
+
+
+def _write_partition(
+    conn: psycopg.Connection,
+    root: Path,
+    dataset: Dataset,
+    month: str,
+    user_range: tuple[int, int],
+    old_files: list[FileEntry],
+    gone: set[Key],
+    fetch_keys: set[Key],
+    users: dict[int, User],
+    report: SyncReport,
+) -> PartFile:
+    """A new file for the partition: the kept rows of `old_files` and the fetched days, in order."""
+    import pyarrow as pa
+
+    from fitpipe.lake.writer import conform, schema
+
+    part = PartFile(root, dataset, month, *user_range)
+    by_user: dict[int, list[dt.date]] = defaultdict(list)
+    for user_id, day in fetch_keys:
+        by_user[user_id].append(day)
+    old_users = set()
+    if old_files:
+        import pyarrow.dataset as ds
+
+        old_users = set(
+            ds.dataset([str(root / f.path) for f in old_files], format="parquet")
+            .to_table(columns=["user_id"])
+            .column("user_id")
+            .unique()
+            .to_pylist()
+        )
+    everyone = sorted(set(by_user) | old_users)
+    per_fetch = _days_per_fetch(dataset)
+    group: list[int] = []
+    group_days = 0
+    target = schema(dataset)
+
+    def emit(group: list[int]) -> None:
+        day_windows = [w for u in group if u in by_user for w in windows(dataset, users[u], sorted(by_user[u]))]
+        new = fetch(conn, dataset, day_windows)
+        report.rows_from_database += new.num_rows
+        old = _old_rows(root, old_files, group, gone) if old_files else None
+        pieces = [conform(t, target) for t in (old, new) if t is not None and t.num_rows]
+        if pieces:
+            part.add(_sorted(pa.concat_tables(pieces), dataset))
+
+    try:
+        for user_id in everyone:
+            group.append(user_id)
+            group_days += max(1, len(by_user.get(user_id, [])))
+            if group_days >= per_fetch:
+                emit(group)
+                group, group_days = [], 0
+        if group:
+            emit(group)
+    except BaseException:
+        part.abandon()
+        raise
+    return part
+
+
+def sync(conn: psycopg.Connection, root: Path) -> SyncReport:
+    """Make the lake at `root` reflect the database's settled days; returns what it did."""
+    started = time.perf_counter()
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise BadInput("the lake needs pyarrow: pip install 'fitpipe[lake]'") from None
+    root.mkdir(parents=True, exist_ok=True)
+    report = SyncReport()
+    with _exclusive(root):
+        current = manifests.load(root)
+        conn.commit()  # the snapshot below must be a transaction of its own, not a savepoint
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute("SET LOCAL TimeZone = 'UTC'")
+            state, users = database_state(conn, current.days["derived"])
+            changes = {family: _changes(current.days[family], state[family]) for family in FAMILIES}
+            for family, (gone, fetch_keys) in changes.items():
+                report.changed_days[family] = len(gone | fetch_keys)
+            if report.nothing_to_do:
+                _collect_garbage(root, current, report)
+                report.seconds = time.perf_counter() - started
+                return report
+            new_files = _write_changes(conn, root, current, changes, users, report)
+        following = Manifest(
+            generation=current.generation + 1,
+            files=new_files,
+            withdrawals=list(current.withdrawals),
+            days=state,
+        )
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        for user_id in sorted({u for family in FAMILIES for u, _ in current.days[family]} - set(users)):
+            days = sum(1 for u, _ in current.days["raw"] if u == user_id)
+            following.withdrawals.append({"user_id": user_id, "removed_at": now, "days": days})
+            report.withdrawn.append(user_id)
+        manifests.save(root, following)
+        _collect_garbage(root, following, report)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_changes(
+    conn: psycopg.Connection,
+    root: Path,
+    current: Manifest,
+    changes: dict[str, tuple[set[Key], set[Key]]],
+    users: dict[int, User],
+    report: SyncReport,
+) -> list[FileEntry]:
+    """Write every changed partition's new file; the manifest's file list after them."""
+    files = list(current.files)
+    for dataset in DATASETS:
+        gone, fetch_keys = changes[dataset.family]
+        partitions: dict[tuple[str, tuple[int, int]], tuple[set[Key], set[Key]]] = defaultdict(lambda: (set(), set()))
+        for key in gone:
+            partitions[(month_of(key[1]), dataset.user_range(key[0]))][0].add(key)
+        for key in fetch_keys:
+            partitions[(month_of(key[1]), dataset.user_range(key[0]))][1].add(key)
+        for (month, user_range), (part_gone, part_fetch) in sorted(partitions.items()):
+            existing = [
+                f
+                for f in files
+                if f.table == dataset.name and f.month == month and (f.first_user, f.last_user) == user_range
+            ]
+            append_only = not part_gone and len(existing) < MAX_FILES_PER_PARTITION
+            merged = [] if append_only else existing
+            if append_only and not part_fetch:
+                continue
+            part = _write_partition(
+                conn, root, dataset, month, user_range, merged, part_gone, part_fetch, users, report
+            )
+            written = part.finish()
+            files = [f for f in files if f not in merged]
+            if written is not None:
+                path, rows = written
+                size = path.stat().st_size
+                files.append(FileEntry(dataset.name, month, *user_range, str(path.relative_to(root)), rows, size))
+                report.files_written += 1
+                report.rows_written += rows
+                report.bytes_written += size
+    return files
+
+
+def _collect_garbage(root: Path, kept: Manifest, report: SyncReport) -> None:
+    """Delete what the manifest does not name: superseded parts, leftovers of killed syncs."""
+    named = {root / f.path for f in kept.files}
+    if kept.days_file:
+        named.add(root / kept.days_file)
+    for path in root.glob("table=*/month=*/*"):
+        if path not in named and (path.name.endswith(".parquet")):
+            path.unlink(missing_ok=True)
+            report.files_deleted += path.name.startswith("part-")
+    for path in (root / STATE_DIR).glob("*.parquet") if (root / STATE_DIR).exists() else ():
+        if path not in named:
+            path.unlink(missing_ok=True)
+    (root / f"{TEMP_PREFIX}{MANIFEST}").unlink(missing_ok=True)
+    for directory in root.glob("table=*/month=*"):
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
