@@ -133,6 +133,9 @@ _IMPUTED_FIELDS = (
     Field("field", "text", enum=True),
     Field("ts", "timestamptz"),
     Field("value", "real"),
+    # The 90% predictive interval (migration 0080); empty for rows imputed before it.
+    Field("lower", "real", nullable=True),
+    Field("upper", "real", nullable=True),
     Field("method", "text", enum=True),
     Field("gap_minutes", "integer"),
     Field("imputed_at", "timestamptz"),
