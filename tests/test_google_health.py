@@ -167,10 +167,10 @@ def test_enroll_runs_the_installed_app_flow_and_stores_the_grant_encrypted(healt
     assert result.returncode == 0, result.stderr
     assert "participant 41 enrolled with google-health" in result.stdout
     shown = next(line for line in result.stdout.splitlines() if line.startswith("http://"))
-    # Loopback redirect on 127.0.0.1, PKCE, offline access, the three read-only scopes and no more.
+    # Loopback redirect on 127.0.0.1, PKCE, offline access, the four read-only scopes and no more.
     assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in shown and "code_challenge_method=S256" in shown
     assert "access_type=offline" in shown
-    assert shown.count("googlehealth.") == 3 and shown.count(".readonly") == 3
+    assert shown.count("googlehealth.") == 4 and shown.count(".readonly") == 4
     assert ("authorization_code", health.api.client_id) in health.api.token_requests
     user = status_of(database_url, 41)
     assert user["credentials"] == "ok" and user["secret_stored_at"]

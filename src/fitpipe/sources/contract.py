@@ -42,6 +42,7 @@ from fitpipe.errors import BadInput
 
 if TYPE_CHECKING:
     import psycopg
+
     from fitpipe.days import DayContext
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant

@@ -139,7 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, _status_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."))
         elif SETTINGS_SCOPE not in self.api.scopes_of(authorization):
             status = 403
-            self._send(status, _status_body(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes."))
+            self._send(
+                status, _status_body(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+            )
         else:
             with self.api.lock:
                 account = self.api.accounts[name]
