@@ -124,11 +124,10 @@ def test_a_grant_without_the_settings_scope_keeps_the_calendar_rule(health, data
     answers pairedDevices 403; their days settle by the calendar, as before, until they re-enrol."""
     from fitpipe.sources.google_health import consent
 
-    monkeypatch.setattr(consent, "SCOPES", tuple(s for s in consent.SCOPES if not s.endswith("settings.readonly")))
-    _accounts(health, database_url, late={"synced_until": LAST_SYNC, "no_data": True})
-    monkeypatch.undo()
+    with monkeypatch.context() as before:
+        before.setattr(consent, "SCOPES", tuple(s for s in consent.SCOPES if not s.endswith("settings.readonly")))
+        _accounts(health, database_url, late={"synced_until": LAST_SYNC, "no_data": True})
     monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
-    monkeypatch.setenv("FITPIPE_HEALTH_API_URL", health.url)
     fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
     assert _states(db, 1) == {"2024-03-05": "empty"}
     assert ("late", 403) in health.api.device_requests
@@ -141,7 +140,7 @@ def test_sources_without_sync_evidence_keep_the_calendar_rule(database_url, db, 
     from fitpipe.sources.contract import BudgetLedger, Fetch, synced_past
 
     monkeypatch.setenv("FITPIPE_TODAY", "2024-01-10")
-    fitpipe(database_url, "seed-users", "--count", "1", "--start", "2024-01-01")
+    fitpipe(database_url, "seed-users", "--count", "1", "--start-date", "2024-01-01")
     fitpipe(database_url, "backfill", "--start", "2024-01-02", "--end", "2024-01-03")
     assert _states(db, 1) == {"2024-01-02": "complete", "2024-01-03": "complete"}
     (user,) = list_users(db, [1])

@@ -262,7 +262,7 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
         fetch = Fetch(now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user))
         # ...and, where the source can tell, not before the participant's device synced past it:
         # a day fetched before the phone synced would otherwise settle empty and never be fetched again.
-        sync, sync_refused = _device_sync(source, user, fetch)
+        sync, sync_refused = _device_sync(conn, source, user, fetch)
         settled = settled and synced_past(sync, ctx)
 
         def produce():
@@ -323,7 +323,9 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
     return outcome
 
 
-def _device_sync(source: Source, user: User, fetch) -> tuple[DeviceSync | None, Exception | None]:
+def _device_sync(
+    conn: psycopg.Connection, source: Source, user: User, fetch
+) -> tuple[DeviceSync | None, Exception | None]:
     """The source's sync evidence, asked before the day's transaction opens; what it raises is
     raised again inside the day's fetch, where RetryLater and SourceFailed are handled."""
     from fitpipe.sources import RetryLater, SourceFailed
@@ -332,6 +334,10 @@ def _device_sync(source: Source, user: User, fetch) -> tuple[DeviceSync | None, 
         return source.device_sync(user, fetch), None
     except (RetryLater, SourceFailed) as exc:
         return None, exc
+    finally:
+        # Reading the grant (fetch.secret) began a transaction that wrote nothing: end it, so the
+        # day's own transaction is the outermost one and commits.
+        conn.rollback()
 
 
 def _mark_needs_reconsent(user: User, reason: str) -> None:

@@ -222,8 +222,8 @@ class GoogleHealthSource(Source):
                 if not answers[-1].next_page_token:
                     break
                 request.page_token = answers[-1].next_page_token
-        except api_errors.PermissionDenied:
-            answers = []  # the grant lacks googlehealth.settings.readonly: no evidence
+        except (api_errors.Forbidden, api_errors.PermissionDenied):
+            answers = []  # HTTP 403: the grant lacks googlehealth.settings.readonly, so no evidence
         except (RefreshError, api_errors.Unauthenticated):
             return None  # the day's own fetch meets the same refusal and says what it means
         except api_errors.GoogleAPICallError as exc:
