@@ -9,6 +9,10 @@ import json
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from conftest import fitpipe
+from fitpipe.derive.adherence import FLAGS
+from fitpipe.sources.google_health.standin import synthetic_seed
 from test_google_health import (  # noqa: F401 (server and health are fixtures)
     ZONE,
     add_google_participant,
@@ -18,10 +22,6 @@ from test_google_health import (  # noqa: F401 (server and health are fixtures)
     status_of,
     tables_of,
 )
-
-from conftest import fitpipe
-from fitpipe.derive.adherence import FLAGS
-from fitpipe.sources.google_health.standin import synthetic_seed
 
 # The watch last synced at 09:00 New York time on 4 March 2024.
 LAST_SYNC = dt.datetime(2024, 3, 4, 9, tzinfo=ZoneInfo(ZONE))
@@ -94,9 +94,7 @@ def test_a_day_fetched_before_the_watch_synced_stays_provisional_and_loads_after
     assert 0 < len([a for a, s in health.api.device_requests if a == "late"]) <= 2 * 2
 
 
-def test_a_clock_running_ahead_does_not_settle_a_day_the_watch_has_not_delivered(
-    health, database_url, db, monkeypatch
-):
+def test_a_clock_running_ahead_does_not_settle_a_day_the_watch_has_not_delivered(health, database_url, db, monkeypatch):
     _accounts(health, database_url, late={"synced_until": LAST_SYNC})
     monkeypatch.setenv("FITPIPE_TODAY", "2025-01-01")  # months past the day's settle window
     fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05")
@@ -115,9 +113,10 @@ def test_an_empty_day_the_watch_synced_past_is_missing_and_status_and_adherence_
     assert _states(db, 1) == {"2024-03-05": "provisional", "2024-03-06": "provisional"}
     assert status_of(database_url, 2)["missing_after_sync"] == ["2024-03-05", "2024-03-06"]
     assert status_of(database_url, 1)["missing_after_sync"] == []
-    assert "user 2 has no data although the device synced past: 2024-03-05, 2024-03-06" in fitpipe(
-        database_url, "status"
-    ).output
+    assert (
+        "user 2 has no data although the device synced past: 2024-03-05, 2024-03-06"
+        in fitpipe(database_url, "status").output
+    )
     flags = _adherence(database_url, "2024-03-06")
     assert flags[2]["days_missing"] == 2 and flags[1]["days_missing"] == 0
 
@@ -152,6 +151,7 @@ def test_sources_without_sync_evidence_keep_the_calendar_rule(database_url, db, 
         assert source_for(name).device_sync(user, fetch) is None
     assert synced_past(None, user.day_context(dt.date(2024, 1, 2)))
     assert db.execute("SELECT count(*) FROM participant_devices").fetchone()[0] == 0
-    assert status_of(database_url, 1)["devices"] == [] and _adherence(database_url, "2024-01-03")[1][
-        "last_device_sync"
-    ] is None
+    assert (
+        status_of(database_url, 1)["devices"] == []
+        and _adherence(database_url, "2024-01-03")[1]["last_device_sync"] is None
+    )
