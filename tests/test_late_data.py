@@ -1,3 +1,4 @@
+# ruff: noqa: F811 (tests take the imported `health` fixture as a parameter of the same name)
 """Late data (issue 21): a day settles by evidence that the participant's watch synced past it
 (Google Health's users/me/pairedDevices), not by the calendar alone. Through the real CLI, a real
 TimescaleDB and the local Google Health API (fitpipe.sources.google_health.standin)."""
@@ -13,7 +14,7 @@ import pytest
 from conftest import fitpipe
 from fitpipe.derive.adherence import FLAGS
 from fitpipe.sources.google_health.standin import synthetic_seed
-from test_google_health import (  # noqa: F401 (server and health are fixtures)
+from test_google_health import (  # noqa: F401 (health and server: the stand-in's fixtures, shared)
     ZONE,
     add_google_participant,
     health,
@@ -22,6 +23,9 @@ from test_google_health import (  # noqa: F401 (server and health are fixtures)
     status_of,
     tables_of,
 )
+
+# Each test runs ingests against the stand-in: seconds to minutes.
+pytestmark = pytest.mark.slow
 
 # The watch last synced at 09:00 New York time on 4 March 2024.
 LAST_SYNC = dt.datetime(2024, 3, 4, 9, tzinfo=ZoneInfo(ZONE))
@@ -44,7 +48,6 @@ def _accounts(health, url, late: dict, clean: dict | None = None) -> None:
     add_google_participant(url, health, 2, "clean")
 
 
-@pytest.mark.slow
 def test_a_day_fetched_before_the_watch_synced_stays_provisional_and_loads_after_the_sync(
     health, database_url, db, monkeypatch
 ):
@@ -74,7 +77,7 @@ def test_a_day_fetched_before_the_watch_synced_stays_provisional_and_loads_after
     assert flags[2]["flag_device_not_synced"] is False
     # Counted with the others (the late watch's missing data raises those too), worst first.
     assert flags[1]["flag_count"] == sum(flags[1][name] for name in FLAGS) == 4
-    assert [row["user_id"] for row in flags.values()][0] == 1
+    assert next(iter(flags)) == 1
     # A threshold the silence stays under raises nothing.
     relaxed = json.loads(
         fitpipe(database_url, "adherence", "--as-of", "2024-03-09", "--max-sync-hours", "200", "--json").stdout
