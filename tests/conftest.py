@@ -4,6 +4,7 @@ the Apache-edition server."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import psycopg
@@ -87,3 +88,36 @@ def apache_admin_url():
     if os.environ.get("FITPIPE_TEST_REQUIRE_EDITIONS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The local Google Health API, one per test module."""
+    from fitpipe.sources.google_health.standin import HealthApiServer
+
+    with HealthApiServer() as running:
+        yield running
+
+
+@pytest.fixture
+def health(server, tmp_path, monkeypatch, db):
+    """The server with no accounts or faults left from other tests, and fitpipe pointed at it."""
+    api = server.api
+    with api.lock:
+        api.accounts.clear()
+        api.faults.clear()
+        api.requests.clear()
+        api._days.clear()
+        api._answers.clear()
+        api.served.clear()
+    from fitpipe.secrets import new_key
+
+    secrets_file = tmp_path / "client_secret.json"
+    secrets_file.write_text(json.dumps(api.client_secrets()))
+    monkeypatch.setenv("FITPIPE_SECRET_KEY", new_key())
+    monkeypatch.setenv("FITPIPE_HEALTH_API_URL", server.url)
+    monkeypatch.setenv("FITPIPE_GOOGLE_CLIENT_SECRETS", str(secrets_file))
+    # Generous: on a loaded machine the stand-in can take seconds to generate a day, and a client
+    # timeout would retry the request and change the counts these tests assert.
+    monkeypatch.setenv("FITPIPE_HEALTH_TIMEOUT", "60")
+    return server

@@ -10,132 +10,24 @@ import os
 import subprocess
 import sys
 
-import psycopg
 import pytest
 import requests
 
-from fitpipe.secrets import new_key
-from fitpipe.sources.google_health.standin import HealthApiServer, synthetic_seed
+from fitpipe.sources.google_health.standin import synthetic_seed
 from support.cli import fitpipe, run_fitpipe
+from support.google_health import (
+    ZONE,
+    add_google_participant,
+    assert_no_secrets,
+    consent_as,
+    database_text,
+    ledger,
+    status_of,
+    tables_of,
+)
 
 # Every test here loads days into a database (or shares a fixture that does): minutes, not seconds.
 pytestmark = pytest.mark.slow
-
-ZONE = "America/New_York"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with HealthApiServer() as running:
-        yield running
-
-
-@pytest.fixture
-def health(server, tmp_path, monkeypatch, db):
-    """The server with no accounts or faults left from other tests, and fitpipe pointed at it."""
-    api = server.api
-    with api.lock:
-        api.accounts.clear()
-        api.faults.clear()
-        api.requests.clear()
-        api._days.clear()
-        api._answers.clear()
-        api.served.clear()
-    secrets_file = tmp_path / "client_secret.json"
-    secrets_file.write_text(json.dumps(api.client_secrets()))
-    monkeypatch.setenv("FITPIPE_SECRET_KEY", new_key())
-    monkeypatch.setenv("FITPIPE_HEALTH_API_URL", server.url)
-    monkeypatch.setenv("FITPIPE_GOOGLE_CLIENT_SECRETS", str(secrets_file))
-    # Generous: on a loaded machine the stand-in can take seconds to generate a day, and a client
-    # timeout would retry the request and change the counts these tests assert.
-    monkeypatch.setenv("FITPIPE_HEALTH_TIMEOUT", "60")
-    return server
-
-
-def consent_as(server, account: str) -> str:
-    """What `fitpipe enroll` stores, obtained through the server's OAuth endpoints (PKCE and all)
-    without a browser: for tests about ingest rather than enrolment."""
-    from google_auth_oauthlib.flow import Flow
-
-    os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
-    os.environ.setdefault("OAUTHLIB_RELAX_TOKEN_SCOPE", "1")
-    from fitpipe.sources.google_health.consent import SCOPES
-
-    flow = Flow.from_client_config(server.api.client_secrets(), scopes=list(SCOPES), redirect_uri="http://127.0.0.1:9/")
-    url, _ = flow.authorization_url(access_type="offline", login_hint=account)
-    redirect = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
-    flow.fetch_token(authorization_response=redirect.replace("http", "https", 1))
-    return flow.credentials.to_json(strip=["token", "expiry"])
-
-
-def add_google_participant(url, server, user_id: int, account: str, study_start: str = "2024-03-01") -> None:
-    fitpipe(
-        url,
-        "participants",
-        "add",
-        str(user_id),
-        "--source",
-        "google-health",
-        "--timezone",
-        ZONE,
-        "--study-start",
-        study_start,
-    )
-    from typer.testing import CliRunner
-
-    from fitpipe.cli import app
-
-    result = CliRunner().invoke(
-        app, ["--database-url", url, "secrets", "set", "--user", str(user_id)], input=consent_as(server, account)
-    )
-    assert result.exit_code == 0, result.output
-
-
-def assert_no_secrets(server, *texts: str) -> None:
-    issued = server.api.issued_secrets()
-    for text in texts:
-        for secret in issued:
-            assert secret not in (text or ""), "a token or client secret leaked"
-
-
-def database_text(conn: psycopg.Connection) -> str:
-    """Everything fitpipe wrote as text where a secret could end up."""
-    rows = conn.execute(
-        "SELECT concat_ws(' ', (SELECT string_agg(coalesce(error, ''), ' ') FROM ingest_runs),"
-        " (SELECT string_agg(coalesce(note, ''), ' ') FROM ingested_days),"
-        " (SELECT string_agg(coalesce(credential_note, '') || settings::text, ' ') FROM participant_sources),"
-        " (SELECT string_agg(raw_value || reason, ' ') FROM quarantine),"
-        " (SELECT string_agg(encode(ciphertext, 'escape'), ' ') FROM source_credentials))"
-    ).fetchone()
-    return rows[0] or ""
-
-
-def status_of(url: str, user_id: int) -> dict:
-    report = json.loads(fitpipe(url, "status", "--json").stdout)
-    return next(u for u in report["users"] if u["user_id"] == user_id)
-
-
-def tables_of(conn, user_id: int) -> dict:
-    """Every metric row of a participant, without the user id: to compare two participants."""
-    from fitpipe.catalogue import METRICS
-
-    snapshot = {}
-    for metric in METRICS:
-        columns = ", ".join(metric.column_names[1:])
-        snapshot[metric.table] = conn.execute(
-            f"SELECT {columns} FROM {metric.table} WHERE user_id = %s ORDER BY {columns}", (user_id,)
-        ).fetchall()
-    return snapshot
-
-
-def ledger(conn, user_id: int) -> dict:
-    return {
-        str(day): (state, digest, note)
-        for day, state, digest, note in conn.execute(
-            "SELECT day, state, content_hash, note FROM ingested_days WHERE user_id = %s ORDER BY day", (user_id,)
-        )
-    }
-
 
 # --- enrolment --------------------------------------------------------------------------------------------
 
@@ -170,10 +62,10 @@ def test_enroll_runs_the_installed_app_flow_and_stores_the_grant_encrypted(healt
     assert result.returncode == 0, result.stderr
     assert "participant 41 enrolled with google-health" in result.stdout
     shown = next(line for line in result.stdout.splitlines() if line.startswith("http://"))
-    # Loopback redirect on 127.0.0.1, PKCE, offline access, the three read-only scopes and no more.
+    # Loopback redirect on 127.0.0.1, PKCE, offline access, the four read-only scopes and no more.
     assert "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in shown and "code_challenge_method=S256" in shown
     assert "access_type=offline" in shown
-    assert shown.count("googlehealth.") == 3 and shown.count(".readonly") == 3
+    assert shown.count("googlehealth.") == 4 and shown.count(".readonly") == 4
     assert ("authorization_code", health.api.client_id) in health.api.token_requests
     user = status_of(database_url, 41)
     assert user["credentials"] == "ok" and user["secret_stored_at"]

@@ -519,13 +519,17 @@ def adherence(
     min_sleep_minutes: int = typer.Option(
         180, "--min-sleep-minutes", help="A night counts with a main sleep this long."
     ),
+    max_sync_hours: float = typer.Option(
+        72, "--max-sync-hours", help="Flag a watch that has not synced with its phone for longer than this."
+    ),
     as_json: Json = False,
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
 ) -> None:
     """Flag the participants whose data is not arriving well enough, worst first.
 
-    Flags: low wear time, no recent data, low sleep capture, and no credentials on file (never
-    for the synthetic source).
+    Flags: low wear time, no recent data, low sleep capture, no credentials on file (never
+    for the synthetic source), and a watch that has not synced for --max-sync-hours (sources that
+    report the last sync: google-health). Days missing although the watch synced past them are counted.
 
     Each participant is measured over their own window: from their study start to --as-of, or, for a
     participant whose data arrives only in archives (a retrospective Takeout import), to the last day
@@ -538,7 +542,7 @@ def adherence(
 
     if as_json and as_csv:
         raise BadInput("--json and --csv exclude each other; choose one")
-    thresholds = Thresholds(min_wear, max_silence_hours, min_nights, min_sleep_minutes)
+    thresholds = Thresholds(min_wear, max_silence_hours, min_nights, min_sleep_minutes, max_sync_hours)
     thresholds.validate()  # before connecting: a bad threshold is bad input, whatever the database
     with database() as conn:
         day, rows = compute(conn, user or [], parse_day(as_of, "--as-of"), thresholds)

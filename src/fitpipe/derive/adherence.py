@@ -18,7 +18,13 @@ from fitpipe.errors import BadInput
 from fitpipe.participants import User, list_users
 
 MAX_SILENCE_HOURS = 24 * 3653
-FLAGS = ("flag_low_wear", "flag_no_recent_data", "flag_low_sleep_capture", "flag_no_credentials")
+FLAGS = (
+    "flag_low_wear",
+    "flag_no_recent_data",
+    "flag_low_sleep_capture",
+    "flag_no_credentials",
+    "flag_device_not_synced",
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class Thresholds:
     max_silence_hours: float = 48
     min_nights: int = 5
     min_sleep_minutes: int = 180
+    # A watch that has not synced for this long holds data back (docs/late-data.md).
+    max_sync_hours: float = 72
 
     def validate(self) -> None:
         # `not a <= x <= b` is also true for NaN, so NaN is refused with the range.
@@ -38,6 +46,8 @@ class Thresholds:
             raise BadInput("--min-nights must be between 0 and 7 (it counts the last 7 nights)")
         if not 0 <= self.min_sleep_minutes <= 24 * 60:
             raise BadInput("--min-sleep-minutes must be between 0 and 1440 (a day)")
+        if not 0 <= self.max_sync_hours <= MAX_SILENCE_HOURS:
+            raise BadInput(f"--max-sync-hours must be between 0 and {MAX_SILENCE_HOURS:,} (ten years)")
 
 
 def archive_sources() -> list[str]:
@@ -78,7 +88,32 @@ def adherence(
                 [u.user_id for u in users],
             ),
         )
-        return as_of, cur.fetchall()
+        rows = cur.fetchall()
+    return as_of, with_device_sync(conn, rows, users, thresholds.max_sync_hours)
+
+
+def with_device_sync(
+    conn: psycopg.Connection, rows: list[dict], users: list[User], max_sync_hours: float
+) -> list[dict]:
+    """Adherence rows with the watch's sync (participants whose source reports one): the latest
+    sync, hours from it to the end of the window, the flag when that is over max_sync_hours, and
+    the days of the window that are missing although the watch synced past them. Worst first again."""
+    from fitpipe.ingest.device_sync import last_syncs, missing_days
+
+    user_of = {u.user_id: u for u in users}
+    ids = [row["user_id"] for row in rows]
+    synced, missing = last_syncs(conn, ids), missing_days(conn, ids)
+    for row in rows:
+        user_id = row["user_id"]
+        period_end = user_of[user_id].day_start(row["window_end"] + dt.timedelta(days=1))
+        last = synced.get(user_id)
+        hours = None if last is None else max((period_end - last).total_seconds(), 0) / 3600
+        row["last_device_sync"] = last
+        row["hours_since_sync"] = hours
+        row["flag_device_not_synced"] = user_id in synced and (hours is None or hours > max_sync_hours)
+        row["days_missing"] = sum(1 for day in missing.get(user_id, []) if day <= row["window_end"])
+        row["flag_count"] += int(row["flag_device_not_synced"])
+    return sorted(rows, key=lambda r: (-r["flag_count"], r["wear_share"], r["user_id"]))
 
 
 _WEAR_WINDOWS = """

@@ -32,10 +32,11 @@ import psycopg
 from fitpipe.config import mask_secrets
 from fitpipe.db import ENV_LOCK_TIMEOUT, ENV_STATEMENT_TIMEOUT, connect, one_row
 from fitpipe.errors import BadInput, first_line
+from fitpipe.ingest.device_sync import record_devices
 from fitpipe.ingest.ledger import cursors, day_states, days_between, is_due, last_complete_day
 from fitpipe.ingest.load import DayOutcome
 from fitpipe.participants import User, list_users
-from fitpipe.sources.contract import Source
+from fitpipe.sources.contract import DeviceSync, Source, synced_past
 from fitpipe.timezones import now_in
 
 # A source's RetryLater shorter than this is waited out within the run (rate limits);
@@ -260,10 +261,18 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
         settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)
         conn = _worker_connection()
         fetch = Fetch(now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user))
+        # ...and, where the source can tell, not before the participant's device synced past it:
+        # a day fetched before the phone synced would otherwise settle empty and never be fetched again.
+        sync, sync_refused = _device_sync(conn, source, user, fetch)
+        settled = settled and synced_past(sync, ctx)
 
         def produce():
             started = time.perf_counter()
             try:
+                if sync_refused is not None:
+                    raise sync_refused  # deferred or failed like the day's own fetch
+                if sync is not None:
+                    record_devices(conn, user.user_id, source.name, sync)  # in the day's transaction
                 payloads = source.fetch_day(user, task.day, fetch)
             except SourceFailed as exc:
                 if not exc.needs_reconsent:
@@ -313,6 +322,23 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
     outcome.seconds.update(seconds)
     outcome.budget_spent = tuple(budget.spent) if budget else task.budget_spent
     return outcome
+
+
+def _device_sync(
+    conn: psycopg.Connection, source: Source, user: User, fetch
+) -> tuple[DeviceSync | None, Exception | None]:
+    """The source's sync evidence, asked before the day's transaction opens; what it raises is
+    raised again inside the day's fetch, where RetryLater and SourceFailed are handled."""
+    from fitpipe.sources import RetryLater, SourceFailed
+
+    try:
+        return source.device_sync(user, fetch), None
+    except (RetryLater, SourceFailed) as exc:
+        return None, exc
+    finally:
+        # Reading the grant (fetch.secret) began a transaction that wrote nothing: end it, so the
+        # day's own transaction is the outermost one and commits.
+        conn.rollback()
 
 
 def _mark_needs_reconsent(user: User, reason: str) -> None:

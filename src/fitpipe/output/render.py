@@ -106,6 +106,7 @@ def status_tables(report: dict) -> list:
                 f"user {u['user_id']} has rollups only (raw 1 Hz rows dropped by retention) for "
                 f"{only['days']} day(s) from {only['first']} to {only['last']}"
             )
+    tables.extend(device_lines(report["users"]))
     for u in report["users"]:
         if u["credentials"] in ("missing", "needs_reconsent") and not u["withdrawn"]:
             tables.append(f"user {u['user_id']} credentials {u['credentials']}: {u.get('credential_note') or '-'}")
@@ -121,6 +122,23 @@ def status_tables(report: dict) -> list:
     for source in registered_classes():
         tables.extend(source.status_lines(report))
     return tables
+
+
+def device_lines(users: list[dict]) -> list[str]:
+    """Per participant with paired devices: each one's last sync and battery, and the days missing
+    although the device synced past them."""
+    lines = []
+    for u in users:
+        for d in u.get("devices", []):
+            synced = f"{d['last_sync_time']:%Y-%m-%d %H:%M %Z}" if d["last_sync_time"] else "never"
+            battery = f"{d['battery_level']}%" if d["battery_level"] is not None else d["battery_status"] or "unknown"
+            name = d["device_version"] or d["device"]
+            lines.append(f"user {u['user_id']} device {name}: last sync {synced}, battery {battery}")
+        days = u.get("missing_after_sync", [])
+        if days:
+            shown = ", ".join(str(d) for d in days[:8]) + (f" ... ({len(days)} days)" if len(days) > 8 else "")
+            lines.append(f"user {u['user_id']} has no data although the device synced past: {shown}")
+    return lines
 
 
 def retention_lines(report) -> list[str]:

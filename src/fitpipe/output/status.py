@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from fitpipe.catalogue import METRICS
 from fitpipe.db import one_row
+from fitpipe.ingest.device_sync import devices_by_user, missing_days
 from fitpipe.ingest.ledger import cursors
 from fitpipe.participants import list_users
 
@@ -86,6 +87,7 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int], *, storage
             (ids,),
         )
         credentials = {row["user_id"]: row for row in cur.fetchall()}
+    devices, synced_missing = devices_by_user(conn, ids), missing_days(conn, ids)
     report_users = []
     for user in users:
         info = per_user.get(user.user_id, {})
@@ -121,6 +123,10 @@ def collect_status(conn: psycopg.Connection, user_ids: Sequence[int], *, storage
                 "provisional_days": list(info.get("provisional_days") or []),
                 "deferred": deferred.get(user.user_id, []),
                 "rows": {m.name: rows.get(user.user_id, {}).get(m.name, 0) for m in METRICS},
+                # Paired devices with their last sync and battery (sources that report them: google-health),
+                # and the settled empty days a tracker has synced past: missing, not merely late.
+                "devices": devices.get(user.user_id, []),
+                "missing_after_sync": synced_missing.get(user.user_id, []),
                 # Days whose raw 1 Hz rows raw retention dropped (fitpipe maintain --raw-retention-days).
                 "rollup_only": {
                     "days": int(info.get("rollup_only") or 0),

@@ -17,8 +17,9 @@ A source is a class with a few declarations, the way a Singer stream declares it
         def parsers(cls): ...               # the functions that turn its payloads into rows
 
 and small named hooks with defaults: `default_settings` (what `participants add` stores),
-`settle_days_for` (when the window depends on the participant's settings), `prepare_workers`
-(before a run forks), `status_sections` and `status_lines`
+`settle_days_for` (when the window depends on the participant's settings), `device_sync` (when
+the participant's device last synced: evidence that settles a day; None keeps the calendar rule),
+`prepare_workers` (before a run forks), `status_sections` and `status_lines`
 (what `fitpipe status` shows about it).
 
 `fetch_day` returns the day's payloads keyed by payload kind. It raises RetryLater when the day
@@ -42,6 +43,7 @@ from fitpipe.errors import BadInput
 if TYPE_CHECKING:
     import psycopg
 
+    from fitpipe.days import DayContext
     from fitpipe.ingest.validate import Parser
     from fitpipe.participants import User as Participant
 
@@ -119,6 +121,55 @@ class Fetch:
 
 
 @dataclass(frozen=True)
+class PairedDevice:
+    """One device paired to the participant's account, as the source reports it."""
+
+    device: str  # the source's id of it
+    device_type: str | None = None  # e.g. TRACKER, SCALE
+    device_version: str | None = None  # product name
+    last_sync_time: dt.datetime | None = None
+    battery_level: int | None = None
+    battery_status: str | None = None
+
+    @property
+    def is_tracker(self) -> bool:
+        # A scale syncs too, but never carries a wearable's day.
+        return self.device_type in (None, "", "TRACKER", "DEVICE_TYPE_UNSPECIFIED")
+
+
+@dataclass(frozen=True)
+class DeviceSync:
+    """What a source knows about the participant's devices at fetch time (Source.device_sync)."""
+
+    devices: tuple[PairedDevice, ...]
+
+    @property
+    def last_sync(self) -> dt.datetime | None:
+        """The latest sync of a tracker: nothing the trackers measured after it has reached the
+        source yet. The latest, not the earliest, so that an old tracker left in a drawer does not
+        hold every day back for ever (a participant wears one watch)."""
+        times = [d.last_sync_time for d in self.devices if d.is_tracker and d.last_sync_time]
+        return max(times) if times else None
+
+
+def day_end(ctx: DayContext) -> dt.datetime:
+    """The last instant day D's rows can come from: the end of its night window (noon of D+1), which
+    is later than the calendar day's end. A device synced past it has delivered all of D."""
+    from fitpipe.catalogue import DayWindow
+
+    return max(ctx.bounds(window)[1] for window in (DayWindow.CALENDAR, DayWindow.NIGHT))
+
+
+def synced_past(sync: DeviceSync | None, ctx: DayContext) -> bool:
+    """Whether the evidence allows day D to settle: no evidence (None, or no tracker paired) keeps
+    the calendar rule; with a tracker, it must have synced after the day's end."""
+    if sync is None or not any(d.is_tracker for d in sync.devices):
+        return True
+    last = sync.last_sync
+    return last is not None and last >= day_end(ctx)
+
+
+@dataclass(frozen=True)
 class NoSettings:
     """A source without settings of its own."""
 
@@ -186,6 +237,13 @@ class Source:
 
     def settle_days_for(self, participant: Participant) -> int:
         return self.settle_days
+
+    def device_sync(self, participant: Participant, fetch: Fetch) -> DeviceSync | None:
+        """When the participant's devices last synced, asked before each day is fetched: a day
+        settles only once a tracker synced past its end (contract.synced_past). None: the source
+        has no such evidence, and days settle by the calendar (settle_days) alone. May raise
+        RetryLater and SourceFailed as fetch_day does; the day is then deferred or failed."""
+        return None
 
     @classmethod
     def prepare_workers(cls) -> None:

@@ -17,12 +17,14 @@ from fitpipe.errors import BadInput, FitpipeError
 from fitpipe.sources.google_health import ENV_CLIENT_SECRETS
 
 _SCOPE = "https://www.googleapis.com/auth/googlehealth."
-# The read-only scopes for what fitpipe stores, and nothing else (all Google Health scopes are
-# restricted; each extra one lengthens Google's review and the participant's consent screen).
+# The read-only scopes for what fitpipe stores and for when the watch last synced, and nothing else
+# (all Google Health scopes are restricted; each extra one lengthens Google's review and the
+# participant's consent screen).
 SCOPES = (
     _SCOPE + "activity_and_fitness.readonly",  # steps, active zone minutes
     _SCOPE + "health_metrics_and_measurements.readonly",  # heart rate, HRV, SpO2, respiratory rate, resting HR
     _SCOPE + "sleep.readonly",  # sleep sessions and stages
+    _SCOPE + "settings.readonly",  # paired devices: when the watch last synced, its battery (docs/late-data.md)
 )
 # How long `fitpipe enroll` waits for the participant to finish in the browser.
 CONSENT_TIMEOUT_SECONDS = 15 * 60

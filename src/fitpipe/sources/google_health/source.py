@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from fitpipe.sources.contract import Fetch, RequestBudget, RetryLater, Source, SourceFailed
+from fitpipe.sources.contract import DeviceSync, Fetch, RequestBudget, RetryLater, Source, SourceFailed
 from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL, require_google_libraries
 from fitpipe.sources.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
 from fitpipe.sources.google_health.wire import wire_from_environment
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 # this long; `fitpipe enroll` makes their deferred days due at once.
 WAIT_FOR_CONSENT = dt.timedelta(hours=24)
 DEFAULT_SETTLE_DAYS = 3
+# ListPairedDevicesRequest.page_size is at most 100; a participant has one or two devices, so more
+# pages than this is a server that never stops paging, not a participant.
+MAX_DEVICES_PAGE = 100
+MAX_DEVICE_PAGES = 5
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ class GoogleHealthSource(Source):
         # serves a participant's days; keyed by a digest of the grant, so a new consent starts afresh.
         self._sessions: dict[tuple[int, str, str, str], Any] = {}
         self._revoked: dict[tuple[int, str], str] = {}
+        # The participant's devices, asked once per grant for the worker's run (its days share it).
+        self._device_syncs: dict[tuple[int, str], DeviceSync | None] = {}
 
     def _pages_for(self, user_id: int, grant: str, endpoint: str) -> Any:
         from google.auth.transport.requests import AuthorizedSession
@@ -181,3 +187,49 @@ class GoogleHealthSource(Source):
         except api_errors.GoogleAPICallError as exc:
             raise SourceFailed(f"the Google Health API answered HTTP {exc.code}: {exc.message}") from None
         return payloads
+
+    def device_sync(self, participant: Participant, fetch: Fetch) -> DeviceSync | None:
+        """users/me/pairedDevices: each device's last sync with the Fitbit app and its battery.
+        None (days settle by the calendar) without a stored grant, or for a grant made before
+        fitpipe asked for the settings scope (HTTP 403): re-enrolling adds it."""
+        require_google_libraries()
+        from google.api_core import exceptions as api_errors
+        from google.auth.exceptions import RefreshError
+        from google.devicesandservices import health_v4
+
+        from fitpipe.sources.google_health.devices import device_sync_from
+
+        grant = fetch.secret()
+        if not grant:
+            return None  # fetch_day says why the day waits
+        grant_key = (participant.user_id, hashlib.sha256(grant.encode()).hexdigest())
+        if grant_key in self._revoked:
+            raise SourceFailed(self._revoked[grant_key], needs_reconsent=True)
+        if grant_key in self._device_syncs:
+            return self._device_syncs[grant_key]
+        from fitpipe.sources.google_health.wire import ReconcilePages
+
+        endpoint = api_url(participant)
+        # The data pages' authorised session: one token refresh serves both.
+        session = self._pages_for(participant.user_id, grant, endpoint).session
+        pages = ReconcilePages(session, endpoint, self.wire, "pairedDevices")
+        request = health_v4.ListPairedDevicesRequest.pb()(parent="users/me", page_size=MAX_DEVICES_PAGE)
+        retry = StudyRetry(self.policy, fetch.budget)
+        answers = []
+        try:
+            for _ in range(MAX_DEVICE_PAGES):
+                answers.append(retry(pages.page)(request, self.policy.timeout))
+                if not answers[-1].next_page_token:
+                    break
+                request.page_token = answers[-1].next_page_token
+        except (api_errors.Forbidden, api_errors.PermissionDenied):
+            answers = []  # HTTP 403: the grant lacks googlehealth.settings.readonly, so no evidence
+        except (RefreshError, api_errors.Unauthenticated):
+            return None  # the day's own fetch meets the same refusal and says what it means
+        except api_errors.GoogleAPICallError as exc:
+            raise SourceFailed(
+                f"the Google Health API answered HTTP {exc.code} for the paired devices: {exc.message}"
+            ) from None
+        sync = device_sync_from(answers) if answers else None
+        self._device_syncs[grant_key] = sync
+        return sync

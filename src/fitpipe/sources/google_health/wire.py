@@ -81,6 +81,14 @@ def _http_rule() -> list[dict[str, str]]:
     return Rest._BaseReconcileDataPoints._get_http_options()
 
 
+def _paired_devices_rule() -> list[dict[str, str]]:
+    from google.devicesandservices.health_v4.services.health_profile_service.transports.rest_base import (
+        _BaseHealthProfileServiceRestTransport as Rest,
+    )
+
+    return Rest._BaseListPairedDevices._get_http_options()
+
+
 def _is_protobuf(response: Any) -> bool:
     return response.headers.get("Content-Type", "").split(";")[0].strip() in PROTOBUF_TYPES
 
@@ -111,16 +119,22 @@ def api_error(response: Any) -> Exception:
 
 class ReconcilePages:
     """Sends ReconcileDataPointsRequests through an authorised session and returns each answer
-    as the raw ReconcileDataPointsResponse protobuf (what fitpipe.sources.google_health.parse reads)."""
+    as the raw ReconcileDataPointsResponse protobuf (what fitpipe.sources.google_health.parse reads).
+    `method` picks another of the API's list methods: "pairedDevices" (ListPairedDevicesRequest in,
+    ListPairedDevicesResponse out)."""
 
-    def __init__(self, session: Any, endpoint: str, wire: str = "proto"):
+    def __init__(self, session: Any, endpoint: str, wire: str = "proto", method: str = "reconcile"):
         from google.devicesandservices import health_v4
 
         self.session = session
         self.endpoint = endpoint.rstrip("/") if "://" in endpoint else f"https://{endpoint.rstrip('/')}"
         self.wire = wire
-        self.response_type = health_v4.ReconcileDataPointsResponse.pb()
-        self.rule = _http_rule()
+        if method == "pairedDevices":
+            self.response_type = health_v4.ListPairedDevicesResponse.pb()
+            self.rule = _paired_devices_rule()
+        else:
+            self.response_type = health_v4.ReconcileDataPointsResponse.pb()
+            self.rule = _http_rule()
 
     def page(self, request: Any, timeout: float) -> Any:
         from google.api_core import rest_helpers

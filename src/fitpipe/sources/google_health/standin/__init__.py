@@ -7,6 +7,8 @@ a Google project:
 It serves, on 127.0.0.1, what fitpipe uses:
 - `GET /v4/users/me/dataTypes/{type}/dataPoints` and `...dataPoints:reconcile`, paged newest
   first, with the AIP-160 time filters fitpipe sends;
+- `GET /v4/users/me/pairedDevices`: the account's watch, its last sync (the account's
+  `synced_until`, set with `/_control/sync`) and battery (`devices`);
 - an authorization endpoint that consents at once (as the participant would in a browser) and
   redirects to the loopback redirect URI, with PKCE checked at the token endpoint;
 - a token endpoint that issues, refreshes and (after a revocation) refuses tokens with invalid_grant;

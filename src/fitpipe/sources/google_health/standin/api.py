@@ -25,6 +25,8 @@ class HealthApi(OAuthServer, Faults, DataPages):
         OAuthServer.__init__(self, client_secret)
         Faults.__init__(self, quota, latency)
         DataPages.__init__(self)
+        # (account, HTTP status) of every users/me/pairedDevices request, for tests.
+        self.device_requests: list[tuple[str, int]] = []
 
     def add_account(self, name: str, **settings: Any) -> Account:
         with self.lock:

@@ -24,6 +24,9 @@ class Account:
     phone_duplicates: bool = False  # every heart-rate and steps point also comes from a phone
     shuffle_pages: bool = False  # points in random order across pages instead of newest first
     synced_until: dt.datetime | None = None  # late sync: nothing measured after this is there yet
+    # What users/me/pairedDevices reports: the watch's last sync is synced_until (now when None).
+    battery_level: int = 87
+    device_paired: bool = True  # False: no device paired, an empty list
     # The device's clock shown as this UTC offset (seconds), e.g. after a flight; None: the zone's.
     device_offset_s: int | None = None
     # Keep every Nth heart-rate second only (a device at rest samples every few seconds; tests

@@ -132,7 +132,7 @@ class OAuthServer:
 
     def _access_token(self, name: str, scope: str) -> dict:
         token = secrets.token_urlsafe(32)
-        self.access_tokens[token] = {"account": name, "expires": time.time() + ACCESS_TOKEN_SECONDS}
+        self.access_tokens[token] = {"account": name, "expires": time.time() + ACCESS_TOKEN_SECONDS, "scope": scope}
         return {"access_token": token, "expires_in": ACCESS_TOKEN_SECONDS, "scope": scope, "token_type": "Bearer"}
 
     def revoke_token(self, token: str) -> None:
@@ -142,8 +142,17 @@ class OAuthServer:
             self.access_tokens.pop(token, None)
 
     def account_for(self, authorization: str | None) -> str | None:
+        held = self._held(authorization)
+        return held["account"] if held else None
+
+    def scopes_of(self, authorization: str | None) -> set[str]:
+        """The scopes the participant granted to this access token."""
+        held = self._held(authorization)
+        return set(held.get("scope", "").split()) if held else set()
+
+    def _held(self, authorization: str | None) -> dict | None:
         if not authorization or not authorization.startswith("Bearer "):
             return None
         with self.lock:
             held = self.access_tokens.get(authorization[7:])
-            return held["account"] if held and held["expires"] > time.time() else None
+            return held if held and held["expires"] > time.time() else None

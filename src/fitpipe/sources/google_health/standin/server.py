@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fitpipe.sources.google_health.standin.api import HealthApi
+from fitpipe.sources.google_health.standin.devices import SETTINGS_SCOPE, paired_devices_page
 from fitpipe.sources.google_health.standin.model import JSON, PROTOBUF, BadRequest
 
 
@@ -79,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith("/v4/users/me/dataTypes/"):
                 self._data(path, query)
                 return
+            if path == "/v4/users/me/pairedDevices":
+                self._paired_devices(query)
+                return
             if path == "/_control/requests":
                 with self.api.lock:
                     self._send(200, {"requests": [[a, t, p, s] for a, t, p, s in self.api.requests]})
@@ -115,14 +119,36 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, {"ok": True})
             elif path == "/_control/sync":
                 until = form.get("synced_until")
-                self.api.update_account(
-                    form["account"], synced_until=dt.datetime.fromisoformat(until) if until else None
-                )
+                settings: dict[str, Any] = {"synced_until": dt.datetime.fromisoformat(until) if until else None}
+                if form.get("battery_level") is not None:
+                    settings["battery_level"] = int(form["battery_level"])
+                self.api.update_account(form["account"], **settings)
                 self._send(200, {"ok": True})
             else:
                 self._send(404, _status_body(404, "NOT_FOUND", f"no such resource: {path}"))
         except (BadRequest, KeyError, TypeError, ValueError) as exc:
             self._send(400, _status_body(400, "INVALID_ARGUMENT", str(exc)))
+
+    def _paired_devices(self, query: dict[str, str]) -> None:
+        """Not a data request: logged apart (api.device_requests), outside the data quota's count."""
+        authorization = self.headers.get("Authorization")
+        name = self.api.account_for(authorization)
+        status = 200
+        if name is None:
+            status = 401
+            self._send(status, _status_body(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."))
+        elif SETTINGS_SCOPE not in self.api.scopes_of(authorization):
+            status = 403
+            self._send(
+                status, _status_body(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+            )
+        else:
+            with self.api.lock:
+                account = self.api.accounts[name]
+            body, content_type = paired_devices_page(account, query.get("$alt", "json"))
+            self._send(200, body, content_type=content_type)
+        with self.api.lock:
+            self.api.device_requests.append((name or "", status))
 
     def _data(self, path: str, query: dict[str, str]) -> None:
         arrived = time.monotonic()  # quotas count requests as they arrive
