@@ -53,7 +53,7 @@ def build(url: str, participants: int, days: int) -> None:
             sql.SQL(
                 """
             INSERT INTO ingested_days (user_id, day, source, rows_loaded, rows_by_metric, quarantined, state, note,
-                                       retry_after, attempts, raw_dropped_at)
+                                       retry_after, attempts, raw_dropped_at, content_hash, checked_at)
             SELECT u, d::date, 'synthetic', 80000, jsonb_build_object({counts}), (u + i) %% 97 / 95,
                    CASE WHEN d::date > %(last)s - 2 THEN 'provisional'
                         WHEN u %% 50 = 0 AND d::date > %(last)s - 5 THEN 'deferred'
@@ -61,7 +61,8 @@ def build(url: str, participants: int, days: int) -> None:
                         ELSE 'complete' END,
                    CASE WHEN u %% 50 = 0 AND d::date > %(last)s - 5 THEN 'not synced yet' END,
                    CASE WHEN u %% 50 = 0 AND d::date > %(last)s - 5 THEN now() END, 0,
-                   CASE WHEN u %% 4 = 0 AND i < 90 THEN now() END
+                   CASE WHEN u %% 4 = 0 AND i < 90 THEN now() END,
+                   md5(u || ' ' || d) || md5(d || ' ' || u), now()
             FROM generate_series(1, %(n)s) u,
                  generate_series(%(start)s::date - 3, %(last)s::date, '1 day') WITH ORDINALITY AS g(d, i)
             WHERE NOT (u %% 10 = 0 AND i IN (40, 41, 200))
@@ -202,8 +203,9 @@ def main() -> None:
             ledger_rows = conn.execute("SELECT count(*) FROM ingested_days").fetchone()[0]  # type: ignore[index]
             ids = [row[0] for row in conn.execute("SELECT user_id FROM users ORDER BY user_id")]
             check_equal(conn, ids)
+            count_ledger = "SELECT count(*) FROM ingested_days"
             cases: list[tuple[str, Callable[[], object]]] = [
-                ("baseline: SELECT count(*) FROM ingested_days", lambda: conn.execute("SELECT count(*) FROM ingested_days").fetchall()),
+                ("baseline: " + count_ledger, lambda: conn.execute(count_ledger).fetchall()),
                 ("before: the three ledger scans", lambda: old_scans(conn, ids)),
                 ("after: collect_status(storage=False) (cohort page)", lambda: collect_status(conn, [], storage=False)),
                 ("after: collect_status() (fitpipe status --json)", lambda: collect_status(conn, [])),
