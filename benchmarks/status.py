@@ -10,7 +10,10 @@ retention, quarantined records. Then, median and p95 over --runs runs each:
 - before: the three ledger scans status made until issue 22's follow-up (the cursors' window, the
   per-participant aggregate with its missing-days probe, the per-metric jsonb sums), run as they were;
 - after: `collect_status(storage=False)` as the cohort page calls it, `collect_status()` as
-  `fitpipe status --json` does, and `cohort()` (adherence + status, the cohort page's library calls).
+  `fitpipe status --json` does, and `cohort()` (adherence + status, the cohort page's library calls);
+- the cohort page `/` and its JSON through `fitpipe serve` (HTTP, goal p95 < 300 ms);
+- what the summary costs a write: one ledger row updated (one participant with --days days), with
+  the summary's triggers and with them disabled (same transaction, rolled back).
 Checks that the report's per-participant figures equal what the three old scans give.
 Prints figures only; absolute figures drift on shared machines, compare the ratios.
 """
@@ -26,11 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import httpx
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
 import _common as c
+import serve
 from fitpipe.catalogue import METRICS
 from fitpipe.output.status import collect_status
 from fitpipe.web.cohort import cohort
@@ -191,6 +196,26 @@ def p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
+def write_cost(conn: psycopg.Connection, runs: int) -> list[tuple[str, list[float]]]:
+    """One ledger row's update, with the summary's triggers and without them."""
+    statement = "UPDATE ingested_days SET checked_at = now() WHERE user_id = 7 AND day = %s"
+    day = START + dt.timedelta(days=100)
+    with_triggers = timed(lambda: conn.execute(statement, (day,)), runs)
+    conn.execute("BEGIN")
+    conn.execute("ALTER TABLE ingested_days DISABLE TRIGGER USER")
+    without = timed(lambda: conn.execute(statement, (day,)), runs)
+    conn.execute("ROLLBACK")
+    return [
+        ("write: one ledger row, triggers off (baseline)", without),
+        ("write: one ledger row, with the summary trigger", with_triggers),
+    ]
+
+
+def page_times(base: str, path: str, runs: int) -> list[float]:
+    with httpx.Client(base_url=base, timeout=60) as client:
+        return timed(lambda: client.get(path).raise_for_status(), runs)
+
+
 def main() -> None:
     p = c.parser(__doc__)
     p.add_argument("--cohort", type=int, default=1000)
@@ -212,6 +237,13 @@ def main() -> None:
                 ("after: cohort() (adherence + status)", lambda: cohort(conn)),
             ]  # fmt: skip
             results = [(label, timed(run, args.runs)) for label, run in cases]
+            writes = write_cost(conn, args.runs)
+        with serve.server(url) as base:
+            results += [
+                (f"after: GET {path} (fitpipe serve)", page_times(base, path, args.runs))
+                for path in ("/", "/api/v1/participants")
+            ]
+        results += writes
         baseline = p95(results[0][1])
         print(f"\n{args.cohort:,} participants x {args.days} days: {ledger_rows:,} ledger rows, {args.runs} runs each")
         rows = [
