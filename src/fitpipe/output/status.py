@@ -1,5 +1,6 @@
-"""What is in the database and what is missing, per participant. Read from the ledger only, so
-it stays fast however many rows the metric tables hold."""
+"""What is in the database and what is missing, per participant. Read from the ledger's
+per-participant summary (ledger_summary, kept by the ledger's triggers), so it stays fast however
+many rows the metric tables hold and however many days the ledger has."""
 
 from __future__ import annotations
 
