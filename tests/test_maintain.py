@@ -111,7 +111,8 @@ def test_rollup_sums_are_exact_whatever_the_order(db, database_url, monkeypatch)
     hourly = db.execute(
         "SELECT count(*) FROM rollup_1h h WHERE h.user_id = 1 AND h.metric = 'hrv_intraday' AND h.sum_measured <> "
         "(SELECT sum(m.sum_measured ORDER BY m.bucket DESC) FROM rollup_1min m WHERE m.user_id = 1 "
-        " AND m.metric = h.metric AND m.field = h.field AND m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour')"
+        " AND m.metric = h.metric AND m.field = h.field AND m.bucket >= h.bucket"
+        " AND m.bucket < h.bucket + interval '1 hour')"
     ).fetchone()[0]
     assert hourly == 0
 
