@@ -9,6 +9,7 @@ import json
 import psycopg
 import pytest
 
+from fitpipe.catalogue import METRICS
 from fitpipe.derive.maintain import edition
 from fitpipe.participants import add_participant
 from support.cli import fitpipe
@@ -133,6 +134,15 @@ def test_maintain_compresses_settled_chunks_and_status_shows_the_bytes(community
     heart = next(t for t in report["storage"] if t["table"] == "heart_rate")
     assert heart["compressed_bytes"] > 0 and heart["before_compression_bytes"] > 10 * heart["compressed_bytes"]
     assert heart["ratio"] > 10 and heart["bytes"] >= heart["compressed_bytes"]
+    # Each total is what TimescaleDB's hypertable_size() says (status sums its view in one query).
+    sizes = dict(
+        db.execute(
+            "SELECT t, hypertable_size(t::regclass) FROM unnest(%s::text[]) AS t",
+            ([t["table"] for t in report["storage"]],),
+        ).fetchall()
+    )
+    assert {t["table"]: t["bytes"] for t in report["storage"]} == sizes
+    assert {m.table for m in METRICS} <= sizes.keys()
     assert "storage per table" in fitpipe(database_url, "status").stdout
     # Writes into compressed chunks are not capped at TimescaleDB's default 100,000 rows.
     with psycopg.connect(database_url) as fresh:

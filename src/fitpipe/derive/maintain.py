@@ -208,31 +208,45 @@ def storage_report(conn: psycopg.Connection) -> list[dict]:
     """Bytes per hypertable: in total, in uncompressed chunks, in compressed chunks (and what those
     held before compression), and the compression ratio. Catalog functions only: fast at any size."""
     community = edition(conn) == "community"
-    tables = [
-        row[0]
-        for row in conn.execute(
-            "SELECT hypertable_name FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public' "
-            "ORDER BY hypertable_name"
-        ).fetchall()
-    ]
+    # The total is hypertable_size()'s own sum (the hypertable's relation, its chunks, their
+    # compressed chunks) taken from the view that function reads, once for every table: calling
+    # hypertable_size() per table re-plans that view each time, ~150 ms a table, 2.5 s for 17.
+    rows = conn.execute(
+        """
+        WITH chunks AS (
+            SELECT hypertable_schema, hypertable_name, sum(total_bytes + compressed_total_size) AS bytes
+            FROM _timescaledb_internal.hypertable_chunk_local_size
+            GROUP BY hypertable_schema, hypertable_name
+        )
+        SELECT h.hypertable_name,
+               own.total_size + coalesce(c.bytes, 0)
+        FROM timescaledb_information.hypertables h
+        CROSS JOIN LATERAL _timescaledb_functions.relation_size(
+            format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass) AS own
+        LEFT JOIN chunks c USING (hypertable_schema, hypertable_name)
+        WHERE h.hypertable_schema = 'public'
+        ORDER BY h.hypertable_name
+        """
+    ).fetchall()
+    compression: dict[str, tuple[int, int]] = {}
+    if community:
+        compression = {
+            table: (int(before or 0), int(after or 0))
+            for table, before, after in conn.execute(
+                "SELECT h.hypertable_name, sum(s.before_compression_total_bytes), sum(s.after_compression_total_bytes) "
+                "FROM timescaledb_information.hypertables h CROSS JOIN LATERAL hypertable_compression_stats("
+                "format('%I.%I', h.hypertable_schema, h.hypertable_name)::regclass) AS s "
+                "WHERE h.hypertable_schema = 'public' GROUP BY h.hypertable_name"
+            ).fetchall()
+        }
     report = []
-    for table in tables:
-        total = one_row(conn.execute("SELECT hypertable_size(%s::regclass)", (table,)))[0] or 0
-        before = after = 0
-        if community:
-            row = one_row(
-                conn.execute(
-                    "SELECT sum(before_compression_total_bytes), sum(after_compression_total_bytes) "
-                    "FROM hypertable_compression_stats(%s::regclass)",
-                    (table,),
-                )
-            )
-            before, after = int(row[0] or 0), int(row[1] or 0)
+    for table, total in rows:
+        before, after = compression.get(table, (0, 0))
         report.append(
             {
                 "table": table,
-                "bytes": int(total),
-                "uncompressed_bytes": int(total) - after,
+                "bytes": int(total or 0),
+                "uncompressed_bytes": int(total or 0) - after,
                 "compressed_bytes": after,
                 "before_compression_bytes": before,
                 "ratio": round(before / after, 1) if after else None,
