@@ -11,7 +11,7 @@ import threading
 
 import psycopg
 
-from conftest import fitpipe
+from support.cli import fitpipe
 
 START = dt.date(2024, 3, 1)
 

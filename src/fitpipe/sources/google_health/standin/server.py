@@ -48,6 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
         wait = getattr(self, "_answer_at", 0.0) - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        self._answered()
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -155,12 +156,22 @@ class _Handler(BaseHTTPRequestHandler):
         with self.api.lock:
             self.api.in_flight += 1
             self.api.peak_in_flight = max(self.api.peak_in_flight, self.api.in_flight)
+        self._in_flight = True
         try:
             self._answer_data(path, query, arrived)
         finally:
+            self._answered()
+            with self.api.lock:
+                self.api.answer_seconds.append(time.monotonic() - arrived)
+
+    def _answered(self) -> None:
+        # A request stops being in flight when its answer leaves, not when this handler thread
+        # gets to run again: the client may already have sent its next request by then, which
+        # on a loaded machine would count as two in flight.
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
             with self.api.lock:
                 self.api.in_flight -= 1
-                self.api.answer_seconds.append(time.monotonic() - arrived)
 
     def _answer_data(self, path: str, query: dict[str, str], arrived: float) -> None:
         # The round trip, on every data request (401s included): the answer leaves `latency`
