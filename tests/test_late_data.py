@@ -62,6 +62,16 @@ def test_a_day_fetched_before_the_watch_synced_stays_provisional_and_loads_after
     assert status_of(database_url, 1)["missing_after_sync"] == []
     text = fitpipe(database_url, "status").output
     assert "user 1 device Pixel Watch 3: last sync 2024-03-04" in text and "battery 15%" in text
+    # The cohort page of `fitpipe serve` shows the same watch.
+    from starlette.testclient import TestClient
+
+    from fitpipe.web.app import create_app
+
+    with TestClient(create_app(database_url)) as client:
+        page = client.get("/").text
+    row = page.split('data-user-id="1"', 1)[1].split("</tr>", 1)[0]
+    expected_sync = LAST_SYNC.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    assert f'<td class="last-sync">{expected_sync}</td>' in row and '<td class="num battery">15 %</td>' in row
     flags = _adherence(database_url, "2024-03-09")
     # From the last sync to the end of 9 March in New York: 5 days and 15 hours.
     assert flags[1]["flag_device_not_synced"] is True and flags[1]["hours_since_sync"] == pytest.approx(135)

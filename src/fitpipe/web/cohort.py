@@ -43,6 +43,8 @@ def cohort(conn: psycopg.Connection, as_of: dt.date | None = None, sort: str = "
     rows = []
     for user in status["users"]:
         judged_row = by_user.get(user["user_id"], {})
+        # The watch that synced last (sources that report devices: google-health); none otherwise.
+        watch = (user.get("devices") or [None])[0]
         rows.append(
             {
                 "user_id": user["user_id"],
@@ -57,6 +59,9 @@ def cohort(conn: psycopg.Connection, as_of: dt.date | None = None, sort: str = "
                 "deferred": user["deferred"],
                 "credentials": user["credentials"],
                 "credential_note": user["credential_note"],
+                "last_sync": watch["last_sync_time"] if watch else None,
+                "battery": watch["battery_level"] if watch else None,
+                "missing_after_sync": len(user.get("missing_after_sync") or []),
                 "last_data": judged_row.get("last_data"),
                 "hours_since_data": judged_row.get("hours_since_data"),
                 "wear_share": judged_row.get("wear_share"),
