@@ -111,10 +111,11 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
         header = [c.strip().lower() for c in columns]
         missing = [name for name in wanted if name not in header]
         if missing:
-            raise FileProblem(f"unrecognised columns {header}; expected {sorted(wanted)}")
+            # The header is the file's own content, which may be anything: name what was expected, not what was found.
+            raise FileProblem(f"header not recognised; expected the columns {sorted(wanted)}")
         keep = {
             original: wanted.get(name, "data_source")
-            for original, name in zip(columns, header)
+            for original, name in zip(columns, header, strict=True)
             if name in wanted or name == "data source"
         }
         try:

@@ -163,6 +163,8 @@ def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int,
         plan.stage_dir = Path(tempfile.mkdtemp(prefix="fitpipe-takeout-"))
     indexer = Indexer(plan.archive, plan.user, Stage(plan.stage_dir), plan.timezone)
     plan.index = indexer.run(on_file)
+    # Links and special files in a folder are named, never read: their content may be anything.
+    plan.index.files_skipped[:0] = [{"file": name, "reason": reason} for name, reason in plan.archive.not_read]
     days = plan.index.days
     if days:
         last = last_complete_day(plan.user)
@@ -178,6 +180,14 @@ def _zone_description(plan: ImportPlan) -> str:
         return f"{plan.timezone} (--timezone)"
     zones = sorted({zone for _, zone in plan.user.zones} or {plan.user.timezone})
     return f"the participant's timezone history ({', '.join(zones)})"
+
+
+def _known_zone(name: str | None) -> str | None:
+    """Profile.csv's zone when it is a zone name; anything else in that cell is not repeated."""
+    try:
+        return validate_timezone(name) if name else None
+    except BadInput:
+        return None
 
 
 def _assumptions(plan: ImportPlan) -> list[str]:
@@ -196,10 +206,10 @@ def _assumptions(plan: ImportPlan) -> list[str]:
         found.append(
             f"ISO local times (no zone) read in {plan.timezone} (--timezone), not in the participant's timezone history"
         )
-    if index.profile_timezone and (index.profile_timezone != (plan.timezone or plan.user.timezone)):
+    profile_zone = _known_zone(index.profile_timezone)
+    if profile_zone and (profile_zone != (plan.timezone or plan.user.timezone)):
         found.append(
-            f"Profile.csv names the time zone {index.profile_timezone}; local times were read in "
-            f"{_zone_description(plan)}"
+            f"Profile.csv names the time zone {profile_zone}; local times were read in {_zone_description(plan)}"
         )
     return found
 
