@@ -184,6 +184,26 @@ def seed_users(
     return list_users(conn, range(1, count + 1)), created
 
 
+def _refuse_recutting_rollup_only_days(
+    conn: psycopg.Connection, user_id: int, timezone: str, effective_from: dt.date
+) -> None:
+    """A move re-cuts the days from the day before it on. A day whose raw rows retention dropped
+    keeps only the rollups cut in the old zone: a rebuild would drop what it cannot recompute."""
+    count, first, last = conn.execute(
+        "SELECT count(*), min(day), max(day) FROM ingested_days "
+        "WHERE user_id = %s AND day >= %s AND raw_dropped_at IS NOT NULL",
+        (user_id, effective_from - ONE_DAY),
+    ).fetchone()
+    if count:
+        raise BadInput(
+            f"participant {user_id} has rollups only (raw rows dropped by retention) for {count} day(s) from "
+            f"{first} to {last}, which a move to {timezone} from {effective_from} would cut again; bring their "
+            f"raw rows back first (fitpipe backfill --user {user_id} --start {first} --end {last} --force, or import "
+            "the archive again), "
+            f"or record the move from {last + 2 * ONE_DAY} on"
+        )
+
+
 def set_timezone(conn: psycopg.Connection, user_id: int, timezone: str, effective_from: dt.date) -> list[dt.date]:
     """Record that the participant lives in `timezone` from local day `effective_from` on.
 
@@ -194,6 +214,11 @@ def set_timezone(conn: psycopg.Connection, user_id: int, timezone: str, effectiv
     check_study_day(effective_from, "--from")
     list_users(conn, [user_id])
     with conn.transaction():
+        from fitpipe.locks import lock_user_exclusive
+
+        # Raw retention marks days under this lock: the check below sees every mark.
+        lock_user_exclusive(conn, user_id)
+        _refuse_recutting_rollup_only_days(conn, user_id, timezone, effective_from)
         conn.execute(
             "INSERT INTO timezone_history (user_id, effective_from, timezone) VALUES (%s, %s, %s) "
             "ON CONFLICT (user_id, effective_from) DO UPDATE SET timezone = excluded.timezone, recorded_at = now()",
