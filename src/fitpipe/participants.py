@@ -193,7 +193,7 @@ def _refuse_recutting_rollup_only_days(
         "SELECT count(*), min(day), max(day) FROM ingested_days "
         "WHERE user_id = %s AND day >= %s AND raw_dropped_at IS NOT NULL",
         (user_id, effective_from - ONE_DAY),
-    ).fetchone()
+    ).fetchone() or (0, None, None)
     if count:
         raise BadInput(
             f"participant {user_id} has rollups only (raw rows dropped by retention) for {count} day(s) from "
