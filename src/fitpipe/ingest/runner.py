@@ -484,7 +484,7 @@ def _finish_run(conn: psycopg.Connection, summary: RunSummary, status: str, erro
                 summary.count("loaded"),
                 summary.rows,
                 summary.quarantined,
-                summary.count("done") + summary.count("busy"),
+                summary.count("done") + summary.count("busy") + summary.count("withdrawn"),
                 summary.count("failed"),
                 summary.count("deferred"),
                 summary.count("unchanged"),

@@ -1,0 +1,56 @@
+"""Withdrawal stops a run already going: once `participants withdraw` returns, no further day of
+that participant loads, whichever run planned it (issue 21, Medium 8)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from fitpipe.cli import app
+
+
+def loaded_days(db, user_id: int) -> int:
+    return db.execute("SELECT count(*) FROM ingested_days WHERE user_id = %s", (user_id,)).fetchone()[0]
+
+
+@pytest.mark.slow
+def test_a_running_backfill_loads_no_day_after_the_withdrawal(db, database_url):
+    runner = CliRunner()
+    for user in ("1", "2"):
+        added = runner.invoke(
+            app,
+            ["--database-url", database_url, "participants", "add", user, "--source", "synthetic",
+             "--timezone", "UTC", "--study-start", "2024-01-01"],
+        )  # fmt: skip
+        assert added.exit_code == 0, added.output
+    backfill = subprocess.Popen(
+        [sys.executable, "-m", "fitpipe.cli", "backfill", "--start", "2024-01-01", "--end", "2024-01-30",
+         "--workers", "1", "--no-refresh"],
+        env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while loaded_days(db, 1) < 2:
+            assert backfill.poll() is None, backfill.communicate()
+            assert time.monotonic() < deadline, "the backfill loaded nothing"
+            time.sleep(0.05)
+        withdrawn = runner.invoke(app, ["--database-url", database_url, "participants", "withdraw", "1"])
+        assert withdrawn.exit_code == 0, withdrawn.output
+        at_withdrawal = loaded_days(db, 1)
+        stdout, stderr = backfill.communicate(timeout=600)
+    finally:
+        if backfill.poll() is None:
+            backfill.kill()
+    assert backfill.returncode == 0, stderr
+    assert at_withdrawal < 30
+    assert loaded_days(db, 1) == at_withdrawal
+    assert loaded_days(db, 2) == 30  # everyone else's days go on
+    assert f"skipped_participant_withdrew={30 - at_withdrawal}" in stdout + stderr
