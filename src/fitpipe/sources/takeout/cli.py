@@ -23,7 +23,9 @@ def import_archive(
         "timezone history (e.g. for history from before enrolment, lived elsewhere).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
-    force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
+    force: bool = typer.Option(
+        False, "--force", help="Load an archive that is already on record again, or on record for another participant."
+    ),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,

@@ -135,8 +135,12 @@ class ImportPlan:
             self.stage_dir = None
 
 
-def open_import(conn: psycopg.Connection, path: Path, user_id: int, timezone: str | None) -> ImportPlan:
-    """Check the participant, open the archive, recognise its layout and hash it. Raises BadInput."""
+def open_import(
+    conn: psycopg.Connection, path: Path, user_id: int, timezone: str | None, force: bool = False
+) -> ImportPlan:
+    """Check the participant, open the archive, recognise its layout and hash it. Raises BadInput,
+    also for an archive on record for another participant (unless `force`): one person's history
+    loaded under two ids is a mix-up, not a second export."""
     user = list_users(conn, [user_id])[0]
     if user.withdrawn_at:
         raise BadInput(f"participant {user_id} withdrew; nothing is imported for them")
@@ -150,6 +154,16 @@ def open_import(conn: psycopg.Connection, path: Path, user_id: int, timezone: st
             "AND status = 'done' ORDER BY import_id DESC LIMIT 1",
             (user_id, sha256),
         ).fetchone()
+        other = conn.execute(
+            "SELECT user_id, import_id FROM takeout_imports WHERE sha256 = %s AND user_id <> %s "
+            "ORDER BY import_id LIMIT 1",
+            (sha256, user_id),
+        ).fetchone()
+        if other and not (force or row):
+            raise BadInput(
+                f"archive {sha256[:12]} was imported for participant {other[0]} (import {other[1]}); an archive "
+                f"holds one person's data: check --user, or give --force to import it for participant {user_id} too"
+            )
     except BaseException:
         archive.close()
         raise
@@ -290,7 +304,7 @@ def import_archive(
 ) -> ImportOutcome:
     """Import an archive exactly once: an archive on record does nothing unless `force`; a dry run
     reads it and reports. Hooks: on_file while reading, on_report once read, on_plan before loading."""
-    plan = open_import(conn, path, user_id, timezone)
+    plan = open_import(conn, path, user_id, timezone, force)
     try:
         outcome = ImportOutcome(plan.sha256, plan.previous)
         if plan.previous and not force and not dry_run:
