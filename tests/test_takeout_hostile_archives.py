@@ -1,6 +1,7 @@
-"""Hostile Takeout archives: links out of the folder, unrecognised content, bombs, encrypted,
-unreadable or doubled members, absurd nesting. Each ends in loaded rows, a named skipped file
-or one clear line, never in file content copied into a table or a message."""
+"""Hostile or mistaken Takeout archives: links out of the folder, unrecognised content, bombs,
+encrypted, unreadable or doubled members, absurd nesting, an archive already on record for
+another participant. Each ends in loaded rows, a named skipped file or one clear line, never in
+file content copied into a table or a message (issue 21)."""
 
 from __future__ import annotations
 
@@ -206,3 +207,35 @@ def test_profile_timezone_cell_is_repeated_only_when_it_names_a_zone(database_ur
     assert "do-not-leak" not in result.stdout + every_text_column(db)
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT bpm FROM heart_rate").fetchall() == [(61,)]
+
+
+# --- what an import refuses before loading -------------------------------------------------
+
+
+def enrol_user(url: str, user: int) -> None:
+    result = run(url, "participants", "add", str(user), "--source", "takeout", "--timezone", "UTC",
+                 "--study-start", str(DAY))  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def imported(url: str, *args: str) -> str:
+    result = run(url, "import", *args, "--workers", "1")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+
+def test_an_archive_on_record_for_another_participant_is_refused_unless_forced(database_url, db, tmp_path):
+    enrol_user(database_url, 1)
+    enrol_user(database_url, 2)
+    path = _zip(tmp_path / "takeout.zip", [(f"{GOOGLE_DATA}/heart_rate_{DAY}.csv", heart_rate_csv(DAY, [60, 61]))])
+    imported(database_url, str(path), "--user", "1")
+
+    line = refused_in_one_line(run(database_url, "import", str(path), "--user", "2"), "--force")
+    assert "was imported for participant 1 (import " in line
+    assert db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 2").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM takeout_imports WHERE user_id = 2").fetchone()[0] == 0
+
+    imported(database_url, str(path), "--user", "2", "--force")
+    assert db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 2").fetchone()[0] == 2
+    # The first participant importing their own archive again is not a mix-up.
+    assert "already imported for participant 1" in imported(database_url, str(path), "--user", "1")
