@@ -239,3 +239,33 @@ def test_an_archive_on_record_for_another_participant_is_refused_unless_forced(d
     assert db.execute("SELECT count(*) FROM heart_rate WHERE user_id = 2").fetchone()[0] == 2
     # The first participant importing their own archive again is not a mix-up.
     assert "already imported for participant 1" in imported(database_url, str(path), "--user", "1")
+
+
+def test_stray_days_and_days_before_the_study_are_listed_and_left_out_unless_asked_for(database_url, db, tmp_path):
+    enrol_user(database_url, 1)
+    before = DAY - dt.timedelta(days=9)
+    stray = dt.date(1900, 1, 1)
+    path = _zip(
+        tmp_path / "takeout.zip",
+        [
+            (f"{GOOGLE_DATA}/heart_rate_{DAY}.csv", heart_rate_csv(DAY, [60, 61])),
+            (
+                f"{GOOGLE_DATA}/heart_rate_{DAY + dt.timedelta(days=1)}.csv",
+                heart_rate_csv(DAY + dt.timedelta(days=1), [62]),
+            ),
+            (f"{GOOGLE_DATA}/heart_rate_{before}.csv", heart_rate_csv(before, [63])),
+            (f"{GOOGLE_DATA}/heart_rate_{stray}.csv", heart_rate_csv(stray, [64])),
+        ],
+    )
+    listing = imported(database_url, str(path), "--user", "1")
+    assert "left out 1 day(s) with records far outside the archive's span: 1900-01-01 .. 1900-01-01" in listing
+    assert f"left out 1 day(s) with records before the participant's study start: {before} .. {before}" in listing
+    days = [d for (d,) in db.execute("SELECT day FROM ingested_days ORDER BY day").fetchall()]
+    assert days == [DAY, DAY + dt.timedelta(days=1)]
+    assert db.execute("SELECT bpm FROM heart_rate ORDER BY ts").fetchall() == [(60,), (61,), (62,)]
+
+    imported(database_url, str(path), "--user", "1", "--all-days", "--force")
+    days = [d for (d,) in db.execute("SELECT day FROM ingested_days ORDER BY day").fetchall()]
+    # Each span with its empty days, never the 124 years between them.
+    assert days == [stray] + [before + dt.timedelta(days=i) for i in range(11)]
+    assert db.execute("SELECT bpm FROM heart_rate ORDER BY ts").fetchall() == [(64,), (63,), (60,), (61,), (62,)]

@@ -210,6 +210,10 @@ def import_listing(report: dict) -> list:
             f"left out {len(report['not_over'])} day(s) not over yet: {report['not_over'][0]} .. "
             f"{report['not_over'][-1]}"
         )
+    for reason, days in report.get("left_out", {}).items():
+        lines.append(
+            f"left out {len(days)} day(s) with records {reason}: {days[0]} .. {days[-1]} (--all-days loads them)"
+        )
     for assumption in report["assumptions"]:
         lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")
     return lines

@@ -26,6 +26,12 @@ def import_archive(
     force: bool = typer.Option(
         False, "--force", help="Load an archive that is already on record again, or on record for another participant."
     ),
+    all_days: bool = typer.Option(
+        False,
+        "--all-days",
+        help="Also load days before the participant's study start and stray days far (over a year) outside "
+        "the archive's span; without it they are listed and left out.",
+    ),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,
@@ -76,6 +82,7 @@ def import_archive(
                 timezone=timezone,
                 dry_run=dry_run,
                 force=force,
+                all_days=all_days,
                 workers=workers,
                 refresh=refresh,
                 count_attention=metrics_file is not None,

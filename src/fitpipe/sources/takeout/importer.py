@@ -57,6 +57,9 @@ class ImportPlan:
     stage_dir: Path | None = None
     days: list[dt.date] = field(default_factory=list)  # what the load will do
     not_over: list[dt.date] = field(default_factory=list)  # in the archive but not over yet: left out
+    # Days with records left out unless asked for (--all-days): reason -> those days.
+    left_out: dict[str, list[dt.date]] = field(default_factory=dict)
+    all_days: bool = False
     assumptions: list[str] = field(default_factory=list)
 
     @property
@@ -113,6 +116,7 @@ class ImportPlan:
             "last_day": self.last_day,
             "days": len(self.days),
             "not_over": self.not_over,
+            "left_out": {reason: days for reason, days in self.left_out.items() if days},
             "metrics": metrics,
             "assumptions": self.assumptions,
             "previous": self.previous.import_id if self.previous else None,
@@ -182,11 +186,39 @@ def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int,
     days = plan.index.days
     if days:
         last = last_complete_day(plan.user)
-        span = list(days_between(days[0], days[-1]))
-        # Days inside the span without records are empty days of the archive: they load as empty.
-        plan.days = [d for d in span if d <= last]
-        plan.not_over = [d for d in span if d > last]
+        spans = _spans(days)
+        main = max(spans, key=lambda span: (len(span), span[-1]))
+        stray = [d for span in spans if span is not main for d in span]
+        before_study = [d for d in days if d < plan.user.study_start and d not in stray]
+        plan.left_out = {STRAY: stray, BEFORE_STUDY: before_study}
+        # Days inside a span without records are empty days of the archive: they load as empty.
+        # Never the years between spans: one stray record dated 1900 must not plan 45,000 days.
+        planned = [
+            d
+            for span in (spans if plan.all_days else [main])
+            for d in days_between(span[0], span[-1])
+            if plan.all_days or d >= plan.user.study_start
+        ]
+        plan.days = [d for d in planned if d <= last]
+        plan.not_over = [d for d in planned if d > last]
     plan.assumptions = _assumptions(plan)
+
+
+# Records this many days away from the rest of the archive form a span of their own; only the
+# span with the most days is loaded unless --all-days.
+STRAY_GAP_DAYS = 366
+STRAY = "far outside the archive's span"
+BEFORE_STUDY = "before the participant's study start"
+
+
+def _spans(days: list[dt.date]) -> list[list[dt.date]]:
+    """The archive's days (sorted) cut where two neighbours lie more than STRAY_GAP_DAYS apart."""
+    spans = [[days[0]]]
+    for previous, day in zip(days, days[1:], strict=False):
+        if (day - previous).days > STRAY_GAP_DAYS:
+            spans.append([])
+        spans[-1].append(day)
+    return spans
 
 
 def _zone_description(plan: ImportPlan) -> str:
@@ -295,6 +327,7 @@ def import_archive(
     timezone: str | None = None,
     dry_run: bool = False,
     force: bool = False,
+    all_days: bool = False,
     workers: int | None = None,
     refresh: bool = True,
     count_attention: bool = False,
@@ -305,6 +338,7 @@ def import_archive(
     """Import an archive exactly once: an archive on record does nothing unless `force`; a dry run
     reads it and reports. Hooks: on_file while reading, on_report once read, on_plan before loading."""
     plan = open_import(conn, path, user_id, timezone, force)
+    plan.all_days = all_days
     try:
         outcome = ImportOutcome(plan.sha256, plan.previous)
         if plan.previous and not force and not dry_run:
