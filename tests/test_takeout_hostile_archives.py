@@ -269,3 +269,32 @@ def test_stray_days_and_days_before_the_study_are_listed_and_left_out_unless_ask
     # Each span with its empty days, never the 124 years between them.
     assert days == [stray] + [before + dt.timedelta(days=i) for i in range(11)]
     assert db.execute("SELECT bpm FROM heart_rate ORDER BY ts").fetchall() == [(64,), (63,), (60,), (61,), (62,)]
+
+
+def ledger_of(db, day: dt.date) -> tuple:
+    return db.execute(
+        "SELECT state, rows_by_metric, content_hash, run_id FROM ingested_days WHERE day = %s", (day,)
+    ).fetchone()
+
+
+def test_a_damaged_file_in_a_newer_archive_never_empties_a_day_that_has_rows(database_url, db, tmp_path):
+    enrol_user(database_url, 1)
+    next_day = DAY + dt.timedelta(days=1)
+    first = _zip(tmp_path / "first.zip", [(f"{GOOGLE_DATA}/heart_rate_{DAY}.csv", heart_rate_csv(DAY, [60, 61, 62]))])
+    imported(database_url, str(first), "--user", "1")
+    day_before = ledger_of(db, DAY)
+    assert day_before[1] == {"heart_rate": 3, "data_sources": 1}
+    newer = _zip(
+        tmp_path / "newer.zip",
+        [
+            (f"{GOOGLE_DATA}/heart_rate_{DAY}.csv", '"timestamp,beats per minute\n2024-03-01T08:00:00Z,"6'),
+            (f"{GOOGLE_DATA}/heart_rate_{next_day}.csv", heart_rate_csv(next_day, [70])),
+        ],
+    )
+
+    listing = imported(database_url, str(newer), "--user", "1")
+
+    assert f"day {DAY} left as it was: it keeps its 3 heart_rate row(s): heart_rate_{DAY}.csv: " in listing
+    assert db.execute("SELECT bpm FROM heart_rate ORDER BY ts").fetchall() == [(60,), (61,), (62,), (70,)]
+    assert ledger_of(db, DAY) == day_before, "the kept day's ledger row changed"
+    assert db.execute("SELECT state FROM ingested_days WHERE day = %s", (next_day,)).fetchone() == ("complete",)

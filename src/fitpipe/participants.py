@@ -246,6 +246,16 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
     Returns rows deleted per table (empty without delete_data).
     """
     list_users(conn, [user_id])
+    deleted = _withdraw(conn, user_id, delete_data)
+    from fitpipe.sources import registered_classes
+
+    # After the commit: no day of theirs loads any more, so nothing stages again.
+    for source in registered_classes():
+        source.forget(user_id)
+    return deleted
+
+
+def _withdraw(conn: psycopg.Connection, user_id: int, delete_data: bool) -> dict[str, int]:
     deleted: dict[str, int] = {}
     with conn.transaction():
         from fitpipe.locks import lock_user_exclusive
@@ -258,8 +268,8 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
         tables = [m.table for m in METRICS] + [
             r[0]
             for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
-                "(tablename LIKE 'rollup\\_%%' OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND (tablename LIKE 'rollup\\_%%' "
+                "OR tablename IN ('imputed_values', 'quarantine', 'rollup_invalidations'))"
             )
         ]
         for table in tables:
@@ -268,9 +278,16 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
             ).rowcount
         # The ledger, settings, credentials and timezone history go with the participant's row.
         for table in ("ingested_days", "source_credentials", "participant_sources", "timezone_history"):
-            deleted[table] = conn.execute(
+            counted = conn.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
-            ).fetchone()[0]
+            ).fetchone()
+            deleted[table] = counted[0] if counted else 0
+        # A run's record keeps no trace of the archive it read for them (its path names the person).
+        conn.execute(
+            "UPDATE ingest_runs SET arguments = arguments - 'archive' - 'sha256' "
+            "WHERE arguments ? 'archive' AND arguments -> 'users' @> to_jsonb(%s::int)",
+            (user_id,),
+        )
         conn.execute("DELETE FROM users WHERE user_id = %s", (user_id,))
         deleted["users"] = 1
     return deleted

@@ -192,6 +192,10 @@ class Source:
         (a semaphore) are made here."""
 
     @classmethod
+    def forget(cls, user_id: int) -> None:
+        """Remove what the source keeps about a participant outside the database (withdrawal)."""
+
+    @classmethod
     def status_sections(cls, conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[str, list[dict]]:
         """Extra sections of `fitpipe status --json` for these participants, by section name."""
         return {}

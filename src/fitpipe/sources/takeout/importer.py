@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,10 +27,11 @@ from fitpipe.ingest.runner import Plan, Progress, RunSummary, Task
 from fitpipe.participants import User, list_users
 from fitpipe.pipeline import RunResult, run
 from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
-from fitpipe.sources.takeout.families import FAMILIES
+from fitpipe.sources.takeout.families import FAMILIES, FILE_DATE, family_of
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
 from fitpipe.sources.takeout.index import metric_of as metric_name
 from fitpipe.sources.takeout.source import TakeoutSource
+from fitpipe.sources.takeout.staging import make_stage_dir
 from fitpipe.timezones import validate_timezone
 
 SOURCE = "takeout"
@@ -59,6 +60,8 @@ class ImportPlan:
     not_over: list[dt.date] = field(default_factory=list)  # in the archive but not over yet: left out
     # Days with records left out unless asked for (--all-days): reason -> those days.
     left_out: dict[str, list[dt.date]] = field(default_factory=dict)
+    # Days left as they are: a file of theirs could not be read, and the rows on file would be lost.
+    kept: dict[dt.date, list[str]] = field(default_factory=dict)
     all_days: bool = False
     assumptions: list[str] = field(default_factory=list)
 
@@ -117,6 +120,7 @@ class ImportPlan:
             "days": len(self.days),
             "not_over": self.not_over,
             "left_out": {reason: days for reason, days in self.left_out.items() if days},
+            "kept": self.kept,
             "metrics": metrics,
             "assumptions": self.assumptions,
             "previous": self.previous.import_id if self.previous else None,
@@ -178,7 +182,7 @@ def open_import(
 def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int, Member], None] | None = None) -> None:
     """Read the whole archive once; with `stage`, keep each day's records on disk for the load."""
     if stage:
-        plan.stage_dir = Path(tempfile.mkdtemp(prefix="fitpipe-takeout-"))
+        plan.stage_dir = make_stage_dir(plan.user.user_id)
     indexer = Indexer(plan.archive, plan.user, Stage(plan.stage_dir), plan.timezone)
     plan.index = indexer.run(on_file)
     # Links and special files in a folder are named, never read: their content may be anything.
@@ -189,7 +193,11 @@ def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int,
         spans = _spans(days)
         main = max(spans, key=lambda span: (len(span), span[-1]))
         stray = [d for span in spans if span is not main for d in span]
-        before_study = [d for d in days if d < plan.user.study_start and d not in stray]
+        # The night before the study's first day ends on it: its night metrics (filed under the
+        # night's first day) belong to the study.
+        from_day = plan.user.study_start - dt.timedelta(days=1)
+        before_study = [d for d in days if d < from_day and d not in stray]
+        recorded = set(days)
         plan.left_out = {STRAY: stray, BEFORE_STUDY: before_study}
         # Days inside a span without records are empty days of the archive: they load as empty.
         # Never the years between spans: one stray record dated 1900 must not plan 45,000 days.
@@ -197,11 +205,46 @@ def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int,
             d
             for span in (spans if plan.all_days else [main])
             for d in days_between(span[0], span[-1])
-            if plan.all_days or d >= plan.user.study_start
+            if plan.all_days or d >= plan.user.study_start or (d == from_day and d in recorded)
         ]
         plan.days = [d for d in planned if d <= last]
         plan.not_over = [d for d in planned if d > last]
     plan.assumptions = _assumptions(plan)
+
+
+def keep_days_a_damaged_file_would_empty(conn: psycopg.Connection, plan: ImportPlan) -> None:
+    """Leave out of the load each day whose file of some metric could not be read (damaged,
+    malformed, 'no data') where the archive has no other records of that metric for the day but
+    the database has rows: loading the day would replace good rows with nothing."""
+    index = plan.index
+    winners = index.winners()
+    unreadable: dict[tuple[str, dt.date], list[str]] = collections.defaultdict(list)
+    members = {m.path: m for m in plan.archive.members}
+    for skipped in index.files_skipped:
+        member = members.get(skipped["file"])
+        family = family_of(member)[0] if member else None
+        found = FILE_DATE.search(member.name) if member and family else None
+        if member is None or family is None or not found:
+            continue
+        try:
+            day = dt.date(int(found[1]), int(found[2]), int(found[3]))
+        except ValueError:
+            continue
+        if (family.kind, day) not in winners and day in plan.days:
+            unreadable[(metric_name(family.kind), day)].append(f"{member.name}: {skipped['reason']}")
+    if not unreadable:
+        return
+    on_file = conn.execute(
+        "SELECT day, rows_by_metric FROM ingested_days WHERE user_id = %s AND day = ANY(%s)",
+        (plan.user.user_id, sorted({day for _, day in unreadable})),
+    ).fetchall()
+    conn.commit()
+    rows_on_file = {day: rows or {} for day, rows in on_file}
+    for (metric, day), files in sorted(unreadable.items(), key=lambda item: (item[0][1], item[0][0])):
+        rows = int(rows_on_file.get(day, {}).get(metric, 0))
+        if rows:
+            plan.kept.setdefault(day, []).append(f"keeps its {rows:,} {metric} row(s): {'; '.join(files)}")
+    plan.days = [d for d in plan.days if d not in plan.kept]
 
 
 # Records this many days away from the rest of the archive form a span of their own; only the
@@ -214,7 +257,7 @@ BEFORE_STUDY = "before the participant's study start"
 def _spans(days: list[dt.date]) -> list[list[dt.date]]:
     """The archive's days (sorted) cut where two neighbours lie more than STRAY_GAP_DAYS apart."""
     spans = [[days[0]]]
-    for previous, day in zip(days, days[1:], strict=False):
+    for previous, day in itertools.pairwise(days):
         if (day - previous).days > STRAY_GAP_DAYS:
             spans.append([])
         spans[-1].append(day)
@@ -344,6 +387,7 @@ def import_archive(
         if plan.previous and not force and not dry_run:
             return outcome
         index_archive(plan, stage=not dry_run, on_file=on_file)
+        keep_days_a_damaged_file_would_empty(conn, plan)
         outcome.report = plan.report()
         if on_report:
             on_report(outcome.report)
