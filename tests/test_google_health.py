@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import fitpipe, run_fitpipe
+from conftest import fitpipe, popen, run_fitpipe
 from fitpipe.secrets import new_key
 from fitpipe.sources.google_health.standin import HealthApiServer, synthetic_seed
 
@@ -590,3 +590,85 @@ def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
             lambda: (_ for _ in ()).throw(throttled("3600"))
         )()
     assert later.value.after == 3600 and asked == [3.0]
+
+
+# --- issue 21: bounded fetches, https only --------------------------------------------------------------
+
+
+def _endless(health, url, monkeypatch) -> None:
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("paging", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(url, health, 1, "paging")
+    monkeypatch.setattr(health.api, "endless_pages", {"paging"})  # cleared after the test
+
+
+def test_a_server_that_never_stops_paging_fails_the_day_at_the_page_bound(health, database_url, db, monkeypatch):
+    _endless(health, database_url, monkeypatch)
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "7")
+    result = run_fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    assert result.returncode == 5, result.stderr
+    assert len([r for r in health.api.requests if r[0] == "paging"]) == 7
+    state, _, _ = ledger(db, 1).get("2024-03-05", (None, None, None))
+    assert state is None  # failed: left as it was (never loaded)
+    error = db.execute("SELECT error FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+    assert "kept sending page tokens for heart-rate: over 7 pages for one day" in error
+
+
+def test_a_days_fetch_past_its_wall_time_is_deferred(health, database_url, db, monkeypatch):
+    _endless(health, database_url, monkeypatch)
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "1000000")
+    monkeypatch.setenv("FITPIPE_HEALTH_DAY_SECONDS", "2")
+    result = run_fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    state, _, note = ledger(db, 1)["2024-03-05"]
+    assert state == "deferred" and "took longer than 2 s (FITPIPE_HEALTH_DAY_SECONDS)" in note
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_day_that_is_paging_at_its_next_request(health, database_url, db, monkeypatch):
+    import signal
+    import time
+
+    _endless(health, database_url, monkeypatch)
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "1000000")
+    process = popen(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    def paging() -> int:
+        return sum(1 for request in health.api.requests if request[0] == "paging")
+
+    try:
+        for _ in range(2400):  # until the day has sent 20 requests (2 minutes at most)
+            if paging() >= 20 or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()  # nothing to do once it has ended
+    assert process.returncode == 130, "a stopped run exits 130 (interrupted)"
+    assert db.execute("SELECT status FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone() == ("interrupted",)
+    sent = paging()
+    time.sleep(1)
+    assert paging() == sent >= 20, "a worker kept paging"
+
+
+@pytest.mark.parametrize(
+    "where,url",
+    [("env", "http://health.example.org/"), ("setting", "http://10.0.0.7:8080"), ("env", "ftp://127.0.0.1/")],
+)
+def test_the_bearer_token_goes_only_over_https_or_to_loopback(health, database_url, db, monkeypatch, where, url):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("plain", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "plain")
+    if where == "env":
+        monkeypatch.setenv("FITPIPE_HEALTH_API_URL", url)
+    else:
+        db.execute(
+            "UPDATE participant_sources SET settings = settings || jsonb_build_object('api_url', %s::text) "
+            "WHERE user_id = 1",
+            (url,),
+        )
+    result = run_fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    assert result.returncode == 5, result.stderr
+    error = db.execute("SELECT error FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+    assert "refusing to send the participant's access token to" in error and "must be https" in error
+    assert health.api.requests == []  # nothing reached even the stand-in

@@ -3,14 +3,12 @@ that participant loads, whichever run planned it (issue 21, Medium 8)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import popen
 from fitpipe.cli import app
 
 
@@ -28,14 +26,8 @@ def test_a_running_backfill_loads_no_day_after_the_withdrawal(db, database_url):
              "--timezone", "UTC", "--study-start", "2024-01-01"],
         )  # fmt: skip
         assert added.exit_code == 0, added.output
-    backfill = subprocess.Popen(
-        [sys.executable, "-m", "fitpipe.cli", "backfill", "--start", "2024-01-01", "--end", "2024-01-30",
-         "--workers", "1", "--no-refresh"],
-        env={**os.environ, "FITPIPE_DATABASE_URL": database_url},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
+    backfill = popen(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-30", "--workers", "1",
+                     "--no-refresh")  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while loaded_days(db, 1) < 2:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 
@@ -258,7 +258,9 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
         # Day D can change until settle_days after it; yesterday is the last day that is over.
         settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)
         conn = _worker_connection()
-        fetch = Fetch(now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user))
+        fetch = Fetch(
+            now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user), stop_requested=_stop_requested
+        )
 
         def produce():
             started = time.perf_counter()
@@ -322,6 +324,20 @@ def _mark_needs_reconsent(user: User, reason: str) -> None:
         set_credential_state(conn, user.user_id, user.source, "needs_reconsent", reason)
 
 
+_run_stopping: dict[str, Any] = {}
+
+
+def _stop_requested() -> bool:
+    event = _run_stopping.get("event")
+    return bool(event is not None and event.is_set())
+
+
+def _tell_workers_to_stop() -> None:
+    event = _run_stopping.get("event")
+    if event is not None:
+        event.set()
+
+
 def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPoolExecutor | None:
     """Fork the worker processes now, before this process opens its own connection, so no child
     inherits a live one; the sources' heavy modules are imported first so the children share them."""
@@ -333,6 +349,8 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
         source_class(name).parsers()
         source_class(name).prepare_workers()
     participants = len({t.user.user_id for t in tasks})
+    # Before the fork, so every worker shares it: set when the run is asked to stop.
+    _run_stopping["event"] = multiprocessing.get_context("fork").Event()
     executor = ProcessPoolExecutor(
         min(workers, participants),
         mp_context=multiprocessing.get_context("fork"),
@@ -424,6 +442,8 @@ def _schedule(
         submit(queue.popleft())
     while running or waiting:
         if stop.is_set():
+            # The days still running stop at their next request (Fetch.stop_requested).
+            _tell_workers_to_stop()
             raise KeyboardInterrupt
         while waiting and waiting[0][0] <= time.monotonic():
             submit(heapq.heappop(waiting)[2])

@@ -115,6 +115,9 @@ class Fetch:
     budget: BudgetLedger
     # Decrypts the participant's stored secret on first use; None when none is stored.
     secret: Callable[[], str | None] = lambda: None
+    # True once the run was asked to stop (SIGTERM, Ctrl-C): a source that makes many requests
+    # for one day checks it before each, so a stop never waits for a long fetch.
+    stop_requested: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True)
