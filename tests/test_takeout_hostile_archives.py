@@ -298,3 +298,16 @@ def test_a_damaged_file_in_a_newer_archive_never_empties_a_day_that_has_rows(dat
     assert db.execute("SELECT bpm FROM heart_rate ORDER BY ts").fetchall() == [(60,), (61,), (62,), (70,)]
     assert ledger_of(db, DAY) == day_before, "the kept day's ledger row changed"
     assert db.execute("SELECT state FROM ingested_days WHERE day = %s", (next_day,)).fetchone() == ("complete",)
+
+
+def test_an_impossible_minute_of_steps_is_quarantined_and_the_days_total_kept(database_url, db, tmp_path):
+    enrol_user(database_url, 1)
+    minutes = ["12", "-5", "30", "99999999", "abc", "2.5"]
+    body = "timestamp,steps,data source\n" + "".join(
+        f"{DAY}T08:{i:02d}:00Z,{value},Pixel Watch 2\n" for i, value in enumerate(minutes)
+    )
+    path = _zip(tmp_path / "steps.zip", [(f"{GOOGLE_DATA}/steps_{DAY}.csv", body)])
+    imported(database_url, str(path), "--user", "1")
+    assert db.execute("SELECT day, steps FROM daily_activity").fetchall() == [(DAY, 42)]
+    reasons = sorted(r for (r,) in db.execute("SELECT reason FROM quarantine WHERE metric = 'daily_activity'"))
+    assert reasons == ["steps in one minute must be a whole number from 0 to 1000"] * 3 + ["steps is not a number"]
