@@ -632,6 +632,7 @@ def test_sigterm_stops_a_day_that_is_paging_at_its_next_request(health, database
     _endless(health, database_url, monkeypatch)
     monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "1000000")
     process = popen(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+
     def paging() -> int:
         return sum(1 for request in health.api.requests if request[0] == "paging")
 
@@ -672,3 +673,25 @@ def test_the_bearer_token_goes_only_over_https_or_to_loopback(health, database_u
     error = db.execute("SELECT error FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
     assert "refusing to send the participant's access token to" in error and "must be https" in error
     assert health.api.requests == []  # nothing reached even the stand-in
+
+
+def test_a_retry_after_of_nan_or_inf_is_no_answer_and_the_day_loads(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.inject("faulty", {"status": 429, "retry_after": "NaN"}, {"status": 429, "retry_after": "inf"})
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "2")
+    assert ledger(db, 1)["2024-03-05"][0] == ledger(db, 2)["2024-03-05"][0] == "complete"
+    assert tables_of(db, 1) == tables_of(db, 2)
+
+
+@pytest.mark.parametrize("retry_after", ["1e308", "Thu, 01 Jan 2099 00:00:00 GMT"])
+def test_a_far_retry_after_defers_the_day_for_six_hours_at_most(health, database_url, db, monkeypatch, retry_after):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.inject("faulty", {"status": 429, "retry_after": retry_after})
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "2")
+    state, wait = db.execute(
+        "SELECT state, extract(epoch FROM retry_after - now()) FROM ingested_days WHERE user_id = 1"
+    ).fetchone()
+    assert state == "deferred" and 5 * 3600 < wait <= 6 * 3600
+    assert ledger(db, 2)["2024-03-05"][0] == "complete"

@@ -30,6 +30,8 @@ ENV_MAX_PAGES = "FITPIPE_HEALTH_MAX_PAGES"
 ENV_DAY_SECONDS = "FITPIPE_HEALTH_DAY_SECONDS"
 # Google's default quota: 300 requests per minute per user (developers.google.com/health/rate-limits).
 DEFAULT_BUDGET = RequestBudget(300, 60)
+# The longest Retry-After honoured: six hours.
+MAX_RETRY_AFTER = 6 * 3600.0
 
 
 def request_budget_from_environment() -> RequestBudget:
@@ -110,14 +112,18 @@ def retry_after_seconds(exc: BaseException, now: Callable[[], float] = time.time
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.astimezone(dt.UTC).timestamp() - now()
+    # NaN or infinite is no answer (back off as without one); a far date is capped, so a server's
+    # slip never parks a day for years.
+    if not math.isfinite(seconds):
         return None
-    return max(when.astimezone(dt.UTC).timestamp() - now(), 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def describe(exc: BaseException) -> str:
