@@ -311,3 +311,31 @@ def test_an_impossible_minute_of_steps_is_quarantined_and_the_days_total_kept(da
     assert db.execute("SELECT day, steps FROM daily_activity").fetchall() == [(DAY, 42)]
     reasons = sorted(r for (r,) in db.execute("SELECT reason FROM quarantine WHERE metric = 'daily_activity'"))
     assert reasons == ["steps in one minute must be a whole number from 0 to 1000"] * 3 + ["steps is not a number"]
+
+
+def test_records_dated_year_1_or_9999_are_quarantined_not_a_traceback(database_url, db, tmp_path):
+    enrol_user(database_url, 1)
+    heart = "timestamp,beats per minute\n2024-03-01T08:00:00Z,60\n0001-01-01T00:00:00Z,61\n9999-12-31T23:59:59Z,62\n"
+    hrv = (
+        "timestamp,rmssd,coverage,low_frequency,high_frequency\n"
+        "9999-12-31T23:30:00,40.5,0.9,500.0,300.0\n0001-01-01T00:30:00,41.5,0.9,500.0,300.0\n"
+    )
+    sleep = (
+        '[{"logId": 1, "dateOfSleep": "9999-12-31", "startTime": "9999-12-31T23:00:00.000", '
+        '"endTime": "9999-12-31T23:59:00.000", "duration": 3540000, "mainSleep": true, "levels": {}}]'
+    )
+    path = _zip(
+        tmp_path / "years.zip",
+        [
+            (f"{GOOGLE_DATA}/heart_rate_{DAY}.csv", heart),
+            (f"Takeout/Fitbit/Heart Rate Variability/Heart Rate Variability Details - {DAY}.csv", hrv),
+            (f"Takeout/Fitbit/Global Export Data/sleep-{DAY}.json", sleep),
+        ],
+    )
+    result = run(database_url, "import", str(path), "--user", "1", "--workers", "1")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert db.execute("SELECT bpm FROM heart_rate").fetchall() == [(60,)]
+    reasons = db.execute("SELECT metric, reason FROM quarantine ORDER BY metric, reason").fetchall()
+    assert reasons[:4] == [("heart_rate", "malformed time")] * 2 + [("hrv_intraday", "malformed time")] * 2
+    assert len(reasons) == 5 and reasons[4][0] == "sleep_sessions" and "out of range" in reasons[4][1]
