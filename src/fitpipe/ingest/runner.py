@@ -530,6 +530,12 @@ def run_plan(
     """
     progress = progress or _Silent()
     workers = workers or os.cpu_count() or 1
+    from fitpipe.secrets import check_secrets_readable
+    from fitpipe.sources import source_class
+
+    # Only the participants whose source reads a stored secret (an import reads its archive).
+    needs_secret = {t.user.user_id for t in plan.tasks if source_class(t.user.source).credential_kind == "oauth"}
+    check_secrets_readable(conn, sorted(needs_secret))
     conn.commit()
     arguments = {**plan.arguments, "workers": workers}
     started = time.perf_counter()
