@@ -174,6 +174,12 @@ def plan_backfill(conn: psycopg.Connection, user_ids: Sequence[int], start: dt.d
     latest = max(last_complete_day(u) for u in users)
     if end > latest:
         raise BadInput(f"--end {end} is not over yet for any participant; the latest complete day is {latest}")
+    earliest = min(u.study_start for u in users)
+    if end < earliest:
+        raise BadInput(
+            f"--end {end} is before the study start of every participant asked for (the earliest is {earliest}); "
+            "nothing to load"
+        )
     states = {} if force else day_states(conn, [u.user_id for u in users], start, end)
     tasks = []
     for user in users:

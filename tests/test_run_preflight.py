@@ -1,5 +1,6 @@
-"""The secret key is checked before anything runs: a missing or wrong key is one line and exit 2
-before any day loads, and `secrets rotate` without the old key changes nothing (issue 21, Lows)."""
+"""What is checked before a run starts (issue 21, Lows): a missing or wrong secret key is one line
+and exit 2 before any day loads, `secrets rotate` without the old key changes nothing, and a
+backfill range before every participant's study start says so."""
 
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ def test_rotate_without_the_old_key_is_one_line_and_changes_nothing(database_url
     rotated = cli(database_url, "secrets", "rotate", env={"FITPIPE_SECRET_KEY": f"{new},{old}"})
     assert rotated.exit_code == 0, rotated.output
     assert db.execute("SELECT key_id FROM source_credentials").fetchall() != [row[1:] for row in before]
+
+
+def test_a_backfill_range_before_every_study_start_says_so(database_url, db):
+    env = {"FITPIPE_TODAY": "2024-03-10"}
+    added = cli(database_url, "participants", "add", "1", "--source", "synthetic", "--timezone", "UTC",
+                "--study-start", "2024-03-01", env=env)  # fmt: skip
+    assert added.exit_code == 0, added.output
+    before = cli(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-31", env=env)
+    one_line(before, 2, "--end 2024-01-31 is before the study start of every participant asked for", "2024-03-01")
+    assert db.execute("SELECT count(*) FROM ingest_runs").fetchone() == (0,)
