@@ -46,3 +46,28 @@ def test_a_running_backfill_loads_no_day_after_the_withdrawal(db, database_url):
     assert loaded_days(db, 1) == at_withdrawal
     assert loaded_days(db, 2) == 30  # everyone else's days go on
     assert f"skipped_participant_withdrew={30 - at_withdrawal}" in stdout + stderr
+
+
+def test_withdraw_waits_for_a_load_of_that_participant_in_progress(db, database_url):
+    import psycopg
+
+    from fitpipe import locks
+
+    added = CliRunner().invoke(
+        app,
+        ["--database-url", database_url, "participants", "add", "1", "--source", "synthetic", "--timezone", "UTC",
+         "--study-start", "2024-01-01"],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    with psycopg.connect(database_url) as loading:
+        locks.lock_user_shared(loading, 1)  # what a day's load holds until it commits
+        withdraw = popen(database_url, "participants", "withdraw", "1")
+        try:
+            time.sleep(2)
+            assert withdraw.poll() is None, "withdraw did not wait for the load in progress"
+            assert db.execute("SELECT withdrawn_at FROM users WHERE user_id = 1").fetchone() == (None,)
+        finally:
+            loading.commit()
+        _, err = withdraw.communicate(timeout=60)
+    assert withdraw.returncode == 0, err
+    assert db.execute("SELECT withdrawn_at IS NOT NULL FROM users WHERE user_id = 1").fetchone() == (True,)
