@@ -695,3 +695,18 @@ def test_a_far_retry_after_defers_the_day_for_six_hours_at_most(health, database
     ).fetchone()
     assert state == "deferred" and 5 * 3600 < wait <= 6 * 3600
     assert ledger(db, 2)["2024-03-05"][0] == "complete"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_data_api_refusal_marks_the_participant_for_reconsent(health, database_url, db, monkeypatch, status):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    # google-auth refreshes the token and repeats a request answered 401, twice at most: refuse all.
+    health.api.inject("faulty", *[{"status": status}] * 3)
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    state, note = db.execute(
+        "SELECT credential_state, credential_note FROM participant_sources WHERE user_id = 1"
+    ).fetchone()
+    assert state == "needs_reconsent" and f"HTTP {status}" in note
+    assert ledger(db, 1)["2024-03-05"][0] == "deferred"
+    assert ledger(db, 2)["2024-03-05"][0] == "complete"

@@ -218,7 +218,14 @@ class GoogleHealthSource(Source):
             raise RetryLater(
                 "Google's token endpoint did not refresh the access token; will retry", after=300
             ) from None
-        except (api_errors.Unauthenticated, api_errors.PermissionDenied) as exc:
+        # From HTTP the classes are Unauthorized (401) and Forbidden (403); from a gRPC status,
+        # Unauthenticated and PermissionDenied: each means the same here.
+        except (
+            api_errors.Unauthorized,
+            api_errors.Forbidden,
+            api_errors.Unauthenticated,
+            api_errors.PermissionDenied,
+        ) as exc:
             # Still refused after google-auth refreshed the token: the grant lost its scopes.
             raise SourceFailed(
                 f"the Google Health API refused the participant's grant (HTTP {exc.code}); "
