@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,7 +96,7 @@ class Archive:
             self.kind = "zip"
             try:
                 self._zip = zipfile.ZipFile(path)
-            except zipfile.BadZipFile as exc:
+            except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, struct.error) as exc:
                 raise BadInput(
                     f"{path}: not a readable .zip archive ({exc}); give a Takeout .zip or an extracted folder"
                 ) from None
@@ -183,7 +184,19 @@ class Archive:
 
     def open(self, member: Member) -> IO[bytes]:
         if self._zip is not None:
-            return self._zip.open(member.path)
+            try:
+                return self._zip.open(member.path)
+            except (
+                zipfile.BadZipFile,
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+                EOFError,
+                struct.error,
+                OSError,
+            ) as exc:
+                # Headers damaged after the central directory was read (found by test_takeout_fuzz).
+                raise BadInput(f"{self.path}: damaged archive: cannot read {member.path} ({exc})") from None
         # O_NOFOLLOW: a file swapped for a link after the walk is still not followed.
         try:
             descriptor = os.open(self.path / member.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))

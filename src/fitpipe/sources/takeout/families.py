@@ -130,7 +130,8 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
             )
             for frame in frames if chunked else [frames]:
                 yield frame.rename(columns=keep)
-        except pd.errors.ParserError as exc:
+        except (pd.errors.ParserError, ValueError) as exc:
+            # ValueError: a row with more fields than the header (found by fuzzing, test_takeout_fuzz).
             raise FileProblem(f"malformed CSV ({str(exc).strip()})") from None
 
     return read
