@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from fitpipe.sources.google_health.standin import synthetic_seed
-from support.cli import fitpipe, run_fitpipe
+from support.cli import fitpipe, popen, run_fitpipe
 from support.google_health import (
     ZONE,
     add_google_participant,
@@ -486,3 +486,123 @@ def test_back_off_grows_with_jitter_honours_retry_after_and_stops_at_the_cap():
             lambda: (_ for _ in ()).throw(throttled("3600"))
         )()
     assert later.value.after == 3600 and asked == [3.0]
+
+
+# --- issue 21: bounded fetches, https only --------------------------------------------------------------
+
+
+def _endless(health, url, monkeypatch) -> None:
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("paging", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(url, health, 1, "paging")
+    monkeypatch.setattr(health.api, "endless_pages", {"paging"})  # cleared after the test
+
+
+def test_a_server_that_never_stops_paging_fails_the_day_at_the_page_bound(health, database_url, db, monkeypatch):
+    _endless(health, database_url, monkeypatch)
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "7")
+    result = run_fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    assert result.returncode == 5, result.stderr
+    assert len([r for r in health.api.requests if r[0] == "paging"]) == 7
+    state, _, _ = ledger(db, 1).get("2024-03-05", (None, None, None))
+    assert state is None  # failed: left as it was (never loaded)
+    error = db.execute("SELECT error FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+    assert "kept sending page tokens for heart-rate: over 7 pages for one day" in error
+
+
+def test_a_days_fetch_past_its_wall_time_is_deferred(health, database_url, db, monkeypatch):
+    _endless(health, database_url, monkeypatch)
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "1000000")
+    monkeypatch.setenv("FITPIPE_HEALTH_DAY_SECONDS", "2")
+    result = run_fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    state, _, note = ledger(db, 1)["2024-03-05"]
+    assert state == "deferred" and "took longer than 2 s (FITPIPE_HEALTH_DAY_SECONDS)" in note
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_day_that_is_paging_at_its_next_request(health, database_url, db, monkeypatch):
+    import signal
+    import time
+
+    _endless(health, database_url, monkeypatch)
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_PAGES", "1000000")
+    process = popen(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+
+    def paging() -> int:
+        return sum(1 for request in health.api.requests if request[0] == "paging")
+
+    try:
+        for _ in range(2400):  # until the day has sent 20 requests (2 minutes at most)
+            if paging() >= 20 or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()  # nothing to do once it has ended
+    assert process.returncode == 130, "a stopped run exits 130 (interrupted)"
+    assert db.execute("SELECT status FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone() == ("interrupted",)
+    sent = paging()
+    time.sleep(1)
+    assert paging() == sent >= 20, "a worker kept paging"
+
+
+@pytest.mark.parametrize(
+    "where,url",
+    [("env", "http://health.example.org/"), ("setting", "http://10.0.0.7:8080"), ("env", "ftp://127.0.0.1/")],
+)
+def test_the_bearer_token_goes_only_over_https_or_to_loopback(health, database_url, db, monkeypatch, where, url):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("plain", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "plain")
+    if where == "env":
+        monkeypatch.setenv("FITPIPE_HEALTH_API_URL", url)
+    else:
+        db.execute(
+            "UPDATE participant_sources SET settings = settings || jsonb_build_object('api_url', %s::text) "
+            "WHERE user_id = 1",
+            (url,),
+        )
+    result = run_fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    assert result.returncode == 5, result.stderr
+    error = db.execute("SELECT error FROM ingest_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0]
+    assert "refusing to send the participant's access token to" in error and "must be https" in error
+    assert health.api.requests == []  # nothing reached even the stand-in
+
+
+def test_a_retry_after_of_nan_or_inf_is_no_answer_and_the_day_loads(health, database_url, db, monkeypatch):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.inject("faulty", {"status": 429, "retry_after": "NaN"}, {"status": 429, "retry_after": "inf"})
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "2")
+    assert ledger(db, 1)["2024-03-05"][0] == ledger(db, 2)["2024-03-05"][0] == "complete"
+    assert tables_of(db, 1) == tables_of(db, 2)
+
+
+@pytest.mark.parametrize("retry_after", ["1e308", "Thu, 01 Jan 2099 00:00:00 GMT"])
+def test_a_far_retry_after_defers_the_day_for_six_hours_at_most(health, database_url, db, monkeypatch, retry_after):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    health.api.inject("faulty", {"status": 429, "retry_after": retry_after})
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "2")
+    state, wait = db.execute(
+        "SELECT state, extract(epoch FROM retry_after - now()) FROM ingested_days WHERE user_id = 1"
+    ).fetchone()
+    assert state == "deferred" and 5 * 3600 < wait <= 6 * 3600
+    assert ledger(db, 2)["2024-03-05"][0] == "complete"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_data_api_refusal_marks_the_participant_for_reconsent(health, database_url, db, monkeypatch, status):
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    _two_participants(health, database_url)
+    # google-auth refreshes the token and repeats a request answered 401, twice at most: refuse all.
+    health.api.inject("faulty", *[{"status": status}] * 3)
+    fitpipe(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    state, note = db.execute(
+        "SELECT credential_state, credential_note FROM participant_sources WHERE user_id = 1"
+    ).fetchone()
+    assert state == "needs_reconsent" and f"HTTP {status}" in note
+    assert ledger(db, 1)["2024-03-05"][0] == "deferred"
+    assert ledger(db, 2)["2024-03-05"][0] == "complete"

@@ -16,12 +16,14 @@ fi
 # JSON string: escape backslashes and quotes (logins and passwords are single-line).
 json() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
-# curl reads the admin credentials from stdin (-K -), so they stay out of the process list.
+# curl reads the admin credentials and the request body (which may hold the viewer's password)
+# from stdin (-K -), so neither is on a command line the process list shows.
 api() {
     method="$1" path="$2" body="${3:-}"
-    printf 'user = %s\n' "$(json "$GRAFANA_ADMIN_USER:$GRAFANA_ADMIN_PASSWORD")" |
-        curl -sS -K - -X "$method" -H 'Content-Type: application/json' \
-             ${body:+--data-binary "$body"} -w '\n%{http_code}' "$GRAFANA_URL$path"
+    {
+        printf 'user = %s\n' "$(json "$GRAFANA_ADMIN_USER:$GRAFANA_ADMIN_PASSWORD")"
+        if [ -n "$body" ]; then printf 'data-binary = %s\n' "$(json "$body")"; fi
+    } | curl -sS -K - -X "$method" -H 'Content-Type: application/json' -w '\n%{http_code}' "$GRAFANA_URL$path"
 }
 
 status_of() { printf '%s' "$1" | tail -n 1; }

@@ -128,6 +128,7 @@ class Store:
         timezone: str | None = None,
         dry_run: bool = False,
         force: bool = False,
+        all_days: bool = False,
         workers: int | None = None,
         refresh: bool = True,
     ):
@@ -144,6 +145,7 @@ class Store:
                 timezone=timezone,
                 dry_run=dry_run,
                 force=force,
+                all_days=all_days,
                 workers=workers,
                 refresh=refresh,
             )

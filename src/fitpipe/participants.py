@@ -185,6 +185,26 @@ def seed_users(
     return list_users(conn, range(1, count + 1)), created
 
 
+def _refuse_recutting_rollup_only_days(
+    conn: psycopg.Connection, user_id: int, timezone: str, effective_from: dt.date
+) -> None:
+    """A move re-cuts the days from the day before it on. A day whose raw rows retention dropped
+    keeps only the rollups cut in the old zone: a rebuild would drop what it cannot recompute."""
+    count, first, last = conn.execute(
+        "SELECT count(*), min(day), max(day) FROM ingested_days "
+        "WHERE user_id = %s AND day >= %s AND raw_dropped_at IS NOT NULL",
+        (user_id, effective_from - ONE_DAY),
+    ).fetchone() or (0, None, None)
+    if count:
+        raise BadInput(
+            f"participant {user_id} has rollups only (raw rows dropped by retention) for {count} day(s) from "
+            f"{first} to {last}, which a move to {timezone} from {effective_from} would cut again; bring their "
+            f"raw rows back first (fitpipe backfill --user {user_id} --start {first} --end {last} --force, or import "
+            "the archive again), "
+            f"or record the move from {last + 2 * ONE_DAY} on"
+        )
+
+
 def set_timezone(conn: psycopg.Connection, user_id: int, timezone: str, effective_from: dt.date) -> list[dt.date]:
     """Record that the participant lives in `timezone` from local day `effective_from` on.
 
@@ -195,6 +215,11 @@ def set_timezone(conn: psycopg.Connection, user_id: int, timezone: str, effectiv
     check_study_day(effective_from, "--from")
     list_users(conn, [user_id])
     with conn.transaction():
+        from fitpipe.locks import lock_user_exclusive
+
+        # Raw retention marks days under this lock: the check below sees every mark.
+        lock_user_exclusive(conn, user_id)
+        _refuse_recutting_rollup_only_days(conn, user_id, timezone, effective_from)
         conn.execute(
             "INSERT INTO timezone_history (user_id, effective_from, timezone) VALUES (%s, %s, %s) "
             "ON CONFLICT (user_id, effective_from) DO UPDATE SET timezone = excluded.timezone, recorded_at = now()",
@@ -222,6 +247,16 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
     Returns rows deleted per table (empty without delete_data).
     """
     list_users(conn, [user_id])
+    deleted = _withdraw(conn, user_id, delete_data)
+    from fitpipe.sources import registered_classes
+
+    # After the commit: no day of theirs loads any more, so nothing stages again.
+    for source in registered_classes():
+        source.forget(user_id)
+    return deleted
+
+
+def _withdraw(conn: psycopg.Connection, user_id: int, delete_data: bool) -> dict[str, int]:
     deleted: dict[str, int] = {}
     with conn.transaction():
         from fitpipe.locks import lock_user_exclusive
@@ -250,6 +285,12 @@ def withdraw(conn: psycopg.Connection, user_id: int, *, delete_data: bool) -> di
                     sql.SQL("SELECT count(*) FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (user_id,)
                 )
             )[0]
+        # A run's record keeps no trace of the archive it read for them (its path names the person).
+        conn.execute(
+            "UPDATE ingest_runs SET arguments = arguments - 'archive' - 'sha256' "
+            "WHERE arguments ? 'archive' AND arguments -> 'users' @> to_jsonb(%s::int)",
+            (user_id,),
+        )
         conn.execute("DELETE FROM users WHERE user_id = %s", (user_id,))
         deleted["users"] = 1
     return deleted

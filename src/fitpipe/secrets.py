@@ -95,7 +95,15 @@ class Keyring:
             ) from None
 
     def rotate(self, token: bytes) -> bytes:
-        return self._fernet(self.keys).rotate(bytes(token))
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet(self.keys).rotate(bytes(token))
+        except InvalidToken:
+            raise SecretKeyMissing(
+                f"a stored secret cannot be decrypted with the configured keys; to rotate, set {ENV_SECRET_KEY} "
+                "to the new key, a comma, then the old one (nothing was changed)"
+            ) from None
 
 
 def store_secret(conn: psycopg.Connection, keyring: Keyring, user_id: int, source: str, secret: str) -> None:
@@ -146,3 +154,23 @@ def rotate_secrets(conn: psycopg.Connection, keyring: Keyring) -> tuple[int, int
             )
             rotated += 1
     return rotated, current
+
+
+def check_secrets_readable(conn: psycopg.Connection, user_ids: list[int]) -> None:
+    """Before a run loads any day: the key is set and opens every stored secret of these
+    participants, or SecretKeyMissing (exit 2) says so, rather than each of their days failing."""
+    rows = conn.execute(
+        "SELECT user_id, ciphertext FROM source_credentials WHERE user_id = ANY(%s) ORDER BY user_id", (user_ids,)
+    ).fetchall()
+    conn.commit()
+    if not rows:
+        return
+    keyring = Keyring.from_environment()
+    for user_id, token in rows:
+        try:
+            keyring.decrypt(token)
+        except SecretKeyMissing:
+            raise SecretKeyMissing(
+                f"participant {user_id}'s stored secret cannot be decrypted with the configured keys "
+                f"({ENV_SECRET_KEY}); nothing was loaded"
+            ) from None

@@ -38,7 +38,8 @@ class DayOutcome:
     user_id: int
     day: dt.date
     # loaded | unchanged (same content as on file) | deferred (source said retry later)
-    # | done (already settled) | busy (another run holds it) | failed
+    # | done (already settled) | busy (another run holds it) | withdrawn (the participant withdrew
+    # after the run was planned) | failed
     status: str
     state: str | None = None  # the ledger state the day was left in
     retry_after: float | None = None  # deferred: seconds until the source may have it
@@ -115,6 +116,12 @@ def replace_day(
             outcome.status = "busy"
             return outcome
         locks.lock_user_shared(conn, ctx.user_id)
+        # Withdrawal takes this lock exclusively: once it has committed, no further day of the
+        # participant loads, whatever run planned it before.
+        enrolled = conn.execute("SELECT withdrawn_at IS NULL FROM users WHERE user_id = %s", (ctx.user_id,)).fetchone()
+        if not (enrolled and enrolled[0]):
+            outcome.status = "withdrawn"
+            return outcome
         on_file = conn.execute(
             "SELECT state, content_hash FROM ingested_days WHERE user_id = %s AND day = %s", (ctx.user_id, ctx.day)
         ).fetchone()

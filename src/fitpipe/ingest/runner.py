@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 
@@ -176,6 +176,12 @@ def plan_backfill(conn: psycopg.Connection, user_ids: Sequence[int], start: dt.d
     latest = max(last_complete_day(u) for u in users)
     if end > latest:
         raise BadInput(f"--end {end} is not over yet for any participant; the latest complete day is {latest}")
+    earliest = min(u.study_start for u in users)
+    if end < earliest:
+        raise BadInput(
+            f"--end {end} is before the study start of every participant asked for (the earliest is {earliest}); "
+            "nothing to load"
+        )
     states = {} if force else day_states(conn, [u.user_id for u in users], start, end)
     tasks = []
     for user in users:
@@ -260,7 +266,9 @@ def run_task(item: tuple[Task, int]) -> DayOutcome:
         # Day D can change until settle_days after it; yesterday is the last day that is over.
         settled = task.day + dt.timedelta(days=source.settle_days_for(user)) <= last_complete_day(user)
         conn = _worker_connection()
-        fetch = Fetch(now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user))
+        fetch = Fetch(
+            now=now_in(user.timezone), budget=budget, secret=_secret_reader(conn, user), stop_requested=_stop_requested
+        )
         # ...and, where the source can tell, not before the participant's device synced past it:
         # a day fetched before the phone synced would otherwise settle empty and never be fetched again.
         sync, sync_refused = _device_sync(conn, source, user, fetch)
@@ -349,6 +357,20 @@ def _mark_needs_reconsent(user: User, reason: str) -> None:
         set_credential_state(conn, user.user_id, user.source, "needs_reconsent", reason)
 
 
+_run_stopping: dict[str, Any] = {}
+
+
+def _stop_requested() -> bool:
+    event = _run_stopping.get("event")
+    return bool(event is not None and event.is_set())
+
+
+def _tell_workers_to_stop() -> None:
+    event = _run_stopping.get("event")
+    if event is not None:
+        event.set()
+
+
 def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPoolExecutor | None:
     """Fork the worker processes now, before this process opens its own connection, so no child
     inherits a live one; the sources' heavy modules are imported first so the children share them."""
@@ -360,6 +382,8 @@ def _start_workers(url: str, workers: int, tasks: Sequence[Task]) -> ProcessPool
         source_class(name).parsers()
         source_class(name).prepare_workers()
     participants = len({t.user.user_id for t in tasks})
+    # Before the fork, so every worker shares it: set when the run is asked to stop.
+    _run_stopping["event"] = multiprocessing.get_context("fork").Event()
     executor = ProcessPoolExecutor(
         min(workers, participants),
         mp_context=multiprocessing.get_context("fork"),
@@ -451,6 +475,8 @@ def _schedule(
         submit(queue.popleft())
     while running or waiting:
         if stop.is_set():
+            # The days still running stop at their next request (Fetch.stop_requested).
+            _tell_workers_to_stop()
             raise KeyboardInterrupt
         while waiting and waiting[0][0] <= time.monotonic():
             submit(heapq.heappop(waiting)[2])
@@ -513,7 +539,7 @@ def _finish_run(conn: psycopg.Connection, summary: RunSummary, status: str, erro
                 summary.count("loaded"),
                 summary.rows,
                 summary.quarantined,
-                summary.count("done") + summary.count("busy"),
+                summary.count("done") + summary.count("busy") + summary.count("withdrawn"),
                 summary.count("failed"),
                 summary.count("deferred"),
                 summary.count("unchanged"),
@@ -539,6 +565,12 @@ def run_plan(
     """
     progress = progress or _Silent()
     workers = workers or os.cpu_count() or 1
+    from fitpipe.secrets import check_secrets_readable
+    from fitpipe.sources import source_class
+
+    # Only the participants whose source reads a stored secret (an import reads its archive).
+    needs_secret = {t.user.user_id for t in plan.tasks if source_class(t.user.source).credential_kind == "oauth"}
+    check_secrets_readable(conn, sorted(needs_secret))
     conn.commit()
     arguments = {**plan.arguments, "workers": workers}
     started = time.perf_counter()

@@ -83,6 +83,7 @@ class Reporter:
             note = {
                 "done": " note=already-settled",
                 "busy": " note=held-by-another-run",
+                "withdrawn": " note=participant-withdrew",
                 "deferred": f" note={outcome.error!r}",
             }.get(outcome.status, "")
             state = f" state={outcome.state}" if outcome.state else ""
@@ -107,6 +108,9 @@ class Reporter:
             f"deferred={summary.count('deferred')} failed={summary.count('failed')} "
             f"seconds={summary.seconds:.1f} rows_per_s={rate:.0f}"
         )
+        withdrawn = summary.count("withdrawn")
+        if withdrawn:
+            fields += f" skipped_participant_withdrew={withdrawn}"
         if not self.interactive:
             self._line(fields)
             return
@@ -123,6 +127,8 @@ class Reporter:
             f"{summary.count('loaded')} user-days loaded, {summary.quarantined} records quarantined, "
             f"{summary.count('done')} skipped (already settled), {summary.count('busy')} skipped "
             f"(held by another run), {summary.count('unchanged')} unchanged, {summary.count('deferred')} deferred, "
-            f"{summary.count('failed')} failed, in {summary.seconds:.1f} s "
+            f"{summary.count('failed')} failed, "
+            + (f"{withdrawn} skipped (the participant withdrew), " if withdrawn else "")
+            + f"in {summary.seconds:.1f} s "
             f"({rate:,.0f} rows/s)"
         )

@@ -249,6 +249,13 @@ def import_listing(report: dict) -> list:
             f"clock of {escape(clock['origin'])}: [bold]{clock['clock']}[/bold] (by {clock['by']}: "
             f"{escape(clock['figure'])})"
         )
+    for reason, days in report.get("left_out", {}).items():
+        lines.append(
+            f"left out {len(days)} day(s) with records {reason}: {days[0]} .. {days[-1]} (--all-days loads them)"
+        )
+    for day, reasons in report.get("kept", {}).items():
+        for reason in reasons:
+            lines.append(f"[yellow]day {day} left as it was:[/yellow] it {escape(reason)}")
     for assumption in report["assumptions"]:
         lines.append(f"[yellow]assumption:[/yellow] {escape(assumption)}")
     return lines

@@ -118,6 +118,9 @@ class Fetch:
     budget: BudgetLedger
     # Decrypts the participant's stored secret on first use; None when none is stored.
     secret: Callable[[], str | None] = lambda: None
+    # True once the run was asked to stop (SIGTERM, Ctrl-C): a source that makes many requests
+    # for one day checks it before each, so a stop never waits for a long fetch.
+    stop_requested: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True)
@@ -249,6 +252,10 @@ class Source:
     def prepare_workers(cls) -> None:
         """Called by a run before it forks its workers: heavy imports and state the workers share
         (a semaphore) are made here."""
+
+    @classmethod
+    def forget(cls, user_id: int) -> None:
+        """Remove what the source keeps about a participant outside the database (withdrawal)."""
 
     @classmethod
     def status_sections(cls, conn: psycopg.Connection, user_ids: Sequence[int]) -> dict[str, list[dict]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import functools
+import math
 import os
 import random
 import time
@@ -25,8 +26,12 @@ from fitpipe.sources.contract import BudgetLedger, RequestBudget, RetryLater
 ENV_REQUEST_BUDGET = "FITPIPE_HEALTH_REQUEST_BUDGET"
 ENV_TIMEOUT = "FITPIPE_HEALTH_TIMEOUT"
 ENV_MAX_ATTEMPTS = "FITPIPE_HEALTH_MAX_ATTEMPTS"
+ENV_MAX_PAGES = "FITPIPE_HEALTH_MAX_PAGES"
+ENV_DAY_SECONDS = "FITPIPE_HEALTH_DAY_SECONDS"
 # Google's default quota: 300 requests per minute per user (developers.google.com/health/rate-limits).
 DEFAULT_BUDGET = RequestBudget(300, 60)
+# The longest Retry-After honoured: six hours.
+MAX_RETRY_AFTER = 6 * 3600.0
 
 
 def request_budget_from_environment() -> RequestBudget:
@@ -55,16 +60,36 @@ class CallPolicy:
     max_pause: float = 60.0
     # Seconds to wait for a response; google-api-core's default for these methods is 60.
     timeout: float = 30.0
+    # Pages of one data type for one day: a day of 1-second heart rate is 9 pages of 10,000
+    # points; a server that keeps sending page tokens must not hold the day's transaction for ever.
+    max_pages: int = 100
+    # Wall time for one participant-day, all its requests and pauses: past it the day is deferred.
+    max_day_seconds: float = 900.0
 
     @classmethod
     def from_environment(cls) -> CallPolicy:
         try:
-            return cls(
+            policy = cls(
                 max_attempts=int(os.environ.get(ENV_MAX_ATTEMPTS) or cls.max_attempts),
                 timeout=float(os.environ.get(ENV_TIMEOUT) or cls.timeout),
+                max_pages=int(os.environ.get(ENV_MAX_PAGES) or cls.max_pages),
+                max_day_seconds=float(os.environ.get(ENV_DAY_SECONDS) or cls.max_day_seconds),
             )
         except ValueError:
-            raise BadInput(f"{ENV_MAX_ATTEMPTS} must be a whole number and {ENV_TIMEOUT} a number of seconds") from None
+            policy = None
+        if policy is None or not (
+            policy.max_attempts >= 1
+            and policy.max_pages >= 1
+            and math.isfinite(policy.timeout)
+            and policy.timeout > 0
+            and math.isfinite(policy.max_day_seconds)
+            and policy.max_day_seconds > 0
+        ):
+            raise BadInput(
+                f"{ENV_MAX_ATTEMPTS} and {ENV_MAX_PAGES} must be whole numbers of at least 1, {ENV_TIMEOUT} and "
+                f"{ENV_DAY_SECONDS} positive numbers of seconds"
+            )
+        return policy
 
 
 def _transient_errors() -> tuple[type[BaseException], ...]:
@@ -87,14 +112,18 @@ def retry_after_seconds(exc: BaseException, now: Callable[[], float] = time.time
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.astimezone(dt.UTC).timestamp() - now()
+    # NaN or infinite is no answer (back off as without one); a far date is capped, so a server's
+    # slip never parks a day for years.
+    if not math.isfinite(seconds):
         return None
-    return max(when.astimezone(dt.UTC).timestamp() - now(), 0.0)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def describe(exc: BaseException) -> str:

@@ -25,13 +25,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from fitpipe.sources.contract import DeviceSync, Fetch, RequestBudget, RetryLater, Source, SourceFailed
 from fitpipe.sources.google_health import DEFAULT_API_URL, ENV_API_URL, require_google_libraries
-from fitpipe.sources.google_health.calls import DEFAULT_BUDGET, CallPolicy, StudyRetry, request_budget_from_environment
+from fitpipe.sources.google_health.calls import (
+    DEFAULT_BUDGET,
+    ENV_DAY_SECONDS,
+    ENV_MAX_PAGES,
+    CallPolicy,
+    StudyRetry,
+    request_budget_from_environment,
+)
 from fitpipe.sources.google_health.wire import wire_from_environment
 
 if TYPE_CHECKING:
@@ -61,7 +70,20 @@ class GoogleHealthSettings:
 
 
 def api_url(participant: Participant) -> str:
-    return participant.settings.get("api_url") or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
+    """The data API's URL for this participant: https, or plain http to this machine only (the
+    stand-in), since every request carries the participant's bearer token."""
+    url = participant.settings.get("api_url") or os.environ.get(ENV_API_URL) or DEFAULT_API_URL
+    parts = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        where = "the participant's api_url setting" if participant.settings.get("api_url") else ENV_API_URL
+        raise SourceFailed(
+            f"refusing to send the participant's access token to {parts.scheme}://{parts.hostname} ({where}): "
+            "the Google Health API URL must be https (plain http only to 127.0.0.1, ::1 or localhost)"
+        )
+    return url
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class GoogleHealthSource(Source):
@@ -134,6 +156,23 @@ class GoogleHealthSource(Source):
     def settle_days_for(self, participant: Participant) -> int:
         return int(participant.settings.get("settle_days", self.settle_days))
 
+    def _before_request(self, data_type: str, pages: int, started: float, fetch: Fetch) -> None:
+        """The bounds of one day's fetch, checked before each request: it runs inside the day's
+        transaction, so a server that never stops paging must not hold it (or the run) for ever."""
+        if fetch.stop_requested():
+            raise RetryLater("the run was stopped before the day's fetch ended", after=0)
+        if pages >= self.policy.max_pages:
+            raise SourceFailed(
+                f"the Google Health API kept sending page tokens for {data_type}: over {self.policy.max_pages} "
+                f"pages for one day ({ENV_MAX_PAGES}); the day was left as it was"
+            )
+        elapsed = time.monotonic() - started
+        if elapsed > self.policy.max_day_seconds:
+            raise RetryLater(
+                f"the day's fetch took longer than {self.policy.max_day_seconds:g} s ({ENV_DAY_SECONDS}); will retry",
+                after=3600,
+            )
+
     def fetch_day(self, participant: Participant, day: dt.date, fetch: Fetch) -> dict[str, Any]:
         require_google_libraries()
         from google.api_core import exceptions as api_errors
@@ -156,6 +195,7 @@ class GoogleHealthSource(Source):
         family = f"users/me/dataSourceFamilies/{participant.settings.get('data_source_family', 'google-wearables')}"
         retry = StudyRetry(self.policy, fetch.budget)
         payloads: dict[str, Any] = {}
+        started = time.monotonic()
         try:
             for query in QUERIES:
                 request = health_v4.ReconcileDataPointsRequest.pb()(
@@ -164,12 +204,20 @@ class GoogleHealthSource(Source):
                     page_size=query.page_size,
                     data_source_family=family,
                 )
-                payloads[query.data_type] = found = []
+                found: list[Any] = []
+                payloads[query.data_type] = found
                 while True:
+                    self._before_request(query.data_type, len(found), started, fetch)
                     found.append(retry(pages.page)(request, self.policy.timeout))
-                    if not found[-1].next_page_token:
+                    token = found[-1].next_page_token
+                    if not token:
                         break
-                    request.page_token = found[-1].next_page_token
+                    if token == request.page_token:
+                        raise SourceFailed(
+                            f"the Google Health API sent the same page token twice for {query.data_type}; "
+                            "the day was left as it was"
+                        )
+                    request.page_token = token
         except RefreshError as exc:
             if is_revoked(exc):
                 self._revoked[grant_key] = revocation_reason(exc)
@@ -177,7 +225,14 @@ class GoogleHealthSource(Source):
             raise RetryLater(
                 "Google's token endpoint did not refresh the access token; will retry", after=300
             ) from None
-        except (api_errors.Unauthenticated, api_errors.PermissionDenied) as exc:
+        # From HTTP the classes are Unauthorized (401) and Forbidden (403); from a gRPC status,
+        # Unauthenticated and PermissionDenied: each means the same here.
+        except (
+            api_errors.Unauthorized,
+            api_errors.Forbidden,
+            api_errors.Unauthenticated,
+            api_errors.PermissionDenied,
+        ) as exc:
             # Still refused after google-auth refreshed the token: the grant lost its scopes.
             raise SourceFailed(
                 f"the Google Health API refused the participant's grant (HTTP {exc.code}); "

@@ -1,15 +1,24 @@
 """A Takeout archive as a list of members, whether it is a .zip or an extracted folder.
 
 Members are opened one at a time and streamed, so an archive of several GB never sits in
-memory. Every problem with the archive itself (missing, not a zip, truncated, no known layout)
-is a BadInput raised before anything is written to the database.
+memory. Every problem with the archive itself (missing, not a zip, truncated, no known layout,
+a member too large, encrypted or stored twice) is a BadInput raised before anything is written
+to the database.
+
+An archive is hostile input: a folder is walked without following symbolic links (`unzip`
+restores link entries, and a link to /proc/self/environ would otherwise be read as a CSV), and
+only regular files are members; the links and special files found are listed in `not_read`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
+import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -38,6 +47,12 @@ LAYOUT_DESCRIPTIONS = {
 # marked tree: its folder is a tree of its own, the files as their owner had them.
 _BARE_FILE = re.compile(r"^[a-z_]+-\d{4}-\d{2}-\d{2}\.json$", re.IGNORECASE)
 _HASH_BLOCK = 1 << 20
+# The most one member may expand to. The largest real Takeout files (a day of per-second heart
+# rate) hold a few MB; JSON members are parsed whole, so their cap is lower. A member over its
+# cap refuses the archive: a 1 MB zip can otherwise claim gigabytes.
+MAX_MEMBER_BYTES = 256 << 20
+MAX_JSON_MEMBER_BYTES = 32 << 20
+_READABLE_COMPRESSION = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 @dataclass(frozen=True)
@@ -81,34 +96,89 @@ class Archive:
         self._zip: zipfile.ZipFile | None = None
         if not path.exists():
             raise BadInput(f"{path}: no such file or folder")
+        self.not_read: list[tuple[str, str]] = []  # (path, reason) of links and special files in a folder
         if path.is_dir():
             self.kind = "folder"
             # The folder's own name counts: PATH may be the extracted Takeout/ folder itself.
-            names = sorted(p for p in path.rglob("*") if p.is_file())
             self.members = [
-                self._member((path.name, *p.relative_to(path).parts), p.relative_to(path).as_posix(), p.stat().st_size)
-                for p in names
+                self._member((path.name, *PurePosixPath(relative).parts), relative, size)
+                for relative, size in sorted(self._walk(path))
             ]
         else:
             self.kind = "zip"
             try:
                 self._zip = zipfile.ZipFile(path)
-            except zipfile.BadZipFile as exc:
+            except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, struct.error) as exc:
                 raise BadInput(
                     f"{path}: not a readable .zip archive ({exc}); give a Takeout .zip or an extracted folder"
                 ) from None
             except OSError as exc:
                 raise BadInput(f"{path}: cannot read it ({exc.strerror or exc})") from None
+            entries = [i for i in self._zip.infolist() if not i.is_dir()]
+            try:
+                self._check_entries(entries)
+            except BadInput:
+                self._zip.close()
+                raise
             self.members = [
-                self._member(tuple(PurePosixPath(i.filename).parts), i.filename, i.file_size)
-                for i in self._zip.infolist()
-                if not i.is_dir()
+                self._member(tuple(PurePosixPath(i.filename).parts), i.filename, i.file_size) for i in entries
             ]
+        try:
+            for member in self.members:
+                self._check_size(member.path, member.size)
+        except BadInput:
+            self.close()
+            raise
         self.trees = sorted({(m.generation, m.tree) for m in self.members if m.generation}, reverse=True)
         if not self.trees:
             raise BadInput(
                 f"{path}: unknown layout: no MyFitbitData/, Takeout/Fitbit/, Takeout/Google Health/ or "
                 "user-site-export/ folder in it, nor Global Export Data files (heart_rate-*.json, ...)"
+            )
+
+    def _walk(self, root: Path) -> Iterator[tuple[str, int]]:
+        """(relative path, size) of every regular file under root, depth first without recursion
+        (a folder nested thousands deep is only deep, not an error) and without following links."""
+        pending = [""]
+        while pending:
+            relative = pending.pop()
+            try:
+                entries = list(os.scandir(root / relative if relative else root))
+            except OSError as exc:
+                raise BadInput(f"{root}: cannot read {relative or 'it'} ({exc.strerror or exc})") from None
+            for entry in entries:
+                inner = f"{relative}/{entry.name}" if relative else entry.name
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(inner)
+                elif stat.S_ISREG(info.st_mode):
+                    yield inner, info.st_size
+                else:
+                    kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+                    self.not_read.append((inner, f"{kind}: not followed"))
+
+    def _check_entries(self, entries: list[zipfile.ZipInfo]) -> None:
+        seen: set[str] = set()
+        for entry in entries:
+            if entry.filename in seen:
+                raise BadInput(f"{self.path}: two entries named {entry.filename}; the archive is not a Takeout export")
+            seen.add(entry.filename)
+            if entry.flag_bits & 0x1:
+                raise BadInput(
+                    f"{self.path}: {entry.filename} is encrypted; export the archive again without a password"
+                )
+            if entry.compress_type not in _READABLE_COMPRESSION:
+                raise BadInput(
+                    f"{self.path}: {entry.filename} uses a compression method fitpipe cannot read "
+                    f"(zip method {entry.compress_type}); re-create the archive with deflate"
+                )
+
+    def _check_size(self, name: str, size: int) -> None:
+        cap = MAX_JSON_MEMBER_BYTES if name.lower().endswith(".json") else MAX_MEMBER_BYTES
+        if size > cap:
+            raise BadInput(
+                f"{self.path}: {name} expands to {size / (1 << 20):,.0f} MB, over the {cap >> 20} MB one "
+                f"{'JSON ' if cap == MAX_JSON_MEMBER_BYTES else ''}member may hold; not a Takeout export as written"
             )
 
     @staticmethod
@@ -129,8 +199,28 @@ class Archive:
 
     def open(self, member: Member) -> IO[bytes]:
         if self._zip is not None:
-            return self._zip.open(member.path)
-        return open(self.path / member.path, "rb")
+            try:
+                return self._zip.open(member.path)
+            except (
+                zipfile.BadZipFile,
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+                EOFError,
+                struct.error,
+                OSError,
+            ) as exc:
+                # Headers damaged after the central directory was read (found by test_takeout_fuzz).
+                raise BadInput(f"{self.path}: damaged archive: cannot read {member.path} ({exc})") from None
+        # O_NOFOLLOW: a file swapped for a link after the walk is still not followed.
+        try:
+            descriptor = os.open(self.path / member.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise BadInput(f"{self.path}: cannot read {member.path} ({exc.strerror or exc})") from None
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise BadInput(f"{self.path}: {member.path} is no longer a regular file")
+        return os.fdopen(descriptor, "rb")
 
     def sha256(self) -> str:
         """SHA-256 of the .zip file; of a folder, of its sorted relative paths and contents."""

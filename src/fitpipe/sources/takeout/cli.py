@@ -30,7 +30,15 @@ def import_archive(
         "settle it (FAMILY: heart_rate, steps, or a family id such as heart-rate-json). Repeatable.",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be loaded and skipped, then stop."),
-    force: bool = typer.Option(False, "--force", help="Load an archive that is already on record again."),
+    force: bool = typer.Option(
+        False, "--force", help="Load an archive that is already on record again, or on record for another participant."
+    ),
+    all_days: bool = typer.Option(
+        False,
+        "--all-days",
+        help="Also load days before the participant's study start and stray days far (over a year) outside "
+        "the archive's span; without it they are listed and left out.",
+    ),
     workers: Workers = None,
     refresh: Refresh = True,
     quiet: Quiet = False,
@@ -83,6 +91,7 @@ def import_archive(
                 clocks=clock,
                 dry_run=dry_run,
                 force=force,
+                all_days=all_days,
                 workers=workers,
                 refresh=refresh,
                 count_attention=metrics_file is not None,

@@ -113,7 +113,8 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
         header = [c.strip().lower() for c in columns]
         missing = [name for name in wanted if name not in header]
         if missing:
-            raise FileProblem(f"unrecognised columns {header}; expected {sorted(wanted)}")
+            # The header is the file's own content, which may be anything: name what was expected, not what was found.
+            raise FileProblem(f"header not recognised; expected the columns {sorted(wanted)}")
         keep = {
             original: wanted.get(name, "data_source")
             for original, name in zip(columns, header, strict=True)
@@ -131,7 +132,8 @@ def _csv(columns: dict[str, str], *, chunked: bool = False):
             )
             for frame in [frames] if isinstance(frames, pd.DataFrame) else frames:
                 yield frame.rename(columns=keep)
-        except pd.errors.ParserError as exc:
+        except (pd.errors.ParserError, ValueError) as exc:
+            # ValueError: a row with more fields than the header (found by fuzzing, test_takeout_fuzz).
             raise FileProblem(f"malformed CSV ({str(exc).strip()})") from None
 
     return read

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,10 +29,11 @@ from fitpipe.participants import User, list_users
 from fitpipe.pipeline import RunResult, run
 from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
 from fitpipe.sources.takeout.clocks import ClockDecision, decide, parse_overrides
-from fitpipe.sources.takeout.families import FAMILIES
+from fitpipe.sources.takeout.families import FAMILIES, FILE_DATE, family_of
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
 from fitpipe.sources.takeout.index import metric_of as metric_name
 from fitpipe.sources.takeout.source import TakeoutSource
+from fitpipe.sources.takeout.staging import make_stage_dir
 from fitpipe.timezones import validate_timezone
 
 SOURCE = "takeout"
@@ -59,6 +60,11 @@ class ImportPlan:
     stage_dir: Path | None = None
     days: list[dt.date] = field(default_factory=list)  # what the load will do
     not_over: list[dt.date] = field(default_factory=list)  # in the archive but not over yet: left out
+    # Days with records left out unless asked for (--all-days): reason -> those days.
+    left_out: dict[str, list[dt.date]] = field(default_factory=dict)
+    # Days left as they are: a file of theirs could not be read, and the rows on file would be lost.
+    kept: dict[dt.date, list[str]] = field(default_factory=dict)
+    all_days: bool = False
     assumptions: list[str] = field(default_factory=list)
     clock_overrides: dict[str, str] = field(default_factory=dict)  # --clock FAMILY=utc|local
     clocks: dict[str, ClockDecision] = field(default_factory=dict)  # decided per family for this archive
@@ -119,6 +125,8 @@ class ImportPlan:
             "last_day": self.last_day,
             "days": len(self.days),
             "not_over": self.not_over,
+            "left_out": {reason: days for reason, days in self.left_out.items() if days},
+            "kept": self.kept,
             "metrics": metrics,
             "assumptions": self.assumptions,
             "clocks": self.clock_report(),
@@ -147,9 +155,16 @@ class ImportPlan:
 
 
 def open_import(
-    conn: psycopg.Connection, path: Path, user_id: int, timezone: str | None, clocks: list[str] | None = None
+    conn: psycopg.Connection,
+    path: Path,
+    user_id: int,
+    timezone: str | None,
+    clocks: list[str] | None = None,
+    force: bool = False,
 ) -> ImportPlan:
-    """Check the participant, open the archive, recognise its layout and hash it. Raises BadInput."""
+    """Check the participant, open the archive, recognise its layout and hash it. Raises BadInput,
+    also for an archive on record for another participant (unless `force`): one person's history
+    loaded under two ids is a mix-up, not a second export."""
     user = list_users(conn, [user_id])[0]
     if user.withdrawn_at:
         raise BadInput(f"participant {user_id} withdrew; nothing is imported for them")
@@ -164,6 +179,16 @@ def open_import(
             "AND status = 'done' ORDER BY import_id DESC LIMIT 1",
             (user_id, sha256),
         ).fetchone()
+        other = conn.execute(
+            "SELECT user_id, import_id FROM takeout_imports WHERE sha256 = %s AND user_id <> %s "
+            "ORDER BY import_id LIMIT 1",
+            (sha256, user_id),
+        ).fetchone()
+        if other and not (force or row):
+            raise BadInput(
+                f"archive {sha256[:12]} was imported for participant {other[0]} (import {other[1]}); an archive "
+                f"holds one person's data: check --user, or give --force to import it for participant {user_id} too"
+            )
     except BaseException:
         archive.close()
         raise
@@ -174,20 +199,89 @@ def open_import(
 def index_archive(plan: ImportPlan, *, stage: bool, on_file: Callable[[int, int, Member], None] | None = None) -> None:
     """Read the whole archive once; with `stage`, keep each day's records on disk for the load."""
     if stage:
-        plan.stage_dir = Path(tempfile.mkdtemp(prefix="fitpipe-takeout-"))
+        plan.stage_dir = make_stage_dir(plan.user.user_id)
     zone_on = (lambda day: plan.timezone) if plan.timezone else plan.user.zone_on
     plan.clocks = decide(plan.archive, zone_on, plan.clock_overrides)
     clocks = {family: decision.clock for family, decision in plan.clocks.items()}
     indexer = Indexer(plan.archive, plan.user, Stage(plan.stage_dir), plan.timezone, clocks)
     plan.index = indexer.run(on_file)
+    # Links and special files in a folder are named, never read: their content may be anything.
+    plan.index.files_skipped[:0] = [{"file": name, "reason": reason} for name, reason in plan.archive.not_read]
     days = plan.index.days
     if days:
         last = last_complete_day(plan.user)
-        span = list(days_between(days[0], days[-1]))
-        # Days inside the span without records are empty days of the archive: they load as empty.
-        plan.days = [d for d in span if d <= last]
-        plan.not_over = [d for d in span if d > last]
+        spans = _spans(days)
+        main = max(spans, key=lambda span: (len(span), span[-1]))
+        stray = [d for span in spans if span is not main for d in span]
+        # The night before the study's first day ends on it: its night metrics (filed under the
+        # night's first day) belong to the study.
+        from_day = plan.user.study_start - dt.timedelta(days=1)
+        before_study = [d for d in days if d < from_day and d not in stray]
+        recorded = set(days)
+        plan.left_out = {STRAY: stray, BEFORE_STUDY: before_study}
+        # Days inside a span without records are empty days of the archive: they load as empty.
+        # Never the years between spans: one stray record dated 1900 must not plan 45,000 days.
+        planned = [
+            d
+            for span in (spans if plan.all_days else [main])
+            for d in days_between(span[0], span[-1])
+            if plan.all_days or d >= plan.user.study_start or (d == from_day and d in recorded)
+        ]
+        plan.days = [d for d in planned if d <= last]
+        plan.not_over = [d for d in planned if d > last]
     plan.assumptions = _assumptions(plan)
+
+
+def keep_days_a_damaged_file_would_empty(conn: psycopg.Connection, plan: ImportPlan) -> None:
+    """Leave out of the load each day whose file of some metric could not be read (damaged,
+    malformed, 'no data') where the archive has no other records of that metric for the day but
+    the database has rows: loading the day would replace good rows with nothing."""
+    index = plan.indexed
+    winners = index.winners()
+    unreadable: dict[tuple[str, dt.date], list[str]] = collections.defaultdict(list)
+    members = {m.path: m for m in plan.archive.members}
+    for skipped in index.files_skipped:
+        member = members.get(skipped["file"])
+        family = family_of(member)[0] if member else None
+        found = FILE_DATE.search(member.name) if member and family else None
+        if member is None or family is None or not found:
+            continue
+        try:
+            day = dt.date(int(found[1]), int(found[2]), int(found[3]))
+        except ValueError:
+            continue
+        if (family.kind, day) not in winners and day in plan.days:
+            unreadable[(metric_name(family.kind), day)].append(f"{member.name}: {skipped['reason']}")
+    if not unreadable:
+        return
+    on_file = conn.execute(
+        "SELECT day, rows_by_metric FROM ingested_days WHERE user_id = %s AND day = ANY(%s)",
+        (plan.user.user_id, sorted({day for _, day in unreadable})),
+    ).fetchall()
+    conn.commit()
+    rows_on_file = {day: rows or {} for day, rows in on_file}
+    for (metric, day), files in sorted(unreadable.items(), key=lambda item: (item[0][1], item[0][0])):
+        rows = int(rows_on_file.get(day, {}).get(metric, 0))
+        if rows:
+            plan.kept.setdefault(day, []).append(f"keeps its {rows:,} {metric} row(s): {'; '.join(files)}")
+    plan.days = [d for d in plan.days if d not in plan.kept]
+
+
+# Records this many days away from the rest of the archive form a span of their own; only the
+# span with the most days is loaded unless --all-days.
+STRAY_GAP_DAYS = 366
+STRAY = "far outside the archive's span"
+BEFORE_STUDY = "before the participant's study start"
+
+
+def _spans(days: list[dt.date]) -> list[list[dt.date]]:
+    """The archive's days (sorted) cut where two neighbours lie more than STRAY_GAP_DAYS apart."""
+    spans = [[days[0]]]
+    for previous, day in itertools.pairwise(days):
+        if (day - previous).days > STRAY_GAP_DAYS:
+            spans.append([])
+        spans[-1].append(day)
+    return spans
 
 
 def _zone_description(plan: ImportPlan) -> str:
@@ -195,6 +289,14 @@ def _zone_description(plan: ImportPlan) -> str:
         return f"{plan.timezone} (--timezone)"
     zones = sorted({zone for _, zone in plan.user.zones} or {plan.user.timezone})
     return f"the participant's timezone history ({', '.join(zones)})"
+
+
+def _known_zone(name: str | None) -> str | None:
+    """Profile.csv's zone when it is a zone name; anything else in that cell is not repeated."""
+    try:
+        return validate_timezone(name) if name else None
+    except BadInput:
+        return None
 
 
 def _assumptions(plan: ImportPlan) -> list[str]:
@@ -216,10 +318,10 @@ def _assumptions(plan: ImportPlan) -> list[str]:
         found.append(
             f"ISO local times (no zone) read in {plan.timezone} (--timezone), not in the participant's timezone history"
         )
-    if index.profile_timezone and (index.profile_timezone != (plan.timezone or plan.user.timezone)):
+    profile_zone = _known_zone(index.profile_timezone)
+    if profile_zone and (profile_zone != (plan.timezone or plan.user.timezone)):
         found.append(
-            f"Profile.csv names the time zone {index.profile_timezone}; local times were read in "
-            f"{_zone_description(plan)}"
+            f"Profile.csv names the time zone {profile_zone}; local times were read in {_zone_description(plan)}"
         )
     return found
 
@@ -292,6 +394,7 @@ def import_archive(
     clocks: list[str] | None = None,
     dry_run: bool = False,
     force: bool = False,
+    all_days: bool = False,
     workers: int | None = None,
     refresh: bool = True,
     count_attention: bool = False,
@@ -301,7 +404,8 @@ def import_archive(
 ) -> ImportOutcome:
     """Import an archive exactly once: an archive on record does nothing unless `force`; a dry run
     reads it and reports. Hooks: on_file while reading, on_report once read, on_plan before loading."""
-    plan = open_import(conn, path, user_id, timezone, clocks)
+    plan = open_import(conn, path, user_id, timezone, clocks, force=force)
+    plan.all_days = all_days
     try:
         outcome = ImportOutcome(plan.sha256, plan.previous)
         if plan.previous and not force and not dry_run:
@@ -309,6 +413,7 @@ def import_archive(
         # A dry run stages too: records repeated across files are found by comparing staged days,
         # so its listing counts what the import would load.
         index_archive(plan, stage=True, on_file=on_file)
+        keep_days_a_damaged_file_would_empty(conn, plan)
         outcome.report = plan.report()
         if on_report:
             on_report(outcome.report)

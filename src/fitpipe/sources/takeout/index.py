@@ -208,6 +208,21 @@ class Index:
         return report
 
 
+# Times outside these years are no reading of a wearable (a year-1 or year-9999 record): read as
+# malformed, so the day arithmetic around them never leaves the calendar.
+_EARLIEST, _LATEST = np.datetime64("1800-01-01"), np.datetime64("2200-01-01")
+
+
+def _within_range(times: np.ndarray) -> np.ndarray:
+    """The times, with those outside [_EARLIEST, _LATEST) made NaT."""
+    outside = (times < _EARLIEST) | (times >= _LATEST)
+    if not outside.any():
+        return times
+    times = times.copy()
+    times[outside] = np.datetime64("NaT")
+    return times
+
+
 def _file_day(member: Member) -> dt.date | None:
     found = FILE_DATE.search(member.name)
     if not found:
@@ -270,7 +285,7 @@ class Indexer:
         clock = self.clock_of(family)
         if family.clock == "utc" and clock == "utc":
             aware = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-            utc = aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]", copy=True)
+            utc = _within_range(aware.dt.tz_localize(None).to_numpy(dtype="datetime64[us]", copy=True))
             readable = ~np.isnat(utc)
             if family.daily:
                 # A daily value stamped at midnight UTC names a date; read it as that date's local midnight.
@@ -283,6 +298,7 @@ class Indexer:
         naive = pd.to_datetime(
             text.str.slice(0, 19) if family.clock != "us-local" else text, format=pattern, errors="coerce"
         ).to_numpy(dtype="datetime64[s]")
+        naive = _within_range(naive)
         if clock == "utc":
             return naive.astype("datetime64[us]"), ~np.isnat(naive)
         return self._localise(naive), ~np.isnat(naive)
@@ -478,6 +494,8 @@ class Indexer:
         for log in frame["log"]:
             try:
                 start = dt.datetime.fromisoformat(str(log["startTime"])[:19])
+                if not _EARLIEST <= np.datetime64(start) < _LATEST:
+                    raise ValueError(f"start time {start} is out of range")
                 zone = _zone(self.zone_on(start.date()))
                 aware = start.replace(tzinfo=zone, fold=0)
                 if aware.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != start:
@@ -516,7 +534,7 @@ class Indexer:
                                 "seconds": segment["seconds"],
                             }
                         )
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 file_day = _file_day(member)
                 if file_day is not None:
                     self._problem(

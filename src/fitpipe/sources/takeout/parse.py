@@ -24,6 +24,8 @@ from fitpipe.sources.takeout.index import StagedBlock, metric_of
 # Fitbit's minute SpO2 files write 50.0 where the reading was invalid (about 15 % of rows).
 SPO2_INVALID_FLOOR = 50.0
 NOT_GIVEN = "(not given)"
+# Far above any human cadence (about 250 a minute at a sprint); Takeout's steps files are per minute.
+MAX_STEPS_PER_MINUTE = 1000
 
 
 class UtcRowBuilder(RowBuilder):
@@ -274,10 +276,22 @@ def parse_daily_activity(payloads, ctx, parsed) -> None:
     columns, files = found
     steps = columns["steps"]
     unreadable = np.isnan(steps)
+    # One minute's count out of range is that minute's problem, not the day's: it is quarantined
+    # and the day's total is the sum of the readable minutes (a negative count never subtracts).
+    with np.errstate(invalid="ignore"):
+        impossible = ~unreadable & ((steps < 0) | (steps > MAX_STEPS_PER_MINUTE) | (steps != np.floor(steps)))
     raw = LazyRaw(columns, files)
     for i in np.flatnonzero(unreadable):
         _quarantine(parsed, "daily_activity", raw[i], "steps is not a number")
-    total = float(steps[~unreadable].sum()) if (~unreadable).any() else np.nan
+    for i in np.flatnonzero(impossible):
+        _quarantine(
+            parsed,
+            "daily_activity",
+            raw[i],
+            f"steps in one minute must be a whole number from 0 to {MAX_STEPS_PER_MINUTE}",
+        )
+    counted = ~unreadable & ~impossible
+    total = float(steps[counted].sum()) if counted.any() else np.nan
     _build(
         ctx,
         parsed,

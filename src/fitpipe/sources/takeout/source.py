@@ -91,6 +91,13 @@ class TakeoutSource(Source):
                 lines.append(f"  assumption: {escape(assumption)}")
         return lines
 
+    @classmethod
+    def forget(cls, user_id: int) -> None:
+        """A withdrawn participant's staged days go, a running or crashed import's included."""
+        from fitpipe.sources.takeout.staging import remove_stage_dirs_of
+
+        remove_stage_dirs_of(user_id)
+
     def __init__(self, stage: Stage | None = None):
         # Only `fitpipe import` makes a source with a stage, for its own run's tasks: the folder
         # never comes from the database, so no stored setting can point the loader at files.

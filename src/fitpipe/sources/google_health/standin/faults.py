@@ -18,6 +18,8 @@ class Faults:
         # Seconds every data request waits before it is answered (a simulated round trip).
         self.latency = latency
         self.faults: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        # Accounts whose every data page is empty and names a next page (a paging bug, for tests).
+        self.endless_pages: set[str] = set()
         # (account, monotonic time, path, status) of every data request, for tests.
         self.requests: list[tuple[str, float, str, int]] = []
         # Data requests being answered now, and the most at once (a client's concurrency cap).

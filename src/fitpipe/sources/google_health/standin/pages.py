@@ -129,6 +129,18 @@ class DataPages:
                 random.Random(len(found)).shuffle(found)
         return found
 
+    def endless_page(self, query: dict[str, str], reconcile: bool) -> tuple[bytes, str]:
+        """An empty page that always names a next one, a new token each time (Faults.endless_pages)."""
+        from google.protobuf.json_format import MessageToDict
+
+        b = self.builders()
+        response = b.pb["ReconcileDataPointsResponse" if reconcile else "ListDataPointsResponse"]()
+        previous = query.get("pageToken") or "again-0"
+        response.next_page_token = f"again-{int(previous.rsplit('-', 1)[-1]) + 1}"
+        if query.get("$alt") == "proto":
+            return response.SerializeToString(), PROTOBUF
+        return json.dumps(MessageToDict(response)).encode(), JSON
+
     def list_page(self, name: str, data_type: str, query: dict[str, str], reconcile: bool) -> tuple[bytes, str]:
         """One page of the answer, serialised for the wire `$alt` asks for: protobuf for
         `proto`, else JSON (enums as numbers when `enum-encoding=int`, as the generated client asks)."""

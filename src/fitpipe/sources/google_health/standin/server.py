@@ -212,6 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 404
                 self._send(404, _status_body(404, "NOT_FOUND", f"no such method: {method}"))
                 return
+            if name in self.api.endless_pages:
+                body, content_type = self.api.endless_page(query, reconcile)
+                self._send(200, body, content_type=content_type)
+                return
             body, content_type = self.api.list_page(name, data_type, query, reconcile)
             self._send(200, body, content_type=content_type)
         except BadRequest as exc:
