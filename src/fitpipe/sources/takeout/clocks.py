@@ -191,6 +191,11 @@ class _Damaged:
             raise BadInput(f"{self.archive.path}: damaged archive: cannot read {self.member.path} ({exc})") from None
 
 
+# Evidence comes from the wearable era only: a stray record dated year 1 or 9999 (which the index
+# quarantines) would otherwise stretch the span the DST survey walks past what dates can hold.
+SURVEY_FROM, SURVEY_UNTIL = np.datetime64("2000-01-01", "s"), np.datetime64("2100-01-01", "s")
+
+
 def _minutes(archive: Archive, member: Member, family: Family) -> list[pd.Series]:
     column = VALUE[family.kind]
     parts = []
@@ -199,7 +204,7 @@ def _minutes(archive: Archive, member: Member, family: Family) -> list[pd.Series
             for frame in family.read(stream, member):
                 naive = _naive(family, frame["time"])
                 values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-                keep = ~np.isnat(naive) & ~np.isnan(values)
+                keep = ~np.isnat(naive) & ~np.isnan(values) & (naive >= SURVEY_FROM) & (naive < SURVEY_UNTIL)
                 if keep.any():
                     minute = naive[keep].astype("datetime64[m]")
                     series = pd.Series(values[keep], index=pd.DatetimeIndex(minute))
@@ -223,7 +228,7 @@ def _sessions(archive: Archive, member: Member) -> list[tuple[Any, Any]]:
                         end = np.datetime64(str(log["endTime"])[:19], "s")
                     except (KeyError, TypeError, ValueError):
                         continue
-                    if end > start:
+                    if end > start and start >= SURVEY_FROM and end < SURVEY_UNTIL:
                         sessions.append((start, end))
     except FileProblem:
         return []
