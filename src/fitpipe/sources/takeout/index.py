@@ -11,7 +11,9 @@ layout tree) are used, the first by `winner_key`: time certainty first (UTC inst
 local times, then the disputed US-format JSON), then detail, then the newest layout tree. The
 other copies for that day are dropped and counted, never added, so a metric present in two
 folders (or in two trees of one archive) is counted once, and a day that only the older family
-covers still loads from it.
+covers still loads from it. For records that are instants (heart rate, steps...), a winner covers
+only the spans of its files on the day: a losing family's records outside them are real
+measurements (a UTC-dated twin ends mid-day locally) and load with the winner's.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from fitpipe.sources.takeout.families import FILE_DATE, HEALTH_CONNECT, KINDS, M
 from fitpipe.timezones import local_to_utc
 
 Key = tuple  # (preference, -generation, family id): lower wins
+
+# Kinds whose records are instants (primary key (user_id, ts)): a family can cover part of a day.
+# Nightly and daily records (sleep, summaries) stay all-or-nothing per day.
+PER_INSTANT = frozenset({"heart_rate", "steps", "active_zone_minutes", "spo2", "hrv_intraday"})
 
 
 def winner_key(family: Family, member: Member) -> Key:
@@ -172,6 +178,8 @@ class Index:
     repeated: collections.Counter = field(default_factory=collections.Counter)
     profile_timezone: str | None = None
     files_by_key: collections.Counter = field(default_factory=collections.Counter)
+    # (kind, day, losing key) -> its records kept because no better family covers their instants
+    uncovered: collections.Counter = field(default_factory=collections.Counter)
 
     def winners(self) -> dict[tuple[str, dt.date], Key]:
         best: dict[tuple[str, dt.date], Key] = {}
@@ -204,7 +212,13 @@ class Index:
                 entry["used"][self.origins[key]] += n
                 entry["first"], entry["last"] = min(entry["first"], day), max(entry["last"], day)
             else:
-                entry["copies_dropped"][self.origins[key]] += n
+                kept = self.uncovered[(kind, day, key)]
+                if kept:
+                    entry["records"] += kept
+                    entry["used"][self.origins[key]] += kept
+                    entry["first"], entry["last"] = min(entry["first"], day), max(entry["last"], day)
+                if n > kept:
+                    entry["copies_dropped"][self.origins[key]] += n - kept
         return report
 
 
@@ -322,6 +336,7 @@ class Indexer:
                 continue
             self._read(member, family)
         self._drop_repeats()
+        self._keep_uncovered()
         return self.index
 
     def _drop_repeats(self) -> None:
@@ -348,6 +363,43 @@ class Indexer:
                     )
                 if len(item):
                     kept.append(item)
+            self.stage.replace(day, kept)
+
+    def _keep_uncovered(self) -> None:
+        """Per instant kind and day, keep a losing family's records outside the spans of every better
+        family's files (re-keyed to the winner, so the load takes them); the rest stay copies."""
+        keys: dict[tuple[str, dt.date], set] = collections.defaultdict(set)
+        for kind, day, key in self.index.counts:
+            if kind in PER_INSTANT and self.index.counts[(kind, day, key)]:
+                keys[(kind, day)].add(key)
+        contested = {target for target, found in keys.items() if len(found) > 1}
+        for day in sorted({day for _, day in contested}):
+            items = self.stage.read(day)
+            kept: list[StagedBlock | StagedProblem] = []
+            blocks: list[StagedBlock] = []
+            for item in items:
+                (blocks if isinstance(item, StagedBlock) and (item.kind, day) in contested else kept).append(item)
+            blocks.sort(key=lambda block: block.key)
+            spans: dict[str, list[tuple[Key, np.datetime64, np.datetime64]]] = collections.defaultdict(list)
+            winner: dict[str, Key] = {}
+            for block in blocks:
+                best = winner.setdefault(block.kind, block.key)
+                ts = block.columns["ts"]
+                covered = np.zeros(len(ts), dtype=bool)
+                for key, start, end in spans[block.kind]:
+                    if key < block.key:
+                        covered |= (ts >= start) & (ts <= end)
+                if covered.all():
+                    continue
+                if block.key != best:
+                    self.index.uncovered[(block.kind, day, block.key)] += int((~covered).sum())
+                    spans[block.kind].append((block.key, ts[~covered].min(), ts[~covered].max()))
+                    block = StagedBlock(
+                        block.kind, best, block.origin, block.file, {n: a[~covered] for n, a in block.columns.items()}
+                    )
+                else:
+                    spans[block.kind].append((block.key, ts.min(), ts.max()))
+                kept.append(block)
             self.stage.replace(day, kept)
 
     def _open(self, member: Member):
