@@ -378,7 +378,10 @@ class Indexer:
             kept: list[StagedBlock | StagedProblem] = []
             blocks: list[StagedBlock] = []
             for item in items:
-                (blocks if isinstance(item, StagedBlock) and (item.kind, day) in contested else kept).append(item)
+                if isinstance(item, StagedBlock) and (item.kind, day) in contested:
+                    blocks.append(item)
+                else:
+                    kept.append(item)
             blocks.sort(key=lambda block: block.key)
             spans: dict[str, list[tuple[Key, np.datetime64, np.datetime64]]] = collections.defaultdict(list)
             winner: dict[str, Key] = {}
