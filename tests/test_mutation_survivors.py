@@ -142,3 +142,33 @@ def test_a_retention_cutoff_inside_a_chunk_keeps_that_chunk(db, database_url, mo
     assert db.execute(
         "SELECT raw_dropped_at FROM ingested_days WHERE user_id = 2 AND day = '2024-01-05'"
     ).fetchone() == (None,)
+
+
+def test_device_offsets_after_midnight_before_a_move_are_read_in_the_new_zone():
+    """google_health/parse.py: points past the day's end, on the eve of a move, are expected in the
+    zone the next day starts in (`ctx.next_timezone or ctx.timezone`)."""
+    from fitpipe.days import DayContext
+    from fitpipe.ingest.validate import ParsedDay
+    from fitpipe.sources.google_health.parse import parse_device_offsets
+    from fitpipe.sources.google_health.standin.days import Builders
+
+    b = Builders()
+    tokyo, new_york = 9 * 3600, -5 * 3600
+    readings = (
+        (dt.datetime(2024, 3, 5, 12, tzinfo=dt.UTC), new_york),  # noon in New York, the old zone
+        (dt.datetime(2024, 3, 5, 16, tzinfo=dt.UTC), tokyo),  # 01:00 in Tokyo, where 6 March has begun
+    )
+    page = b.pb["ReconcileDataPointsResponse"](
+        data_points=[
+            b.pb["ReconciledDataPoint"](
+                data_point_name=f"p{i}",
+                heart_rate=b.pb["HeartRate"](sample_time=b.sample_time(when, offset), beats_per_minute=60),
+            )
+            for i, (when, offset) in enumerate(readings)
+        ]
+    )
+    ctx = DayContext(1, dt.date(2024, 3, 5), NY, next_timezone="Asia/Tokyo")
+    parsed = ParsedDay()
+    parse_device_offsets({"heart-rate": [page]}, ctx, parsed)
+    assert parsed.row_count == 0, parsed.rows
+    assert not parsed.quarantined
