@@ -9,6 +9,7 @@ import datetime as dt
 import zipfile
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
@@ -172,3 +173,22 @@ def test_device_offsets_after_midnight_before_a_move_are_read_in_the_new_zone():
     parse_device_offsets({"heart-rate": [page]}, ctx, parsed)
     assert parsed.row_count == 0, parsed.rows
     assert not parsed.quarantined
+
+
+@pytest.mark.slow
+def test_a_google_health_day_before_a_move_is_fetched_in_the_zone_of_that_day(health, database_url, db, monkeypatch):
+    """google_health/source.py: the day's window comes from the zone history (`participant.day_context`),
+    not from the zone the participant lives in now."""
+    from fitpipe.sources.google_health.standin import synthetic_seed
+    from support.google_health import ZONE, add_google_participant
+
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("mover", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "mover")
+    cli(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", "2024-03-07")
+    cli(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    local_day = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE (ts AT TIME ZONE %s)::date <> '2024-03-05') FROM heart_rate",
+        (ZONE,),
+    ).fetchone()
+    assert local_day[0] > 1000 and local_day[1] == 0, local_day
