@@ -192,3 +192,13 @@ def test_a_google_health_day_before_a_move_is_fetched_in_the_zone_of_that_day(he
         (ZONE,),
     ).fetchone()
     assert local_day[0] > 1000 and local_day[1] == 0, local_day
+
+
+def test_adherence_ends_the_period_in_the_zone_of_the_day_after_as_of(db, database_url):
+    """Migrations 0051/0060: the period ends at midnight after as_of in the zone of as_of + 1. A New
+    Yorker who starts on 5 March and moves to Tokyo on the 6th has a first day of 10 hours."""
+    as_of = dt.date(2024, 3, 5)
+    add_participant(db, 1, source="synthetic", timezone=NY, study_start=as_of)
+    cli(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", "2024-03-06")
+    minutes = db.execute("SELECT study_minutes FROM fitpipe_adherence(%s)", (as_of,)).fetchone()
+    assert minutes == (10 * 60,)
