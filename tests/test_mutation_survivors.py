@@ -202,3 +202,24 @@ def test_adherence_ends_the_period_in_the_zone_of_the_day_after_as_of(db, databa
     cli(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", "2024-03-06")
     minutes = db.execute("SELECT study_minutes FROM fitpipe_adherence(%s)", (as_of,)).fetchone()
     assert minutes == (10 * 60,)
+
+
+@pytest.mark.slow
+def test_a_day_retried_in_the_run_remembers_the_requests_it_spent(health, database_url, db, monkeypatch):
+    """ingest/runner.py: the retry carries the day's budget ledger (`replace(task, budget_spent=...)`),
+    so requests before and after the retry count against one budget. Counted at the server."""
+    from fitpipe.sources.google_health.standin import synthetic_seed
+    from support.google_health import ZONE, add_google_participant
+
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    monkeypatch.setenv("FITPIPE_HEALTH_REQUEST_BUDGET", "6/3")
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_ATTEMPTS", "1")
+    health.api.add_account("spender", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "spender")
+    # Three pages load, the fourth request meets a 429 that the runner waits out within the run.
+    health.api.inject("spender", {}, {}, {}, {"status": 429, "retry_after": 1})
+    cli(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    statuses = [s for a, _, _, s in health.api.requests if a == "spender"]
+    assert statuses.count(429) == 1 and len(statuses) > 6
+    assert health.api.requests_per_window("spender", 3.0) <= 6
+    assert db.execute("SELECT state FROM ingested_days WHERE user_id = 1").fetchall() == [("complete",)]
