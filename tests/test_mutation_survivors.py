@@ -1,7 +1,8 @@
 """Tests that kill the one-line bugs issue 21's mutation run found surviving the suite: a fall-back
 day fully worn, imputed minutes in wear_days, the day before a move, the archive's last day, an
-import whose days all came back unchanged, --timezone for zone-less times, and a retention cutoff
-inside a chunk."""
+import whose days all came back unchanged, --timezone for zone-less times, a retention cutoff
+inside a chunk, the eve of a move (device offsets, the Google Health day window, adherence's period
+end) and a day retried within a run keeping its request budget."""
 
 from __future__ import annotations
 
