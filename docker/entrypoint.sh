@@ -25,6 +25,8 @@
 #                             open the container's log (/proc/1/fd/1 is root's)
 #   GRAFANA_DB_PASSWORD       when set, the read-only login `grafana` is created with it
 #   POSTGRES_EXPORTER_DB_PASSWORD  when set, the read-only login `postgres_exporter` is created with it
+#   GRAFANA_ADMIN_PASSWORD    only checked: serve refuses the defaults (this 'admin', the database
+#                             password 'fitpipe') unless FITPIPE_DEMO is on
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -68,8 +70,8 @@ positive_integer() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive w
 positive_integer FITPIPE_USERS "$FITPIPE_USERS"
 positive_integer FITPIPE_INGEST_DAYS "$FITPIPE_INGEST_DAYS"
 case "$FITPIPE_DEMO" in
-    1 | true | yes) schedule="$DEMO_SCHEDULE" ;;
-    0 | false | no | "") schedule="$FITPIPE_INGEST_SCHEDULE" ;;
+    1 | true | yes) schedule="$DEMO_SCHEDULE" demo=1 ;;
+    0 | false | no | "") schedule="$FITPIPE_INGEST_SCHEDULE" demo=0 ;;
     *) die "FITPIPE_DEMO must be 0 or 1, got '$FITPIPE_DEMO'" ;;
 esac
 # Five fields (numbers, names, * , - /), or cron would only complain in a log nobody reads.
@@ -78,6 +80,19 @@ if [ "${#fields[@]}" -ne 5 ] || ! [[ "$schedule" =~ ^[0-9A-Za-z*,/\ -]+$ ]]; the
     die "FITPIPE_INGEST_SCHEDULE must be a cron expression of five fields like '30 2 * * *', got '$schedule'"
 fi
 schedule="${fields[*]}"
+
+# The compose file's defaults (database fitpipe/fitpipe, Grafana admin/admin) are public: fine for a
+# demo with synthetic data, never with participants' data. Refused before the database is touched.
+if [ "$demo" = 0 ]; then
+    defaults=()
+    if [[ "$FITPIPE_DATABASE_URL" =~ ^[a-z]+://[^:/@]*:(.*)@ ]] && [ "${BASH_REMATCH[1]}" = fitpipe ]; then
+        defaults+=("FITPIPE_DB_PASSWORD (database password 'fitpipe')")
+    fi
+    if [ "${GRAFANA_ADMIN_PASSWORD-}" = admin ]; then defaults+=("GRAFANA_ADMIN_PASSWORD ('admin')"); fi
+    if [ "${#defaults[@]}" -gt 0 ]; then
+        die "default passwords outside a demo: set ${defaults[*]} to your own, or FITPIPE_DEMO=1 for synthetic data"
+    fi
+fi
 
 attempt=1
 while true; do

@@ -129,8 +129,8 @@ def test_fitpipe_service_builds_this_repository(services):
 
 
 def test_fitpipe_service_reaches_the_timescaledb_service_with_its_credentials(services):
-    url = conninfo_to_dict(environment(services["fitpipe"])["FITPIPE_DATABASE_URL"])
-    db_env = environment(services["timescaledb"])
+    url = conninfo_to_dict(compose_default(environment(services["fitpipe"])["FITPIPE_DATABASE_URL"]))
+    db_env = {k: compose_default(v) for k, v in environment(services["timescaledb"]).items()}
     default = conninfo_to_dict(DEFAULT_DATABASE_URL)
     assert url["host"] == "timescaledb"
     assert (url["user"], url["password"], url["dbname"]) == (
@@ -368,6 +368,32 @@ def test_entrypoint_refuses_bad_settings_before_touching_the_database(sandbox, s
     assert result.returncode != 0
     assert next(iter(setting)) in result.stderr
     assert not log.exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"FITPIPE_DATABASE_URL": "postgresql://fitpipe:fitpipe@timescaledb:5432/fitpipe"}, "FITPIPE_DB_PASSWORD"),
+        ({"GRAFANA_ADMIN_PASSWORD": "admin"}, "GRAFANA_ADMIN_PASSWORD"),
+    ],
+)
+def test_entrypoint_refuses_the_compose_default_passwords_outside_a_demo(sandbox, setting, named):
+    """Issue 21: compose's defaults (fitpipe/fitpipe, admin/admin) were accepted silently."""
+    _, env, log = sandbox
+    result = run_entrypoint({**env, **setting})
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and named in result.stderr and "FITPIPE_DEMO=1" in result.stderr
+    assert not log.exists()
+    demo = run_entrypoint({**env, **setting, "FITPIPE_DEMO": "1"})
+    assert demo.returncode == 0, demo.stderr
+
+
+def test_compose_defaults_are_the_ones_the_entrypoint_refuses(services):
+    env = {k: compose_default(v) for k, v in environment(services["fitpipe"]).items()}
+    assert conninfo_to_dict(env["FITPIPE_DATABASE_URL"])["password"] == "fitpipe"
+    assert env["GRAFANA_ADMIN_PASSWORD"] == compose_default(
+        environment(services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"]
+    )
 
 
 def test_entrypoint_runs_other_commands(sandbox):
@@ -612,7 +638,7 @@ def test_compose_file_matches_the_default_url():
     service = compose["services"]["timescaledb"]
     image, _, tag = service["image"].partition(":")
     assert image == "timescale/timescaledb" and tag and tag != "latest", service["image"]
-    env = service["environment"]
+    env = {k: compose_default(str(v)) for k, v in service["environment"].items()}
     info = conninfo_to_dict(DEFAULT_DATABASE_URL)
     assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
         info["user"],

@@ -182,3 +182,22 @@ def metric_values(path) -> dict[tuple[str, str], float]:
         for family in text_string_to_metric_families(path.read_text())
         for s in family.samples
     }
+
+
+def test_sigterm_while_the_run_starts_still_writes_the_metrics_file(database_url, tmp_path):
+    """Issue 21: a SIGTERM in the first second (libraries still loading) ended the process at once."""
+    import time
+
+    path = tmp_path / "fitpipe.prom"
+    run = popen(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--metrics-file", str(path))
+    try:
+        time.sleep(0.3)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    after = metric_values(path)
+    assert after[("fitpipe_run_success", "backfill")] == 0
+    assert after[("fitpipe_run_failures", "backfill")] >= 1

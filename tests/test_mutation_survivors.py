@@ -1,7 +1,8 @@
 """Tests that kill the one-line bugs issue 21's mutation run found surviving the suite: a fall-back
 day fully worn, imputed minutes in wear_days, the day before a move, the archive's last day, an
-import whose days all came back unchanged, --timezone for zone-less times, and a retention cutoff
-inside a chunk."""
+import whose days all came back unchanged, --timezone for zone-less times, a retention cutoff
+inside a chunk, the eve of a move (device offsets, the Google Health day window, adherence's period
+end) and a day retried within a run keeping its request budget."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import datetime as dt
 import zipfile
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from fitpipe.cli import app
@@ -142,3 +144,83 @@ def test_a_retention_cutoff_inside_a_chunk_keeps_that_chunk(db, database_url, mo
     assert db.execute(
         "SELECT raw_dropped_at FROM ingested_days WHERE user_id = 2 AND day = '2024-01-05'"
     ).fetchone() == (None,)
+
+
+def test_device_offsets_after_midnight_before_a_move_are_read_in_the_new_zone():
+    """google_health/parse.py: points past the day's end, on the eve of a move, are expected in the
+    zone the next day starts in (`ctx.next_timezone or ctx.timezone`)."""
+    from fitpipe.days import DayContext
+    from fitpipe.ingest.validate import ParsedDay
+    from fitpipe.sources.google_health.parse import parse_device_offsets
+    from fitpipe.sources.google_health.standin.days import Builders
+
+    b = Builders()
+    tokyo, new_york = 9 * 3600, -5 * 3600
+    readings = (
+        (dt.datetime(2024, 3, 5, 12, tzinfo=dt.UTC), new_york),  # noon in New York, the old zone
+        (dt.datetime(2024, 3, 5, 16, tzinfo=dt.UTC), tokyo),  # 01:00 in Tokyo, where 6 March has begun
+    )
+    page = b.pb["ReconcileDataPointsResponse"](
+        data_points=[
+            b.pb["ReconciledDataPoint"](
+                data_point_name=f"p{i}",
+                heart_rate=b.pb["HeartRate"](sample_time=b.sample_time(when, offset), beats_per_minute=60),
+            )
+            for i, (when, offset) in enumerate(readings)
+        ]
+    )
+    ctx = DayContext(1, dt.date(2024, 3, 5), NY, next_timezone="Asia/Tokyo")
+    parsed = ParsedDay()
+    parse_device_offsets({"heart-rate": [page]}, ctx, parsed)
+    assert parsed.row_count == 0, parsed.rows
+    assert not parsed.quarantined
+
+
+@pytest.mark.slow
+def test_a_google_health_day_before_a_move_is_fetched_in_the_zone_of_that_day(health, database_url, db, monkeypatch):
+    """google_health/source.py: the day's window comes from the zone history (`participant.day_context`),
+    not from the zone the participant lives in now."""
+    from fitpipe.sources.google_health.standin import synthetic_seed
+    from support.google_health import ZONE, add_google_participant
+
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    health.api.add_account("mover", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "mover")
+    cli(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", "2024-03-07")
+    cli(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    local_day = db.execute(
+        "SELECT count(*), count(*) FILTER (WHERE (ts AT TIME ZONE %s)::date <> '2024-03-05') FROM heart_rate",
+        (ZONE,),
+    ).fetchone()
+    assert local_day[0] > 1000 and local_day[1] == 0, local_day
+
+
+def test_adherence_ends_the_period_in_the_zone_of_the_day_after_as_of(db, database_url):
+    """Migrations 0051/0060: the period ends at midnight after as_of in the zone of as_of + 1. A New
+    Yorker who starts on 5 March and moves to Tokyo on the 6th has a first day of 10 hours."""
+    as_of = dt.date(2024, 3, 5)
+    add_participant(db, 1, source="synthetic", timezone=NY, study_start=as_of)
+    cli(database_url, "participants", "set-timezone", "1", "Asia/Tokyo", "--from", "2024-03-06")
+    minutes = db.execute("SELECT study_minutes FROM fitpipe_adherence(%s)", (as_of,)).fetchone()
+    assert minutes == (10 * 60,)
+
+
+@pytest.mark.slow
+def test_a_day_retried_in_the_run_remembers_the_requests_it_spent(health, database_url, db, monkeypatch):
+    """ingest/runner.py: the retry carries the day's budget ledger (`replace(task, budget_spent=...)`),
+    so requests before and after the retry count against one budget. Counted at the server."""
+    from fitpipe.sources.google_health.standin import synthetic_seed
+    from support.google_health import ZONE, add_google_participant
+
+    monkeypatch.setenv("FITPIPE_TODAY", "2024-03-10")
+    monkeypatch.setenv("FITPIPE_HEALTH_REQUEST_BUDGET", "6/3")
+    monkeypatch.setenv("FITPIPE_HEALTH_MAX_ATTEMPTS", "1")
+    health.api.add_account("spender", timezone=ZONE, seed=synthetic_seed(1), heart_rate_every=60)
+    add_google_participant(database_url, health, 1, "spender")
+    # Three pages load, the fourth request meets a 429 that the runner waits out within the run.
+    health.api.inject("spender", {}, {}, {}, {"status": 429, "retry_after": 1})
+    cli(database_url, "backfill", "--start", "2024-03-05", "--end", "2024-03-05", "--workers", "1")
+    statuses = [s for a, _, _, s in health.api.requests if a == "spender"]
+    assert statuses.count(429) == 1 and len(statuses) > 6
+    assert health.api.requests_per_window("spender", 3.0) <= 6
+    assert db.execute("SELECT state FROM ingested_days WHERE user_id = 1").fetchall() == [("complete",)]

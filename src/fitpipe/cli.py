@@ -4,10 +4,17 @@ Heavy libraries (pandas, wearipedia, numpy) are imported inside the commands tha
 so `fitpipe --help` stays fast.
 """
 
+# ruff: noqa: E402  (early_sigterm.hold() must run before the other imports)
+
 from __future__ import annotations
 
 import os
 import sys
+
+from fitpipe.output import early_sigterm
+
+# Before typer and the rest load: a run with --metrics-file stopped now must still write the file.
+early_sigterm.hold()
 
 import typer
 

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
+from fitpipe.output import early_sigterm
 from fitpipe.output.target import Target, check_target, open_target
 
 if TYPE_CHECKING:
@@ -247,7 +248,8 @@ def recorded_run(path: Path | None, command: str) -> Iterator[RunRecord]:
         check_metrics_file(path)
     record = RunRecord(command)
     try:
-        yield record
+        with early_sigterm.interrupts() if path is not None else contextlib.nullcontext():
+            yield record
     except BaseException:
         if path is not None:
             with contextlib.suppress(Exception):
