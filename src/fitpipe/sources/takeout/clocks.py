@@ -38,7 +38,7 @@ import pandas as pd
 
 from fitpipe.errors import BadInput
 from fitpipe.sources.takeout.archive import Archive, Member
-from fitpipe.sources.takeout.families import FAMILIES, FILE_DATE, Family, FileProblem, family_of
+from fitpipe.sources.takeout.families import FAMILIES, Family, FileProblem, family_of, file_day
 
 CLOCKS = ("utc", "local")
 # Families whose clock is decided from evidence, and their clock when the evidence is silent.
@@ -108,16 +108,6 @@ def _naive(family: Family, times: pd.Series) -> np.ndarray:
     return parsed.to_numpy(dtype="datetime64[s]")
 
 
-def _file_date(member: Member) -> dt.date | None:
-    found = FILE_DATE.search(member.name)
-    if not found:
-        return None
-    try:
-        return dt.date(int(found[1]), int(found[2]), int(found[3]))
-    except ValueError:
-        return None
-
-
 def transitions(zone: str, first: dt.date, last: dt.date) -> list[tuple[dt.date, int]]:
     """The days in [first, last] on which the zone's UTC offset changes, with the change in minutes."""
     tz = ZoneInfo(zone)
@@ -134,9 +124,9 @@ def transitions(zone: str, first: dt.date, last: dt.date) -> list[tuple[dt.date,
 
 def _sample(members: list[Member], zone_on: Callable[[dt.date], str]) -> list[Member]:
     """The files around the first and the last DST transition, and files spread evenly over the archive."""
-    dated = sorted((d, m) for m in members if (d := _file_date(m)) is not None)
+    dated = sorted((d, m) for m in members if (d := file_day(m)) is not None)
     if len(dated) <= SAMPLE_FILES:
-        return [m for _, m in dated] + [m for m in members if _file_date(m) is None]
+        return [m for _, m in dated] + [m for m in members if file_day(m) is None]
     first, last = dated[0][0], dated[-1][0]
     near = set()
     changes = transitions(zone_on(first), first, last)

@@ -17,6 +17,7 @@ A family whose `daily` flag is set stamps a date: a midnight stamp names the dat
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -385,6 +386,17 @@ NO_METRIC = "no fitpipe metric for it"
 HEALTH_CONNECT = re.compile(r"health connect\s*$", re.IGNORECASE)
 # The date in a file name, when it has one: where a file-level problem is filed.
 FILE_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+
+
+def file_day(member: Member) -> dt.date | None:
+    """The day a member's name is dated with (Fitbit names monthly and daily files by their first day)."""
+    found = FILE_DATE.search(member.name)
+    if not found:
+        return None
+    try:
+        return dt.date(int(found[1]), int(found[2]), int(found[3]))
+    except ValueError:
+        return None
 
 
 def family_of(member: Member) -> tuple[Family | None, str | None]:

@@ -29,7 +29,7 @@ from fitpipe.participants import User, list_users
 from fitpipe.pipeline import RunResult, run
 from fitpipe.sources.takeout.archive import LAYOUT_DESCRIPTIONS, Archive, Member
 from fitpipe.sources.takeout.clocks import ClockDecision, decide, parse_overrides
-from fitpipe.sources.takeout.families import FAMILIES, FILE_DATE, family_of
+from fitpipe.sources.takeout.families import FAMILIES, family_of, file_day
 from fitpipe.sources.takeout.index import Index, Indexer, Stage
 from fitpipe.sources.takeout.index import metric_of as metric_name
 from fitpipe.sources.takeout.source import TakeoutSource
@@ -243,12 +243,8 @@ def keep_days_a_damaged_file_would_empty(conn: psycopg.Connection, plan: ImportP
     for skipped in index.files_skipped:
         member = members.get(skipped["file"])
         family = family_of(member)[0] if member else None
-        found = FILE_DATE.search(member.name) if member and family else None
-        if member is None or family is None or not found:
-            continue
-        try:
-            day = dt.date(int(found[1]), int(found[2]), int(found[3]))
-        except ValueError:
+        day = file_day(member) if member and family else None
+        if member is None or family is None or day is None:
             continue
         if (family.kind, day) not in winners and day in plan.days:
             unreadable[(metric_name(family.kind), day)].append(f"{member.name}: {skipped['reason']}")

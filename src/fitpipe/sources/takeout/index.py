@@ -35,7 +35,7 @@ from fitpipe.catalogue import DayWindow
 from fitpipe.days import DayCutter
 from fitpipe.errors import BadInput
 from fitpipe.sources.takeout.archive import Archive, Member
-from fitpipe.sources.takeout.families import FILE_DATE, HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem, family_of
+from fitpipe.sources.takeout.families import HEALTH_CONNECT, KINDS, METRIC_OF, Family, FileProblem, family_of, file_day
 from fitpipe.timezones import local_to_utc
 
 Key = tuple  # (preference, -generation, family id): lower wins
@@ -235,16 +235,6 @@ def _within_range(times: np.ndarray) -> np.ndarray:
     times = times.copy()
     times[outside] = np.datetime64("NaT")
     return times
-
-
-def _file_day(member: Member) -> dt.date | None:
-    found = FILE_DATE.search(member.name)
-    if not found:
-        return None
-    try:
-        return dt.date(int(found[1]), int(found[2]), int(found[3]))
-    except ValueError:
-        return None
 
 
 class Indexer:
@@ -449,7 +439,7 @@ class Indexer:
         except FileProblem as exc:
             reason = f"{member.name}: {exc}"
             self.index.files_skipped.append({"file": member.path, "reason": str(exc)})
-            day = _file_day(member)
+            day = file_day(member)
             if day is not None:
                 self._problem(day, StagedProblem(metric_of(family.kind), member.path, reason))
             return
@@ -522,7 +512,7 @@ class Indexer:
         spans.append((file, first, last))
 
     def _time_problems(self, member, family, key, frame, readable, bad) -> None:
-        file_day = _file_day(member)
+        dated = file_day(member)
         local_days = pd.to_datetime(
             frame["time"].astype("string").str.slice(0, 19),
             format="%m/%d/%y %H:%M:%S" if family.clock == "us-local" else "ISO8601",
@@ -535,7 +525,7 @@ class Indexer:
                 day = local_days.iloc[position].date()
                 reason = f"local time does not exist in {self.zone_on(day)} (DST gap)"
             else:
-                day, reason = file_day, "malformed time"
+                day, reason = dated, "malformed time"
             if day is not None:
                 self._problem(day, StagedProblem(metric_of(family.kind), repr(record), reason, family.kind, key))
 
@@ -590,10 +580,10 @@ class Indexer:
                             }
                         )
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-                file_day = _file_day(member)
-                if file_day is not None:
+                dated = file_day(member)
+                if dated is not None:
                     self._problem(
-                        file_day,
+                        dated,
                         StagedProblem(
                             "sleep_sessions",
                             repr(_brief(log)),
