@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import os
 import shutil
 import statistics
@@ -155,3 +156,20 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def fill_wear_days(conn: psycopg.Connection, participants: int, start: dt.date, last: dt.date) -> None:
+    """Plausible, varied wear_days rows (with their running totals) for participants 1..N over
+    [start, last], so adherence and the cohort views have a year of summaries to read."""
+    conn.execute(
+        """
+        INSERT INTO wear_days (user_id, day, worn_minutes, first_measured, last_measured, main_sleep_seconds,
+                               worn_minutes_to_date, last_measured_to_date)
+        SELECT u, d::date, w, d + interval '6 hours', d + interval '23 hours', 25000 + (u * 37 + i) %% 5000,
+               sum(w) OVER (PARTITION BY u ORDER BY d), d + interval '23 hours'
+        FROM (SELECT u, d, i, (600 + (u * 13 + i * 7) %% 800)::smallint AS w
+              FROM generate_series(1, %(n)s) u,
+                   generate_series(%(start)s::date, %(last)s::date, '1 day') WITH ORDINALITY AS g(d, i)) s
+        """,
+        {"n": participants, "start": start, "last": last},
+    )

@@ -188,18 +188,7 @@ def build_cohort(url: str, participants: int, days: int) -> None:
             """,
             {"n": participants, "start": START, "last": START + dt.timedelta(days=days - 1)},
         )
-        conn.execute(
-            """
-            INSERT INTO wear_days (user_id, day, worn_minutes, first_measured, last_measured, main_sleep_seconds,
-                                   worn_minutes_to_date, last_measured_to_date)
-            SELECT u, d::date, w, d + interval '6 hours', d + interval '23 hours', 25000 + (u * 37 + i) %% 5000,
-                   sum(w) OVER (PARTITION BY u ORDER BY d), d + interval '23 hours'
-            FROM (SELECT u, d, i, (600 + (u * 13 + i * 7) %% 800)::smallint AS w
-                  FROM generate_series(1, %(n)s) u,
-                       generate_series(%(start)s::date, %(last)s::date, '1 day') WITH ORDINALITY AS g(d, i)) s
-            """,
-            {"n": participants, "start": START, "last": START + dt.timedelta(days=days - 1)},
-        )
+        c.fill_wear_days(conn, participants, START, START + dt.timedelta(days=days - 1))
         conn.execute("VACUUM ANALYZE")
 
 

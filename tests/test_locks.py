@@ -45,25 +45,20 @@ def test_a_reader_login_cannot_take_advisory_locks(seeded, monkeypatch):
             conn.execute(f'DROP ROLE IF EXISTS "{login}"')
 
 
+def force_the_day(url: str):
+    """Re-load DAY for everyone in one worker, as a second run would while the lock is held."""
+    return run_fitpipe(
+        url, "backfill", "--start", str(DAY), "--end", str(DAY), "--force", "--workers", "1", "--no-refresh", timeout=90
+    )
+
+
 def test_a_lock_held_elsewhere_fails_the_day_after_the_lock_timeout(seeded, monkeypatch):
     url = seeded
     monkeypatch.setenv("FITPIPE_LOCK_TIMEOUT", "1")
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (locks.user_key(1),))  # a stuck session
         started = time.monotonic()
-        result = run_fitpipe(
-            url,
-            "backfill",
-            "--start",
-            str(DAY),
-            "--end",
-            str(DAY),
-            "--force",
-            "--workers",
-            "1",
-            "--no-refresh",
-            timeout=90,
-        )
+        result = force_the_day(url)
         elapsed = time.monotonic() - started
     assert result.returncode == 5, result.stderr
     assert "lock" in result.stdout + result.stderr and "Traceback" not in result.stderr
@@ -86,19 +81,7 @@ def test_a_run_that_only_skips_held_days_exits_7(seeded):
     url = seeded
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(1, %s)", (DAY.toordinal(),))
-        result = run_fitpipe(
-            url,
-            "backfill",
-            "--start",
-            str(DAY),
-            "--end",
-            str(DAY),
-            "--force",
-            "--workers",
-            "1",
-            "--no-refresh",
-            timeout=90,
-        )
+        result = force_the_day(url)
     assert result.returncode == 7, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "another run holds them" in lines[0]
