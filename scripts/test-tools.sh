@@ -2,7 +2,8 @@
 # The real programs the tests drive, from Debian: Prometheus, promtool, node_exporter,
 # Alertmanager, amtool and postgres_exporter for the monitoring tests (tests/test_monitoring*.py),
 # and chromium for the browser tests of `fitpipe serve` (Playwright drives Debian's build; its own
-# browser download cannot work here). Installs only what is missing and returns at once when
+# browser download cannot work here), and a Java runtime for Spark reading the lake
+# (tests/test_lake_spark.py). Installs only what is missing and returns at once when
 # everything is there; scripts/test.sh runs it before pytest.
 #
 #   scripts/test-tools.sh          install what is missing
@@ -20,6 +21,7 @@ declare -A TOOLS=(
     [prometheus-alertmanager]="prometheus-alertmanager amtool"
     [prometheus-postgres-exporter]="prometheus-postgres-exporter"
     [chromium]="chromium"
+    [openjdk-17-jre-headless]="java"
 )
 
 say() { printf 'test-tools: %s\n' "$*" >&2; }
