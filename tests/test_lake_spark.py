@@ -1,5 +1,6 @@
-"""Spark (pyspark in local mode, on the machine's Java runtime) reads the lake as any Parquet
-dataset and computes the per-participant monthly means that SQL computes on the database.
+"""Spark (pyspark in local mode, on the machine's Java runtime) reads the lake's files that the
+manifest names and computes the per-participant monthly means that SQL computes on the database,
+even beside a part file that a killed sync left behind (which a glob of the folders would read too).
 
 Needs the `spark` extra (`pip install -e '.[spark]'`) and a Java runtime (Debian: openjdk-17-jre);
 skipped with the reason when either is missing."""
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import pytest
 
+from fitpipe.lake import files as lake_files
 from fitpipe.participants import add_participant
 from support.cli import fitpipe
 from support.db import empty_database
@@ -39,6 +42,12 @@ def test_spark_monthly_means_equal_sql(db, database_url, monkeypatch, tmp_path):
     fitpipe(database_url, "lake", "sync", "--root", str(tmp_path))
     expected = db.execute(MONTHLY_SQL).fetchall()
     assert {month for _, month, _, _ in expected} == {"2024-01", "2024-02"} and len(expected) == 4
+    named = lake_files(tmp_path, "heart_rate")
+    assert len(named) == 2
+    # What a sync killed between writing a part and swapping the manifest leaves: a finished part
+    # the manifest does not name.
+    stray = Path(named[0]).with_name("part-u0001-u0010-000000000000.parquet")
+    shutil.copyfile(named[0], stray)
 
     spark = (
         SparkSession.builder.master("local[1]")
@@ -48,7 +57,10 @@ def test_spark_monthly_means_equal_sql(db, database_url, monkeypatch, tmp_path):
         .getOrCreate()
     )
     try:
-        heart = spark.read.parquet(str(tmp_path / "table=heart_rate"))
+        heart = spark.read.option("basePath", str(tmp_path / "table=heart_rate")).parquet(*named)
+        assert heart.select("month").distinct().count() == 2
+        globbed = spark.read.parquet(str(tmp_path / "table=heart_rate"))
+        assert globbed.count() > heart.count()  # the stray part's rows, twice
         rows = (
             heart.groupBy("user_id", F.date_format("ts", "yyyy-MM").alias("utc_month"))
             .agg(F.avg(F.col("bpm").cast("double")).alias("mean"), F.count("*").alias("n"))

@@ -1,11 +1,14 @@
-"""Reading the lake: a DuckDB connection with one view per table over the manifest's files.
+"""Reading the lake: a DuckDB connection with one view per table over the manifest's files, and
+the file list itself for other engines (Spark, Polars).
 
     import fitpipe.lake
     con = fitpipe.lake.connect("/data/lake")
     con.sql("SELECT user_id, avg(bpm) FROM heart_rate GROUP BY ALL").df()
+    hr = fitpipe.lake.files("/data/lake", "heart_rate")
+    spark.read.option("basePath", "/data/lake/table=heart_rate").parquet(*hr)
 
-The views list the files the manifest names, never a glob, so a sync running meanwhile (or
-one that was killed) cannot show a reader a file twice or half a change.
+Both list the files the manifest names, never a glob, so a sync running meanwhile (or one that
+was killed) cannot show a reader a row twice or half a change.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from fitpipe.errors import BadInput
 from fitpipe.lake import manifest as manifests
-from fitpipe.lake.layout import DATASETS, MANIFEST
+from fitpipe.lake.layout import BY_NAME, DATASETS, MANIFEST
 from fitpipe.lake.writer import schema
 
 
@@ -38,6 +41,20 @@ def _empty_select(dataset) -> str:
     return f"SELECT {', '.join(columns)} WHERE false"
 
 
+def _manifest(root: Path):
+    if not (root / MANIFEST).exists():
+        raise BadInput(f"{root} holds no lake (no {MANIFEST}); create it with `fitpipe lake sync --root {root}`")
+    return manifests.load(root)
+
+
+def files(root: str | Path, table: str) -> list[str]:
+    """Paths of the table's Parquet files in the lake's current generation, sorted."""
+    if table not in BY_NAME:
+        raise BadInput(f"the lake has no table {table!r}; it has {', '.join(d.name for d in DATASETS)}")
+    root = Path(root)
+    return sorted(str(root / f.path) for f in _manifest(root).files_of(table))
+
+
 def connect(root: str | Path, database: str = ":memory:"):
     """A DuckDB connection with a view per lake table (heart_rate, ..., rollup_1h, imputed_values)."""
     try:
@@ -46,9 +63,7 @@ def connect(root: str | Path, database: str = ":memory:"):
         raise BadInput("reading the lake needs duckdb: pip install 'fitpipe[lake]'") from None
 
     root = Path(root)
-    if not (root / MANIFEST).exists():
-        raise BadInput(f"{root} holds no lake (no {MANIFEST}); create it with `fitpipe lake sync --root {root}`")
-    manifest = manifests.load(root)
+    manifest = _manifest(root)
     con = duckdb.connect(database)
     con.execute("SET TimeZone = 'UTC'")
     for dataset in DATASETS:
