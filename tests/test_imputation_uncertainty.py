@@ -194,6 +194,31 @@ def test_draws_are_reproducible_and_differ_only_inside_gaps(world, database_url)
 
 
 @pytest.mark.slow  # the module's data set: a four-day backfill
+def test_draws_as_parquet_are_the_csv_draws_with_utc_instants(world, database_url, tmp_path):
+    import pyarrow.parquet as pq
+
+    run(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--max-gap", "2h")
+    path = tmp_path / "draws.parquet"
+    span = ("export", "--metric", "heart_rate", "--user", "1", "--start", "2024-11-02", "--end", "2024-11-02")
+    # --tz local is accepted and, as in every Parquet export, the file holds UTC instants.
+    as_parquet = ("--tz", "local", "--draws", "3", "--seed", "11", "--format", "parquet", "-o", str(path))
+    result = run(database_url, *span, *as_parquet)
+    as_csv = _draws(database_url, "--draws", "3", "--seed", "11")
+    table = pq.read_table(path)
+    assert table.schema.names == ["user_id", "bucket", "draw", "bpm", "imputed"]
+    assert str(table.schema.field("bucket").type) == "timestamp[us, tz=UTC]"
+    assert f"wrote {len(as_csv):,} rows" in result.stderr
+    rows = table.to_pylist()
+    assert len(rows) == len(as_csv)
+    for got, want in zip(rows, as_csv, strict=True):
+        assert got["bucket"] == dt.datetime.fromisoformat(want["bucket"])
+        assert (got["user_id"], got["draw"]) == (int(want["user_id"]), int(want["draw"]))
+        assert got["bpm"] == pytest.approx(float(want["bpm"]), abs=1e-9)
+        assert got["imputed"] == (want["imputed"] == "t")
+    assert any(r["imputed"] for r in rows)
+
+
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_draws_keep_the_correlation_within_a_gap(world, database_url):
     """Neighbouring minutes of one gap move together across draws; independent noise would not."""
     conn, cut = world
@@ -233,6 +258,7 @@ def test_bad_draw_requests_are_one_line(world, database_url):
     for args in (
         ("--draws", "0"),
         ("--draws", "3", "--resolution", "1h"),
+        ("--draws", "3", "--format", "parquet"),  # Parquet needs a file
         ("--seed", "4"),
         ("--draws", "2", "--metric", "active_zone_minutes"),
     ):
