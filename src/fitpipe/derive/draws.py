@@ -1,10 +1,11 @@
 """Multiple imputation: M complete 1-minute series per participant, each gap a joint random draw.
 
 Measured minutes are the same in every draw (their 1-minute means); imputed minutes (those
-`fitpipe impute` wrote) are drawn from the imputing method's predictive distribution, refitted on
-the same data: the method gives the joint shape within each gap (bridges, or the simulation
-smoother), and each minute's spread is scaled to its stored calibrated 90% interval, centred on
-its stored value (fitpipe.derive.uncertainty.rescaled_draws). The random numbers come from
+`fitpipe impute` wrote) are drawn jointly per gap around their stored values, each minute's spread
+scaled to its stored calibrated 90% interval (fitpipe.derive.uncertainty.rescaled_draws): the
+shape of a gap's draw is the error path of one of the participant's own pseudo-gaps of about that
+length (the calibration is recomputed on the same data, with its fixed seed), or the imputing
+method's joint model draw where too few pseudo-gaps were scored near that length. The random numbers come from
 numpy's generator seeded with (seed, user_id), so a participant's draws are the same whichever
 other participants are selected.
 """
