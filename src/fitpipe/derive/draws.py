@@ -107,7 +107,9 @@ def user_draws(
         upper[old] = value[old] + Z_95 * prediction.sd[old]
         # The calibration again (same data, same fixed seed: the same as when impute ran), for the
         # share of each gap's draw that moves the whole gap together.
-        calibration = calibrate(series, minute_of_day, method, max_gap=int(prediction.gap_length.max()))
+        calibration = calibrate(
+            series, minute_of_day, method, max_gap=int(prediction.gap_length.max()), fitted=prediction.fitted
+        )
         sample = rescaled_draws(prediction, value, lower, upper, rng, draws, calibration)
         # A run whose edges are no longer measured (data changed since impute ran) has no model
         # draw: it gets independent noise of the calibrated spread instead.

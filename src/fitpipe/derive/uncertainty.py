@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fitpipe.derive.imputation import Prediction, predict
+from fitpipe.derive.imputation import Prediction, fit_profile, predict
 
 LEVEL = 0.90
 Z_95 = 1.6448536269514722  # standard normal 95% quantile: a central 90% interval is +-Z_95 sd
@@ -224,14 +224,17 @@ def calibrate(
     rounds: int | None = None,
     fitted: np.ndarray | None = None,
 ) -> Calibration:
-    """fitted: the method's parameters from the full series (statespace), kept fixed across rounds:
-    re-estimating them per round would triple the cost for a negligible change."""
+    """fitted: the method's parameters from the full series (statespace: the model's; profile: the
+    profile's weight and whether the line replaces it), kept fixed across rounds: re-estimating
+    them per round would multiply the cost for a negligible change."""
     if rounds is None:
         rounds = STATESPACE_ROUNDS if method == "statespace" else CALIBRATION_ROUNDS
     if method == "statespace" and fitted is None:
         from fitpipe.derive.statespace import fit_for
 
         fitted = fit_for(measured, minute_of_day)
+    if method == "profile" and fitted is None:
+        fitted = fit_profile(measured, minute_of_day, max_gap)
     lengths = [length for length in CALIBRATION_LENGTHS if length <= max_gap]
     if not lengths or lengths[-1] < max_gap:
         lengths += [length for length in CALIBRATION_LENGTHS if length > max_gap][:1]
