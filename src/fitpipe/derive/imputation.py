@@ -14,7 +14,9 @@ Methods:
   profile is trusted only as far as it repeats from day to day: it is shrunk towards the flat
   mean by its split-half reliability (the correlation between the profiles of even and odd
   days), so data without a daily rhythm gets a nearly flat profile and the method falls back
-  towards the straight line. Short gaps come out close to linear; long gaps return to the daily
+  towards the straight line. Because that reliability can be fooled by slow wandering, the
+  shrunk profile, a flat one and the straight line are also tried on the participant's own
+  pseudo-gaps, and the one that fills them best is used (fit_profile). Short gaps come out close to linear; long gaps return to the daily
   rhythm (lower at night, higher by day) instead of following a straight line.
 - statespace: a structural time-series model fitted by maximum likelihood (fitpipe.derive.statespace).
 
