@@ -16,8 +16,9 @@ Methods:
   days), so data without a daily rhythm gets a nearly flat profile and the method falls back
   towards the straight line. Because that reliability can be fooled by slow wandering, the
   shrunk profile, a flat one and the straight line are also tried on the participant's own
-  pseudo-gaps, and the one that fills them best is used (fit_profile). Short gaps come out close to linear; long gaps return to the daily
-  rhythm (lower at night, higher by day) instead of following a straight line.
+  pseudo-gaps, and one of the others replaces the profile if it fills them clearly better
+  (fit_profile). Short gaps come out close to linear; long gaps return to the daily rhythm
+  (lower at night, higher by day) instead of following a straight line.
 - statespace: a structural time-series model fitted by maximum likelihood (fitpipe.derive.statespace).
 
 Every method also gives, per imputed minute, a predictive standard deviation and a way to draw whole
@@ -41,6 +42,9 @@ MIN_DAYS_FOR_PROFILE = 3
 PHI_RANGE = (0.5, 0.9999)
 # From here on a gap is treated as a random walk pinned at both ends (a Brownian bridge).
 RANDOM_WALK_PHI = 0.999999
+# A flat profile or the straight line replaces the profile only when its mean error ratio to the
+# profile's, over the pseudo-gap lengths, is below this.
+SWITCH_FROM_PROFILE = 0.95
 
 
 def find_gaps(measured: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
@@ -102,7 +106,7 @@ def fit_profile(measured: np.ndarray, minute_of_day: np.ndarray, max_gap: int) -
     of measured data up to max_gap long are hidden once and filled with the profile at that
     weight, with a flat profile (weight 0) and with the straight line; the one with the smallest
     error, averaged over the gap lengths as ratios (each length counts the same, so the many
-    minutes of long gaps do not decide alone), is kept. Ties keep the profile.
+    minutes of long gaps do not decide alone), is kept if it beats the profile clearly.
     """
     reliability = profile_reliability(measured, minute_of_day)
     from fitpipe.derive.uncertainty import CALIBRATION_LENGTHS, CALIBRATION_SEED, pseudo_gaps
@@ -124,7 +128,9 @@ def fit_profile(measured: np.ndarray, minute_of_day: np.ndarray, max_gap: int) -
         errors.append({length: float(np.nanmean(np.concatenate(e))) for length, e in by_length.items()})
     reference = errors[0]
     scores = [np.mean([e[length] / reference[length] for length in reference if reference[length] > 0]) for e in errors]
-    return candidates[int(np.argmin(np.nan_to_num(scores, nan=np.inf)))]
+    best = int(np.argmin(np.nan_to_num(scores, nan=np.inf)))
+    # One round of pseudo-gaps holds only a few long ones: the profile gives way only to a clear win.
+    return candidates[best] if scores[best] < SWITCH_FROM_PROFILE else candidates[0]
 
 
 @dataclass
