@@ -1,6 +1,6 @@
 """Imputation accuracy and calibration: linear, profile and statespace, by gap length, on three kinds of heart rate.
 
-    .venv/bin/python benchmarks/impute.py [--gaps 40] [--draws 20] [--seed 20240101]
+    .venv/bin/python benchmarks/impute.py [--gaps 40] [--participants 1] [--draws 20] [--seed 20240101]
         [--methods linear,profile,statespace] [--datasets rhythm,wearipedia,real-spacing]
 
 Known stretches of measured 1-minute heart rate are hidden and filled again with
@@ -31,10 +31,19 @@ true), coverage of the 90% interval (share of hidden minutes whose true value li
 width, CPU seconds per participant-day (process time of the whole fill, calibration included,
 divided by the series' days) and the MAE ratio against linear.
 
+Noise: a gap's minutes fall in or out of the interval together, so the gap is the unit of
+independent information; coverage comes with its bootstrap standard error over gaps (40 gaps:
+3-5 points). --gaps 200 shrinks it; --participants P repeats everything on P series per dataset
+(other seeds; wearipedia: users 1..P) and pools their gaps, and prints the spread of coverage
+between participants, because one participant's calibration, learnt from a few weeks of data,
+is itself off by a point or two in either direction.
+
 Rubin's rules: for each UTC day of a batch that holds hidden gaps, --draws draws of the batch give
 --draws daily means (minutes with a true value only), pooled with Rubin's rules (complete-data
 variance 0: the realised daily mean is the estimand); the 90% interval should cover the true
-daily mean on about 90% of those days. No database is needed. Prints figures only.
+daily mean on about 90% of those days. Both kinds of draws are checked on the same days: the
+default "residual" (a bootstrap of the participant's own pseudo-gap error paths) and "model" (the
+method's Gaussian joint draws with a calibrated common shift). No database is needed.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import numpy as np
 
 from fitpipe.derive.pooling import rubin
-from fitpipe.derive.uncertainty import impute_with_intervals
+from fitpipe.derive.uncertainty import DRAW_KINDS, impute_with_intervals
 from fitpipe.participants import User
 
 GAP_LENGTHS = ((5, "5 min"), (30, "30 min"), (120, "2 h"), (480, "8 h"))
@@ -81,18 +90,18 @@ def rhythm_series(days: int, seed: int) -> np.ndarray:
     return circadian + noise + bursts
 
 
-def wearipedia_series(days: int) -> tuple[np.ndarray, float]:
+def wearipedia_series(days: int, user_id: int = 1) -> tuple[np.ndarray, float]:
     from fitpipe.sources.contract import BudgetLedger, Fetch
     from fitpipe.sources.synthetic.source import SyntheticSource
 
     source = SyntheticSource()
     user = User(
-        1,
-        "participant-0001",
+        user_id,
+        f"participant-{user_id:04d}",
         "UTC",
         "synthetic",
         dt.date(2024, 1, 1),
-        settings=SyntheticSource.default_settings(1) | {"wear_gaps": False},
+        settings=SyntheticSource.default_settings(user_id) | {"wear_gaps": False},
     )
     fetch = Fetch(now=dt.datetime.now(dt.UTC), budget=BudgetLedger(None))
     started = time.perf_counter()
@@ -163,22 +172,37 @@ def held_out_batches(series: np.ndarray, length: int, gaps: int, rng: np.random.
     return batches
 
 
-def evaluate(truth: np.ndarray, length: int, gaps: int, draws: int, seed: int, methods) -> dict[str, dict]:
-    rng = np.random.default_rng(seed)
-    n = len(truth)
-    minute_of_day = np.arange(n) % 1440
-    batches = held_out_batches(truth, length, gaps, rng)
+def bootstrap_se(per_gap: np.ndarray, rng: np.random.Generator, rounds: int = 2000) -> float:
+    """Standard error of the minute-weighted coverage, resampling whole gaps (a gap's minutes fall in
+    or out of the interval together, so the gap is the unit of independent information)."""
+    if len(per_gap) < 2:
+        return float("nan")
+    pick = rng.integers(0, len(per_gap), size=(rounds, len(per_gap)))
+    return float(np.std(per_gap[pick, 0].sum(axis=1) / per_gap[pick, 1].sum(axis=1)))
+
+
+def evaluate(truths: list[np.ndarray], length: int, gaps: int, draws: int, seed: int, methods) -> dict[str, dict]:
+    """--gaps held-out gaps in each participant's series; figures pooled over the participants' gaps."""
+    batches = [
+        (p, batch)
+        for p, truth in enumerate(truths)
+        for batch in held_out_batches(truth, length, gaps, np.random.default_rng([seed, p]))
+    ]
     out = {}
     for method in methods:
-        errors, covered, widths, unfilled, cpu, rubin_hits, rubin_days = [], [], [], 0, 0.0, 0, 0
-        for b, batch in enumerate(batches):
+        errors, covered, widths, unfilled, cpu = [], [], [], 0, 0.0
+        rubin_hits, rubin_days = dict.fromkeys(DRAW_KINDS, 0), 0
+        per_gap = []  # (minutes covered, minutes scored) per held-out gap, for the standard error by gap
+        per_participant = np.zeros((len(truths), 2))  # the same, summed per participant
+        for b, (p, batch) in enumerate(batches):
+            truth = truths[p]
             measured = truth.copy()
             for start in batch:
                 measured[start : start + length] = np.nan
             started = time.process_time()
-            imputed = impute_with_intervals(measured, minute_of_day, method, max_gap=length)
+            imputed = impute_with_intervals(measured, np.arange(len(truth)) % 1440, method, max_gap=length)
             cpu += time.process_time() - started
-            sample = imputed.draws(np.random.default_rng([seed, b]), draws) if draws else None
+            samples = {kind: imputed.draws(np.random.default_rng([seed, b]), draws, kind) for kind in DRAW_KINDS}
             checked_days: set[int] = set()
             for start in batch:
                 span = slice(start, start + length)
@@ -189,39 +213,53 @@ def evaluate(truth: np.ndarray, length: int, gaps: int, draws: int, seed: int, m
                 errors.append(value - t)
                 covered.append((imputed.lower[span][scored] <= t) & (t <= imputed.upper[span][scored]))
                 widths.append(imputed.upper[span][scored] - imputed.lower[span][scored])
+                per_gap.append((int(covered[-1].sum()), len(t)))
+                per_participant[p] += per_gap[-1]
                 # One check per day of the batch: the day's mean is the estimand, whatever number of
                 # the batch's gaps fell into it.
-                if sample is None or start // 1440 in checked_days:
+                if not draws or start // 1440 in checked_days:
                     continue
                 checked_days.add(start // 1440)
                 day = slice((start // 1440) * 1440, (start // 1440 + 1) * 1440)
                 known = np.isfinite(truth[day])
-                completed = np.where(np.isnan(measured[day])[None, :], sample[:, day], measured[day][None, :])
-                means = np.nanmean(np.where(known[None, :], completed, np.nan), axis=1)
-                if np.isnan(means).any():
-                    continue
-                pooled = rubin(means, 0.0)
                 true_mean = truth[day][known].mean()
-                rubin_days += 1
-                rubin_hits += int(pooled.lower <= true_mean <= pooled.upper)
+                hits = {}
+                for kind, sample in samples.items():
+                    completed = np.where(np.isnan(measured[day])[None, :], sample[:, day], measured[day][None, :])
+                    means = np.nanmean(np.where(known[None, :], completed, np.nan), axis=1)
+                    if np.isnan(means).any():
+                        break
+                    pooled = rubin(means, 0.0)
+                    hits[kind] = int(pooled.lower <= true_mean <= pooled.upper)
+                else:
+                    rubin_days += 1
+                    for kind in DRAW_KINDS:
+                        rubin_hits[kind] += hits[kind]
         err = np.concatenate(errors)
+        days = sum(len(truth) for truth in truths) / 1440
         out[method] = {
             "mae": float(np.nanmean(np.abs(err))),
             "bias": float(np.nanmean(err)),
             "coverage": float(np.concatenate(covered).mean()),
             "width": float(np.nanmean(np.concatenate(widths))),
-            "cpu_per_day": cpu / len(batches) / (n / 1440),
+            # One fill covers one participant's whole series: CPU per fill over that series' days.
+            "cpu_per_day": cpu / len(batches) / (days / len(truths)),
             "unfilled": unfilled,
-            "rubin": rubin_hits / rubin_days if rubin_days else float("nan"),
+            "rubin": {kind: hit / rubin_days if rubin_days else float("nan") for kind, hit in rubin_hits.items()},
             "rubin_days": rubin_days,
-            "gaps": sum(len(b) for b in batches),
+            "gaps": sum(len(b) for _, b in batches),
+            "coverage_se": bootstrap_se(np.array(per_gap), np.random.default_rng([seed, 7])),
+            "coverage_spread": float(np.std(per_participant[:, 0] / per_participant[:, 1])),
         }
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--gaps", type=int, default=40, help="Gaps per dataset and gap length.")
+    p.add_argument("--gaps", type=int, default=40, help="Gaps per participant, dataset and gap length.")
+    p.add_argument(
+        "--participants", type=int, default=1, help="Series per dataset (other seeds; wearipedia: other users)."
+    )
     p.add_argument("--draws", type=int, default=20, help="Draws per batch for the Rubin's-rules check (0: skip).")
     p.add_argument("--seed", type=int, default=20240101)
     p.add_argument("--methods", default=",".join(METHODS))
@@ -230,35 +268,39 @@ def main() -> None:
     methods = args.methods.split(",")
     wanted = args.datasets.split(",")
 
-    datasets = []
+    datasets: list[tuple[str, list[np.ndarray]]] = []
     gen_seconds = 0.0
+    others = range(args.participants)
     if "rhythm" in wanted:
-        datasets.append(("rhythm", rhythm_series(28, args.seed)))
+        datasets.append(("rhythm", [rhythm_series(28, args.seed + 101 * p) for p in others]))
     if "wearipedia" in wanted:
-        wearipedia, gen_seconds = wearipedia_series(14)
-        datasets.append(("wearipedia", wearipedia))
+        generated = [wearipedia_series(14, 1 + p) for p in others]
+        gen_seconds = sum(seconds for _, seconds in generated)
+        datasets.append(("wearipedia", [series for series, _ in generated]))
     if "real-spacing" in wanted:
-        datasets.append(("real-spacing", real_spacing_series(21, args.seed + 7)))
+        datasets.append(("real-spacing", [real_spacing_series(21, args.seed + 7 + 101 * p) for p in others]))
 
     import _common as c  # only for the table layout shared by the benchmarks
 
     print(
         f"imputation accuracy and 90% intervals, fitpipe.derive.uncertainty.impute_with_intervals, "
-        f"{args.gaps} gaps per dataset and length, {args.draws} draws, seed {args.seed}"
+        f"{args.gaps} gaps per participant, dataset and length, {args.participants} participant(s) per dataset, "
+        f"{args.draws} draws, seed {args.seed}"
     )
-    for name, series in datasets:
-        known = series[np.isfinite(series)]
-        print(
-            f"  {name}: {len(series) // 1440} days, {np.isnan(series).mean():.1%} of minutes without samples, "
-            f"mean {known.mean():.1f} bpm, sd {known.std():.1f}"
-        )
+    for name, group in datasets:
+        for series in group:
+            known = series[np.isfinite(series)]
+            print(
+                f"  {name}: {len(series) // 1440} days, {np.isnan(series).mean():.1%} of minutes without samples, "
+                f"mean {known.mean():.1f} bpm, sd {known.std():.1f}"
+            )
     if gen_seconds:
-        print(f"  (wearipedia: 14 days generated in {gen_seconds:.1f} s)")
+        print(f"  (wearipedia: 14 days x {args.participants} generated in {gen_seconds:.1f} s)")
     rows = []
     started = time.perf_counter()
-    for d, (name, truth) in enumerate(datasets):
+    for d, (name, truths) in enumerate(datasets):
         for g, (length, label) in enumerate(GAP_LENGTHS):
-            r = evaluate(truth, length, args.gaps, args.draws, args.seed + 1000 * (d + 1) + g, methods)
+            r = evaluate(truths, length, args.gaps, args.draws, args.seed + 1000 * (d + 1) + g, methods)
             base = r.get("linear")
             for method in methods:
                 m = r[method]
@@ -271,10 +313,15 @@ def main() -> None:
                         f"{m['mae']:.2f}",
                         f"{m['mae'] / base['mae']:.2f}" if base else "-",
                         f"{m['bias']:+.2f}",
-                        f"{m['coverage']:.1%}",
+                        f"{m['coverage']:.1%} ± {m['coverage_se']:.1%}"
+                        + (f" (sd {m['coverage_spread']:.1%})" if args.participants > 1 else ""),
                         f"{m['width']:.1f}",
                         f"{m['cpu_per_day']:.3f}",
-                        f"{m['rubin']:.0%} ({m['rubin_days']})" if args.draws else "-",
+                        *(
+                            (f"{m['rubin']['residual']:.0%}", f"{m['rubin']['model']:.0%} ({m['rubin_days']})")
+                            if args.draws
+                            else ("-", "-")
+                        ),
                     )
                 )
             sys.stdout.flush()
@@ -290,18 +337,22 @@ def main() -> None:
                 "MAE",
                 "MAE/linear",
                 "bias",
-                "90% coverage",
+                "90% coverage ± SE",
                 "mean width",
                 "CPU s/day",
-                "Rubin 90% CI covers",
+                "Rubin: residual draws",
+                "model draws (days)",
             ),
             rows,
         )
     )
     print(
         "(MAE, bias, width in bpm; bias = mean(imputed - true); MAE/linear < 1 means better than the linear baseline;"
-        " coverage goal 88-92%; CPU s/day = CPU seconds per participant-day of one fill, calibration included;"
-        " Rubin: share of days with held-out gaps whose true mean lies in the pooled 90% interval, (days checked))"
+        " coverage goal 88-92%, SE = bootstrap standard error resampling whole gaps, sd = spread between"
+        " participants; CPU s/day = CPU seconds per"
+        " participant-day of one fill, calibration included; Rubin: share of days with held-out gaps whose true mean"
+        " lies in the pooled 90% interval, with the default residual-bootstrap draws and with the model's draws"
+        " (days checked; binomial SE sqrt(p(1-p)/days)))"
     )
 
     print()

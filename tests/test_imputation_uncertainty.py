@@ -194,6 +194,31 @@ def test_draws_are_reproducible_and_differ_only_inside_gaps(world, database_url)
 
 
 @pytest.mark.slow  # the module's data set: a four-day backfill
+def test_draws_as_parquet_are_the_csv_draws_with_utc_instants(world, database_url, tmp_path):
+    import pyarrow.parquet as pq
+
+    run(database_url, "impute", "--user", "1", "--metric", "heart_rate", "--max-gap", "2h")
+    path = tmp_path / "draws.parquet"
+    span = ("export", "--metric", "heart_rate", "--user", "1", "--start", "2024-11-02", "--end", "2024-11-02")
+    # --tz local is accepted and, as in every Parquet export, the file holds UTC instants.
+    as_parquet = ("--tz", "local", "--draws", "3", "--seed", "11", "--format", "parquet", "-o", str(path))
+    result = run(database_url, *span, *as_parquet)
+    as_csv = _draws(database_url, "--draws", "3", "--seed", "11")
+    table = pq.read_table(path)
+    assert table.schema.names == ["user_id", "bucket", "draw", "bpm", "imputed"]
+    assert str(table.schema.field("bucket").type) == "timestamp[us, tz=UTC]"
+    assert f"wrote {len(as_csv):,} rows" in result.stderr
+    rows = table.to_pylist()
+    assert len(rows) == len(as_csv)
+    for got, want in zip(rows, as_csv, strict=True):
+        assert got["bucket"] == dt.datetime.fromisoformat(want["bucket"])
+        assert (got["user_id"], got["draw"]) == (int(want["user_id"]), int(want["draw"]))
+        assert got["bpm"] == pytest.approx(float(want["bpm"]), abs=1e-9)
+        assert got["imputed"] == (want["imputed"] == "t")
+    assert any(r["imputed"] for r in rows)
+
+
+@pytest.mark.slow  # the module's data set: a four-day backfill
 def test_draws_keep_the_correlation_within_a_gap(world, database_url):
     """Neighbouring minutes of one gap move together across draws; independent noise would not."""
     conn, cut = world
@@ -233,6 +258,7 @@ def test_bad_draw_requests_are_one_line(world, database_url):
     for args in (
         ("--draws", "0"),
         ("--draws", "3", "--resolution", "1h"),
+        ("--draws", "3", "--format", "parquet"),  # Parquet needs a file
         ("--seed", "4"),
         ("--draws", "2", "--metric", "active_zone_minutes"),
     ):
@@ -315,3 +341,48 @@ def test_rubin_pools_as_the_formulas_say():
 
     half = t.ppf(0.95, pooled.df) * np.sqrt(pooled.total)
     assert (pooled.lower, pooled.upper) == pytest.approx((2 - half, 2 + half))
+
+
+def _bursty_series(days: int, seed: int) -> np.ndarray:
+    """A daily cycle, AR(1) noise and upward bursts of 20-40 minutes (heart rate's one-sided skew)."""
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    noise = np.empty(n)
+    noise[0] = 0.0
+    for i in range(1, n):
+        noise[i] = 0.97 * noise[i - 1] + rng.normal(0, 0.5)
+    series = 62 + 10 * np.sin(2 * np.pi * (np.arange(n) % 1440) / 1440) + noise
+    for start in rng.integers(0, n - 40, size=4 * days):
+        series[start : start + int(rng.integers(20, 41))] += 30
+    return series
+
+
+def test_residual_draws_carry_the_bursts_that_gaussian_draws_miss():
+    """The default draws bootstrap the participant's own pseudo-gap errors: on data whose surprises
+    are upward bursts, a gap's drawn mean leans upward, and the draws still span the interval."""
+    truth = _bursty_series(14, 3)
+    measured = truth.copy()
+    starts = np.arange(700, len(truth) - 200, 1000)
+    for s in starts:
+        measured[s : s + 60] = np.nan
+    result = impute_with_intervals(measured, np.arange(len(truth)) % 1440, "profile", max_gap=60)
+    inside = np.concatenate([np.arange(s, s + 60) for s in starts])
+    residual = result.draws(np.random.default_rng(8), 400)[:, inside]
+    assert np.array_equal(residual, result.draws(np.random.default_rng(8), 400)[:, inside]), "not reproducible"
+    model = result.draws(np.random.default_rng(8), 400, kind="model")[:, inside]
+    lower, upper, value = result.lower[inside], result.upper[inside], result.value[inside]
+    for draws in (residual, model):
+        share = ((lower[None, :] <= draws) & (draws <= upper[None, :])).mean()
+        assert 0.8 <= share <= 0.97, share  # each minute's spread is its calibrated interval
+
+    # Gap means of the draws, less the imputed gap mean: skewed upward with residual draws only
+    # (here 1.4 against 0.0).
+    from scipy.stats import skew
+
+    def gap_mean_skew(draws: np.ndarray) -> float:
+        return float(skew((draws - value[None, :]).reshape(len(draws), len(starts), 60).mean(axis=2).ravel()))
+
+    assert gap_mean_skew(residual) > 0.7 and abs(gap_mean_skew(model)) < 0.2, (
+        gap_mean_skew(residual),
+        gap_mean_skew(model),
+    )

@@ -453,7 +453,9 @@ def export(
         ExportFormat.csv, "--format", help="csv, or parquet (needs --output; times as UTC instants)."
     ),
     draws: int | None = typer.Option(
-        None, "--draws", help="Write M complete 1-minute series (column draw), each gap a joint random draw."
+        None,
+        "--draws",
+        help="Write M complete 1-minute series (column draw; CSV or Parquet), each gap a joint random draw.",
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed for --draws (the same seed gives the same draws)."),
 ) -> None:

@@ -1,10 +1,11 @@
 """Multiple imputation: M complete 1-minute series per participant, each gap a joint random draw.
 
 Measured minutes are the same in every draw (their 1-minute means); imputed minutes (those
-`fitpipe impute` wrote) are drawn from the imputing method's predictive distribution, refitted on
-the same data: the method gives the joint shape within each gap (bridges, or the simulation
-smoother), and each minute's spread is scaled to its stored calibrated 90% interval, centred on
-its stored value (fitpipe.derive.uncertainty.rescaled_draws). The random numbers come from
+`fitpipe impute` wrote) are drawn jointly per gap around their stored values, each minute's spread
+scaled to its stored calibrated 90% interval (fitpipe.derive.uncertainty.rescaled_draws): the
+shape of a gap's draw is the error path of one of the participant's own pseudo-gaps of about that
+length (the calibration is recomputed on the same data, with its fixed seed), or the imputing
+method's joint model draw where too few pseudo-gaps were scored near that length. The random numbers come from
 numpy's generator seeded with (seed, user_id), so a participant's draws are the same whichever
 other participants are selected.
 """
@@ -106,7 +107,9 @@ def user_draws(
         upper[old] = value[old] + Z_95 * prediction.sd[old]
         # The calibration again (same data, same fixed seed: the same as when impute ran), for the
         # share of each gap's draw that moves the whole gap together.
-        calibration = calibrate(series, minute_of_day, method, max_gap=int(prediction.gap_length.max()))
+        calibration = calibrate(
+            series, minute_of_day, method, max_gap=int(prediction.gap_length.max()), fitted=prediction.fitted
+        )
         sample = rescaled_draws(prediction, value, lower, upper, rng, draws, calibration)
         # A run whose edges are no longer measured (data changed since impute ran) has no model
         # draw: it gets independent noise of the calibrated spread instead.

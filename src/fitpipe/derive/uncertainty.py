@@ -9,9 +9,15 @@ of the data), filled by the same method from what is left, and k(L) is the 90% q
 the lengths tried). This is split-conformal calibration of the standardised residual, done per gap
 length because a model's variance is often right for short gaps and wrong for long ones.
 
-Draws use the method's joint predictive distribution (bridges or the simulation smoother) for the
-shape within a gap, standardised and rescaled so that each minute's spread matches its calibrated
-interval: draw = value + (upper - lower) / (2 * z_0.95) * (model draw - model mean) / model sd.
+Draws (DRAW_KINDS). "residual", the default: each gap's draw is the standardised error path of one
+of the participant's own pseudo-gaps of about the same length (a block bootstrap of whole gaps,
+chosen at random, possibly reversed in time), stretched to the gap's length and rescaled to its
+calibrated interval. The error paths are what the method really got wrong on that participant's
+data, so a draw keeps the within-gap correlation, the skew and the activity bursts a Gaussian
+cannot carry. "model": the method's joint predictive distribution (bridges or the simulation
+smoother), standardised, mixed with one shift common to the gap, and rescaled the same way; it
+is also what a gap gets when too few pseudo-gaps were scored near its length. Either way
+draw = value + (upper - lower) / (2 * z_0.95) * standardised path.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fitpipe.derive.imputation import Prediction, predict
+from fitpipe.derive.imputation import Prediction, fit_profile, predict
 
 LEVEL = 0.90
 Z_95 = 1.6448536269514722  # standard normal 95% quantile: a central 90% interval is +-Z_95 sd
 CALIBRATION_LENGTHS = (2, 5, 15, 30, 60, 120, 240, 480, 960, 1440)
-CALIBRATION_ROUNDS = 6
+# More rounds mean more pseudo-gaps of the long lengths (each round hides at most a quarter of the
+# data), which steadies their factor: at 6 rounds, k(2 h) of one participant varied by +-15%
+# between benchmark batches, at 12 by +-10%.
+CALIBRATION_ROUNDS = 12
 STATESPACE_ROUNDS = 3  # each is a Kalman smoother pass over the whole series
 NEIGHBOUR_WEIGHT = 0.5
 MAX_HIDDEN_SHARE = 0.25  # of the measured minutes, per round
@@ -40,6 +49,11 @@ MAX_COMMON = 0.95
 CALIBRATION_DRAWS = 12  # model draws per round, for the model's spread of a gap's mean
 STATESPACE_CALIBRATION_DRAWS = 4  # each is a simulation-smoother pass; averaged over many gaps
 CALIBRATION_SEED = 24  # fixed: re-running impute on the same data gives the same intervals
+DRAW_KINDS = ("residual", "model")
+MIN_PATHS = 12  # pseudo-gap error paths a gap's bootstrap needs (pooled over the nearest lengths)
+
+
+PathOfLength = tuple[np.ndarray, float]  # a standardised error path and the factor k of its length
 
 
 @dataclass
@@ -51,6 +65,20 @@ class Calibration:
     # Share of each standardised draw that is one shift common to the whole gap, per length (see
     # _common_shares): what makes the spread of a gap's mean in the draws match the held-out gaps.
     common: np.ndarray
+    # Standardised error paths (true - mean) / sd of the scored pseudo-gaps, per length; minutes
+    # without a measurement are interpolated from their neighbours in the path.
+    paths: list[list[np.ndarray]]
+
+    def path_pool(self, gap_length: int) -> list[PathOfLength]:
+        """(path, k of its length) from the lengths nearest gap_length on log scale, until MIN_PATHS."""
+        pool: list[PathOfLength] = []
+        order = np.argsort(np.abs(np.log(self.lengths) - np.log(max(gap_length, 1))), kind="stable")
+        for i in order:
+            if len(pool) >= MIN_PATHS:
+                break
+            if np.isfinite(self.factors[i]) and self.factors[i] > 0:
+                pool += [(path, float(self.factors[i])) for path in self.paths[i]]
+        return pool
 
     def common_share(self, gap_length: np.ndarray) -> np.ndarray:
         known = np.isfinite(self.common)
@@ -75,9 +103,9 @@ class Imputed:
     prediction: Prediction
     calibration: Calibration
 
-    def draws(self, rng: np.random.Generator, count: int) -> np.ndarray:
+    def draws(self, rng: np.random.Generator, count: int, kind: str = "residual") -> np.ndarray:
         """count complete copies of the imputed minutes (count x minutes, NaN where not imputed)."""
-        return rescaled_draws(self.prediction, self.value, self.lower, self.upper, rng, count, self.calibration)
+        return rescaled_draws(self.prediction, self.value, self.lower, self.upper, rng, count, self.calibration, kind)
 
 
 def standardised_draws(prediction: Prediction, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -95,21 +123,63 @@ def rescaled_draws(
     rng: np.random.Generator,
     count: int,
     calibration: Calibration | None = None,
+    kind: str = "residual",
 ) -> np.ndarray:
-    """Joint model draws, recentred on `value` and scaled to the calibrated interval minute by minute.
+    """Joint draws of every gap, centred on `value` and scaled to the calibrated interval minute by minute.
 
-    With a calibration, each gap's standardised draw is mixed with one N(0, 1) shift common to the
-    gap, sqrt(1 - c) * model + sqrt(c) * shift, which keeps every minute's variance and raises the
-    correlation within the gap to what the held-out gaps showed."""
-    standard = standardised_draws(prediction, rng, count)
-    if calibration is not None:
-        for start, end in prediction.gaps:
-            share = float(calibration.common_share(np.array([end - start]))[0])
+    kind "residual" bootstraps the calibration's pseudo-gap error paths (gaps with too few paths
+    near their length, and every gap without a calibration, get model draws). kind "model": the
+    method's standardised joint draws; with a calibration each gap's draw is mixed with one N(0, 1)
+    shift common to the gap, sqrt(1 - c) * model + sqrt(c) * shift, which keeps every minute's
+    variance and raises the correlation within the gap to what the pseudo-gaps showed."""
+    if kind not in DRAW_KINDS:
+        raise ValueError(f"unknown kind of draws {kind!r}")
+    standard = np.full((count, len(value)), np.nan)
+    modelled = []
+    for start, end in prediction.gaps:
+        pool = calibration.path_pool(end - start) if calibration is not None and kind == "residual" else []
+        if len(pool) >= MIN_PATHS:
+            standard[:, start:end] = _bootstrapped(pool, end - start, rng, count)
+        else:
+            modelled.append((start, end))
+    if modelled:
+        model = standardised_draws(prediction, rng, count)
+        for start, end in modelled:
+            share = float(calibration.common_share(np.array([end - start]))[0]) if calibration is not None else 0.0
             if share > 0:
                 shift = rng.normal(size=(count, 1))
-                standard[:, start:end] = np.sqrt(1 - share) * standard[:, start:end] + np.sqrt(share) * shift
+                model[:, start:end] = np.sqrt(1 - share) * model[:, start:end] + np.sqrt(share) * shift
+            standard[:, start:end] = model[:, start:end]
     half_width = (upper - lower) / 2
     return value[None, :] + standard * (half_width / Z_95)[None, :]
+
+
+def _bootstrapped(pool: list[PathOfLength], length: int, rng: np.random.Generator, count: int) -> np.ndarray:
+    """count paths for a gap of `length` minutes, each one pseudo-gap's error path on the draws' scale.
+
+    A path of another length is stretched to this one by relative position (minute i of the gap
+    takes the path's minute at the same fraction of its length), so the bridge shape (small near
+    the measured edges, largest inside) is kept; reversing time is as plausible as the path itself.
+    Dividing by its length's k and multiplying by Z_95 puts the path's 90% range at +-Z_95, the
+    scale of a standard normal draw, which the caller turns into the gap's calibrated interval."""
+    out = np.empty((count, length))
+    # Stratified by the path's mean error (what an aggregate over the gap sees): the pool sorted by
+    # it, cut into `count` equally likely strata, one path drawn from each, the strata dealt to the
+    # draws in random order. Each draw is still a uniform pick from the pool, but a few draws
+    # cover the tails in proportion: with iid picks, 20 draws from a pool whose tail is a few
+    # burst paths often miss it, the between-draw variance comes out too small and Rubin's
+    # interval too short.
+    by_mean = np.argsort([path.mean() for path, _ in pool], kind="stable")
+    strata = (rng.permutation(count) + rng.random(count)) / count
+    chosen = by_mean[np.minimum((strata * len(pool)).astype(int), len(pool) - 1)]
+    reverse = rng.random(count) < 0.5
+    for d in range(count):
+        path, k = pool[chosen[d]]
+        if reverse[d]:
+            path = path[::-1]
+        at = ((np.arange(length) + 0.5) * len(path) / length).astype(int)
+        out[d] = path[np.minimum(at, len(path) - 1)] * Z_95 / k
+    return out
 
 
 def _measured_prefix(measured: np.ndarray) -> np.ndarray:
@@ -154,14 +224,17 @@ def calibrate(
     rounds: int | None = None,
     fitted: np.ndarray | None = None,
 ) -> Calibration:
-    """fitted: the method's parameters from the full series (statespace), kept fixed across rounds:
-    re-estimating them per round would triple the cost for a negligible change."""
+    """fitted: the method's parameters from the full series (statespace: the model's; profile: the
+    profile's weight and whether the line replaces it), kept fixed across rounds: re-estimating
+    them per round would multiply the cost for a negligible change."""
     if rounds is None:
         rounds = STATESPACE_ROUNDS if method == "statespace" else CALIBRATION_ROUNDS
     if method == "statespace" and fitted is None:
         from fitpipe.derive.statespace import fit_for
 
         fitted = fit_for(measured, minute_of_day)
+    if method == "profile" and fitted is None:
+        fitted = fit_profile(measured, minute_of_day, max_gap)
     lengths = [length for length in CALIBRATION_LENGTHS if length <= max_gap]
     if not lengths or lengths[-1] < max_gap:
         lengths += [length for length in CALIBRATION_LENGTHS if length > max_gap][:1]
@@ -170,6 +243,7 @@ def calibrate(
     signed: dict[int, list[np.ndarray]] = {length: [] for length in lengths}
     model_mean_var: dict[int, list[float]] = {length: [] for length in lengths}
     counts = dict.fromkeys(lengths, 0)
+    paths: dict[int, list[np.ndarray]] = {length: [] for length in lengths}
     for _ in range(rounds):
         hidden = pseudo_gaps(measured, lengths, rng)
         if not hidden:
@@ -189,6 +263,7 @@ def calibrate(
             scores[end - start].append(np.abs(z))
             if keep.any():
                 signed[end - start].append(z)
+                paths[end - start].append(_whole_path(keep, z))
                 model_mean_var[end - start].append(float(np.var(model[:, start:end][:, keep].mean(axis=1))))
             counts[end - start] += 1
     pooled = [np.concatenate(scores[length]) if scores[length] else np.empty(0) for length in lengths]
@@ -211,7 +286,14 @@ def calibrate(
         np.array([counts[length] for length in lengths]),
         np.array([sum(len(z) for z in scores[length]) for length in lengths]),
         np.array(common),
+        [paths[length] for length in lengths],
     )
+
+
+def _whole_path(scored: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The error path over every minute of a pseudo-gap: the scored minutes' z, the others interpolated."""
+    where = np.flatnonzero(scored)
+    return np.interp(np.arange(len(scored)), where, z)
 
 
 def _common_share(signed: list[np.ndarray], model_mean_var: list[float], k: float) -> float:

@@ -2,7 +2,10 @@
 
 Columns: user_id, bucket, draw (1..M), the metric's value columns, imputed. Rows are ordered by
 participant, draw, time, so each draw is one complete series; measured minutes repeat unchanged
-in every draw. Written one participant at a time (memory holds one participant's M series).
+in every draw. Written one participant at a time (memory holds one participant's M series), as
+CSV or as Parquet (one row group per participant, bucket as UTC instants). Draws exist at 1 minute
+only: a draw of an hourly or daily value is an aggregate of a draw's minutes, which the analyst
+computes per draw before pooling.
 """
 
 from __future__ import annotations
@@ -86,6 +89,29 @@ def _write_csv(frames: Iterator[pd.DataFrame], out: BinaryIO) -> int:
     return rows
 
 
+def _write_parquet(frames: Iterator[pd.DataFrame], out: BinaryIO, value_columns: Sequence[str]) -> int:
+    """One row group per participant; bucket as UTC instants, like every Parquet export."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("user_id", pa.int32()),
+            ("bucket", pa.timestamp("us", tz="UTC")),
+            ("draw", pa.int32()),
+            *[(name, pa.float64()) for name in value_columns],
+            ("imputed", pa.bool_()),
+        ]
+    )
+    rows = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for frame in frames:
+            if len(frame):
+                writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+                rows += len(frame)
+    return rows
+
+
 def export_draws(
     conn: psycopg.Connection,
     *,
@@ -100,19 +126,30 @@ def export_draws(
     resolution: str = "auto",
     fmt: str = "csv",
 ) -> ExportResult:
-    """Checked before any work: --seed needs --draws, and draws are 1-minute CSV."""
+    """Checked before any work: --seed needs --draws, draws are 1-minute series, Parquet needs a file."""
     import sys
 
     if draws is None:
         raise BadInput("--seed goes with --draws")
-    if resolution not in ("auto", "1min") or fmt != "csv":
-        raise BadInput("--draws writes 1-minute CSV: drop --resolution/--format or use 1min/csv")
-    check_request(metric_name, draws)
+    if resolution not in ("auto", "1min"):
+        raise BadInput(
+            f"--draws gives 1-minute series, not {resolution}: aggregate each draw yourself "
+            "(a mean over a draw's minutes), then pool with Rubin's rules"
+        )
+    if fmt not in ("csv", "parquet"):
+        raise BadInput(f"--format must be csv or parquet, got {fmt!r}")
+    if fmt == "parquet" and output == "-":
+        raise BadInput("--format parquet needs --output FILE (a Parquet file ends with its index)")
+    metric = check_request(metric_name, draws)
     if seed is None:
         seed = new_seed()
     target = None if output == "-" else check_target(output, "--output")
+    if tz not in ("utc", "local"):
+        raise BadInput(f"--tz must be utc or local, got {tz!r}")
+    # Parquet holds UTC instants whatever --tz says (as in every Parquet export).
+    zone = "utc" if fmt == "parquet" else tz
     frames = iter_draws(
-        conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, draws=draws, seed=seed, tz=tz
+        conn, metric_name=metric_name, user_ids=user_ids, start=start, end=end, draws=draws, seed=seed, tz=zone
     )
     note = f"{draws} draws, seed {seed}"
     if target is None:
@@ -122,7 +159,10 @@ def export_draws(
         sys.stdout.buffer.flush()
         return ExportResult("1min", rows, note)
     with open_target(target) as out:
-        rows = _write_csv(frames, out)
+        if fmt == "parquet":
+            rows = _write_parquet(frames, out, [c.name for c in metric.values])
+        else:
+            rows = _write_csv(frames, out)
         if rows == 0 and not target.write_through:
             raise BadInput(f"no {metric_name} minutes in the range; nothing written")
     return ExportResult("1min", rows, note)
