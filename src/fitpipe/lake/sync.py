@@ -44,7 +44,7 @@ from fitpipe.lake.layout import (
     month_of,
 )
 from fitpipe.lake.manifest import FileEntry, Manifest
-from fitpipe.lake.state import Key, database_state
+from fitpipe.lake.state import Key, State, database_state, key_codes
 from fitpipe.lake.writer import PartFile, fetch, windows
 from fitpipe.participants import User
 
@@ -79,11 +79,24 @@ def _exclusive(root: Path) -> Iterator[None]:
         yield
 
 
-def _changes(old: dict[Key, str], new: dict[Key, str]) -> tuple[set[Key], set[Key]]:
+def _changes(old: State, new: State) -> tuple[set[Key], set[Key]]:
     """(keys whose lake rows must go, keys whose rows must come from the database)."""
-    gone = {k for k, v in old.items() if new.get(k) != v}
-    fetch_keys = {k for k, v in new.items() if old.get(k) != v}
-    return gone, fetch_keys
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    before = pa.table({"code": key_codes(old), "old": old["fingerprint"]})
+    after = pa.table({"code": key_codes(new), "new": new["fingerprint"]})
+    joined = before.join(after, "code", join_type="full outer")
+    differs = pc.fill_null(pc.not_equal(joined["old"], joined["new"]), True)
+    changed = joined.filter(differs)
+    gone = changed.filter(pc.is_valid(changed["old"]))["code"].to_numpy()
+    fetch_codes = changed.filter(pc.is_valid(changed["new"]))["code"].to_numpy()
+    return _keys(gone), _keys(fetch_codes)
+
+
+def _keys(codes) -> set[Key]:
+    epoch = dt.date(1970, 1, 1)
+    return {(int(code >> 32), epoch + dt.timedelta(days=int(code & 0xFFFFFFFF))) for code in codes}
 
 
 def _days_per_fetch(dataset: Dataset) -> int:
@@ -215,8 +228,7 @@ def sync(conn: psycopg.Connection, root: Path) -> SyncReport:
             days=state,
         )
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        for user_id in sorted({u for family in FAMILIES for u, _ in current.days[family]} - set(users)):
-            days = sum(1 for u, _ in current.days["raw"] if u == user_id)
+        for user_id, days in _withdrawn(current, users):
             following.withdrawals.append({"user_id": user_id, "removed_at": now, "days": days})
             report.withdrawn.append(user_id)
         manifests.save(root, following)
@@ -357,6 +369,16 @@ def _present(conn: psycopg.Connection, dataset: Dataset, spans: list[tuple]) -> 
         [list(column) for column in zip(*spans, strict=True)],
     )
     return {user_id for (user_id,) in rows}
+
+
+def _withdrawn(current: Manifest, users: dict[int, User]) -> list[tuple[int, int]]:
+    """(participant, days the lake held) of those the lake has days of but the database no longer has."""
+    import pyarrow.compute as pc
+
+    held = {u for family in FAMILIES for u in pc.unique(current.days[family]["user_id"]).to_pylist()}
+    tally = pc.value_counts(current.days["raw"]["user_id"])
+    counts = dict(zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True))
+    return [(u, counts.get(u, 0)) for u in sorted(held - set(users))]
 
 
 def _collect_garbage(root: Path, kept: Manifest, report: SyncReport) -> None:
