@@ -357,16 +357,25 @@ def _with_rows(conn: psycopg.Connection, dataset: Dataset, keys: set[Key], users
 
 
 def _present(conn: psycopg.Connection, dataset: Dataset, spans: list[tuple]) -> set[int]:
-    """Of the (user, first day, last day, lo, hi) spans, the users with a row of the table in theirs."""
+    """Of the (user, first day, last day, lo, hi) spans, the users with a row of the table in theirs.
+
+    One index probe per participant (LATERAL ... ORDER BY time LIMIT 1: an index scan that stops at
+    the first row, never a bitmap of all of them), and the month's whole span as constants
+    as well, so that only its chunks are planned: a month without chunks costs nothing."""
     if dataset.window is DayWindow.DATE:
-        inside = "t.day BETWEEN s.first AND s.last"
+        inside = "t.day BETWEEN s.first AND s.last AND t.day BETWEEN %s AND %s"
+        bounds = [min(span[1] for span in spans), max(span[2] for span in spans)]
+        order = "t.day"
     else:
-        inside = f"t.{dataset.time_column} >= s.lo AND t.{dataset.time_column} < s.hi"
+        time = f"t.{dataset.time_column}"
+        inside = f"{time} >= s.lo AND {time} < s.hi AND {time} >= %s AND {time} < %s"
+        bounds = [min(span[3] for span in spans), max(span[4] for span in spans)]
+        order = time
     rows = conn.execute(
         "SELECT s.user_id FROM unnest(%s::int[], %s::date[], %s::date[], %s::timestamptz[], %s::timestamptz[]) "
-        f"AS s(user_id, first, last, lo, hi) WHERE EXISTS (SELECT 1 FROM {dataset.name} t "
-        f"WHERE t.user_id = s.user_id AND {inside})",
-        [list(column) for column in zip(*spans, strict=True)],
+        f"AS s(user_id, first, last, lo, hi) CROSS JOIN LATERAL (SELECT 1 FROM {dataset.name} t "
+        f"WHERE t.user_id = s.user_id AND {inside} ORDER BY {order} LIMIT 1) AS found",
+        [*(list(column) for column in zip(*spans, strict=True)), *bounds],
     )
     return {user_id for (user_id,) in rows}
 
