@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from fitpipe.catalogue import DayWindow
+from fitpipe.days import ONE_DAY
 from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.lake import manifest as manifests
@@ -359,23 +360,27 @@ def _with_rows(conn: psycopg.Connection, dataset: Dataset, keys: set[Key], users
 def _present(conn: psycopg.Connection, dataset: Dataset, spans: list[tuple]) -> set[int]:
     """Of the (user, first day, last day, lo, hi) spans, the users with a row of the table in theirs.
 
-    One index probe per participant (LATERAL ... ORDER BY time LIMIT 1: an index scan that stops at
-    the first row, never a bitmap of all of them), and the month's whole span as constants
-    as well, so that only its chunks are planned: a month without chunks costs nothing."""
+    Tables keyed (user_id, time, ...): one index probe per participant (LATERAL ... ORDER BY time
+    LIMIT 1, an index scan that stops at the first row). Rollups and imputed values, keyed (user_id,
+    metric, field, time), have no index that finds a participant's first row in a span cheaply:
+    for them, whether the table has any row in the month at all. Both also take the month's whole
+    span as constants, so that only its chunks are planned: a month without chunks costs nothing.
+    """
     if dataset.window is DayWindow.DATE:
-        inside = "t.day BETWEEN s.first AND s.last AND t.day BETWEEN %s AND %s"
-        bounds = [min(span[1] for span in spans), max(span[2] for span in spans)]
-        order = "t.day"
+        time, lo, hi = "t.day", min(span[1] for span in spans), max(span[2] for span in spans) + ONE_DAY
+        mine = "t.day BETWEEN s.first AND s.last"
     else:
-        time = f"t.{dataset.time_column}"
-        inside = f"{time} >= s.lo AND {time} < s.hi AND {time} >= %s AND {time} < %s"
-        bounds = [min(span[3] for span in spans), max(span[4] for span in spans)]
-        order = time
+        time, lo, hi = f"t.{dataset.time_column}", min(span[3] for span in spans), max(span[4] for span in spans)
+        mine = f"{time} >= s.lo AND {time} < s.hi"
+    month = f"{time} >= %s AND {time} < %s"
+    if dataset.sort[1] != time.removeprefix("t."):
+        row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {dataset.name} t WHERE {month})", [lo, hi]).fetchone()
+        return {span[0] for span in spans} if row and row[0] else set()
     rows = conn.execute(
         "SELECT s.user_id FROM unnest(%s::int[], %s::date[], %s::date[], %s::timestamptz[], %s::timestamptz[]) "
         f"AS s(user_id, first, last, lo, hi) CROSS JOIN LATERAL (SELECT 1 FROM {dataset.name} t "
-        f"WHERE t.user_id = s.user_id AND {inside} ORDER BY {order} LIMIT 1) AS found",
-        [*(list(column) for column in zip(*spans, strict=True)), *bounds],
+        f"WHERE t.user_id = s.user_id AND {mine} AND {month} ORDER BY {time} LIMIT 1) AS found",
+        [*(list(column) for column in zip(*spans, strict=True)), lo, hi],
     )
     return {user_id for (user_id,) in rows}
 
