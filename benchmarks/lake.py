@@ -20,6 +20,7 @@ fitpipe's loader, ledger rows, rollups refreshed and settled chunks compressed a
 Prints figures only; absolute figures drift on shared machines, compare the ratios.
 
     .venv/bin/python benchmarks/lake.py --skip-store    # part 4 only
+    .venv/bin/python benchmarks/lake.py --skip-night    # parts 1 to 3 only
 """
 
 from __future__ import annotations
@@ -266,9 +267,12 @@ def main() -> None:
     p.add_argument("--night-users", type=int, default=1000)
     p.add_argument("--night-days", type=int, default=365)
     p.add_argument("--skip-store", action="store_true", help="Only part 4.")
+    p.add_argument("--skip-night", action="store_true", help="Only parts 1 to 3.")
     args = p.parse_args()
     if not args.skip_store:
         store(args)
+    if args.skip_night:
+        return
     n = nightly(args.night_users, args.night_days)
     print(f"nightly sync: {n['users']:,} participants x {n['days']} ledger days, the last night and one more with rows")
     print(
