@@ -96,8 +96,10 @@ def _changes(old: State, new: State) -> tuple[set[Key], set[Key]]:
 
 
 def _keys(codes) -> set[Key]:
+    """The (user_id, day) of key_codes' int64s (the day in the low 32 bits, signed)."""
     epoch = dt.date(1970, 1, 1)
-    return {(int(code >> 32), epoch + dt.timedelta(days=int(code & 0xFFFFFFFF))) for code in codes}
+    days = (codes & 0xFFFFFFFF).astype("uint32").view("int32")
+    return {(int(code >> 32), epoch + dt.timedelta(days=int(day))) for code, day in zip(codes, days, strict=True)}
 
 
 def _days_per_fetch(dataset: Dataset) -> int:
