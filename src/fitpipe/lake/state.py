@@ -135,6 +135,7 @@ def derived_fingerprints(conn: psycopg.Connection, users: dict[int, User], settl
         "FROM rollup_1d GROUP BY user_id, bucket",
         pa.schema([("user_id", pa.int32()), ("bucket", pa.int64()), ("fingerprint", pa.string())]),
     )
+    conn.execute("SET LOCAL work_mem TO DEFAULT")
     found = keys.join(buckets, ["user_id", "bucket"], join_type="left outer")
     found = pa.table(
         {
