@@ -275,3 +275,25 @@ def test_a_lake_root_that_is_a_file_or_a_foreign_manifest_is_one_line(db, databa
     (tmp_path / "lake" / "_lake.json").write_text("{not json")
     result = fitpipe(database_url, "lake", "sync", "--root", str(tmp_path / "lake"), ok=False)
     assert result.exit_code == 2 and "is not a lake manifest" in result.stderr
+
+
+def test_the_day_each_rollup_bucket_belongs_to_follows_zone_changes_and_dst():
+    """The sync finds each day's rollup_1d rows at the instant the participant's local day begins,
+    computed for a whole year at once: it must equal User.day_start on every day, across daylight
+    saving (Santiago's midnight does not exist on its spring-forward day) and zone changes."""
+    import pyarrow as pa
+
+    from fitpipe.lake.state import _day_starts
+    from fitpipe.participants import User
+
+    moves = ((dt.date(2024, 3, 1), "America/Santiago"), (dt.date(2024, 6, 5), "Asia/Tokyo"))
+    users = {
+        1: User(1, "one", ZONE, "synthetic", START),
+        2: User(2, "two", "America/Havana", "synthetic", START, zones=moves),
+        3: User(3, "three", "UTC", "synthetic", START),
+    }
+    keys = [(u, dt.date(2023, 12, 1) + dt.timedelta(days=i)) for u in (2, 1, 3) for i in range(400)]
+    table = pa.table({"user_id": pa.array([u for u, _ in keys], pa.int32()), "day": [d for _, d in keys]})
+    expected = [users[u].day_start(d) for u, d in keys]
+    got = [dt.datetime.fromtimestamp(int(us) / 1e6, dt.UTC) for us in _day_starts(users, table)]
+    assert got == expected

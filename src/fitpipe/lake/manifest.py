@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fitpipe.errors import BadInput
 from fitpipe.lake.layout import FAMILIES, MANIFEST, STATE_DIR, TEMP_PREFIX
-from fitpipe.lake.state import Key
+from fitpipe.lake.state import State, empty_state
 
 FORMAT = 1
 
@@ -41,8 +41,8 @@ class Manifest:
     # lake has removed, and when.
     withdrawals: list[dict] = field(default_factory=list)
     days_file: str | None = None
-    # family -> {(user, day): fingerprint}; loaded from days_file.
-    days: dict[str, dict[Key, str]] = field(default_factory=lambda: {f: {} for f in FAMILIES})
+    # family -> state (fitpipe.lake.state); loaded from days_file.
+    days: dict[str, State] = field(default_factory=lambda: {f: empty_state() for f in FAMILIES})
 
     def files_of(self, table: str) -> list[FileEntry]:
         return [f for f in self.files if f.table == table]
@@ -74,24 +74,32 @@ def load(root: Path) -> Manifest:
         days_file=data["days_file"],
     )
     if manifest.days_file:
+        import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        table = pq.read_table(root / manifest.days_file).to_pydict()
-        keys = list(zip(table["user_id"], table["day"], strict=True))
+        table = pq.read_table(root / manifest.days_file)
         for family in FAMILIES:
-            manifest.days[family] = {k: v for k, v in zip(keys, table[family], strict=True) if v is not None}
+            present = table.filter(pc.is_valid(table[family]))
+            columns = [present["user_id"], present["day"], present[family]]
+            manifest.days[family] = pa.Table.from_arrays(columns, schema=empty_state().schema)
     return manifest
 
 
 def _write_days(root: Path, manifest: Manifest) -> str:
+    """One row per participant-day of either family, in order, a column of fingerprints each."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    keys = sorted(set().union(*(manifest.days[f].keys() for f in FAMILIES)))
+    renamed = [manifest.days[f].rename_columns(["user_id", "day", f]) for f in FAMILIES]
+    table = renamed[0]
+    for other in renamed[1:]:
+        table = table.join(other, ["user_id", "day"], join_type="full outer", coalesce_keys=True)
+    table = table.select(["user_id", "day", *FAMILIES]).sort_by([("user_id", "ascending"), ("day", "ascending")])
     columns = {
-        "user_id": pa.array([k[0] for k in keys], pa.int32()),
-        "day": pa.array([k[1] for k in keys], pa.date32()),
-        **{f: pa.array([manifest.days[f].get(k) for k in keys], pa.string()) for f in FAMILIES},
+        "user_id": table["user_id"].cast(pa.int32()),
+        "day": table["day"].cast(pa.date32()),
+        **{f: table[f].cast(pa.string()) for f in FAMILIES},
     }
     relative = f"{STATE_DIR}/days-{manifest.generation:06d}.parquet"
     (root / STATE_DIR).mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from fitpipe.catalogue import DayWindow
+from fitpipe.days import ONE_DAY
+from fitpipe.db import one_row
 from fitpipe.errors import BadInput
 from fitpipe.lake import manifest as manifests
 from fitpipe.lake.layout import (
@@ -39,7 +45,7 @@ from fitpipe.lake.layout import (
     month_of,
 )
 from fitpipe.lake.manifest import FileEntry, Manifest
-from fitpipe.lake.state import Key, database_state
+from fitpipe.lake.state import Key, State, database_state, key_codes
 from fitpipe.lake.writer import PartFile, fetch, windows
 from fitpipe.participants import User
 
@@ -74,11 +80,26 @@ def _exclusive(root: Path) -> Iterator[None]:
         yield
 
 
-def _changes(old: dict[Key, str], new: dict[Key, str]) -> tuple[set[Key], set[Key]]:
+def _changes(old: State, new: State) -> tuple[set[Key], set[Key]]:
     """(keys whose lake rows must go, keys whose rows must come from the database)."""
-    gone = {k for k, v in old.items() if new.get(k) != v}
-    fetch_keys = {k for k, v in new.items() if old.get(k) != v}
-    return gone, fetch_keys
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    before = pa.table({"code": key_codes(old), "old": old["fingerprint"]})
+    after = pa.table({"code": key_codes(new), "new": new["fingerprint"]})
+    joined = before.join(after, "code", join_type="full outer")
+    differs = pc.fill_null(pc.not_equal(joined["old"], joined["new"]), True)
+    changed = joined.filter(differs)
+    gone = changed.filter(pc.is_valid(changed["old"]))["code"].to_numpy()
+    fetch_codes = changed.filter(pc.is_valid(changed["new"]))["code"].to_numpy()
+    return _keys(gone), _keys(fetch_codes)
+
+
+def _keys(codes) -> set[Key]:
+    """The (user_id, day) of key_codes' int64s (the day in the low 32 bits, signed)."""
+    epoch = dt.date(1970, 1, 1)
+    days = (codes & 0xFFFFFFFF).astype("uint32").view("int32")
+    return {(int(code >> 32), epoch + dt.timedelta(days=int(day))) for code, day in zip(codes, days, strict=True)}
 
 
 def _days_per_fetch(dataset: Dataset) -> int:
@@ -127,26 +148,16 @@ def _sorted(table, dataset: Dataset):
     return table.take(pc.sort_indices(keys, [(name, "ascending") for name in dataset.sort]))
 
 
-def _write_partition(
-    conn: psycopg.Connection,
-    root: Path,
-    dataset: Dataset,
-    month: str,
-    user_range: tuple[int, int],
-    old_files: list[FileEntry],
-    gone: set[Key],
-    fetch_keys: set[Key],
-    users: dict[int, User],
-    report: SyncReport,
-) -> PartFile:
+def _write_partition(conn: psycopg.Connection, root: Path, job: _Job, users: dict[int, User]) -> None:
     """A new file for the partition: the kept rows of `old_files` and the fetched days, in order."""
     import pyarrow as pa
 
     from fitpipe.lake.writer import conform, schema
 
-    part = PartFile(root, dataset, month, *user_range)
+    dataset, old_files, gone = job.dataset, job.merged, job.gone
+    part = PartFile(root, dataset, job.month, *job.user_range)
     by_user: dict[int, list[dt.date]] = defaultdict(list)
-    for user_id, day in fetch_keys:
+    for user_id, day in job.fetch_keys:
         by_user[user_id].append(day)
     old_users = set()
     if old_files:
@@ -168,7 +179,7 @@ def _write_partition(
     def emit(group: list[int]) -> None:
         day_windows = [w for u in group if u in by_user for w in windows(dataset, users[u], sorted(by_user[u]))]
         new = fetch(conn, dataset, day_windows)
-        report.rows_from_database += new.num_rows
+        job.rows_from_database += new.num_rows
         old = _old_rows(root, old_files, group, gone) if old_files else None
         pieces = [conform(t, target) for t in (old, new) if t is not None and t.num_rows]
         if pieces:
@@ -186,7 +197,7 @@ def _write_partition(
     except BaseException:
         part.abandon()
         raise
-    return part
+    job.written = part.finish()
 
 
 def sync(conn: psycopg.Connection, root: Path) -> SyncReport:
@@ -220,14 +231,54 @@ def sync(conn: psycopg.Connection, root: Path) -> SyncReport:
             days=state,
         )
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        for user_id in sorted({u for family in FAMILIES for u, _ in current.days[family]} - set(users)):
-            days = sum(1 for u, _ in current.days["raw"] if u == user_id)
+        for user_id, days in _withdrawn(current, users):
             following.withdrawals.append({"user_id": user_id, "removed_at": now, "days": days})
             report.withdrawn.append(user_id)
         manifests.save(root, following)
         _collect_garbage(root, following, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+@dataclass
+class _Job:
+    """One partition to write: its kept files (to merge and replace) and its changed days."""
+
+    dataset: Dataset
+    month: str
+    user_range: tuple[int, int]
+    merged: list[FileEntry]
+    gone: set[Key]
+    fetch_keys: set[Key]
+    rows_from_database: int = 0
+    written: tuple[Path, int] | None = None
+
+
+def _plan(
+    conn: psycopg.Connection,
+    current: Manifest,
+    changes: dict[str, tuple[set[Key], set[Key]]],
+    users: dict[int, User],
+) -> list[_Job]:
+    """The partitions to write, biggest tables first (so two workers end together)."""
+    existing: dict[tuple[str, str, tuple[int, int]], list[FileEntry]] = defaultdict(list)
+    for f in current.files:
+        existing[(f.table, f.month, (f.first_user, f.last_user))].append(f)
+    jobs = []
+    for dataset in sorted(DATASETS, key=lambda d: d.users_per_file):
+        gone, fetch_keys = changes[dataset.family]
+        partitions: dict[tuple[str, tuple[int, int]], tuple[set[Key], set[Key]]] = defaultdict(lambda: (set(), set()))
+        for key in gone:
+            partitions[(month_of(key[1]), dataset.user_range(key[0]))][0].add(key)
+        for key in _with_rows(conn, dataset, fetch_keys, users):
+            partitions[(month_of(key[1]), dataset.user_range(key[0]))][1].add(key)
+        for (month, user_range), (part_gone, part_fetch) in sorted(partitions.items()):
+            files = existing[(dataset.name, month, user_range)]
+            append_only = not part_gone and len(files) < MAX_FILES_PER_PARTITION
+            if append_only and not part_fetch:
+                continue
+            jobs.append(_Job(dataset, month, user_range, [] if append_only else files, part_gone, part_fetch))
+    return jobs
 
 
 def _write_changes(
@@ -239,37 +290,111 @@ def _write_changes(
     report: SyncReport,
 ) -> list[FileEntry]:
     """Write every changed partition's new file; the manifest's file list after them."""
-    files = list(current.files)
-    for dataset in DATASETS:
-        gone, fetch_keys = changes[dataset.family]
-        partitions: dict[tuple[str, tuple[int, int]], tuple[set[Key], set[Key]]] = defaultdict(lambda: (set(), set()))
-        for key in gone:
-            partitions[(month_of(key[1]), dataset.user_range(key[0]))][0].add(key)
-        for key in fetch_keys:
-            partitions[(month_of(key[1]), dataset.user_range(key[0]))][1].add(key)
-        for (month, user_range), (part_gone, part_fetch) in sorted(partitions.items()):
-            existing = [
-                f
-                for f in files
-                if f.table == dataset.name and f.month == month and (f.first_user, f.last_user) == user_range
-            ]
-            append_only = not part_gone and len(existing) < MAX_FILES_PER_PARTITION
-            merged = [] if append_only else existing
-            if append_only and not part_fetch:
-                continue
-            part = _write_partition(
-                conn, root, dataset, month, user_range, merged, part_gone, part_fetch, users, report
+    jobs = _plan(conn, current, changes, users)
+    _run(conn, jobs, lambda job, db: _write_partition(db, root, job, users))
+    replaced = {f for job in jobs for f in job.merged}
+    files = [f for f in current.files if f not in replaced]
+    for job in jobs:
+        report.rows_from_database += job.rows_from_database
+        if job.written is not None:
+            path, rows = job.written
+            size = path.stat().st_size
+            files.append(
+                FileEntry(job.dataset.name, job.month, *job.user_range, str(path.relative_to(root)), rows, size)
             )
-            written = part.finish()
-            files = [f for f in files if f not in merged]
-            if written is not None:
-                path, rows = written
-                size = path.stat().st_size
-                files.append(FileEntry(dataset.name, month, *user_range, str(path.relative_to(root)), rows, size))
-                report.files_written += 1
-                report.rows_written += rows
-                report.bytes_written += size
+            report.files_written += 1
+            report.rows_written += rows
+            report.bytes_written += size
     return files
+
+
+def _run(conn: psycopg.Connection, jobs: list[_Job], work: Callable[[_Job, psycopg.Connection], None]) -> None:
+    """Run the jobs on `conn` and, when there are several, on a second connection reading the same
+    snapshot: the server's COPY and pyarrow's Parquet encoding of one job run while the other job
+    waits, so both cores work."""
+    if len(jobs) < 2:
+        for job in jobs:
+            work(job, conn)
+        return
+    snapshot = one_row(conn.execute("SELECT pg_export_snapshot()"))[0]
+    queue = iter(list(jobs))
+    lock = threading.Lock()
+
+    def drain(db: psycopg.Connection) -> None:
+        while True:
+            with lock:
+                job = next(queue, None)
+            if job is None:
+                return
+            work(job, db)
+
+    with psycopg.connect(conn.info.dsn, password=conn.info.password) as other, other.transaction():
+        other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        other.execute("SET LOCAL TimeZone = 'UTC'")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            helper = pool.submit(drain, other)
+            try:
+                drain(conn)
+            finally:
+                queue = iter(())  # the helper stops after its current job when this one fails
+                helper.result()
+
+
+def _with_rows(conn: psycopg.Connection, dataset: Dataset, keys: set[Key], users: dict[int, User]) -> list[Key]:
+    """The keys whose participant has any row of the table in the span of their month's days: one
+    query per month (an index probe per participant), so that a table a cohort does not have, or
+    a month without its rows, costs no fetch per participant-day."""
+    by_month: dict[str, dict[int, list[dt.date]]] = defaultdict(lambda: defaultdict(list))
+    for user_id, day in keys:
+        by_month[month_of(day)][user_id].append(day)
+    kept: list[Key] = []
+    for month_days in by_month.values():
+        spans = []
+        for user_id, days in month_days.items():
+            first, last = windows(dataset, users[user_id], [min(days), max(days)])
+            spans.append((user_id, first[1], last[1], first[2], last[3]))
+        present = _present(conn, dataset, spans)
+        kept.extend((user_id, day) for user_id in present for day in month_days[user_id])
+    return kept
+
+
+def _present(conn: psycopg.Connection, dataset: Dataset, spans: list[tuple]) -> set[int]:
+    """Of the (user, first day, last day, lo, hi) spans, the users with a row of the table in theirs.
+
+    Tables keyed (user_id, time, ...): one index probe per participant (LATERAL ... ORDER BY time
+    LIMIT 1, an index scan that stops at the first row). Rollups and imputed values, keyed (user_id,
+    metric, field, time), have no index that finds a participant's first row in a span cheaply:
+    for them, whether the table has any row in the month at all. Both also take the month's whole
+    span as constants, so that only its chunks are planned: a month without chunks costs nothing.
+    """
+    if dataset.window is DayWindow.DATE:
+        time, lo, hi = "t.day", min(span[1] for span in spans), max(span[2] for span in spans) + ONE_DAY
+        mine = "t.day BETWEEN s.first AND s.last"
+    else:
+        time, lo, hi = f"t.{dataset.time_column}", min(span[3] for span in spans), max(span[4] for span in spans)
+        mine = f"{time} >= s.lo AND {time} < s.hi"
+    month = f"{time} >= %s AND {time} < %s"
+    if dataset.sort[1] != time.removeprefix("t."):
+        row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {dataset.name} t WHERE {month})", [lo, hi]).fetchone()
+        return {span[0] for span in spans} if row and row[0] else set()
+    rows = conn.execute(
+        "SELECT s.user_id FROM unnest(%s::int[], %s::date[], %s::date[], %s::timestamptz[], %s::timestamptz[]) "
+        f"AS s(user_id, first, last, lo, hi) CROSS JOIN LATERAL (SELECT 1 FROM {dataset.name} t "
+        f"WHERE t.user_id = s.user_id AND {mine} AND {month} ORDER BY {time} LIMIT 1) AS found",
+        [*(list(column) for column in zip(*spans, strict=True)), lo, hi],
+    )
+    return {user_id for (user_id,) in rows}
+
+
+def _withdrawn(current: Manifest, users: dict[int, User]) -> list[tuple[int, int]]:
+    """(participant, days the lake held) of those the lake has days of but the database no longer has."""
+    import pyarrow.compute as pc
+
+    held = {u for family in FAMILIES for u in pc.unique(current.days[family]["user_id"]).to_pylist()}
+    tally = pc.value_counts(current.days["raw"]["user_id"])
+    counts = dict(zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True))
+    return [(u, counts.get(u, 0)) for u in sorted(held - set(users))]
 
 
 def _collect_garbage(root: Path, kept: Manifest, report: SyncReport) -> None:

@@ -88,7 +88,7 @@ def windows(
 
 def fetch(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tuple]):
     """The dataset's rows of these (user, day, lo, hi) windows as an Arrow table (lake schema)."""
-    import pyarrow.csv as pacsv
+    import pyarrow as pa
 
     target = schema(dataset)
     if not day_windows:
@@ -115,27 +115,35 @@ def fetch(conn: psycopg.Connection, dataset: Dataset, day_windows: Sequence[tupl
         if binary is not None:
             return binary
     bound = psycopg.ClientCursor(conn).mogrify(query, params)
-    buffer = io.BytesIO()
-    with conn.cursor().copy(f"COPY ({bound}) TO STDOUT (FORMAT csv)") as copy:
-        for block in copy:
-            buffer.write(block)
-    if buffer.tell() == 0:
-        return target.empty_table()
-    buffer.seek(0)
     fields = [Field("ledger_day", "date"), *dataset.fields]
-    table = pacsv.read_csv(
+    parsed = pa.schema([pa.field(f.name, _csv_type(f)) for f in fields])
+    return conform(copy_csv(conn, bound, parsed), target)
+
+
+def copy_csv(conn: psycopg.Connection, query: str, columns):
+    """The rows of a bound query as an Arrow table of the given schema, through one CSV COPY
+    parsed by pyarrow (no Python object per value)."""
+    import pyarrow.csv as pacsv
+
+    from fitpipe.output.export import copy_out
+
+    buffer = io.BytesIO()
+    copy_out(conn, f"COPY ({query}) TO STDOUT (FORMAT csv)", buffer)
+    if buffer.tell() == 0:
+        return columns.empty_table()
+    buffer.seek(0)
+    return pacsv.read_csv(
         buffer,
-        read_options=pacsv.ReadOptions(column_names=[f.name for f in fields]),
+        read_options=pacsv.ReadOptions(column_names=columns.names),
         convert_options=pacsv.ConvertOptions(
-            column_types={f.name: _csv_type(f) for f in fields},
+            column_types={f.name: f.type for f in columns},
             true_values=["t"],
             false_values=["f"],
             null_values=[""],
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
-    )
-    return conform(table, target)
+    ).cast(columns)
 
 
 _EPOCH_2000_US = 946_684_800_000_000
