@@ -238,8 +238,9 @@ class PartFile:
         self.schema = schema(dataset)
         # Instants on a regular grid delta-encode to almost nothing (a participant-month of 1 Hz
         # heart rate: 6.3 MB with dictionary/plain encodings everywhere, 0.59 MB with delta
-        # instants and byte-stream-split floats). Floats stay PLAIN: byte-stream-split saved only
-        # 7% more on wearipedia's heart rate, and Spark before 4.3 cannot read it at all.
+        # instants and byte-stream-split floats). Floats stay PLAIN: Spark before 4.3 cannot read
+        # byte-stream-split, which saves 7-11% on whole-number heart rate (it halves only floats
+        # with full mantissas, such as the benchmark generator's; docs/lake.md#measured).
         encodings = {
             f.name: "DELTA_BINARY_PACKED" if f.pg_type == "timestamptz" else "PLAIN"
             for f in dataset.fields
