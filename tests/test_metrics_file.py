@@ -191,7 +191,13 @@ def test_sigterm_while_the_run_starts_still_writes_the_metrics_file(database_url
     path = tmp_path / "fitpipe.prom"
     run = popen(database_url, "backfill", "--start", "2024-01-01", "--end", "2024-01-02", "--metrics-file", str(path))
     try:
-        time.sleep(0.3)
+        # A SIGTERM before the interpreter runs fitpipe's first line can only kill it; what is
+        # tested is the window after that, while the libraries load. Wait until the process
+        # catches SIGTERM (its SigCgt mask in /proc), not for a fixed time that a loaded machine
+        # can overrun.
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(run.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -201,3 +207,12 @@ def test_sigterm_while_the_run_starts_still_writes_the_metrics_file(database_url
     after = metric_values(path)
     assert after[("fitpipe_run_success", "backfill")] == 0
     assert after[("fitpipe_run_failures", "backfill")] >= 1
+
+
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            mask = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
